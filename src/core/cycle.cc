@@ -1,0 +1,61 @@
+#include "core/cycle.h"
+
+#include "config.h"
+#include "core/strings.h"
+
+namespace baton {
+
+std::string Cycle::error_log_path() const {
+  if (!opts.error_log.empty()) return resolve_path(opts.prefix, opts.error_log);
+  if (!main.error_log.empty()) return resolve_path(opts.prefix, main.error_log);
+  return resolve_path(opts.prefix, BATON_ERROR_LOG_PATH);
+}
+
+std::string Cycle::open_listeners() {
+  for (auto& group : http->listens) {
+    auto ls = std::make_unique<Listening>();
+    ls->addr = group->addr;
+    ls->opts = group->opts;
+    ls->key = "tcp:" + group->addr.to_string();
+    ls->ctx = group.get();
+    std::string err;
+    ls->fd = open_listener(ls->addr, ls->opts, &err);
+    if (!ls->fd) return err;
+    listening.push_back(std::move(ls));
+  }
+  return "";
+}
+
+std::unique_ptr<Cycle> load_cycle(const Options& opts) {
+  auto cycle = std::make_unique<Cycle>();
+  cycle->opts = opts;
+  cycle->conf = read_conf_file(opts.conf_path);
+  std::unique_ptr<ConfFile> globals;
+  if (!opts.globals.empty()) {
+    // -g 'key = value; key = value' is a [main] section given on the command line.
+    std::string text = "[main]\n";
+    std::string_view g = opts.globals;
+    while (!g.empty()) {
+      size_t semi = g.find(';');
+      std::string_view item = trim(g.substr(0, semi));
+      if (!item.empty()) text.append(item).push_back('\n');
+      if (semi == std::string_view::npos) break;
+      g.remove_prefix(semi + 1);
+    }
+    globals = std::make_unique<ConfFile>(read_conf_text("-g", text));
+  }
+  for (const ConfSection& sec : cycle->conf.sections) {
+    static const char* const kKnown[] = {"main", "http", "server", "location", "upstream"};
+    bool known = false;
+    for (const char* k : kKnown) known = known || sec.kind == k;
+    if (!known)
+      cycle->conf.fail(sec.line, "unknown section [" + sec.kind + (sec.arg.empty() ? "" : " " + sec.arg) + "]");
+  }
+  parse_main_conf(cycle->conf, globals.get(), &cycle->main);
+  cycle->http = http::parse_http_conf(cycle->conf, opts.prefix);
+  if (cycle->http->servers.empty())
+    throw ConfError(opts.conf_path + ":1: no [server] section: nothing to serve");
+  return cycle;
+}
+
+}  // namespace baton

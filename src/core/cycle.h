@@ -1,0 +1,44 @@
+// A configuration generation: the files read, the [main] settings and the HTTP configuration, plus
+// the listening sockets opened for it. The master makes one at start-up (and, later, one per reload);
+// workers are forked with it.
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "core/conf.h"
+#include "event/listener.h"
+#include "http/http_config.h"
+
+namespace baton {
+
+struct Options {
+  std::string prefix;        // absolute
+  std::string conf_path;     // absolute
+  std::string error_log;     // -e, "" if not given
+  std::string globals;       // -g
+  bool test = false;         // -t
+  bool dump = false;         // -T
+  bool quiet = false;        // -q
+  std::string signal;        // -s
+  std::string exe_path;      // absolute path of this binary
+};
+
+struct Cycle {
+  Options opts;
+  ConfFile conf;
+  MainConf main;
+  std::unique_ptr<http::HttpConf> http;
+  std::vector<std::unique_ptr<Listening>> listening;
+
+  std::string pid_path() const { return resolve_path(opts.prefix, main.pid); }
+  std::string error_log_path() const;
+  // Opens every listening socket of the HTTP configuration. Returns an error text or "".
+  std::string open_listeners();
+};
+
+// Reads and checks the whole configuration. Throws ConfError ("file:line: message").
+std::unique_ptr<Cycle> load_cycle(const Options& opts);
+
+}  // namespace baton

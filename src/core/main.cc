@@ -1,0 +1,193 @@
+// baton's entry point: the command line (nginx's habits), -t/-T, -s, and the start of the master.
+#include <errno.h>
+#include <signal.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <fstream>
+#include <iostream>
+
+#include "config.h"
+#include "core/clock.h"
+#include "core/cycle.h"
+#include "core/log.h"
+#include "core/master.h"
+#include "os/unix/process.h"
+
+namespace baton {
+namespace {
+
+void usage(FILE* out) {
+  fprintf(out,
+          "Usage: baton [-?hvVtTq] [-s signal] [-p prefix] [-e filename] [-c filename] [-g directives]\n"
+          "\n"
+          "Options:\n"
+          "  -?,-h         : this help\n"
+          "  -v            : show version and exit\n"
+          "  -V            : show version and configure options then exit\n"
+          "  -t            : test configuration and exit\n"
+          "  -T            : test configuration, dump it and exit\n"
+          "  -q            : suppress non-error messages during configuration testing\n"
+          "  -s signal     : send signal to a master process: stop, quit, reopen, reload, upgrade\n"
+          "  -p prefix     : set prefix path (default: " BATON_PREFIX "/)\n"
+          "  -e filename   : set error log file (default: " BATON_ERROR_LOG_PATH ")\n"
+          "  -c filename   : set configuration file (default: " BATON_CONF_PATH ")\n"
+          "  -g directives : set [main] settings: 'key = value; key = value'\n");
+}
+
+std::string absolute(const std::string& path) {
+  if (path.empty() || path[0] == '/') return path;
+  char cwd[4096];
+  if (!getcwd(cwd, sizeof(cwd))) return path;
+  return std::string(cwd) + "/" + path;
+}
+
+int send_signal(const Options& opts) {
+  static const struct {
+    const char* name;
+    int sig;
+  } kSignals[] = {{"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}, {"reload", SIGHUP}, {"upgrade", SIGUSR2}};
+  int sig = 0;
+  for (const auto& s : kSignals)
+    if (opts.signal == s.name) sig = s.sig;
+  if (!sig) {
+    fprintf(stderr, "baton: invalid option: \"-s %s\" (stop, quit, reopen, reload or upgrade)\n", opts.signal.c_str());
+    return 1;
+  }
+  // The pid file's location comes from the configuration; a broken file must not hide the master.
+  std::string pid_path;
+  try {
+    auto cycle = load_cycle(opts);
+    pid_path = cycle->pid_path();
+  } catch (const ConfError& e) {
+    MainConf m;
+    pid_path = resolve_path(opts.prefix, BATON_PID_PATH);
+    fprintf(stderr, "baton: [warn] %s; using the pid file %s\n", e.what(), pid_path.c_str());
+  }
+  std::ifstream in(pid_path);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) {
+    fprintf(stderr, "baton: [error] invalid or missing pid file \"%s\"\n", pid_path.c_str());
+    return 1;
+  }
+  if (kill(static_cast<pid_t>(pid), sig) < 0) {
+    fprintf(stderr, "baton: [error] kill(%ld, %d) failed (%s)\n", pid, sig, strerror(errno));
+    return 1;
+  }
+  return 0;
+}
+
+int run() {
+  // The title was rewritten over argv: read the copy.
+  std::vector<const char*> args;
+  for (const std::string& a : saved_argv()) args.push_back(a.c_str());
+  int argc = static_cast<int>(args.size());
+  const char* const* argv = args.data();
+  Options opts;
+  bool show_version = false, show_configure = false;
+  std::string conf_arg, prefix_arg;
+  for (int i = 1; i < argc; i++) {
+    const char* a = argv[i];
+    if (a[0] != '-' || a[1] == '\0') {
+      fprintf(stderr, "baton: invalid option: \"%s\"\n", a);
+      usage(stderr);
+      return 1;
+    }
+    for (const char* p = a + 1; *p; p++) {
+      auto value = [&](std::string* dst) -> bool {
+        if (p[1]) {
+          *dst = p + 1;
+        } else if (i + 1 < argc) {
+          *dst = argv[++i];
+        } else {
+          fprintf(stderr, "baton: option \"-%c\" requires an argument\n", *p);
+          return false;
+        }
+        return true;
+      };
+      switch (*p) {
+        case '?':
+        case 'h': usage(stdout); return 0;
+        case 'v': show_version = true; continue;
+        case 'V': show_version = show_configure = true; continue;
+        case 't': opts.test = true; continue;
+        case 'T': opts.test = opts.dump = true; continue;
+        case 'q': opts.quiet = true; continue;
+        case 'p':
+          if (!value(&prefix_arg)) return 1;
+          break;
+        case 'c':
+          if (!value(&conf_arg)) return 1;
+          break;
+        case 'e':
+          if (!value(&opts.error_log)) return 1;
+          break;
+        case 'g':
+          if (!value(&opts.globals)) return 1;
+          break;
+        case 's':
+          if (!value(&opts.signal)) return 1;
+          break;
+        default:
+          fprintf(stderr, "baton: invalid option: \"%c\"\n", *p);
+          usage(stderr);
+          return 1;
+      }
+      break;  // an option with a value ends this argument
+    }
+  }
+  if (show_version) {
+    printf("baton version: baton/%s\n", BATON_VERSION);
+    if (show_configure) {
+      printf("built by %s\n", BATON_CC_VERSION);
+      printf("configure arguments: %s\n", BATON_CONFIGURE_ARGS);
+    }
+    if (!opts.test && opts.signal.empty()) return 0;
+  }
+  opts.prefix = absolute(prefix_arg.empty() ? std::string(BATON_PREFIX) : prefix_arg);
+  while (opts.prefix.size() > 1 && opts.prefix.back() == '/') opts.prefix.pop_back();
+  opts.conf_path = conf_arg.empty() ? resolve_path(opts.prefix, BATON_CONF_PATH) : absolute(conf_arg);
+  opts.exe_path = executable_path(saved_argv()[0].c_str());
+
+  if (!opts.signal.empty()) return send_signal(opts);
+
+  std::unique_ptr<Cycle> cycle;
+  try {
+    cycle = load_cycle(opts);
+  } catch (const ConfError& e) {
+    fprintf(stderr, "baton: [emerg] %s\n", e.what());
+    if (opts.test) fprintf(stderr, "baton: configuration file %s test failed\n", opts.conf_path.c_str());
+    return 1;
+  }
+  if (opts.test) {
+    if (!opts.quiet) {
+      fprintf(stderr, "baton: the configuration file %s syntax is ok\n", opts.conf_path.c_str());
+      fprintf(stderr, "baton: configuration file %s test is successful\n", opts.conf_path.c_str());
+    }
+    if (opts.dump) {
+      std::ifstream in(opts.conf_path, std::ios::binary);
+      printf("# configuration file %s:\n", opts.conf_path.c_str());
+      fflush(stdout);
+      std::cout << in.rdbuf();
+      std::cout.flush();
+    }
+    return 0;
+  }
+
+  std::string err = ErrorLog::open(cycle->error_log_path(), cycle->main.log_level);
+  if (!err.empty()) {
+    fprintf(stderr, "baton: [emerg] %s\n", err.c_str());
+    return 1;
+  }
+  return master_process_main(std::move(cycle));
+}
+
+}  // namespace
+}  // namespace baton
+
+int main(int argc, char** argv) {
+  baton::init_proc_title(argc, argv);
+  baton::Clock::update();
+  return baton::run();
+}

@@ -1,0 +1,54 @@
+// Listening sockets as a worker sees them: the socket the master opened, what it is for, and the
+// accept watcher. Accepting stops when the worker is at worker_connections and resumes below it.
+#pragma once
+
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "event/connection.h"
+
+namespace baton {
+
+struct Listening {
+  SockAddr addr;
+  ListenOptions opts;
+  Fd fd;
+  // The key under which the socket is known across reloads and upgrades: address and the options
+  // that change how it is accepted.
+  std::string key;
+  void* ctx = nullptr;  // the protocol's data for this address (http: the servers on it)
+};
+
+class Acceptor {
+ public:
+  using Handler = void (*)(void* arg, Fd fd, const SockAddr& peer, Listening* ls);
+
+  Acceptor(EventLoop* loop, ConnectionList* conns, size_t max_conns, Handler handler, void* arg);
+  ~Acceptor();
+  void add(Listening* ls);
+  // Stops accepting on every socket for good (graceful shutdown); the sockets stay open.
+  void stop();
+  // Resumes after a pause for worker_connections when the count has dropped.
+  void on_connections_changed();
+
+ private:
+  struct Watcher {
+    ev_io io;
+    Listening* ls;
+    Acceptor* owner;
+  };
+  static void accept_cb(struct ev_loop*, ev_io* w, int);
+  void pause(bool paused);
+
+  EventLoop* loop_;
+  ConnectionList* conns_;
+  size_t max_conns_;
+  Handler handler_;
+  void* arg_;
+  std::vector<Watcher*> watchers_;
+  bool paused_ = false;
+  bool stopped_ = false;
+};
+
+}  // namespace baton

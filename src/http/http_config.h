@@ -1,0 +1,113 @@
+// The [http], [server] and [location] sections turned into the objects requests are routed by:
+// settings inherited http -> server -> location, listen addresses grouped with their servers.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "core/conf.h"
+#include "os/unix/socket.h"
+
+namespace baton::http {
+
+class MimeTypes;
+struct AccessLogFile;
+
+enum class Symlinks { kOff, kOn, kOutsideRoot };
+enum class LogFormat { kCombined, kJson };
+
+// Every key that may stand in [http], [server] or [location] and is inherited downwards.
+struct Settings {
+  std::string root;  // absolute; empty = the prefix's html/
+  std::vector<std::string> index = {"index.html"};
+  std::string default_type = "application/octet-stream";
+  int64_t keepalive_timeout_ms = 75000;
+  uint64_t keepalive_requests = 1000;
+  int64_t client_header_timeout_ms = 60000;
+  int64_t client_body_timeout_ms = 60000;
+  int64_t send_timeout_ms = 60000;
+  uint64_t client_max_body_size = 1024 * 1024;
+  uint64_t client_header_buffer_size = 8192;
+  int64_t expires_ms = -1;  // -1: off
+  Symlinks disable_symlinks = Symlinks::kOutsideRoot;
+  std::shared_ptr<AccessLogFile> access_log;  // null: off
+  LogFormat access_log_format = LogFormat::kCombined;
+};
+
+enum class MatchKind { kExact, kPrefix, kPrefixNoRegex };
+
+struct Location {
+  MatchKind kind = MatchKind::kPrefix;
+  std::string match;
+  int line = 0;
+  Settings s;
+  bool has_alias = false;
+  std::string alias;
+  std::vector<std::string> try_files;
+  int return_code = 0;  // 0: no return
+  std::string return_text;
+  bool implicit = false;  // made up for a server without a matching location
+};
+
+struct Server {
+  std::string name;  // the section's own name, for logs
+  int line = 0;
+  Settings s;
+  std::vector<std::string> exact_names;
+  std::vector<std::string> wildcard_suffixes;  // "*.example.com" kept as ".example.com"
+  std::vector<std::unique_ptr<Location>> locations;
+  std::unordered_map<std::string, Location*> exact_locations;
+  std::vector<Location*> prefix_locations;  // longest first
+  std::unique_ptr<Location> fallback;       // serves what no location matches
+
+  const Location* find_location(std::string_view path) const;
+};
+
+// One listening address and the servers that share it.
+struct ListenGroup {
+  SockAddr addr;
+  ListenOptions opts;
+  std::string text;
+  int line = 0;
+  Server* default_server = nullptr;
+  bool explicit_default = false;
+  int default_line = 0;
+  std::vector<Server*> servers;
+  std::unordered_map<std::string, Server*> exact_names;
+  std::vector<std::pair<std::string, Server*>> wildcards;  // longest suffix first
+
+  // host: the Host header without port, lower-cased.
+  Server* find_server(std::string_view host) const;
+};
+
+struct AccessLogFile {
+  std::string path;
+  int fd = -1;
+  std::string buf;  // this process's pending lines
+  ~AccessLogFile();
+  std::string open();  // (re)opens; returns an error text or ""
+  void flush();
+};
+
+struct HttpConf {
+  std::string prefix;
+  Settings base;
+  std::shared_ptr<MimeTypes> types;
+  std::vector<std::unique_ptr<Server>> servers;
+  std::vector<std::unique_ptr<ListenGroup>> listens;
+  std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
+  uint64_t max_header_buffer = 8192;
+
+  // Opens (or reopens) every access log; returns the first error or "".
+  std::string open_logs();
+  void flush_logs();
+};
+
+// Builds the HTTP configuration; throws ConfError with file:line.
+std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::string& prefix);
+
+}  // namespace baton::http

@@ -1,0 +1,717 @@
+#include "http/http_connection.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "event/listener.h"
+#include "http/http_log.h"
+#include "http/http_response.h"
+#include "http/http_static.h"
+#include "http/http_worker.h"
+
+namespace baton::http {
+
+namespace {
+
+// How long a connection that is being closed keeps reading (and discarding) what the client still
+// sends, so that the response is not destroyed by a reset.
+constexpr double kLingerSeconds = 2.0;
+
+inline double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+bool is_tchar(unsigned char c) {
+  if (c >= '0' && c <= '9') return true;
+  if ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') return true;
+  return strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != 0;
+}
+
+// RFC 9112 asks for CRLF line endings and forbids obs-fold in requests, and control characters have
+// no place in a head. llhttp accepts some of these forms, so the head is checked once more as a whole.
+bool head_is_clean(const char* p, const char* end) {
+  for (const char* s = p; s < end; s++) {
+    unsigned char c = static_cast<unsigned char>(*s);
+    if (c >= 0x20 && c != 0x7f) continue;
+    if (c == '\t') continue;
+    if (c == '\r') {
+      if (s + 1 >= end || s[1] != '\n') return false;
+      continue;
+    }
+    if (c == '\n') {
+      if (s == p || s[-1] != '\r') return false;
+      if (s + 1 < end && (s[1] == ' ' || s[1] == '\t')) return false;  // obs-fold
+      continue;
+    }
+    return false;
+  }
+  return true;
+}
+
+// The status for a head llhttp refused.
+int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end) {
+  if (err == HPE_INVALID_METHOD) {
+    // A well-formed token that is not a method we know: 501. Garbage: 400.
+    const char* s = head;
+    while (s < end && (*s == '\r' || *s == '\n')) s++;
+    const char* t = s;
+    while (t < end && is_tchar(static_cast<unsigned char>(*t))) t++;
+    if (t > s && t < end && *t == ' ') return 501;
+    return 400;
+  }
+  if (err == HPE_INVALID_VERSION) {
+    // "HTTP/d.d" that is well formed but not 1.x: 505.
+    const char* line_end = static_cast<const char*>(memchr(head, '\r', static_cast<size_t>(end - head)));
+    if (!line_end) line_end = end;
+    std::string_view line(head, static_cast<size_t>(line_end - head));
+    size_t sp = line.rfind(' ');
+    if (sp != std::string_view::npos) {
+      std::string_view v = line.substr(sp + 1);
+      if (v.size() == 8 && v.starts_with("HTTP/") && v[5] >= '0' && v[5] <= '9' && v[6] == '.' && v[7] >= '0' &&
+          v[7] <= '9')
+        return 505;
+    }
+    return 400;
+  }
+  if (err == HPE_INVALID_TRANSFER_ENCODING) return 501;
+  return 400;
+}
+
+}  // namespace
+
+const llhttp_settings_t* HttpConnection::settings() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_message_begin = on_message_begin;
+    st.on_url = on_url;
+    st.on_url_complete = on_url_complete;
+    st.on_header_field = on_header_field;
+    st.on_header_value = on_header_value;
+    st.on_headers_complete = on_headers_complete;
+    st.on_body = on_body;
+    st.on_message_complete = on_message_complete;
+    return st;
+  }();
+  return &s;
+}
+
+HttpConnection::HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, Listening* ls)
+    : Connection(worker->loop, worker->conns, std::move(fd), peer, ls),
+      worker_(worker),
+      group_(static_cast<ListenGroup*>(ls->ctx)) {
+  llhttp_init(&parser_, HTTP_REQUEST, settings());
+  parser_.data = this;
+}
+
+void HttpConnection::start() {
+  const Settings& s = group_->default_server->s;
+  set_deadline(seconds(s.client_header_timeout_ms));
+  want_read(true);
+}
+
+void HttpConnection::drain() {
+  draining_ = true;
+  if (phase_ == Phase::kIdle && in_.empty() && !blocked()) close();
+}
+
+// ---- reading --------------------------------------------------------------------------------
+
+void HttpConnection::on_readable() {
+  char* buf = worker_->in.data();
+  if (phase_ == Phase::kLinger || phase_ == Phase::kDone) {
+    // Nothing more will be answered: read and drop, until the client closes.
+    for (int i = 0; i < 16; i++) {
+      ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
+      if (n > 0) continue;
+      if (n < 0 && errno == EAGAIN) return;
+      if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+      close();
+      return;
+    }
+    return;
+  }
+  ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
+  if (n <= 0) {
+    if (n < 0 && errno == EAGAIN) return;
+    // The client closed or reset: nothing can be answered any more.
+    if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+    close();
+    return;
+  }
+  if (phase_ == Phase::kIdle && in_.empty()) set_deadline(seconds(settings_now().client_header_timeout_ms));
+  if (in_.empty()) {
+    size_t used = feed(buf, static_cast<size_t>(n));
+    if (!closed() && used < static_cast<size_t>(n) && phase_ != Phase::kDone)
+      in_.assign(buf + used, static_cast<size_t>(n) - used);
+  } else {
+    in_.append(buf, static_cast<size_t>(n));
+    size_t used = feed(in_.data(), in_.size());
+    if (!closed()) {
+      in_.erase(0, used);
+      if (in_.empty()) std::string().swap(in_);
+    }
+  }
+  if (closed()) return;
+  if (phase_ == Phase::kBody) set_deadline(seconds(settings_now().client_body_timeout_ms));
+  if (flush()) after_output();
+}
+
+size_t HttpConnection::feed(const char* data, size_t len) {
+  size_t pos = 0;
+  while (pos < len && !closed()) {
+    if (phase_ == Phase::kDone || phase_ == Phase::kLinger) break;
+    if (phase_ == Phase::kIdle && blocked()) break;  // answer in order: wait for the output
+    if (reparse_) {
+      llhttp_init(&parser_, HTTP_REQUEST, settings());
+      parser_.data = this;
+      reparse_ = false;
+      phase_ = Phase::kIdle;
+    }
+    const char* start = data + pos;
+    if (phase_ == Phase::kIdle) msg_start_ = start;
+    llhttp_errno_t err = llhttp_execute(&parser_, start, len - pos);
+    if (err == HPE_PAUSED) {
+      // A message is complete and answered; go on with what follows it (pipelining).
+      const char* stop = llhttp_get_error_pos(&parser_);
+      llhttp_resume(&parser_);
+      pos = static_cast<size_t>(stop - data);
+      continue;
+    }
+    if (err == HPE_OK) {
+      if (phase_ == Phase::kHead) {
+        // The head is not complete: keep it whole, and parse it again when the rest arrives.
+        size_t have = static_cast<size_t>(data + len - msg_start_);
+        if (have > group_->default_server->s.client_header_buffer_size) {
+          fail(url_end_ ? 431 : 414);
+          return len;
+        }
+        reparse_ = true;
+        return static_cast<size_t>(msg_start_ - data);
+      }
+      return len;
+    }
+    int status = error_status_;
+    if (!status) {
+      if (phase_ == Phase::kBody) status = 400;
+      else status = status_for_parse_error(err, msg_start_, data + len);
+    }
+    fail(status);
+    return len;
+  }
+  return pos;
+}
+
+int HttpConnection::on_message_begin(llhttp_t* p) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  c->phase_ = Phase::kHead;
+  c->url_end_ = nullptr;
+  c->error_status_ = 0;
+  c->clean_end_ = false;
+  c->body_received_ = 0;
+  c->request_start_ = c->loop_->now();
+  c->worker_->req.reset();
+  return 0;
+}
+
+int HttpConnection::on_url(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  Request& r = c->worker_->req;
+  r.target = std::string_view(at, len);
+  c->url_end_ = at + len;
+  uint64_t limit = c->group_->default_server->s.client_header_buffer_size;
+  if (static_cast<uint64_t>(c->url_end_ - c->msg_start_) > limit) {
+    c->error_status_ = 414;
+    return -1;
+  }
+  return 0;
+}
+
+int HttpConnection::on_url_complete(llhttp_t*) { return 0; }
+
+int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  if (c->phase_ != Phase::kHead) return 0;  // trailer fields of a chunked body are not kept
+  Request& r = c->worker_->req;
+  if (r.header_count == kMaxHeaders) {
+    c->error_status_ = 431;
+    return -1;
+  }
+  r.headers[r.header_count++] = Header{std::string_view(at, len), {}};
+  return 0;
+}
+
+int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  if (c->phase_ != Phase::kHead) return 0;
+  Request& r = c->worker_->req;
+  if (r.header_count == 0) return 0;
+  Header& h = r.headers[r.header_count - 1];
+  h.value = std::string_view(at, len);
+  uint64_t limit = c->group_->default_server->s.client_header_buffer_size;
+  if (c->msg_start_ && static_cast<uint64_t>(at + len - c->msg_start_) > limit) {
+    c->error_status_ = 431;
+    return -1;
+  }
+  std::string_view n = h.name;
+  switch (n.size()) {
+    case 4:
+      if (iequals(n, "host")) {
+        r.host = h.value;
+        r.host_count++;
+      }
+      break;
+    case 5:
+      if (iequals(n, "range")) r.range = h.value;
+      break;
+    case 6:
+      if (iequals(n, "expect")) r.expect = h.value;
+      break;
+    case 7:
+      if (iequals(n, "referer")) r.referer = h.value;
+      break;
+    case 8:
+      if (iequals(n, "if-range")) r.if_range = h.value;
+      break;
+    case 10:
+      if (iequals(n, "connection")) r.connection = h.value;
+      else if (iequals(n, "user-agent")) r.user_agent = h.value;
+      break;
+    case 13:
+      if (iequals(n, "if-none-match")) r.if_none_match = h.value;
+      break;
+    case 17:
+      if (iequals(n, "if-modified-since")) r.if_modified_since = h.value;
+      else if (iequals(n, "transfer-encoding")) r.transfer_encoding = h.value;
+      break;
+  }
+  return 0;
+}
+
+int HttpConnection::on_headers_complete(llhttp_t* p) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  c->handle_head();
+  if (c->error_status_) return -1;
+  c->phase_ = Phase::kBody;
+  return 0;
+}
+
+int HttpConnection::on_body(llhttp_t* p, const char*, size_t len) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  c->body_received_ += len;
+  if (c->body_received_ > c->body_limit_) {
+    c->error_status_ = 413;
+    return -1;
+  }
+  return 0;
+}
+
+int HttpConnection::on_message_complete(llhttp_t* p) {
+  auto* c = static_cast<HttpConnection*>(p->data);
+  c->handle_message_complete();
+  return HPE_PAUSED;
+}
+
+// ---- answering ------------------------------------------------------------------------------
+
+void HttpConnection::handle_head() {
+  HttpWorker* w = worker_;
+  Request& req = w->req;
+  if (!msg_start_) msg_start_ = req.target.data();
+  req.method_id = parser_.method;
+  req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+  req.version_major = parser_.http_major;
+  req.version_minor = parser_.http_minor;
+  requests_++;
+
+  // Checks llhttp leaves to the application.
+  const char* head_end = req.header_count ? req.headers[req.header_count - 1].value.data() +
+                                                req.headers[req.header_count - 1].value.size()
+                                          : url_end_;
+  if (req.version_major != 1) {
+    error_status_ = 505;
+    return;
+  }
+  // Bytes up to the end of the last header value; the terminating CRLF pair was checked by llhttp.
+  if (head_end && !head_is_clean(msg_start_, head_end)) {
+    error_status_ = 400;
+    return;
+  }
+  if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) {
+    error_status_ = 400;
+    return;
+  }
+  if (!req.transfer_encoding.empty()) {
+    if (!iequals(trim(req.transfer_encoding), "chunked")) {
+      error_status_ = 501;
+      return;
+    }
+    if (req.version_minor == 0) {
+      // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
+      error_status_ = 400;
+      return;
+    }
+  }
+  if (req.host_count > 1 || (req.host_count == 0 && req.version_minor >= 1)) {
+    error_status_ = 400;
+    return;
+  }
+  // Host without port, lower-cased, for virtual server lookup.
+  std::string_view host = trim(req.host);
+  if (!host.empty()) {
+    size_t end = host.size();
+    if (host[0] == '[') {
+      size_t close = host.find(']');
+      if (close == std::string_view::npos) {
+        error_status_ = 400;
+        return;
+      }
+      end = close + 1;
+    } else {
+      size_t colon = host.rfind(':');
+      if (colon != std::string_view::npos) end = colon;
+    }
+    req.host_lower.reserve(end);
+    for (size_t i = 0; i < end; i++) {
+      char ch = host[i];
+      if (ch == '/' || ch == '\\' || ch == ' ') {
+        error_status_ = 400;
+        return;
+      }
+      req.host_lower.push_back(ascii_lower(ch));
+    }
+    if (!req.host_lower.empty() && req.host_lower.back() == '.') req.host_lower.pop_back();
+  }
+  server_ = group_->find_server(req.host_lower);
+
+  if (req.method_id == HTTP_CONNECT || req.target.empty() || req.target[0] != '/') {
+    // Absolute-form is legal in a request, but only proxies are asked that way; take the path.
+    std::string_view t = req.target;
+    if (req.method_id != HTTP_CONNECT && (istarts_with(t, "http://") || istarts_with(t, "https://"))) {
+      size_t scheme = t.find("://") + 3;
+      size_t slash = t.find('/', scheme);
+      req.target = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
+    } else if (!(req.method_id == HTTP_OPTIONS && t == "*")) {
+      error_status_ = 400;
+      return;
+    }
+  }
+  if (req.target == "*") {
+    req.path = "*";
+  } else if (!normalize_path(req.target, &req.path, &req.query)) {
+    error_status_ = 400;
+    return;
+  }
+
+  location_ = server_->find_location(req.path);
+  const Settings& s = location_->s;
+
+  req.chunked = (parser_.flags & F_CHUNKED) != 0;
+  req.content_length = (parser_.flags & F_CONTENT_LENGTH) ? parser_.content_length : 0;
+  req.has_body = req.chunked || req.content_length > 0;
+  body_limit_ = s.client_max_body_size ? s.client_max_body_size : UINT64_MAX;
+  if (req.content_length > body_limit_) {
+    error_status_ = 413;
+    return;
+  }
+
+  keep_alive_ = llhttp_should_keep_alive(&parser_) && !draining_ && !w->draining() &&
+                requests_ < s.keepalive_requests;
+
+  bool expect_continue = false;
+  if (!req.expect.empty()) {
+    if (!iequals(trim(req.expect), "100-continue")) {
+      error_status_ = 417;
+      return;
+    }
+    expect_continue = req.has_body && req.version_minor >= 1;
+  }
+
+  Reply& r = reply_;
+  r.out = &w->out;
+  r.head_only = req.method_id == HTTP_HEAD;
+  r.keep_alive = keep_alive_;
+  r.http10 = req.version_minor == 0;
+  r.status = 0;
+  r.body_bytes = 0;
+  r.file.reset();
+  r.file_offset = 0;
+  r.file_bytes = 0;
+
+  if (expect_continue) w->out.append("HTTP/1.1 100 Continue\r\n\r\n");
+  size_t mark = w->out.size();
+
+  if (location_->return_code) {
+    reply_return(&r, location_, req);
+  } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
+    serve_static(w, server_, location_, req, &r);
+  } else if (req.method_id == HTTP_OPTIONS) {
+    ResponseHead h;
+    h.status = 204;
+    h.keep_alive = r.keep_alive;
+    h.http10 = r.http10;
+    begin_head(r.out, h);
+    r.out->append("Allow: GET, HEAD, OPTIONS\r\n");
+    end_head(r.out, h);
+    r.status = 204;
+  } else {
+    reply_error(&r, 405, s);
+    // The Allow header belongs in the head: put it right after the status line and fixed headers.
+    size_t head_end_pos = r.out->find("\r\n\r\n", mark);
+    if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
+  }
+  keep_alive_ = r.keep_alive;
+  file_pending_ = r.file.valid() && r.file_bytes > 0;
+  if (!file_pending_) r.file.reset();
+
+  if (req.has_body) {
+    // Answer once the body is read: a body that turns out too large must get 413 instead. The
+    // 100 Continue above goes out now.
+    held_out_.assign(*r.out, mark, std::string::npos);
+    r.out->resize(mark);
+    held_ = true;
+  }
+  if (req.has_body || file_pending_) save_log();
+  else log_request(r.status, r.body_bytes);
+}
+
+void HttpConnection::save_log() {
+  const Request& req = worker_->req;
+  log_pending_ = true;
+  pending_log_status_ = reply_.status;
+  pending_log_bytes_ = reply_.body_bytes;
+  pending_log_minor_ = req.version_minor;
+  pending_log_.clear();
+  pending_log_.append(req.method).push_back('\0');
+  pending_log_.append(req.target).push_back('\0');
+  pending_log_.append(req.referer).push_back('\0');
+  pending_log_.append(req.user_agent);
+}
+
+void HttpConnection::log_request(int status, uint64_t body_bytes) {
+  const Settings& s = settings_now();
+  bool from_pending = log_pending_;
+  log_pending_ = false;
+  if (!s.access_log) return;
+  LogEntry e;
+  e.peer = &peer_;
+  e.status = status;
+  e.body_bytes = body_bytes;
+  e.version_major = 1;
+  e.request_time = loop_->now() - request_start_;
+  if (from_pending) {
+    std::string_view v(pending_log_);
+    auto next = [&v]() {
+      size_t z = v.find('\0');
+      std::string_view part = v.substr(0, z);
+      v.remove_prefix(z == std::string_view::npos ? v.size() : z + 1);
+      return part;
+    };
+    e.method = next();
+    e.target = next();
+    e.referer = next();
+    e.user_agent = next();
+    e.version_minor = pending_log_minor_;
+  } else {
+    const Request& req = worker_->req;
+    e.method = req.method;
+    e.target = req.target;
+    e.version_minor = req.version_minor;
+    e.referer = req.referer;
+    e.user_agent = req.user_agent;
+  }
+  access_log(s, e);
+}
+
+void HttpConnection::handle_message_complete() {
+  phase_ = keep_alive_ ? Phase::kIdle : Phase::kDone;
+  clean_end_ = true;
+  if (held_) {
+    worker_->out.append(held_out_);
+    std::string().swap(held_out_);
+    held_ = false;
+    if (!file_pending_) log_request(pending_log_status_, pending_log_bytes_);
+  }
+}
+
+void HttpConnection::fail(int status) {
+  HttpWorker* w = worker_;
+  const Settings& s = settings_now();
+  if (held_) {
+    std::string().swap(held_out_);
+    held_ = false;
+  }
+  file_pending_ = false;
+  reply_.file.reset();
+  log_pending_ = false;
+  Reply r;
+  r.out = &w->out;
+  r.keep_alive = false;
+  reply_error(&r, status, s);
+  if (s.access_log) {
+    LogEntry e{};
+    e.peer = &peer_;
+    e.status = status;
+    e.body_bytes = r.body_bytes;
+    e.version_major = 1;
+    e.version_minor = 1;
+    if (phase_ == Phase::kBody) {
+      e.method = w->req.method;
+      e.target = w->req.target;
+    }
+    e.request_time = loop_->now() - request_start_;
+    access_log(s, e);
+  }
+  keep_alive_ = false;
+  clean_end_ = false;
+  phase_ = Phase::kDone;
+  reparse_ = false;
+}
+
+// ---- writing --------------------------------------------------------------------------------
+
+bool HttpConnection::flush() {
+  HttpWorker* w = worker_;
+  if (out_pos_ < out_.size() || !w->out.empty()) {
+    // Output the socket did not take earlier goes first.
+    iovec iov[2];
+    int n = 0;
+    if (out_pos_ < out_.size()) iov[n++] = {out_.data() + out_pos_, out_.size() - out_pos_};
+    if (!w->out.empty()) iov[n++] = {w->out.data(), w->out.size()};
+    size_t total = 0;
+    for (int i = 0; i < n; i++) total += iov[i].iov_len;
+    ssize_t sent = transport_->writev(fd(), iov, n);
+    if (sent < 0) {
+      if (errno != EAGAIN) {
+        w->out.clear();
+        if (log_pending_) log_request(pending_log_status_, 0);
+        close();
+        return false;
+      }
+      sent = 0;
+    }
+    size_t done = static_cast<size_t>(sent);
+    if (done < total) {
+      // Keep what is left, in order, in the connection's own buffer.
+      size_t old_left = out_.size() - out_pos_;
+      if (done < old_left) {
+        out_pos_ += done;
+        out_.append(w->out);
+      } else {
+        out_.assign(w->out, done - old_left, std::string::npos);
+        out_pos_ = 0;
+      }
+      w->out.clear();
+      wait_for_output();
+      return false;
+    }
+    w->out.clear();
+    if (out_.capacity()) std::string().swap(out_);
+    out_pos_ = 0;
+  }
+  if (file_pending_) {
+    Reply& r = reply_;
+    while (r.file_bytes > 0) {
+      size_t chunk = r.file_bytes > (1u << 20) ? (1u << 20) : static_cast<size_t>(r.file_bytes);
+      ssize_t sent = transport_->sendfile(fd(), r.file.get(), &r.file_offset, chunk);
+      if (sent < 0 && errno == EAGAIN) {
+        wait_for_output();
+        return false;
+      }
+      if (sent <= 0) {
+        if (sent == 0) log_error("file shrank while being sent to %s", peer_.to_string().c_str());
+        if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - r.file_bytes);
+        close();
+        return false;
+      }
+      r.file_bytes -= static_cast<uint64_t>(sent);
+    }
+    r.file.reset();
+    file_pending_ = false;
+    if (log_pending_ && !held_) log_request(pending_log_status_, pending_log_bytes_);
+  }
+  return true;
+}
+
+void HttpConnection::wait_for_output() {
+  want_write(true);
+  // Back-pressure: no new request is read while its predecessor's answer cannot leave. A body that
+  // is being discarded is still read.
+  if (phase_ == Phase::kIdle) want_read(false);
+  set_deadline(seconds(settings_now().send_timeout_ms));
+}
+
+void HttpConnection::on_writable() {
+  if (!flush()) return;
+  want_write(false);
+  after_output();
+}
+
+void HttpConnection::after_output() {
+  if (closed() || blocked()) return;
+  switch (phase_) {
+    case Phase::kDone:
+      finish_or_close();
+      return;
+    case Phase::kLinger:
+      return;
+    case Phase::kIdle:
+      if (!in_.empty()) {
+        process_held_input();
+        return;
+      }
+      if (draining_ || worker_->draining()) {
+        close();
+        return;
+      }
+      want_read(true);
+      if (requests_ > 0) {
+        clear_deadline();
+        set_deadline(seconds(settings_now().keepalive_timeout_ms));
+      }
+      return;
+    case Phase::kHead:
+    case Phase::kBody:
+      want_read(true);
+      return;
+  }
+}
+
+void HttpConnection::process_held_input() {
+  // Requests that arrived while an answer was still leaving.
+  want_read(true);
+  set_deadline(seconds(settings_now().client_header_timeout_ms));
+  size_t used = feed(in_.data(), in_.size());
+  if (closed()) return;
+  in_.erase(0, used);
+  if (in_.empty()) std::string().swap(in_);
+  if (flush()) after_output();
+}
+
+void HttpConnection::finish_or_close() {
+  // The request was read to its end and nothing else came: close at once. Otherwise the client may
+  // still be sending; shut our side and read what comes for a moment, so that the kernel does not
+  // answer those bytes with a reset that destroys the response before the client has read it.
+  if (clean_end_ && in_.empty()) {
+    close();
+    return;
+  }
+  phase_ = Phase::kLinger;
+  std::string().swap(in_);
+  ::shutdown(fd(), SHUT_WR);
+  want_write(false);
+  want_read(true);
+  clear_deadline();
+  set_deadline(kLingerSeconds);
+}
+
+void HttpConnection::on_timeout() {
+  // Header, body, send, keep-alive and linger timeouts all end the connection without a response:
+  // a client that stalls gets nothing more from us.
+  if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+  close();
+}
+
+}  // namespace baton::http

@@ -1,0 +1,115 @@
+// An HTTP/1.x connection: reads requests with llhttp, answers them in order (pipelining), keeps the
+// connection alive between requests, and enforces the header, body, send and keep-alive timeouts.
+//
+// Buffers: requests are parsed straight out of the worker's shared read buffer, and responses are
+// built in the worker's shared output buffer. A connection copies bytes into buffers of its own only
+// when it must wait: a request head that arrived in pieces, or output the socket did not take. An
+// idle keep-alive connection owns no buffer at all.
+#pragma once
+
+#include <llhttp.h>
+
+#include <string>
+
+#include "event/connection.h"
+#include "http/http_config.h"
+#include "http/http_request.h"
+
+namespace baton::http {
+
+class HttpWorker;
+
+// What a handler produces: the head and any in-memory body appended to *out, and optionally a file
+// part that follows it.
+struct Reply {
+  std::string* out = nullptr;
+  bool head_only = false;
+  bool keep_alive = true;
+  bool http10 = false;
+  int status = 0;
+  uint64_t body_bytes = 0;
+  Fd file;
+  off_t file_offset = 0;
+  uint64_t file_bytes = 0;
+};
+
+class HttpConnection final : public Connection {
+ public:
+  HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, Listening* ls);
+  void start();
+  void drain() override;
+
+ private:
+  // Where the connection is in reading requests. Whether output is waiting is separate (blocked()).
+  enum class Phase : uint8_t {
+    kIdle,    // between requests
+    kHead,    // inside a request head
+    kBody,    // the head is answered; reading (and discarding) its body
+    kDone,    // no more requests will be read: close once the output is out
+    kLinger,  // our side is shut; reading what the client still sends, then close
+  };
+
+  void on_readable() override;
+  void on_writable() override;
+  void on_timeout() override;
+
+  // Parses and answers what data holds; returns how many bytes were used. What is left must be kept
+  // by the caller (the start of a head, or requests held back while output drains).
+  size_t feed(const char* data, size_t len);
+  void handle_head();
+  void handle_message_complete();
+  void fail(int status);  // answers an error that ends the connection
+  // Writes the worker's output buffer, then the file part; false when the socket is full.
+  bool flush();
+  bool blocked() const { return out_pos_ < out_.size() || file_pending_; }
+  void after_output();
+  void wait_for_output();
+  void finish_or_close();
+  void process_held_input();
+  void save_log();
+  void log_request(int status, uint64_t body_bytes);
+  const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
+
+  static int on_message_begin(llhttp_t* p);
+  static int on_url(llhttp_t* p, const char* at, size_t len);
+  static int on_url_complete(llhttp_t* p);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t* settings();
+
+  HttpWorker* worker_;
+  ListenGroup* group_;
+  const Server* server_ = nullptr;
+  const Location* location_ = nullptr;
+  llhttp_t parser_;
+  Phase phase_ = Phase::kIdle;
+  bool reparse_ = false;       // in_ holds the start of a head: parse it again from its start
+  bool keep_alive_ = true;     // the response in progress keeps the connection
+  bool draining_ = false;
+  bool clean_end_ = false;     // the last request was read to its end without error
+  bool file_pending_ = false;  // reply_.file is being sent after the memory output
+  bool held_ = false;          // held_out_ waits for the end of the request body
+  bool log_pending_ = false;   // pending_log_ holds the entry to write when the response is done
+  int error_status_ = 0;       // set by a callback that refuses the request
+  uint32_t requests_ = 0;
+  const char* msg_start_ = nullptr;  // first byte of the head being parsed
+  const char* url_end_ = nullptr;
+  uint64_t body_received_ = 0;
+  uint64_t body_limit_ = 0;
+  double request_start_ = 0;
+
+  std::string in_;
+  std::string out_;
+  size_t out_pos_ = 0;
+  std::string held_out_;       // the answer to a request whose body is still arriving
+  Reply reply_;                // the file part being sent and its log entry
+  std::string pending_log_;    // method, target, referer, user agent of a response not yet done
+  uint64_t pending_log_bytes_ = 0;
+  int pending_log_status_ = 0;
+  int pending_log_minor_ = 1;
+};
+
+}  // namespace baton::http

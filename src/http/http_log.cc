@@ -1,0 +1,119 @@
+#include "http/http_log.h"
+
+#include <stdio.h>
+
+#include "core/clock.h"
+#include "core/strings.h"
+
+namespace baton::http {
+
+namespace {
+
+// Lines are written when the loop is about to block; a busy worker writes when this much is waiting.
+constexpr size_t kFlushAt = 64 * 1024;
+
+const char kHex[] = "0123456789ABCDEF";
+
+void append_or_dash(std::string* out, std::string_view v) {
+  if (v.empty()) out->push_back('-');
+  else append_escaped(out, v);
+}
+
+}  // namespace
+
+void append_escaped(std::string* out, std::string_view text) {
+  for (unsigned char c : text) {
+    if (c < 0x20 || c > 0x7e || c == '"' || c == '\\') {
+      out->append("\\x");
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+}
+
+void append_json_escaped(std::string* out, std::string_view text) {
+  for (unsigned char c : text) {
+    switch (c) {
+      case '"': out->append("\\\""); break;
+      case '\\': out->append("\\\\"); break;
+      case '\n': out->append("\\n"); break;
+      case '\r': out->append("\\r"); break;
+      case '\t': out->append("\\t"); break;
+      default:
+        if (c < 0x20 || c >= 0x7f) {
+          // Bytes that are not printable ASCII are kept readable and the line stays valid JSON.
+          out->append("\\u00");
+          out->push_back(kHex[c >> 4]);
+          out->push_back(kHex[c & 15]);
+        } else {
+          out->push_back(static_cast<char>(c));
+        }
+    }
+  }
+}
+
+void access_log(const Settings& s, const LogEntry& e) {
+  AccessLogFile* f = s.access_log.get();
+  if (!f) return;
+  std::string& b = f->buf;
+  char host[64];
+  size_t hn = e.peer->host_into(host, sizeof(host));
+  if (s.access_log_format == LogFormat::kCombined) {
+    // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+    b.append(host, hn);
+    b.append(" - - [");
+    b.append(Clock::log_date());
+    b.append("] \"");
+    if (e.method.empty()) {
+      b.push_back('-');
+    } else {
+      append_escaped(&b, e.method);
+      b.push_back(' ');
+      append_escaped(&b, e.target);
+      b.append(" HTTP/");
+      b.push_back(static_cast<char>('0' + e.version_major));
+      b.push_back('.');
+      b.push_back(static_cast<char>('0' + e.version_minor));
+    }
+    b.append("\" ");
+    append_uint(&b, static_cast<uint64_t>(e.status));
+    b.push_back(' ');
+    append_uint(&b, e.body_bytes);
+    b.append(" \"");
+    append_or_dash(&b, e.referer);
+    b.append("\" \"");
+    append_or_dash(&b, e.user_agent);
+    b.append("\"\n");
+  } else {
+    b.append("{\"time\":\"");
+    b.append(Clock::iso_date());
+    b.append("\",\"remote_addr\":\"");
+    append_json_escaped(&b, std::string_view(host, hn));
+    b.append("\",\"method\":\"");
+    append_json_escaped(&b, e.method);
+    b.append("\",\"uri\":\"");
+    append_json_escaped(&b, e.target);
+    b.append("\",\"protocol\":\"HTTP/");
+    b.push_back(static_cast<char>('0' + e.version_major));
+    b.push_back('.');
+    b.push_back(static_cast<char>('0' + e.version_minor));
+    b.append("\",\"status\":");
+    append_uint(&b, static_cast<uint64_t>(e.status));
+    b.append(",\"body_bytes_sent\":");
+    append_uint(&b, e.body_bytes);
+    b.append(",\"referer\":\"");
+    append_json_escaped(&b, e.referer);
+    b.append("\",\"user_agent\":\"");
+    append_json_escaped(&b, e.user_agent);
+    char rt[32];
+    int n = snprintf(rt, sizeof(rt), "%.3f", e.request_time < 0 ? 0.0 : e.request_time);
+    b.append("\",\"request_time\":");
+    b.append(rt, static_cast<size_t>(n));
+    b.append("}\n");
+  }
+  if (b.size() >= kFlushAt) f->flush();
+}
+
+}  // namespace baton::http

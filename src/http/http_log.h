@@ -1,0 +1,31 @@
+// The access log: nginx's combined format or one JSON object per line, buffered per worker and
+// written before the event loop blocks.
+#pragma once
+
+#include <cstdint>
+#include <string_view>
+
+#include "http/http_config.h"
+
+namespace baton::http {
+
+struct LogEntry {
+  const SockAddr* peer;
+  std::string_view method;
+  std::string_view target;
+  int version_major;
+  int version_minor;
+  int status;
+  uint64_t body_bytes;
+  std::string_view referer;
+  std::string_view user_agent;
+  double request_time;
+};
+
+void access_log(const Settings& s, const LogEntry& e);
+
+// Appends text escaped for the combined format ('"', '\\' and bytes outside 0x20..0x7e as \xHH).
+void append_escaped(std::string* out, std::string_view text);
+void append_json_escaped(std::string* out, std::string_view text);
+
+}  // namespace baton::http

@@ -1,0 +1,77 @@
+#include "http/http_request.h"
+
+#include "core/strings.h"
+
+namespace baton::http {
+
+std::string_view Request::header(std::string_view name) const {
+  for (size_t i = 0; i < header_count; i++)
+    if (iequals(headers[i].name, name)) return headers[i].value;
+  return {};
+}
+
+static int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+bool normalize_path(std::string_view target, std::string* out, std::string_view* query) {
+  out->clear();
+  *query = {};
+  if (target.empty() || target[0] != '/') return false;
+  size_t q = target.find('?');
+  std::string_view raw = target;
+  if (q != std::string_view::npos) {
+    *query = target.substr(q + 1);
+    raw = target.substr(0, q);
+  }
+  size_t hash = raw.find('#');
+  if (hash != std::string_view::npos) raw = raw.substr(0, hash);
+  out->reserve(raw.size());
+  // Decode first, then resolve segments on the decoded form, so that "%2e%2e" and "%2f" are
+  // treated exactly like what they stand for.
+  for (size_t i = 0; i < raw.size(); i++) {
+    char c = raw[i];
+    if (c == '%') {
+      if (i + 2 >= raw.size()) return false;
+      int hi = hex_value(raw[i + 1]);
+      int lo = hex_value(raw[i + 2]);
+      if (hi < 0 || lo < 0) return false;
+      c = static_cast<char>(hi * 16 + lo);
+      if (c == '\0') return false;
+      i += 2;
+    }
+    out->push_back(c);
+  }
+  // Resolve "//", "/./" and "/../" in place.
+  std::string& p = *out;
+  size_t w = 0;
+  size_t i = 0;
+  const size_t n = p.size();
+  while (i < n) {
+    // p[i] == '/' here: start of a segment.
+    size_t j = i + 1;
+    while (j < n && p[j] != '/') j++;
+    std::string_view seg(p.data() + i + 1, j - i - 1);
+    bool trailing = j == n;
+    if (seg.empty() || seg == ".") {
+      if (trailing) p[w++] = '/';
+    } else if (seg == "..") {
+      if (w == 0) return false;  // above the root
+      while (w > 0 && p[w - 1] != '/') w--;
+      if (w > 0) w--;  // drop the slash before the removed segment
+      if (trailing) p[w++] = '/';
+    } else {
+      p[w++] = '/';
+      for (size_t k = i + 1; k < j; k++) p[w++] = p[k];
+    }
+    i = j;
+  }
+  if (w == 0) p[w++] = '/';
+  p.resize(w);
+  return true;
+}
+
+}  // namespace baton::http

@@ -1,0 +1,70 @@
+// A request as the server sees it once its head is parsed: views into the connection's read buffer
+// (valid while the head is being handled) and the few decoded values routing needs.
+#pragma once
+
+#include <llhttp.h>
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+
+namespace baton::http {
+
+struct Header {
+  std::string_view name;
+  std::string_view value;
+};
+
+constexpr size_t kMaxHeaders = 100;
+
+struct Request {
+  std::string_view method;
+  std::string_view target;  // as sent
+  std::string_view query;   // after '?', without it
+  int method_id = 0;        // llhttp_method_t
+  int version_major = 1;
+  int version_minor = 1;
+  Header headers[kMaxHeaders];
+  size_t header_count = 0;
+
+  // Well-known headers, found while parsing.
+  std::string_view host;  // lower-cased copy in host_lower
+  std::string_view connection;
+  std::string_view user_agent;
+  std::string_view referer;
+  std::string_view if_none_match;
+  std::string_view if_modified_since;
+  std::string_view range;
+  std::string_view if_range;
+  std::string_view expect;
+  std::string_view transfer_encoding;
+  int host_count = 0;
+
+  std::string path;        // percent-decoded, normalised: always starts with '/'
+  std::string host_lower;  // Host without port, lower-cased
+  bool keep_alive = false;
+  bool has_body = false;   // a Content-Length > 0 or chunked
+  bool chunked = false;
+  uint64_t content_length = 0;
+
+  void reset() {
+    method = target = query = {};
+    header_count = 0;
+    host = connection = user_agent = referer = if_none_match = if_modified_since = range = if_range =
+        expect = transfer_encoding = {};
+    host_count = 0;
+    path.clear();
+    host_lower.clear();
+    keep_alive = false;
+    has_body = chunked = false;
+    content_length = 0;
+  }
+  std::string_view header(std::string_view name) const;
+};
+
+// Percent-decodes and normalises the path part of target into out ("/a/./b//c" -> "/a/b/c",
+// "/a/../b" -> "/b"). Returns false (400) for a path that climbs above "/", a NUL byte, a bad escape
+// or a target that is not origin-form.
+bool normalize_path(std::string_view target, std::string* out, std::string_view* query);
+
+}  // namespace baton::http

@@ -1,0 +1,106 @@
+#include "http/http_response.h"
+
+#include <array>
+#include <mutex>
+
+#include "config.h"
+#include "core/clock.h"
+#include "core/strings.h"
+
+namespace baton::http {
+
+const char kServerToken[] = "baton/" BATON_VERSION;
+
+const char* status_reason(int code) {
+  switch (code) {
+    case 100: return "Continue";
+    case 101: return "Switching Protocols";
+    case 200: return "OK";
+    case 201: return "Created";
+    case 202: return "Accepted";
+    case 204: return "No Content";
+    case 206: return "Partial Content";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 303: return "See Other";
+    case 304: return "Not Modified";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
+    case 400: return "Bad Request";
+    case 401: return "Unauthorized";
+    case 403: return "Forbidden";
+    case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
+    case 406: return "Not Acceptable";
+    case 408: return "Request Timeout";
+    case 409: return "Conflict";
+    case 410: return "Gone";
+    case 411: return "Length Required";
+    case 412: return "Precondition Failed";
+    case 413: return "Content Too Large";
+    case 414: return "URI Too Long";
+    case 415: return "Unsupported Media Type";
+    case 416: return "Range Not Satisfiable";
+    case 417: return "Expectation Failed";
+    case 421: return "Misdirected Request";
+    case 426: return "Upgrade Required";
+    case 429: return "Too Many Requests";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    case 505: return "HTTP Version Not Supported";
+  }
+  return "";
+}
+
+bool status_has_body(int code) { return code >= 200 && code != 204 && code != 304; }
+
+void begin_head(std::string* out, const ResponseHead& h) {
+  out->append("HTTP/1.1 ");
+  append_uint(out, static_cast<uint64_t>(h.status));
+  out->push_back(' ');
+  out->append(status_reason(h.status));
+  out->append("\r\nServer: ");
+  out->append(kServerToken);
+  out->append("\r\nDate: ");
+  out->append(Clock::http_date());
+  out->append("\r\n");
+  if (!h.content_type.empty()) {
+    out->append("Content-Type: ");
+    out->append(h.content_type);
+    out->append("\r\n");
+  }
+  if (h.content_length >= 0) {
+    out->append("Content-Length: ");
+    append_uint(out, static_cast<uint64_t>(h.content_length));
+    out->append("\r\n");
+  }
+}
+
+void end_head(std::string* out, const ResponseHead& h) {
+  if (!h.keep_alive) out->append("Connection: close\r\n\r\n");
+  else if (h.http10) out->append("Connection: keep-alive\r\n\r\n");
+  else out->append("\r\n");
+}
+
+std::string_view error_page(int code) {
+  static std::array<std::string, 600> pages;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    for (int c = 300; c < 600; c++) {
+      const char* reason = status_reason(c);
+      if (!*reason) continue;
+      std::string title = std::to_string(c) + " " + reason;
+      pages[static_cast<size_t>(c)] =
+          "<!DOCTYPE html>\n<html>\n<head><title>" + title + "</title></head>\n<body>\n<h1>" + title +
+          "</h1>\n<hr><p>" + kServerToken + "</p>\n</body>\n</html>\n";
+    }
+  });
+  if (code < 300 || code >= 600) return {};
+  return pages[static_cast<size_t>(code)];
+}
+
+}  // namespace baton::http

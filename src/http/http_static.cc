@@ -1,0 +1,547 @@
+#include "http/http_static.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/openat2.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <limits.h>
+#include <unistd.h>
+
+#include <unordered_map>
+
+#include "core/clock.h"
+#include "core/log.h"
+#include "core/strings.h"
+#include "http/http_mime.h"
+#include "http/http_response.h"
+
+namespace baton::http {
+
+namespace {
+
+// Files up to this size go out in the same write as the response head; larger ones by sendfile.
+constexpr uint64_t kInlineFileMax = 32 * 1024;
+// Multipart range answers are assembled in memory up to this size; past it the whole file is sent.
+constexpr uint64_t kMultipartMax = 4 * 1024 * 1024;
+constexpr int kMaxInternalRedirects = 10;
+
+void append_etag(std::string* out, const struct stat& st) {
+  char buf[48];
+  int n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", static_cast<unsigned long long>(st.st_mtime),
+                   static_cast<unsigned long long>(st.st_size));
+  out->append(buf, static_cast<size_t>(n));
+}
+
+std::string_view etag_of(const struct stat& st, char* buf) {
+  int n = snprintf(buf, 48, "\"%llx-%llx\"", static_cast<unsigned long long>(st.st_mtime),
+                   static_cast<unsigned long long>(st.st_size));
+  return {buf, static_cast<size_t>(n)};
+}
+
+// If-None-Match: a list of entity tags or "*"; compared weakly (RFC 9110 13.1.2).
+bool etag_list_matches(std::string_view list, std::string_view etag) {
+  list = trim(list);
+  if (list == "*") return true;
+  while (!list.empty()) {
+    size_t comma = list.find(',');
+    std::string_view item = trim(list.substr(0, comma));
+    if (item.starts_with("W/")) item.remove_prefix(2);
+    if (item == etag) return true;
+    if (comma == std::string_view::npos) break;
+    list.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+void append_header(std::string* out, std::string_view name, std::string_view value) {
+  out->append(name);
+  out->append(": ");
+  out->append(value);
+  out->append("\r\n");
+}
+
+// Where a request's files live: the location's root (path appended) or alias (prefix replaced).
+// rel points into a NUL-terminated std::string, so it can be handed to the kernel as it is.
+struct Target {
+  const std::string* base;  // directory
+  const char* rel;          // path below it, without the leading '/'; "" for the directory itself
+};
+
+Target map_path(const Location* loc, const std::string& path) {
+  const char* rest = path.c_str();
+  if (loc->has_alias && path.starts_with(loc->match)) rest += loc->match.size();
+  while (*rest == '/') rest++;
+  return {loc->has_alias ? &loc->alias : &loc->s.root, rest};
+}
+
+// Descriptors of the root directories, reopened at most once a second so that a root reached
+// through a link (a deploy's "current" symlink) follows the link soon after it changes.
+struct RootDir {
+  Fd fd;
+  time_t opened = 0;
+};
+std::unordered_map<const std::string*, RootDir>& root_dirs() {
+  static std::unordered_map<const std::string*, RootDir> dirs;
+  return dirs;
+}
+
+int root_fd(const std::string& base, int* err) {
+  RootDir& d = root_dirs()[&base];
+  if (!d.fd.valid() || d.opened != Clock::now()) {
+    int fd = ::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) {
+      *err = errno;
+      d.fd.reset();
+      return -1;
+    }
+    d.fd.reset(fd);
+    d.opened = Clock::now();
+  }
+  return d.fd.get();
+}
+
+// Opens base/rel so that the result cannot leave base through ".." or, unless allowed, through a
+// symbolic link: the kernel checks every step (openat2 RESOLVE_BENEATH / RESOLVE_NO_SYMLINKS).
+int open_beneath(const std::string& base, const char* rel, Symlinks policy, int* err) {
+  static bool have_openat2 = true;
+  constexpr int kFlags = O_RDONLY | O_CLOEXEC | O_NONBLOCK | O_NOCTTY;
+  int dir = root_fd(base, err);
+  if (dir < 0) return -1;
+  const char* r = *rel ? rel : ".";
+  if (policy == Symlinks::kOff) {
+    int fd = ::openat(dir, r, kFlags);
+    if (fd < 0) *err = errno;
+    return fd;
+  }
+  if (have_openat2) {
+    struct open_how how {};
+    how.flags = kFlags;
+    how.resolve = RESOLVE_BENEATH | (policy == Symlinks::kOn ? RESOLVE_NO_SYMLINKS : 0);
+    int fd = static_cast<int>(syscall(SYS_openat2, dir, r, &how, sizeof(how)));
+    if (fd >= 0) return fd;
+    if (errno != ENOSYS) {
+      *err = (errno == EXDEV || errno == ELOOP) ? EACCES : errno;
+      return -1;
+    }
+    have_openat2 = false;
+  }
+  // Kernels without openat2: open, then check where the file really is.
+  int fd = ::openat(dir, r, kFlags | (policy == Symlinks::kOn ? O_NOFOLLOW : 0));
+  if (fd < 0) {
+    *err = errno == ELOOP ? EACCES : errno;
+    return -1;
+  }
+  char real[PATH_MAX], root[PATH_MAX], proc[64];
+  snprintf(proc, sizeof(proc), "/proc/self/fd/%d", fd);
+  ssize_t n = readlink(proc, real, sizeof(real) - 1);
+  if (n < 0 || !realpath(base.c_str(), root)) {
+    ::close(fd);
+    *err = EACCES;
+    return -1;
+  }
+  real[n] = '\0';
+  size_t rl = strlen(root);
+  if (strncmp(real, root, rl) != 0 || (real[rl] != '/' && real[rl] != '\0')) {
+    ::close(fd);
+    *err = EACCES;
+    return -1;
+  }
+  return fd;
+}
+
+int status_for_errno(int e) {
+  switch (e) {
+    case ENOENT:
+    case ENOTDIR:
+    case ENAMETOOLONG:
+      return 404;
+    case EACCES:
+    case EPERM:
+      return 403;
+    case EMFILE:
+    case ENFILE:
+      return 503;
+  }
+  return 500;
+}
+
+void reply_simple(Reply* r, int status, std::string_view type, std::string_view body,
+                  std::string_view extra_headers = {}) {
+  ResponseHead h;
+  h.status = status;
+  h.keep_alive = r->keep_alive;
+  h.http10 = r->http10;
+  if (status_has_body(status)) {
+    h.content_type = type;
+    h.content_length = static_cast<int64_t>(body.size());
+  }
+  begin_head(r->out, h);
+  r->out->append(extra_headers);
+  end_head(r->out, h);
+  r->status = status;
+  if (!r->head_only && status_has_body(status)) {
+    r->out->append(body);
+    r->body_bytes = body.size();
+  }
+}
+
+void reply_redirect(Reply* r, int status, std::string_view location, const Settings& s) {
+  std::string& hdr = *r->out;
+  (void)s;
+  std::string_view body = error_page(status);
+  ResponseHead h;
+  h.status = status;
+  h.keep_alive = r->keep_alive;
+  h.http10 = r->http10;
+  h.content_type = "text/html";
+  h.content_length = static_cast<int64_t>(body.size());
+  begin_head(&hdr, h);
+  append_header(&hdr, "Location", location);
+  end_head(&hdr, h);
+  r->status = status;
+  if (!r->head_only) {
+    hdr.append(body);
+    r->body_bytes = body.size();
+  }
+}
+
+bool file_exists(const std::string& base, const char* rel, Symlinks policy, bool want_dir) {
+  int err = 0;
+  int fd = open_beneath(base, rel, policy, &err);
+  if (fd < 0) return false;
+  struct stat st;
+  bool ok = fstat(fd, &st) == 0 && (want_dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+  ::close(fd);
+  return ok;
+}
+
+// Sends an open regular file, with conditional and range handling.
+void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r, int fd,
+               const struct stat& st, std::string_view name_for_type) {
+  const Settings& s = loc->s;
+  Fd file(fd);
+  char etag_buf[48];
+  std::string_view etag = etag_of(st, etag_buf);
+  uint64_t size = static_cast<uint64_t>(st.st_size);
+
+  // Conditionals (RFC 9110 13.2.2): If-None-Match wins over If-Modified-Since.
+  bool not_modified = false;
+  if (!req.if_none_match.empty()) {
+    not_modified = etag_list_matches(req.if_none_match, etag);
+  } else if (!req.if_modified_since.empty()) {
+    time_t ims = parse_http_date(trim(req.if_modified_since));
+    not_modified = ims >= 0 && st.st_mtime <= ims;
+  }
+
+  std::string_view type = s.default_type;
+  if (const std::string* t = w->conf->types->lookup(name_for_type)) type = *t;
+
+  char lm[32];
+  format_http_date(st.st_mtime, lm);
+
+  auto common_headers = [&](std::string* out) {
+    append_header(out, "Last-Modified", std::string_view(lm, 29));
+    out->append("ETag: ");
+    append_etag(out, st);
+    out->append("\r\n");
+    if (s.expires_ms >= 0) {
+      char exp[32];
+      int64_t secs = s.expires_ms / 1000;
+      format_http_date(Clock::now() + secs, exp);
+      append_header(out, "Expires", std::string_view(exp, 29));
+      out->append("Cache-Control: max-age=");
+      append_uint(out, static_cast<uint64_t>(secs));
+      out->append("\r\n");
+    }
+  };
+
+  ResponseHead h;
+  h.keep_alive = r->keep_alive;
+  h.http10 = r->http10;
+
+  if (not_modified) {
+    h.status = 304;
+    begin_head(r->out, h);
+    common_headers(r->out);
+    end_head(r->out, h);
+    r->status = 304;
+    return;
+  }
+
+  // Ranges, unless If-Range names another version of the file.
+  std::vector<ByteRange>& ranges = w->ranges;
+  RangeResult rr = RangeResult::kIgnore;
+  if (!req.range.empty() && req.method_id == HTTP_GET) {
+    bool use = true;
+    if (!req.if_range.empty()) {
+      std::string_view ir = trim(req.if_range);
+      if (ir.starts_with("\"")) use = ir == etag;
+      else use = parse_http_date(ir) == st.st_mtime;
+    }
+    if (use) rr = parse_range(req.range, size, &ranges);
+  }
+
+  if (rr == RangeResult::kUnsatisfiable) {
+    std::string_view body = error_page(416);
+    h.status = 416;
+    h.content_type = "text/html";
+    h.content_length = static_cast<int64_t>(body.size());
+    begin_head(r->out, h);
+    r->out->append("Content-Range: bytes */");
+    append_uint(r->out, size);
+    r->out->append("\r\n");
+    end_head(r->out, h);
+    r->status = 416;
+    if (!r->head_only) {
+      r->out->append(body);
+      r->body_bytes = body.size();
+    }
+    return;
+  }
+
+  if (rr == RangeResult::kOk && ranges.size() > 1) {
+    uint64_t total_data = 0;
+    for (const ByteRange& br : ranges) total_data += br.length();
+    if (total_data > kMultipartMax) rr = RangeResult::kIgnore;
+  }
+
+  if (rr == RangeResult::kOk && ranges.size() == 1) {
+    const ByteRange& br = ranges[0];
+    h.status = 206;
+    h.content_type = type;
+    h.content_length = static_cast<int64_t>(br.length());
+    begin_head(r->out, h);
+    r->out->append("Content-Range: bytes ");
+    append_uint(r->out, br.first);
+    r->out->push_back('-');
+    append_uint(r->out, br.last);
+    r->out->push_back('/');
+    append_uint(r->out, size);
+    r->out->append("\r\n");
+    r->out->append("Accept-Ranges: bytes\r\n");
+    common_headers(r->out);
+    end_head(r->out, h);
+    r->status = 206;
+    r->body_bytes = br.length();
+    r->file = std::move(file);
+    r->file_offset = static_cast<off_t>(br.first);
+    r->file_bytes = br.length();
+  } else if (rr == RangeResult::kOk) {
+    // multipart/byteranges, assembled in memory.
+    char boundary[40];
+    static uint64_t counter = 0;
+    snprintf(boundary, sizeof(boundary), "%016llx%08llx", static_cast<unsigned long long>(Clock::now()) * 2654435761ull,
+             static_cast<unsigned long long>(++counter));
+    std::string& body = w->scratch;
+    body.clear();
+    for (const ByteRange& br : ranges) {
+      body.append("\r\n--").append(boundary).append("\r\n");
+      body.append("Content-Type: ").append(type).append("\r\n");
+      body.append("Content-Range: bytes ");
+      append_uint(&body, br.first);
+      body.push_back('-');
+      append_uint(&body, br.last);
+      body.push_back('/');
+      append_uint(&body, size);
+      body.append("\r\n\r\n");
+      size_t at = body.size();
+      body.resize(at + br.length());
+      ssize_t got = pread(file.get(), body.data() + at, br.length(), static_cast<off_t>(br.first));
+      if (got != static_cast<ssize_t>(br.length())) {
+        body.clear();
+        reply_error(r, 500, s);
+        return;
+      }
+    }
+    body.append("\r\n--").append(boundary).append("--\r\n");
+    h.status = 206;
+    std::string ctype = std::string("multipart/byteranges; boundary=") + boundary;
+    h.content_type = ctype;
+    h.content_length = static_cast<int64_t>(body.size());
+    begin_head(r->out, h);
+    r->out->append("Accept-Ranges: bytes\r\n");
+    common_headers(r->out);
+    end_head(r->out, h);
+    r->status = 206;
+    r->body_bytes = body.size();
+    if (!r->head_only) r->out->append(body);
+    if (body.capacity() > kMultipartMax) std::string().swap(body);
+  } else {
+    h.status = 200;
+    h.content_type = type;
+    h.content_length = static_cast<int64_t>(size);
+    begin_head(r->out, h);
+    r->out->append("Accept-Ranges: bytes\r\n");
+    common_headers(r->out);
+    end_head(r->out, h);
+    r->status = 200;
+    r->body_bytes = size;
+    if (r->head_only || size == 0) {
+      r->body_bytes = r->head_only ? 0 : size;
+    } else if (size <= kInlineFileMax) {
+      size_t at = r->out->size();
+      r->out->resize(at + size);
+      ssize_t got = pread(file.get(), r->out->data() + at, size, 0);
+      if (got != static_cast<ssize_t>(size)) {
+        // The file changed under us; the head already promised its size.
+        r->out->resize(at);
+        r->keep_alive = false;
+        log_error("read of a file shorter than its size, closing the connection");
+        r->file = std::move(file);
+        r->file_offset = got > 0 ? got : 0;
+        r->file_bytes = size - static_cast<uint64_t>(got > 0 ? got : 0);
+      }
+    } else {
+      r->file = std::move(file);
+      r->file_offset = 0;
+      r->file_bytes = size;
+    }
+  }
+  if (r->head_only) {
+    r->file.reset();
+    r->file_bytes = 0;
+    r->body_bytes = 0;
+  }
+}
+
+void serve_path(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
+                const std::string& path, int depth);
+
+// try_files: the first item that exists is served; the last one is the fallback (=CODE or a URI).
+void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r, int depth) {
+  const auto& items = loc->try_files;
+  std::string candidate;
+  for (size_t i = 0; i + 1 < items.size(); i++) {
+    candidate.clear();
+    std::string_view item = items[i];
+    size_t at;
+    while ((at = item.find("$uri")) != std::string_view::npos) {
+      candidate.append(item.substr(0, at));
+      candidate.append(req.path);
+      item.remove_prefix(at + 4);
+    }
+    candidate.append(item);
+    bool want_dir = !candidate.empty() && candidate.back() == '/';
+    Target t = map_path(loc, candidate);
+    if (file_exists(*t.base, t.rel, loc->s.disable_symlinks, want_dir)) {
+      serve_path(w, srv, loc, req, r, candidate, depth);
+      return;
+    }
+  }
+  const std::string& last = items.back();
+  if (last[0] == '=') {
+    int code = atoi(last.c_str() + 1);
+    reply_error(r, code, loc->s);
+    return;
+  }
+  if (depth >= kMaxInternalRedirects) {
+    log_error("rewrite or internal redirection cycle while processing \"%s\"", last.c_str());
+    reply_error(r, 500, loc->s);
+    return;
+  }
+  // An internal redirect: the fallback URI is served by the location it falls in.
+  const std::string& uri = last;
+  const Location* next = srv->find_location(uri);
+  serve_path(w, srv, next, req, r, uri, depth + 1);
+}
+
+void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request& req, Reply* r,
+                const std::string& path, int) {
+  const Settings& s = loc->s;
+  if (loc->return_code) {
+    reply_return(r, loc, req);
+    return;
+  }
+  Target t = map_path(loc, path);
+  int err = 0;
+  int fd = open_beneath(*t.base, t.rel, s.disable_symlinks, &err);
+  if (fd < 0) {
+    int status = status_for_errno(err);
+    if (status >= 500) log_error("open() \"%s/%s\" failed (%s)", t.base->c_str(), t.rel, strerror(err));
+    reply_error(r, status, s);
+    return;
+  }
+  struct stat st;
+  if (fstat(fd, &st) < 0) {
+    ::close(fd);
+    reply_error(r, 500, s);
+    return;
+  }
+  if (S_ISDIR(st.st_mode)) {
+    ::close(fd);
+    if (path.empty() || path.back() != '/') {
+      // A directory is addressed with its slash, so that relative links in its index resolve.
+      std::string loc_hdr(path);
+      loc_hdr.push_back('/');
+      if (!req.query.empty()) {
+        loc_hdr.push_back('?');
+        loc_hdr.append(req.query);
+      }
+      reply_redirect(r, 301, loc_hdr, s);
+      return;
+    }
+    for (const std::string& index : s.index) {
+      std::string& rel = w->scratch;
+      rel.assign(t.rel);
+      rel.append(index);
+      int ifd = open_beneath(*t.base, rel.c_str(), s.disable_symlinks, &err);
+      if (ifd < 0) {
+        if (err == ENOENT) continue;
+        reply_error(r, status_for_errno(err), s);
+        return;
+      }
+      struct stat ist;
+      if (fstat(ifd, &ist) < 0 || !S_ISREG(ist.st_mode)) {
+        ::close(ifd);
+        continue;
+      }
+      send_file(w, loc, req, r, ifd, ist, index);
+      return;
+    }
+    reply_error(r, 403, s);
+    return;
+  }
+  if (!S_ISREG(st.st_mode)) {
+    ::close(fd);
+    reply_error(r, 403, s);
+    return;
+  }
+  send_file(w, loc, req, r, fd, st, path);
+}
+
+}  // namespace
+
+void reply_error(Reply* r, int status, const Settings& s) {
+  (void)s;
+  std::string_view body = error_page(status);
+  if (body.empty() && status >= 300) body = error_page(500);
+  reply_simple(r, status, "text/html", body);
+}
+
+void reply_return(Reply* r, const Location* loc, const Request& req) {
+  (void)req;
+  int code = loc->return_code;
+  const std::string& text = loc->return_text;
+  bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+  if (redirect) {
+    reply_redirect(r, code, text, loc->s);
+    return;
+  }
+  if (text.empty() && code >= 300) {
+    reply_error(r, code, loc->s);
+    return;
+  }
+  reply_simple(r, code, "text/plain", text);
+}
+
+void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r) {
+  if (!loc->try_files.empty()) {
+    serve_try_files(w, srv, loc, req, r, 0);
+    return;
+  }
+  serve_path(w, srv, loc, req, r, req.path, 0);
+}
+
+}  // namespace baton::http

@@ -1,0 +1,40 @@
+#include "http/http_worker.h"
+
+#include <algorithm>
+
+#include "core/clock.h"
+#include "http/http_connection.h"
+
+namespace baton::http {
+
+namespace {
+// One read takes this much at most; a larger head is refused before it is ever buffered whole.
+constexpr size_t kReadSize = 64 * 1024;
+}  // namespace
+
+HttpWorker::HttpWorker(EventLoop* l, ConnectionList* c, HttpConf* cf) : loop(l), conns(c), conf(cf) {
+  in.resize(std::max<size_t>(kReadSize, conf->max_header_buffer + 1));
+  out.reserve(64 * 1024);
+  loop->add_before_block(flush_logs, this);
+}
+
+HttpWorker::~HttpWorker() { conf->flush_logs(); }
+
+void HttpWorker::flush_logs(void* arg) {
+  auto* self = static_cast<HttpWorker*>(arg);
+  Clock::update();
+  self->conf->flush_logs();
+}
+
+void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
+  auto* self = static_cast<HttpWorker*>(arg);
+  auto* c = new HttpConnection(self, std::move(fd), peer, ls);
+  c->start();
+}
+
+void HttpWorker::drain() {
+  draining_ = true;
+  conns->drain_all();
+}
+
+}  // namespace baton::http

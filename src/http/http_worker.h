@@ -1,0 +1,39 @@
+// A worker's HTTP state: the configuration it serves, the shared read and output buffers every
+// connection borrows, and the accept hook that turns a new socket into an HttpConnection.
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "event/listener.h"
+#include "http/http_config.h"
+#include "http/http_range.h"
+#include "http/http_request.h"
+
+namespace baton::http {
+
+class HttpWorker {
+ public:
+  HttpWorker(EventLoop* loop, ConnectionList* conns, HttpConf* conf);
+  ~HttpWorker();
+
+  static void on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls);
+  // Graceful stop: idle connections close, busy ones finish their response with Connection: close.
+  void drain();
+  bool draining() const { return draining_; }
+
+  EventLoop* loop;
+  ConnectionList* conns;
+  HttpConf* conf;
+  std::string out;           // responses being built, written before the event handler returns
+  std::vector<char> in;      // what the last read brought
+  Request req;               // the request whose head is being handled (one at a time per worker)
+  std::vector<ByteRange> ranges;
+  std::string scratch;       // paths and other short-lived strings
+
+ private:
+  static void flush_logs(void* arg);
+  bool draining_ = false;
+};
+
+}  // namespace baton::http
