@@ -74,7 +74,7 @@ static time_t make_time(int year, int mon, int day, int h, int mi, int se) {
   int y = year - (mon < 2 ? 1 : 0);
   int era = y / 400;
   int yoe = y - era * 400;
-  int mp = (mon + 9) % 12;
+  int mp = (mon + 10) % 12;  // mon counts from 0; the formula wants March = 0
   int doy = (153 * mp + 2) / 5 + day - 1;
   int doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
   int64_t days = static_cast<int64_t>(era) * 146097 + doe - 719468;

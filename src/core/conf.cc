@@ -67,6 +67,7 @@ char* ini_read_line(char* str, int num, void* stream) {
   r->pos = nl == std::string_view::npos ? r->data.size() : nl + 1;
   r->lineno++;
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
+  if (r->lineno == 1 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);  // UTF-8 BOM
 
   std::string_view t = trim(line);
   r->continuation = false;
@@ -80,11 +81,18 @@ char* ini_read_line(char* str, int num, void* stream) {
   } else if (!is_comment_or_blank(t)) {
     if (line[0] == ' ' || line[0] == '\t') {
       r->continuation = true;
+      // inih keeps an inline comment on a continuation line; cut it as on any other line.
+      for (size_t i = 1; i < line.size(); i++) {
+        if (line[i] == ';' && (line[i - 1] == ' ' || line[i - 1] == '\t')) {
+          line = line.substr(0, i);
+          break;
+        }
+      }
     } else if (t[0] == '[') {
       on_section_line(r, t);
     }
   }
-  memcpy(str, line.data(), line.size());
+  if (!line.empty()) memcpy(str, line.data(), line.size());
   str[line.size()] = '\n';
   str[line.size() + 1] = '\0';
   return str;

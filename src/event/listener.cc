@@ -1,6 +1,7 @@
 #include "event/listener.h"
 
 #include <errno.h>
+#include <string.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -8,9 +9,17 @@
 namespace baton {
 
 Acceptor::Acceptor(EventLoop* loop, ConnectionList* conns, size_t max_conns, Handler handler, void* arg)
-    : loop_(loop), conns_(conns), max_conns_(max_conns), handler_(handler), arg_(arg) {}
+    : loop_(loop), conns_(conns), max_conns_(max_conns), handler_(handler), arg_(arg) {
+  ev_init(&resume_, resume_cb);
+  resume_.data = this;
+}
+
+void Acceptor::resume_cb(struct ev_loop*, ev_timer* w, int) {
+  static_cast<Acceptor*>(w->data)->pause(false);
+}
 
 Acceptor::~Acceptor() {
+  ev_timer_stop(loop_->raw(), &resume_);
   for (Watcher* w : watchers_) {
     ev_io_stop(loop_->raw(), &w->io);
     delete w;
@@ -29,6 +38,7 @@ void Acceptor::add(Listening* ls) {
 
 void Acceptor::stop() {
   stopped_ = true;
+  ev_timer_stop(loop_->raw(), &resume_);
   for (Watcher* w : watchers_) ev_io_stop(loop_->raw(), &w->io);
 }
 
@@ -52,7 +62,7 @@ void Acceptor::accept_cb(struct ev_loop*, ev_io* io, int) {
   // the others, and stop at worker_connections.
   for (int i = 0; i < 64 && !self->stopped_; i++) {
     if (self->conns_->size() >= self->max_conns_) {
-      log_warn("%zu worker_connections are not enough", self->max_conns_);
+      if (!self->paused_) log_warn("%zu worker_connections are not enough", self->max_conns_);
       self->pause(true);
       return;
     }
@@ -71,7 +81,12 @@ void Acceptor::accept_cb(struct ev_loop*, ev_io* io, int) {
         case ENFILE:
         case ENOBUFS:
         case ENOMEM:
-          log_crit("accept4() on %s failed (%s)", w->ls->addr.to_string().c_str(), strerror(errno));
+          // The socket stays readable: without a pause the loop would spin on it.
+          log_crit("accept4() on %s failed (%s), accepting again in 0.5s", w->ls->addr.to_string().c_str(),
+                   strerror(errno));
+          self->pause(true);
+          ev_timer_set(&self->resume_, 0.5, 0.);
+          ev_timer_start(self->loop_->raw(), &self->resume_);
           return;
         default:
           log_error("accept4() on %s failed (%s)", w->ls->addr.to_string().c_str(), strerror(errno));

@@ -39,6 +39,7 @@ class Acceptor {
     Acceptor* owner;
   };
   static void accept_cb(struct ev_loop*, ev_io* w, int);
+  static void resume_cb(struct ev_loop*, ev_timer* w, int);
   void pause(bool paused);
 
   EventLoop* loop_;
@@ -47,6 +48,7 @@ class Acceptor {
   Handler handler_;
   void* arg_;
   std::vector<Watcher*> watchers_;
+  ev_timer resume_;  // after running out of descriptors, accepting waits a moment
   bool paused_ = false;
   bool stopped_ = false;
 };

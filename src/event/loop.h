@@ -43,10 +43,12 @@ class EventLoop {
 
  private:
   static void on_prepare(struct ev_loop*, ev_prepare* w, int);
+  static void on_check(struct ev_loop*, ev_check* w, int);
   void collect();
 
   struct ev_loop* loop_;
   ev_prepare prepare_;
+  ev_check check_;
   ev_idle idle_;
   std::vector<Deletable*> garbage_;
   struct HookEntry {

@@ -11,7 +11,8 @@ namespace baton::http {
 
 class MimeTypes {
  public:
-  // Throws ConfError naming file:line for a malformed file or an extension given twice.
+  // Throws ConfError naming file:line for a malformed file. An extension listed again takes the
+  // later type, so that a local addition at the end of the file overrides the stock one.
   void load(const ConfFile& file);
   void add(std::string_view ext, std::string_view type);
   // The type for the extension of path, or nullptr when there is none.

@@ -2,7 +2,6 @@
 
 #include <algorithm>
 
-#include "core/clock.h"
 #include "http/http_connection.h"
 
 namespace baton::http {
@@ -22,7 +21,6 @@ HttpWorker::~HttpWorker() { conf->flush_logs(); }
 
 void HttpWorker::flush_logs(void* arg) {
   auto* self = static_cast<HttpWorker*>(arg);
-  Clock::update();
   self->conf->flush_logs();
 }
 
