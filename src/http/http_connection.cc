@@ -339,6 +339,16 @@ void HttpConnection::handle_head() {
     error_status_ = 400;
     return;
   }
+  // A field name is a token: llhttp lets "Name : value" and "Na me: value" through.
+  for (size_t i = 0; i < req.header_count; i++) {
+    std::string_view name = req.headers[i].name;
+    bool ok = !name.empty();
+    for (char ch : name) ok = ok && is_tchar(static_cast<unsigned char>(ch));
+    if (!ok) {
+      error_status_ = 400;
+      return;
+    }
+  }
   if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) {
     error_status_ = 400;
     return;

@@ -121,13 +121,20 @@ int open_beneath(const std::string& base, const char* rel, Symlinks policy, int*
     how.resolve = RESOLVE_BENEATH | (policy == Symlinks::kOn ? RESOLVE_NO_SYMLINKS : 0);
     int fd = static_cast<int>(syscall(SYS_openat2, dir, r, &how, sizeof(how)));
     if (fd >= 0) return fd;
-    if (errno != ENOSYS) {
-      *err = (errno == EXDEV || errno == ELOOP) ? EACCES : errno;
+    if (errno == ELOOP || (errno == EXDEV && policy == Symlinks::kOn)) {
+      *err = EACCES;
       return -1;
     }
-    have_openat2 = false;
+    if (errno == ENOSYS) {
+      have_openat2 = false;
+    } else if (errno != EXDEV) {
+      *err = errno;
+      return -1;
+    }
+    // EXDEV: a link is absolute or climbs out; where it really ends up is checked below.
   }
-  // Kernels without openat2: open, then check where the file really is.
+  // Open, then check where the file really is (kernels without openat2, and absolute links that
+  // may still point inside the root).
   int fd = ::openat(dir, r, kFlags | (policy == Symlinks::kOn ? O_NOFOLLOW : 0));
   if (fd < 0) {
     *err = errno == ELOOP ? EACCES : errno;
