@@ -11,19 +11,43 @@ std::string Cycle::error_log_path() const {
   return resolve_path(opts.prefix, BATON_ERROR_LOG_PATH);
 }
 
-std::string Cycle::open_listeners() {
+std::string listener_key(const SockAddr& addr, const ListenOptions& opts) {
+  std::string key = addr.to_string();
+  if (opts.proxy_protocol) key += " proxy_protocol";
+  return key;
+}
+
+std::string Cycle::open_listeners(std::map<std::string, Fd>* adopt) {
   for (auto& group : http->listens) {
     auto ls = std::make_unique<Listening>();
     ls->addr = group->addr;
     ls->opts = group->opts;
-    ls->key = "tcp:" + group->addr.to_string();
+    ls->key = listener_key(group->addr, group->opts);
     ls->ctx = group.get();
+    if (adopt) {
+      auto it = adopt->find(ls->key);
+      if (it != adopt->end()) {
+        ls->fd = std::move(it->second);
+        adopt->erase(it);
+        listening.push_back(std::move(ls));
+        continue;
+      }
+    }
     std::string err;
     ls->fd = open_listener(ls->addr, ls->opts, &err);
     if (!ls->fd) return err;
     listening.push_back(std::move(ls));
   }
   return "";
+}
+
+std::vector<int> Cycle::own_descriptors() const {
+  std::vector<int> fds;
+  for (const auto& ls : listening)
+    if (ls->fd.valid()) fds.push_back(ls->fd.get());
+  for (const auto& [path, log] : http->access_logs)
+    if (log->fd >= 0) fds.push_back(log->fd);
+  return fds;
 }
 
 std::unique_ptr<Cycle> load_cycle(const Options& opts) {

@@ -3,6 +3,7 @@
 // workers are forked with it.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -34,9 +35,17 @@ struct Cycle {
 
   std::string pid_path() const { return resolve_path(opts.prefix, main.pid); }
   std::string error_log_path() const;
-  // Opens every listening socket of the HTTP configuration. Returns an error text or "".
-  std::string open_listeners();
+  // Opens every listening socket of the HTTP configuration, taking from *adopt (key -> descriptor)
+  // those that are already open: across a reload the old generation's sockets, across an upgrade the
+  // ones the old master handed over. Returns an error text or "".
+  std::string open_listeners(std::map<std::string, Fd>* adopt = nullptr);
+  // Descriptors that belong to this generation and must survive in its workers.
+  std::vector<int> own_descriptors() const;
 };
+
+// The key a listening socket is known by across reloads and upgrades: its address and the options
+// that change how its connections are read.
+std::string listener_key(const SockAddr& addr, const ListenOptions& opts);
 
 // Reads and checks the whole configuration. Throws ConfError ("file:line: message").
 std::unique_ptr<Cycle> load_cycle(const Options& opts);

@@ -5,6 +5,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <stdlib.h>
+
 #include <fstream>
 #include <iostream>
 
@@ -13,6 +15,7 @@
 #include "core/cycle.h"
 #include "core/log.h"
 #include "core/master.h"
+#include "os/unix/control.h"
 #include "os/unix/process.h"
 
 namespace baton {
@@ -29,7 +32,7 @@ void usage(FILE* out) {
           "  -t            : test configuration and exit\n"
           "  -T            : test configuration, dump it and exit\n"
           "  -q            : suppress non-error messages during configuration testing\n"
-          "  -s signal     : send signal to a master process: stop, quit, reopen, reload, upgrade\n"
+          "  -s signal     : tell the master: stop, quit, reopen, reload, upgrade, status\n"
           "  -p prefix     : set prefix path (default: " BATON_PREFIX "/)\n"
           "  -e filename   : set error log file (default: " BATON_ERROR_LOG_PATH ")\n"
           "  -c filename   : set configuration file (default: " BATON_CONF_PATH ")\n"
@@ -43,31 +46,95 @@ std::string absolute(const std::string& path) {
   return std::string(cwd) + "/" + path;
 }
 
+// Where the running master is: its pid file and control socket, from the configuration's [main]
+// alone, so that a configuration being edited (and maybe broken) still finds the master.
+void locate_master(const Options& opts, std::string* pid_path, std::string* control) {
+  MainConf m;
+  try {
+    ConfFile conf = read_conf_file(opts.conf_path);
+    parse_main_conf(conf, nullptr, &m);
+    *pid_path = resolve_path(opts.prefix, m.pid);
+  } catch (const ConfError& e) {
+    *pid_path = resolve_path(opts.prefix, BATON_PID_PATH);
+  }
+  *control = m.control_socket == "abstract" ? "abstract" : resolve_path(opts.prefix, m.control_socket);
+}
+
+long read_pid(const std::string& pid_path) {
+  std::ifstream in(pid_path);
+  long pid = 0;
+  if (!(in >> pid) || pid <= 0) return 0;
+  return pid;
+}
+
+// reload, upgrade, status: asked over the control socket, answered when the outcome is known.
+int control_command(const Options& opts) {
+  std::string pid_path, control;
+  locate_master(opts, &pid_path, &control);
+  ControlAddress addr;
+  if (control == "abstract") {
+    long pid = read_pid(pid_path);
+    if (!pid) {
+      fprintf(stderr, "baton: %s failed: no master process (invalid or missing pid file \"%s\")\n", opts.signal.c_str(),
+              pid_path.c_str());
+      return 1;
+    }
+    addr = make_control_address("abstract", static_cast<pid_t>(pid));
+  } else {
+    addr = make_control_address(control, 0);
+  }
+  std::string err;
+  Fd fd = connect_control(addr, &err);
+  if (!fd) {
+    fprintf(stderr, "baton: %s failed: no master process answers (%s)\n", opts.signal.c_str(), err.c_str());
+    return 1;
+  }
+  MsgType type = opts.signal == "reload" ? MsgType::kReload : opts.signal == "upgrade" ? MsgType::kUpgrade : MsgType::kStatus;
+  if (send_message(fd.get(), Message(type)) < 0) {
+    fprintf(stderr, "baton: %s failed: %s\n", opts.signal.c_str(), strerror(errno));
+    return 1;
+  }
+  Message r;
+  // The master answers when the new generation is ready or has been rolled back; its own timeouts
+  // bound that, this one only guards against a master that stopped answering.
+  int got = recv_message_timeout(fd.get(), &r, 10 * 60 * 1000);
+  if (got != 1 || r.type != MsgType::kResult) {
+    fprintf(stderr, "baton: %s failed: the master closed the control connection without an answer\n", opts.signal.c_str());
+    return 1;
+  }
+  if (r.get("ok") != "1") {
+    fprintf(stderr, "baton: %s failed: %s\n", opts.signal.c_str(), r.get("reason").c_str());
+    return 1;
+  }
+  if (type == MsgType::kStatus) {
+    long long n = r.get_int("lines");
+    for (long long i = 0; i < n; i++) printf("%s\n", r.get("line" + std::to_string(i)).c_str());
+  } else if (type == MsgType::kUpgrade) {
+    printf("upgrade succeeded: new master pid %s, generation %s\n", r.get("pid").c_str(), r.get("generation").c_str());
+  } else {
+    printf("reload succeeded: generation %s\n", r.get("generation").c_str());
+  }
+  return 0;
+}
+
 int send_signal(const Options& opts) {
+  if (opts.signal == "reload" || opts.signal == "upgrade" || opts.signal == "status") return control_command(opts);
   static const struct {
     const char* name;
     int sig;
-  } kSignals[] = {{"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}, {"reload", SIGHUP}, {"upgrade", SIGUSR2}};
+  } kSignals[] = {{"stop", SIGTERM}, {"quit", SIGQUIT}, {"reopen", SIGUSR1}};
   int sig = 0;
   for (const auto& s : kSignals)
     if (opts.signal == s.name) sig = s.sig;
   if (!sig) {
-    fprintf(stderr, "baton: invalid option: \"-s %s\" (stop, quit, reopen, reload or upgrade)\n", opts.signal.c_str());
+    fprintf(stderr, "baton: invalid option: \"-s %s\" (stop, quit, reopen, reload, upgrade or status)\n",
+            opts.signal.c_str());
     return 1;
   }
-  // The pid file's location comes from the configuration; a broken file must not hide the master.
-  std::string pid_path;
-  try {
-    auto cycle = load_cycle(opts);
-    pid_path = cycle->pid_path();
-  } catch (const ConfError& e) {
-    MainConf m;
-    pid_path = resolve_path(opts.prefix, BATON_PID_PATH);
-    fprintf(stderr, "baton: [warn] %s; using the pid file %s\n", e.what(), pid_path.c_str());
-  }
-  std::ifstream in(pid_path);
-  long pid = 0;
-  if (!(in >> pid) || pid <= 0) {
+  std::string pid_path, control;
+  locate_master(opts, &pid_path, &control);
+  long pid = read_pid(pid_path);
+  if (!pid) {
     fprintf(stderr, "baton: [error] invalid or missing pid file \"%s\"\n", pid_path.c_str());
     return 1;
   }
@@ -151,6 +218,7 @@ int run() {
   opts.exe_path = executable_path(saved_argv()[0].c_str());
 
   if (!opts.signal.empty()) return send_signal(opts);
+  if (const char* up = getenv("BATON_UPGRADE"); up && strcmp(up, "1") == 0 && !opts.test) return upgraded_master_main(opts);
 
   std::unique_ptr<Cycle> cycle;
   try {

@@ -3,19 +3,25 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <deque>
+#include <list>
+#include <map>
 
 #include "config.h"
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/worker.h"
 #include "event/loop.h"
+#include "os/unix/control.h"
 #include "os/unix/process.h"
+#include "os/unix/sd_notify.h"
 
 namespace baton {
 
@@ -25,249 +31,994 @@ namespace {
 constexpr double kStableSeconds = 60.0;
 // How long TERM waits for workers before it kills them.
 constexpr double kFastStopSeconds = 5.0;
+// How long the master waits for workers' answers to a status request.
+constexpr double kStatusWaitSeconds = 0.5;
+// Steps of the listener hand-over between two masters that are both alive and local.
+constexpr int kHandoverStepMs = 5000;
 
-struct WorkerSlot {
+double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+class Master;
+
+struct WorkerProc {
+  Master* master = nullptr;
   pid_t pid = 0;
+  int generation = 0;
+  int slot = -1;  // in the current generation; -1 once draining
+  std::shared_ptr<Cycle> cycle;
+  Fd channel;
+  ev_io io;
+  bool ready = false;
+  bool draining = false;
   double started = 0;
-  double backoff = 0;  // seconds before the next restart
+  long long connections = 0;
+  bool status_answered = true;
+};
+
+struct Slot {
+  Master* master = nullptr;
+  size_t index = 0;
+  double backoff = 0;
   ev_timer restart;
+};
+
+// A connection to the control socket: `baton -s`, or a new master during an upgrade.
+struct ControlConn : Deletable {
+  Master* master = nullptr;
+  Fd fd;
+  ev_io io;
+  pid_t peer_pid = 0;
+  bool dead = false;
+};
+
+struct StatusQuery {
+  std::vector<ControlConn*> waiters;
+  ev_timer timer;
+  bool active = false;
 };
 
 class Master {
  public:
-  explicit Master(std::unique_ptr<Cycle> cycle) : cycle_(std::move(cycle)) {}
+  Master(std::shared_ptr<Cycle> cycle, int generation) : current_(std::move(cycle)), generation_(generation) {}
 
-  int run() {
-    EventLoop loop;
-    loop_ = &loop;
-    Fd sfd = open_signalfd({SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD});
-    if (!sfd) {
-      log_emerg("signalfd() failed (%s)", strerror(errno));
-      return 1;
-    }
-    sfd_ = sfd.get();
-    signal(SIGPIPE, SIG_IGN);
-    ev_io sig_watcher;
-    ev_io_init(&sig_watcher, on_signal_cb, sfd_, EV_READ);
-    sig_watcher.data = this;
-    ev_io_start(loop.raw(), &sig_watcher);
-    ev_init(&kill_timer_, on_kill_timer_cb);
-    kill_timer_.data = this;
-
-    set_proc_title(master_title());
-    slots_.resize(static_cast<size_t>(cycle_->main.worker_processes));
-    for (size_t i = 0; i < slots_.size(); i++) {
-      ev_init(&slots_[i].restart, on_restart_cb);
-      slots_[i].restart.data = this;
-      slots_[i].backoff = ms(cycle_->main.restart_initial_backoff_ms);
-      spawn(i);
-    }
-    loop.run();
-
-    for (auto& s : slots_) ev_timer_stop(loop.raw(), &s.restart);
-    ev_timer_stop(loop.raw(), &kill_timer_);
-    ev_io_stop(loop.raw(), &sig_watcher);
-    ::unlink(cycle_->pid_path().c_str());
-    for (auto& ls : cycle_->listening) {
-      if (ls->addr.family() == AF_UNIX) {
-        auto* un = reinterpret_cast<const sockaddr_un*>(&ls->addr.storage);
-        if (un->sun_path[0]) ::unlink(un->sun_path);
-      }
-    }
-    log_notice("exit");
-    return exit_code_;
-  }
+  // conn: for an upgraded master, its connection to the old master, which is told "ready" once all
+  // workers accept.
+  int run(Fd upgrade_conn = Fd());
 
  private:
-  static double ms(int64_t v) { return static_cast<double>(v) / 1000.0; }
+  friend struct WorkerProc;
 
-  std::string master_title() const {
-    std::string t = "baton: master process";
-    for (const std::string& a : saved_argv()) {
-      t.push_back(' ');
-      t.append(a == saved_argv()[0] ? cycle_->opts.exe_path : a);
-    }
-    return t;
-  }
+  // --- workers
+  WorkerProc* spawn(const std::shared_ptr<Cycle>& cycle, int generation, int slot);
+  void schedule_restart(size_t slot);
+  static void on_restart_cb(struct ev_loop*, ev_timer* w, int);
+  static void on_channel_cb(struct ev_loop*, ev_io* w, int);
+  void on_channel(WorkerProc* w);
+  void on_worker_ready(WorkerProc* w);
+  void reap();
+  void on_worker_exit(WorkerProc* w, int status);
+  void on_worker_crash(size_t slot, double started);
+  void drain_workers(int generation_below_or_all);
+  void send_shutdown(WorkerProc* w, const char* mode);
+  size_t live_workers() const { return workers_.size(); }
+  bool generation_ready(int generation) const;
 
-  void spawn(size_t slot) {
-    pid_t pid = fork();
-    if (pid < 0) {
-      log_alert("fork() failed (%s)", strerror(errno));
-      schedule_restart(slot);
-      return;
-    }
-    if (pid == 0) {
-      ::close(sfd_);
-      // The master's loop belongs to the master (its epoll set is shared after fork): the child lets
-      // its copy go without touching it and builds its own.
-      ev_loop_destroy(loop_->raw());
-      worker_process_main(cycle_.get(), static_cast<int>(slot));
-    }
-    slots_[slot].pid = pid;
-    slots_[slot].started = loop_->now();
-    log_notice("start worker process %d", static_cast<int>(pid));
-  }
+  // --- signals and stopping
+  static void on_signal_cb(struct ev_loop*, ev_io* w, int) ;
+  void on_signals();
+  void stop(int how);
+  static void on_kill_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void maybe_exit();
+  void reopen_logs();
+  void chown_logs(Cycle* c);
 
-  void schedule_restart(size_t slot) {
-    WorkerSlot& s = slots_[slot];
-    ev_timer_set(&s.restart, s.backoff, 0.);
-    ev_timer_start(loop_->raw(), &s.restart);
-    s.backoff = std::min(s.backoff * 2, ms(cycle_->main.restart_max_backoff_ms));
-  }
+  // --- control socket
+  std::string open_control_socket();
+  static void on_control_accept_cb(struct ev_loop*, ev_io* w, int);
+  static void on_control_conn_cb(struct ev_loop*, ev_io* w, int);
+  void on_control_message(ControlConn* c, Message& m);
+  void close_conn(ControlConn* c);
+  void reply(ControlConn* c, bool ok, const std::string& text, const Message* extra = nullptr);
+  void start_status(ControlConn* c);
+  static void on_status_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void finish_status();
 
-  static void on_restart_cb(struct ev_loop*, ev_timer* w, int) {
-    auto* self = static_cast<Master*>(w->data);
-    for (size_t i = 0; i < self->slots_.size(); i++) {
-      if (&self->slots_[i].restart == w && !self->stopping_) self->spawn(i);
-    }
-  }
+  // --- reload
+  void start_reload(ControlConn* waiter);
+  void commit_reload();
+  void fail_reload(const std::string& reason);
+  static void on_reload_timer_cb(struct ev_loop*, ev_timer* w, int);
 
-  static void on_signal_cb(struct ev_loop*, ev_io* w, int) { static_cast<Master*>(w->data)->on_signals(); }
+  // --- upgrade (this master is the old one)
+  void start_upgrade(ControlConn* waiter);
+  void handover_listeners(ControlConn* c);
+  void upgrade_succeeded(ControlConn* c, const Message& m);
+  void rollback(const std::string& reason);
+  static void on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int);
 
-  void on_signals() {
-    while (int sig = read_signal(sfd_)) {
-      switch (sig) {
-        case SIGCHLD:
-          reap();
-          break;
-        case SIGTERM:
-        case SIGINT:
-          log_notice("signal %d (%s) received, exiting", sig, sig == SIGTERM ? "TERM" : "INT");
-          stop(SIGTERM);
-          break;
-        case SIGQUIT:
-          log_notice("signal %d (QUIT) received, shutting down gracefully", sig);
-          stop(SIGQUIT);
-          break;
-        case SIGUSR1:
-          log_notice("signal %d (USR1) received, reopening logs", sig);
-          reopen_logs();
-          break;
-        case SIGHUP:
-          log_notice("signal %d (HUP) received: reloading is not available in this build yet", sig);
-          break;
-        case SIGUSR2:
-          log_notice("signal %d (USR2) received: live upgrade is not available in this build yet", sig);
-          break;
-        case SIGWINCH:
-          log_notice("signal %d (WINCH) received: ignored in this build", sig);
-          break;
-      }
-    }
-  }
+  // --- upgrade (this master is the new one)
+  void tell_old_master_ready();
 
-  void stop(int how) {
-    if (stopping_ && how == SIGQUIT) return;
-    stopping_ = true;
-    for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s.restart);
-    if (how == SIGQUIT) {
-      // Refuse new connections now; workers let their copies go and finish what they have.
-      for (auto& ls : cycle_->listening) ls->fd.reset();
-    }
-    signal_workers(how);
-    double wait = how == SIGQUIT ? ms(cycle_->main.quit_timeout_ms) + 1.0 : kFastStopSeconds;
-    ev_timer_stop(loop_->raw(), &kill_timer_);
-    ev_timer_set(&kill_timer_, wait, 0.);
-    ev_timer_start(loop_->raw(), &kill_timer_);
-    if (live_workers() == 0) loop_->stop();
-  }
-
-  static void on_kill_timer_cb(struct ev_loop*, ev_timer* w, int) {
-    auto* self = static_cast<Master*>(w->data);
-    for (auto& s : self->slots_) {
-      if (s.pid > 0) {
-        log_alert("worker process %d did not exit in time, killing it", static_cast<int>(s.pid));
-        ::kill(s.pid, SIGKILL);
-      }
-    }
-  }
-
-  void signal_workers(int sig) {
-    for (auto& s : slots_)
-      if (s.pid > 0) ::kill(s.pid, sig);
-  }
-
-  size_t live_workers() const {
-    size_t n = 0;
-    for (const auto& s : slots_) n += s.pid > 0;
-    return n;
-  }
-
-  void reap() {
-    for (;;) {
-      int status;
-      pid_t pid = waitpid(-1, &status, WNOHANG);
-      if (pid <= 0) break;
-      size_t slot = slots_.size();
-      for (size_t i = 0; i < slots_.size(); i++)
-        if (slots_[i].pid == pid) slot = i;
-      if (slot == slots_.size()) continue;
-      WorkerSlot& s = slots_[slot];
-      s.pid = 0;
-      bool crashed = !(WIFEXITED(status) && WEXITSTATUS(status) == 0);
-      if (WIFSIGNALED(status))
-        log_notice("worker process %d exited on signal %d%s", static_cast<int>(pid), WTERMSIG(status),
-                   WCOREDUMP(status) ? " (core dumped)" : "");
-      else
-        log_notice("worker process %d exited with code %d", static_cast<int>(pid), WEXITSTATUS(status));
-      if (stopping_) continue;
-      if (!crashed) crashed = true;  // a worker never leaves on its own while the master runs
-      on_worker_crash(slot);
-    }
-    if (stopping_ && live_workers() == 0) loop_->stop();
-  }
-
-  void on_worker_crash(size_t slot) {
-    WorkerSlot& s = slots_[slot];
-    double now = loop_->now();
-    if (now - s.started >= kStableSeconds) s.backoff = ms(cycle_->main.restart_initial_backoff_ms);
-    while (!restarts_.empty() && now - restarts_.front() > 60.0) restarts_.pop_front();
-    restarts_.push_back(now);
-    if (static_cast<int>(restarts_.size()) > cycle_->main.restart_max_per_minute) {
-      log_alert("workers crashed %zu times in the last minute (restart_max_per_minute = %d): giving up",
-                restarts_.size(), cycle_->main.restart_max_per_minute);
-      exit_code_ = 2;
-      stop(SIGTERM);
-      return;
-    }
-    log_notice("restarting worker in slot %zu in %.3fs", slot, s.backoff);
-    schedule_restart(slot);
-  }
-
-  void reopen_logs() {
-    std::string err = ErrorLog::reopen();
-    if (!err.empty()) log_alert("%s", err.c_str());
-    err = cycle_->http->open_logs();
-    if (!err.empty()) log_alert("%s", err.c_str());
-    chown_logs();
-    signal_workers(SIGUSR1);
-  }
-
- public:
-  // Workers may run as another user and reopen the files themselves on USR1.
-  void chown_logs() {
-    if (geteuid() != 0) return;
-    uid_t uid;
-    gid_t gid;
-    std::string user = cycle_->main.user.empty() ? "nobody" : cycle_->main.user;
-    if (!lookup_user(user, &uid, &gid).empty()) return;
-    for (auto& [path, log] : cycle_->http->access_logs)
-      if (chown(path.c_str(), uid, static_cast<gid_t>(-1)) < 0) log_warn("chown(\"%s\") failed (%s)", path.c_str(), strerror(errno));
-    if (ErrorLog::path() != "stderr" && chown(ErrorLog::path().c_str(), uid, static_cast<gid_t>(-1)) < 0)
-      log_warn("chown(\"%s\") failed (%s)", ErrorLog::path().c_str(), strerror(errno));
-  }
-
- private:
-  std::unique_ptr<Cycle> cycle_;
+  std::shared_ptr<Cycle> current_;
+  int generation_;
   EventLoop* loop_ = nullptr;
   int sfd_ = -1;
-  std::vector<WorkerSlot> slots_;
+  std::list<std::unique_ptr<WorkerProc>> workers_;
+  std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<double> restarts_;
   ev_timer kill_timer_;
   bool stopping_ = false;
+  bool winched_ = false;      // WINCH: no workers until the next reload
+  bool replaced_ = false;     // a new master took over: drain and leave its files alone
+  bool announced_ready_ = false;
   int exit_code_ = 0;
+
+  Fd control_fd_;
+  ControlAddress control_addr_;
+  ev_io control_io_;
+  std::list<ControlConn*> conns_;
+  StatusQuery status_;
+
+  struct Reload {
+    bool active = false;
+    std::shared_ptr<Cycle> cycle;
+    int generation = 0;
+    std::vector<ControlConn*> waiters;
+    ev_timer timer;
+  } reload_;
+
+  struct Upgrade {
+    bool active = false;
+    pid_t pid = 0;
+    std::string reason;  // what the new master said before failing
+    std::vector<ControlConn*> waiters;
+    ControlConn* registration = nullptr;
+    ev_timer timer;
+  } upgrade_;
+  std::vector<pid_t> abandoned_;  // new masters killed during a rollback, still to be reaped
+
+  Fd old_master_;  // as a new master: the connection to the old one until it acknowledges
 };
+
+// ---- workers -----------------------------------------------------------------------------------
+
+WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, int slot) {
+  Fd parent_end, child_end;
+  if (!control_socketpair(&parent_end, &child_end)) {
+    log_alert("socketpair() failed (%s)", strerror(errno));
+    return nullptr;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    log_alert("fork() failed (%s)", strerror(errno));
+    return nullptr;
+  }
+  if (pid == 0) worker_process_main(cycle.get(), std::move(child_end));
+  auto w = std::make_unique<WorkerProc>();
+  w->master = this;
+  w->pid = pid;
+  w->generation = generation;
+  w->slot = slot;
+  w->cycle = cycle;
+  w->channel = std::move(parent_end);
+  w->started = loop_->now();
+  ev_io_init(&w->io, on_channel_cb, w->channel.get(), EV_READ);
+  w->io.data = w.get();
+  ev_io_start(loop_->raw(), &w->io);
+  log_notice("start worker process %d (generation %d)", static_cast<int>(pid), generation);
+  WorkerProc* raw = w.get();
+  workers_.push_back(std::move(w));
+  return raw;
+}
+
+void Master::schedule_restart(size_t slot) {
+  Slot& s = *slots_[slot];
+  ev_timer_set(&s.restart, s.backoff, 0.);
+  ev_timer_start(loop_->raw(), &s.restart);
+  s.backoff = std::min(s.backoff * 2, seconds(current_->main.restart_max_backoff_ms));
+}
+
+void Master::on_restart_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* s = static_cast<Slot*>(w->data);
+  Master* m = s->master;
+  if (m->stopping_ || m->winched_ || m->replaced_) return;
+  m->spawn(m->current_, m->generation_, static_cast<int>(s->index));
+}
+
+void Master::on_channel_cb(struct ev_loop*, ev_io* w, int) {
+  auto* wp = static_cast<WorkerProc*>(w->data);
+  wp->master->on_channel(wp);
+}
+
+void Master::on_channel(WorkerProc* w) {
+  for (;;) {
+    Message m;
+    int r = recv_message(w->channel.get(), &m);
+    if (r < 0 && errno == EAGAIN) return;
+    if (r <= 0) {
+      // The worker is gone; SIGCHLD tells how.
+      ev_io_stop(loop_->raw(), &w->io);
+      return;
+    }
+    if (m.type == MsgType::kReady) {
+      on_worker_ready(w);
+    } else if (m.type == MsgType::kResult) {
+      w->connections = m.get_int("connections");
+      w->status_answered = true;
+      if (status_.active) {
+        bool all = true;
+        for (const auto& x : workers_) all = all && x->status_answered;
+        if (all) finish_status();
+      }
+    }
+  }
+}
+
+bool Master::generation_ready(int generation) const {
+  size_t n = 0;
+  for (const auto& w : workers_) {
+    if (w->generation != generation) continue;
+    if (!w->ready) return false;
+    n++;
+  }
+  return n > 0;
+}
+
+void Master::on_worker_ready(WorkerProc* w) {
+  w->ready = true;
+  if (w->draining) return;
+  if (reload_.active && w->generation == reload_.generation) {
+    if (generation_ready(reload_.generation)) commit_reload();
+    return;
+  }
+  if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) {
+    announced_ready_ = true;
+    if (old_master_) {
+      tell_old_master_ready();
+    } else {
+      sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
+    }
+  }
+}
+
+void Master::send_shutdown(WorkerProc* w, const char* mode) {
+  Message m(MsgType::kShutdown);
+  m.set("mode", mode);
+  if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, strcmp(mode, "fast") == 0 ? SIGTERM : SIGQUIT);
+}
+
+// Drains every worker of a generation older than `below` (all of them when below is 0).
+void Master::drain_workers(int below) {
+  for (auto& w : workers_) {
+    if (w->draining || (below && w->generation >= below)) continue;
+    w->draining = true;
+    w->slot = -1;
+    send_shutdown(w.get(), "drain");
+  }
+}
+
+void Master::reap() {
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    if (upgrade_.active && pid == upgrade_.pid) {
+      // What the new master said before it exited may still wait in its connection.
+      for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) {
+        if (c->dead || c->peer_pid != pid) continue;
+        Message m;
+        while (!c->dead && recv_message(c->fd.get(), &m) == 1) on_control_message(c, m);
+      }
+      std::string why = upgrade_.reason;
+      if (why.empty()) {
+        if (WIFEXITED(status)) why = "the new master exited with code " + std::to_string(WEXITSTATUS(status));
+        else why = "the new master was killed by signal " + std::to_string(WTERMSIG(status));
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127) why += " (it could not be executed)";
+      }
+      upgrade_.pid = 0;
+      rollback(why);
+      continue;
+    }
+    auto ab = std::find(abandoned_.begin(), abandoned_.end(), pid);
+    if (ab != abandoned_.end()) {
+      abandoned_.erase(ab);
+      continue;
+    }
+    for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+      if ((*it)->pid != pid) continue;
+      std::unique_ptr<WorkerProc> w = std::move(*it);
+      workers_.erase(it);
+      ev_io_stop(loop_->raw(), &w->io);
+      on_worker_exit(w.get(), status);
+      break;
+    }
+  }
+  if (status_.active) {
+    bool all = true;
+    for (const auto& x : workers_) all = all && x->status_answered;
+    if (all) finish_status();
+  }
+  maybe_exit();
+}
+
+void Master::on_worker_exit(WorkerProc* w, int status) {
+  if (WIFSIGNALED(status))
+    log_notice("worker process %d exited on signal %d%s", static_cast<int>(w->pid), WTERMSIG(status),
+               WCOREDUMP(status) ? " (core dumped)" : "");
+  else
+    log_notice("worker process %d exited with code %d", static_cast<int>(w->pid), WEXITSTATUS(status));
+  if (stopping_ || w->draining) return;
+  if (reload_.active && w->generation == reload_.generation) {
+    fail_reload("a worker of the new configuration exited before it was ready");
+    return;
+  }
+  if (w->generation != generation_ || winched_ || replaced_ || w->slot < 0) return;
+  // A worker never leaves on its own while its master runs: this is a crash.
+  on_worker_crash(static_cast<size_t>(w->slot), w->started);
+}
+
+void Master::on_worker_crash(size_t slot, double started) {
+  Slot& s = *slots_[slot];
+  double now = loop_->now();
+  if (now - started >= kStableSeconds) s.backoff = seconds(current_->main.restart_initial_backoff_ms);
+  while (!restarts_.empty() && now - restarts_.front() > 60.0) restarts_.pop_front();
+  restarts_.push_back(now);
+  if (static_cast<int>(restarts_.size()) > current_->main.restart_max_per_minute) {
+    log_alert("workers crashed %zu times in the last minute (restart_max_per_minute = %d): giving up",
+              restarts_.size(), current_->main.restart_max_per_minute);
+    exit_code_ = 2;
+    stop(SIGTERM);
+    return;
+  }
+  log_notice("restarting worker in slot %zu in %.3fs", slot, s.backoff);
+  schedule_restart(slot);
+}
+
+// ---- signals and stopping ----------------------------------------------------------------------
+
+void Master::on_signal_cb(struct ev_loop*, ev_io* w, int) { static_cast<Master*>(w->data)->on_signals(); }
+
+void Master::on_signals() {
+  while (int sig = read_signal(sfd_)) {
+    switch (sig) {
+      case SIGCHLD:
+        reap();
+        break;
+      case SIGTERM:
+      case SIGINT:
+        log_notice("signal %d (%s) received, exiting", sig, sig == SIGTERM ? "TERM" : "INT");
+        stop(SIGTERM);
+        break;
+      case SIGQUIT:
+        log_notice("signal %d (QUIT) received, shutting down gracefully", sig);
+        stop(SIGQUIT);
+        break;
+      case SIGUSR1:
+        log_notice("signal %d (USR1) received, reopening logs", sig);
+        reopen_logs();
+        break;
+      case SIGHUP:
+        log_notice("signal %d (HUP) received, reloading", sig);
+        start_reload(nullptr);
+        break;
+      case SIGUSR2:
+        log_notice("signal %d (USR2) received, upgrading the binary", sig);
+        start_upgrade(nullptr);
+        break;
+      case SIGWINCH:
+        if (replaced_ || stopping_) break;
+        log_notice("signal %d (WINCH) received, stopping the workers gracefully", sig);
+        winched_ = true;
+        for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+        drain_workers(0);
+        break;
+    }
+  }
+}
+
+void Master::stop(int how) {
+  if (stopping_ && how == SIGQUIT) return;
+  stopping_ = true;
+  sd_notify("STOPPING=1\n");
+  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+  if (upgrade_.active) rollback("the master is stopping");
+  if (reload_.active) fail_reload("the master is stopping");
+  if (how == SIGQUIT && !replaced_) {
+    // Refuse new connections now; workers let their copies go and finish what they have.
+    for (auto& ls : current_->listening) ls->fd.reset();
+  }
+  for (auto& w : workers_) ::kill(w->pid, how == SIGQUIT ? SIGQUIT : SIGTERM);
+  double wait = how == SIGQUIT ? seconds(current_->main.quit_timeout_ms) + 1.0 : kFastStopSeconds;
+  ev_timer_stop(loop_->raw(), &kill_timer_);
+  ev_timer_set(&kill_timer_, wait, 0.);
+  ev_timer_start(loop_->raw(), &kill_timer_);
+  maybe_exit();
+}
+
+void Master::on_kill_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  for (auto& wp : self->workers_) {
+    log_alert("worker process %d did not exit in time, killing it", static_cast<int>(wp->pid));
+    ::kill(wp->pid, SIGKILL);
+  }
+}
+
+void Master::maybe_exit() {
+  if ((stopping_ || replaced_) && workers_.empty() && !upgrade_.active) loop_->stop();
+}
+
+void Master::reopen_logs() {
+  std::string err = ErrorLog::reopen();
+  if (!err.empty()) log_alert("%s", err.c_str());
+  err = current_->http->open_logs();
+  if (!err.empty()) log_alert("%s", err.c_str());
+  chown_logs(current_.get());
+  for (auto& w : workers_) ::kill(w->pid, SIGUSR1);
+}
+
+// Workers may run as another user and reopen the files themselves on USR1.
+void Master::chown_logs(Cycle* c) {
+  if (geteuid() != 0) return;
+  uid_t uid;
+  gid_t gid;
+  std::string user = c->main.user.empty() ? "nobody" : c->main.user;
+  if (!lookup_user(user, &uid, &gid).empty()) return;
+  for (auto& [path, log] : c->http->access_logs)
+    if (chown(path.c_str(), uid, static_cast<gid_t>(-1)) < 0) log_warn("chown(\"%s\") failed (%s)", path.c_str(), strerror(errno));
+  if (ErrorLog::path() != "stderr" && chown(ErrorLog::path().c_str(), uid, static_cast<gid_t>(-1)) < 0)
+    log_warn("chown(\"%s\") failed (%s)", ErrorLog::path().c_str(), strerror(errno));
+}
+
+// ---- control socket ----------------------------------------------------------------------------
+
+std::string Master::open_control_socket() {
+  control_addr_ = make_control_address(resolve_path(current_->opts.prefix, current_->main.control_socket), getpid());
+  if (current_->main.control_socket == "abstract") control_addr_ = make_control_address("abstract", getpid());
+  std::string err;
+  control_fd_ = listen_control(control_addr_, &err);
+  if (!control_fd_) return err;
+  ev_io_init(&control_io_, on_control_accept_cb, control_fd_.get(), EV_READ);
+  control_io_.data = this;
+  ev_io_start(loop_->raw(), &control_io_);
+  return "";
+}
+
+void Master::on_control_accept_cb(struct ev_loop*, ev_io* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  for (;;) {
+    int fd = ::accept4(self->control_fd_.get(), nullptr, nullptr, SOCK_NONBLOCK | SOCK_CLOEXEC);
+    if (fd < 0) return;
+    auto* c = new ControlConn();
+    c->master = self;
+    c->fd.reset(fd);
+    if (!peer_allowed(fd, &c->peer_pid)) {
+      log_warn("control socket: connection from pid %d of another user refused", static_cast<int>(c->peer_pid));
+      c->fd.reset();
+      delete c;
+      continue;
+    }
+    ev_io_init(&c->io, on_control_conn_cb, fd, EV_READ);
+    c->io.data = c;
+    ev_io_start(self->loop_->raw(), &c->io);
+    self->conns_.push_back(c);
+  }
+}
+
+void Master::on_control_conn_cb(struct ev_loop*, ev_io* w, int) {
+  auto* c = static_cast<ControlConn*>(w->data);
+  Master* self = c->master;
+  while (!c->dead) {
+    Message m;
+    int r = recv_message(c->fd.get(), &m);
+    if (r < 0 && errno == EAGAIN) return;
+    if (r <= 0) {
+      self->close_conn(c);
+      return;
+    }
+    self->on_control_message(c, m);
+  }
+}
+
+void Master::close_conn(ControlConn* c) {
+  if (c->dead) return;
+  c->dead = true;
+  ev_io_stop(loop_->raw(), &c->io);
+  c->fd.reset();
+  auto drop = [c](std::vector<ControlConn*>& v) { v.erase(std::remove(v.begin(), v.end(), c), v.end()); };
+  drop(status_.waiters);
+  drop(reload_.waiters);
+  drop(upgrade_.waiters);
+  if (upgrade_.registration == c) {
+    upgrade_.registration = nullptr;
+    // The new master hung up before it was ready: it failed, or it is about to.
+    if (upgrade_.active) {
+      std::string why = upgrade_.reason.empty() ? "the new master closed its connection before it was ready" : upgrade_.reason;
+      rollback(why);
+    }
+  }
+  conns_.remove(c);
+  loop_->defer_delete(c);
+}
+
+void Master::reply(ControlConn* c, bool ok, const std::string& text, const Message* extra) {
+  if (!c || c->dead) return;
+  Message m(MsgType::kResult);
+  m.set("ok", ok ? "1" : "0");
+  m.set(ok ? "message" : "reason", text);
+  if (extra)
+    for (const auto& [k, v] : extra->fields) m.set(k, v);
+  send_message(c->fd.get(), m);
+}
+
+void Master::on_control_message(ControlConn* c, Message& m) {
+  switch (m.type) {
+    case MsgType::kStatus:
+      start_status(c);
+      break;
+    case MsgType::kReload:
+      start_reload(c);
+      break;
+    case MsgType::kUpgrade:
+      start_upgrade(c);
+      break;
+    case MsgType::kRegister:
+      // The new master of an upgrade introduces itself on the connection it will report on.
+      if (upgrade_.active && m.get("role") == "upgrade" && c->peer_pid == upgrade_.pid) {
+        upgrade_.registration = c;
+        Message ack(MsgType::kAck);
+        ack.set("generation", static_cast<long long>(generation_));
+        send_message(c->fd.get(), ack);
+      } else {
+        reply(c, false, "no upgrade is waiting for this process");
+      }
+      break;
+    case MsgType::kFdRequest:
+      if (upgrade_.active && c->peer_pid == upgrade_.pid) handover_listeners(c);
+      else reply(c, false, "listeners are only handed to the new master of an upgrade");
+      break;
+    case MsgType::kReady:
+      if (c == upgrade_.registration) upgrade_succeeded(c, m);
+      break;
+    case MsgType::kResult:
+      if (upgrade_.active && c->peer_pid == upgrade_.pid && m.get("ok") == "0") upgrade_.reason = m.get("reason");
+      break;
+    default:
+      reply(c, false, std::string("unexpected message ") + msg_type_name(m.type));
+      break;
+  }
+}
+
+void Master::start_status(ControlConn* c) {
+  status_.waiters.push_back(c);
+  if (status_.active) return;
+  status_.active = true;
+  for (auto& w : workers_) {
+    w->status_answered = false;
+    if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) w->status_answered = true;
+  }
+  ev_timer_set(&status_.timer, kStatusWaitSeconds, 0.);
+  ev_timer_start(loop_->raw(), &status_.timer);
+  bool all = true;
+  for (const auto& x : workers_) all = all && x->status_answered;
+  if (all) finish_status();
+}
+
+void Master::on_status_timer_cb(struct ev_loop*, ev_timer* w, int) { static_cast<Master*>(w->data)->finish_status(); }
+
+void Master::finish_status() {
+  if (!status_.active) return;
+  status_.active = false;
+  ev_timer_stop(loop_->raw(), &status_.timer);
+  std::string text = "master: pid=" + std::to_string(getpid()) + " generation=" + std::to_string(generation_) +
+                     " state=" + (upgrade_.active ? "upgrading" : replaced_ ? "replaced" : reload_.active ? "reloading" : "running") + "\n";
+  for (const auto& w : workers_) {
+    text += "worker: pid=" + std::to_string(w->pid) + " generation=" + std::to_string(w->generation) +
+            " state=" + (w->draining ? "draining" : w->ready ? "active" : "starting") +
+            " connections=" + std::to_string(w->connections) + "\n";
+  }
+  Message extra;
+  extra.set("pid", static_cast<long long>(getpid()));
+  extra.set("generation", static_cast<long long>(generation_));
+  std::vector<ControlConn*> waiters;
+  waiters.swap(status_.waiters);
+  for (ControlConn* c : waiters) {
+    Message m(MsgType::kResult);
+    m.set("ok", "1");
+    m.set("lines", static_cast<long long>(std::count(text.begin(), text.end(), '\n')));
+    // Lines travel one field each: values are single lines.
+    size_t start = 0, n = 0;
+    while (start < text.size()) {
+      size_t nl = text.find('\n', start);
+      m.set("line" + std::to_string(n++), text.substr(start, nl - start));
+      start = nl + 1;
+    }
+    if (!c->dead) send_message(c->fd.get(), m);
+  }
+}
+
+// ---- reload ------------------------------------------------------------------------------------
+
+void Master::start_reload(ControlConn* waiter) {
+  auto refuse = [&](const std::string& why) {
+    log_error("reload refused: %s", why.c_str());
+    reply(waiter, false, why);
+  };
+  if (replaced_) return refuse("this master is being replaced by a new binary");
+  if (stopping_) return refuse("the master is stopping");
+  if (upgrade_.active) return refuse("an upgrade is in progress");
+  if (reload_.active) return refuse("a reload is already in progress");
+  sd_notify(sd_reloading_state());
+  std::shared_ptr<Cycle> next;
+  try {
+    next = load_cycle(current_->opts);
+  } catch (const ConfError& e) {
+    log_error("reload failed: %s; the running configuration stays", e.what());
+    sd_notify("READY=1\n");
+    reply(waiter, false, e.what());
+    return;
+  }
+  // Sockets with the same key stay the same sockets; only new addresses are opened.
+  std::map<std::string, Fd> adopt;
+  for (auto& ls : current_->listening) {
+    if (!ls->fd.valid()) continue;
+    int dup = fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup >= 0) adopt.emplace(ls->key, Fd(dup));
+  }
+  std::string err = next->open_listeners(&adopt);
+  if (err.empty()) err = next->http->open_logs();
+  if (!err.empty()) {
+    log_error("reload failed: %s; the running configuration stays", err.c_str());
+    sd_notify("READY=1\n");
+    reply(waiter, false, err);
+    return;
+  }
+  chown_logs(next.get());
+  if (next->error_log_path() != current_->error_log_path() || next->main.log_level != current_->main.log_level) {
+    std::string e = ErrorLog::open(next->error_log_path(), next->main.log_level);
+    if (!e.empty()) log_alert("%s", e.c_str());
+  }
+  reload_.active = true;
+  reload_.cycle = next;
+  reload_.generation = generation_ + 1;
+  if (waiter) reload_.waiters.push_back(waiter);
+  for (int i = 0; i < next->main.worker_processes; i++) {
+    if (!spawn(next, reload_.generation, i)) {
+      fail_reload("could not start the new workers");
+      return;
+    }
+  }
+  ev_timer_set(&reload_.timer, seconds(next->main.upgrade_timeout_ms), 0.);
+  ev_timer_start(loop_->raw(), &reload_.timer);
+}
+
+void Master::commit_reload() {
+  ev_timer_stop(loop_->raw(), &reload_.timer);
+  int old_generation = generation_;
+  current_ = reload_.cycle;
+  generation_ = reload_.generation;
+  reload_.active = false;
+  reload_.cycle.reset();
+  winched_ = false;
+  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+  slots_.clear();
+  for (int i = 0; i < current_->main.worker_processes; i++) {
+    auto s = std::make_unique<Slot>();
+    s->master = this;
+    s->index = static_cast<size_t>(i);
+    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
+    ev_init(&s->restart, on_restart_cb);
+    s->restart.data = s.get();
+    slots_.push_back(std::move(s));
+  }
+  drain_workers(generation_);
+  log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
+  sd_notify("READY=1\n");
+  Message extra;
+  extra.set("generation", static_cast<long long>(generation_));
+  std::vector<ControlConn*> waiters;
+  waiters.swap(reload_.waiters);
+  for (ControlConn* c : waiters) reply(c, true, "reload succeeded", &extra);
+}
+
+void Master::fail_reload(const std::string& reason) {
+  if (!reload_.active) return;
+  ev_timer_stop(loop_->raw(), &reload_.timer);
+  reload_.active = false;
+  for (auto& w : workers_) {
+    if (w->generation == reload_.generation && !w->draining) {
+      w->draining = true;
+      w->slot = -1;
+      send_shutdown(w.get(), "drain");
+    }
+  }
+  reload_.cycle.reset();
+  log_error("reload failed: %s; the running configuration stays", reason.c_str());
+  sd_notify("READY=1\n");
+  std::vector<ControlConn*> waiters;
+  waiters.swap(reload_.waiters);
+  for (ControlConn* c : waiters) reply(c, false, reason);
+}
+
+void Master::on_reload_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  self->fail_reload("the new workers were not ready within upgrade_timeout");
+}
+
+// ---- upgrade: the old master's side --------------------------------------------------------------
+
+void Master::start_upgrade(ControlConn* waiter) {
+  auto refuse = [&](const std::string& why) {
+    log_error("upgrade refused: %s", why.c_str());
+    reply(waiter, false, why);
+  };
+  if (upgrade_.active) return refuse("an upgrade is already in progress");
+  if (replaced_) return refuse("this master is already being replaced");
+  if (stopping_) return refuse("the master is stopping");
+  if (reload_.active) return refuse("a reload is in progress");
+
+  std::string pid_path = current_->pid_path();
+  std::string oldbin = pid_path + ".oldbin";
+  if (::rename(pid_path.c_str(), oldbin.c_str()) < 0 && errno != ENOENT)
+    log_warn("rename(\"%s\", \"%s\") failed (%s)", pid_path.c_str(), oldbin.c_str(), strerror(errno));
+  sd_notify(sd_reloading_state());
+
+  int errpipe[2];
+  if (pipe2(errpipe, O_CLOEXEC) < 0) {
+    ::rename(oldbin.c_str(), pid_path.c_str());
+    return refuse(std::string("pipe2() failed (") + strerror(errno) + ")");
+  }
+  const std::string& exe = current_->opts.exe_path;
+  std::string env_sock = "BATON_CONTROL_SOCKET=" + base64_encode(control_addr_.text);
+  std::vector<std::string> args = saved_argv();
+  std::vector<char*> argv;
+  for (std::string& a : args) argv.push_back(a.data());
+  argv.push_back(nullptr);
+
+  pid_t pid = fork();
+  if (pid < 0) {
+    ::close(errpipe[0]);
+    ::close(errpipe[1]);
+    ::rename(oldbin.c_str(), pid_path.c_str());
+    return refuse(std::string("fork() failed (") + strerror(errno) + ")");
+  }
+  if (pid == 0) {
+    // Nothing of the old master crosses exec: the listeners come over the control socket.
+    close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    reset_signals();
+    putenv(const_cast<char*>("BATON_UPGRADE=1"));
+    putenv(env_sock.data());
+    execv(exe.c_str(), argv.data());
+    int e = errno;
+    ssize_t ignored = ::write(errpipe[1], &e, sizeof(e));
+    (void)ignored;
+    _exit(127);
+  }
+  ::close(errpipe[1]);
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(errpipe[0], &exec_errno, sizeof(exec_errno));
+  } while (n < 0 && errno == EINTR);
+  ::close(errpipe[0]);
+
+  upgrade_.active = true;
+  upgrade_.pid = pid;
+  upgrade_.reason.clear();
+  upgrade_.registration = nullptr;
+  if (waiter) upgrade_.waiters.push_back(waiter);
+  if (n == static_cast<ssize_t>(sizeof(exec_errno))) {
+    upgrade_.reason = "cannot execute " + exe + " (" + strerror(exec_errno) + ")";
+    return;  // the child's exit (127) triggers the rollback with this reason
+  }
+  log_notice("upgrade: started new master %d from %s", static_cast<int>(pid), exe.c_str());
+  ev_timer_set(&upgrade_.timer, seconds(current_->main.upgrade_timeout_ms), 0.);
+  ev_timer_start(loop_->raw(), &upgrade_.timer);
+}
+
+void Master::handover_listeners(ControlConn* c) {
+  // A dedicated connection, an explicit start/ack, then one descriptor per message with its key.
+  // Done in one go: both masters are local and the exchange takes microseconds.
+  int fd = c->fd.get();
+  Message start(MsgType::kFdTransferStart);
+  start.set("count", static_cast<long long>(current_->listening.size()));
+  start.set("generation", static_cast<long long>(generation_));
+  if (send_message(fd, start) < 0) return close_conn(c);
+  Message ack;
+  if (recv_message_timeout(fd, &ack, kHandoverStepMs) != 1 || ack.type != MsgType::kAck) {
+    log_error("upgrade: the new master did not acknowledge the listener transfer");
+    return close_conn(c);
+  }
+  for (auto& ls : current_->listening) {
+    if (!ls->fd.valid()) continue;
+    Message m(MsgType::kFd);
+    m.set("key", ls->key);
+    m.fds.emplace_back(fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0));
+    if (send_message(fd, m) < 0) {
+      log_error("upgrade: sending %s failed (%s)", ls->key.c_str(), strerror(errno));
+      return close_conn(c);
+    }
+  }
+  Message done;
+  if (recv_message_timeout(fd, &done, kHandoverStepMs) != 1 || done.type != MsgType::kAck) {
+    log_error("upgrade: the new master did not confirm the listeners");
+    return close_conn(c);
+  }
+  log_notice("upgrade: %zu listener(s) handed to the new master", current_->listening.size());
+  close_conn(c);
+}
+
+void Master::upgrade_succeeded(ControlConn* c, const Message& m) {
+  ev_timer_stop(loop_->raw(), &upgrade_.timer);
+  pid_t new_pid = upgrade_.pid;
+  long long new_generation = m.get_int("generation", generation_ + 1);
+  upgrade_.active = false;
+  upgrade_.pid = 0;
+  replaced_ = true;
+  // Tell the new master it may take over the pid file and the control socket path.
+  send_message(c->fd.get(), Message(MsgType::kAck));
+  log_notice("upgrade: new master %d (generation %lld) is serving; draining the old workers", static_cast<int>(new_pid),
+             new_generation);
+  Message extra;
+  extra.set("pid", static_cast<long long>(new_pid));
+  extra.set("generation", new_generation);
+  std::vector<ControlConn*> waiters;
+  waiters.swap(upgrade_.waiters);
+  for (ControlConn* w : waiters) reply(w, true, "upgrade succeeded", &extra);
+  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+  // New -s clients find the new master from now on.
+  ev_io_stop(loop_->raw(), &control_io_);
+  control_fd_.reset();
+  drain_workers(0);
+  maybe_exit();
+}
+
+void Master::rollback(const std::string& reason) {
+  if (!upgrade_.active) return;
+  upgrade_.active = false;
+  ev_timer_stop(loop_->raw(), &upgrade_.timer);
+  if (upgrade_.pid > 0) {
+    // Its workers see their channel close and drain away by themselves.
+    ::kill(upgrade_.pid, SIGKILL);
+    abandoned_.push_back(upgrade_.pid);
+    upgrade_.pid = 0;
+  }
+  if (upgrade_.registration) {
+    ControlConn* r = upgrade_.registration;
+    upgrade_.registration = nullptr;
+    close_conn(r);
+  }
+  std::string pid_path = current_->pid_path();
+  std::string oldbin = pid_path + ".oldbin";
+  if (::rename(oldbin.c_str(), pid_path.c_str()) < 0)
+    log_alert("rename(\"%s\", \"%s\") failed (%s)", oldbin.c_str(), pid_path.c_str(), strerror(errno));
+  // The new master may have put its control socket at the path; this one takes it back.
+  if (control_addr_.text[0] != '@') {
+    ev_io_stop(loop_->raw(), &control_io_);
+    std::string err = open_control_socket();
+    if (!err.empty()) log_alert("%s", err.c_str());
+  }
+  sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
+  log_error("upgrade failed: %s; rolled back, the old master keeps serving", reason.c_str());
+  std::vector<ControlConn*> waiters;
+  waiters.swap(upgrade_.waiters);
+  for (ControlConn* w : waiters) reply(w, false, reason);
+  maybe_exit();
+}
+
+void Master::on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  self->rollback("the new master was not ready within upgrade_timeout (" +
+                 std::to_string(self->current_->main.upgrade_timeout_ms) + "ms)");
+}
+
+// ---- upgrade: the new master's side ------------------------------------------------------------
+
+void Master::tell_old_master_ready() {
+  Message ready(MsgType::kReady);
+  ready.set("pid", static_cast<long long>(getpid()));
+  ready.set("generation", static_cast<long long>(generation_));
+  Message ack;
+  if (send_message(old_master_.get(), ready) < 0 || recv_message_timeout(old_master_.get(), &ack, kHandoverStepMs) != 1 ||
+      ack.type != MsgType::kAck) {
+    // The old master rolled back (or is gone): this generation must not take over.
+    log_alert("upgrade: the old master did not accept this master; exiting");
+    exit_code_ = 1;
+    stop(SIGTERM);
+    return;
+  }
+  old_master_.reset();
+  std::string err;
+  if (!err.empty()) log_alert("%s", err.c_str());
+  // Only now the files that name the running master are this master's.
+  std::string pid_path = current_->pid_path();
+  int fd = ::open((pid_path + ".tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd >= 0) {
+    std::string text = std::to_string(getpid()) + "\n";
+    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+    ::close(fd);
+    if (ok) ::rename((pid_path + ".tmp").c_str(), pid_path.c_str());
+  }
+  err = open_control_socket();
+  if (!err.empty()) log_alert("%s", err.c_str());
+  sd_notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\n");
+  log_notice("upgrade: this master (generation %d) has taken over", generation_);
+}
+
+// ---- the loop ----------------------------------------------------------------------------------
+
+int Master::run(Fd upgrade_conn) {
+  EventLoop loop;
+  loop_ = &loop;
+  old_master_ = std::move(upgrade_conn);
+  Fd sfd = open_signalfd({SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD});
+  if (!sfd) {
+    log_emerg("signalfd() failed (%s)", strerror(errno));
+    return 1;
+  }
+  sfd_ = sfd.get();
+  signal(SIGPIPE, SIG_IGN);
+  ev_io sig_watcher;
+  ev_io_init(&sig_watcher, on_signal_cb, sfd_, EV_READ);
+  sig_watcher.data = this;
+  ev_io_start(loop.raw(), &sig_watcher);
+  ev_init(&kill_timer_, on_kill_timer_cb);
+  kill_timer_.data = this;
+  ev_init(&status_.timer, on_status_timer_cb);
+  status_.timer.data = this;
+  ev_init(&reload_.timer, on_reload_timer_cb);
+  reload_.timer.data = this;
+  ev_init(&upgrade_.timer, on_upgrade_timer_cb);
+  upgrade_.timer.data = this;
+
+  if (!old_master_) {
+    std::string err = open_control_socket();
+    if (!err.empty()) {
+      log_emerg("%s", err.c_str());
+      return 1;
+    }
+  }
+
+  std::string title = "baton: master process";
+  for (const std::string& a : saved_argv()) title += " " + (&a == &saved_argv()[0] ? current_->opts.exe_path : a);
+  set_proc_title(title);
+
+  for (int i = 0; i < current_->main.worker_processes; i++) {
+    auto s = std::make_unique<Slot>();
+    s->master = this;
+    s->index = static_cast<size_t>(i);
+    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
+    ev_init(&s->restart, on_restart_cb);
+    s->restart.data = s.get();
+    slots_.push_back(std::move(s));
+    if (!spawn(current_, generation_, i)) schedule_restart(static_cast<size_t>(i));
+  }
+  loop.run();
+
+  for (auto& s : slots_) ev_timer_stop(loop.raw(), &s->restart);
+  ev_timer_stop(loop.raw(), &kill_timer_);
+  ev_timer_stop(loop.raw(), &status_.timer);
+  ev_timer_stop(loop.raw(), &reload_.timer);
+  ev_timer_stop(loop.raw(), &upgrade_.timer);
+  ev_io_stop(loop.raw(), &sig_watcher);
+  if (control_fd_) ev_io_stop(loop.raw(), &control_io_);
+  for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) close_conn(c);
+  std::string pid_path = current_->pid_path();
+  if (replaced_) {
+    // The new master owns the pid file, the control socket and the unix listeners now.
+    ::unlink((pid_path + ".oldbin").c_str());
+    log_notice("exit (replaced by the new master)");
+  } else {
+    ::unlink(pid_path.c_str());
+    if (control_fd_ && control_addr_.text[0] != '@') ::unlink(control_addr_.text.c_str());
+    for (auto& ls : current_->listening) {
+      if (ls->addr.family() != AF_UNIX) continue;
+      auto* un = reinterpret_cast<const sockaddr_un*>(&ls->addr.storage);
+      if (un->sun_path[0]) ::unlink(un->sun_path);
+    }
+    log_notice("exit");
+  }
+  return exit_code_;
+}
 
 bool write_pid_file(const std::string& path) {
   std::string tmp = path + ".tmp";
@@ -287,10 +1038,24 @@ bool write_pid_file(const std::string& path) {
   return true;
 }
 
+// Another master answering on the control socket means this one must not start: it would take the
+// socket path, the pid file and (for unix listeners) the socket files from under it.
+bool another_master_running(const Cycle& c) {
+  if (c.main.control_socket == "abstract") return false;  // bound by pid: no clash possible
+  ControlAddress a = make_control_address(resolve_path(c.opts.prefix, c.main.control_socket), getpid());
+  std::string err;
+  return connect_control(a, &err).valid();
+}
+
 }  // namespace
 
 int master_process_main(std::unique_ptr<Cycle> cycle) {
   Cycle* c = cycle.get();
+  if (another_master_running(*c)) {
+    log_emerg("another master process answers on the control socket %s",
+              resolve_path(c->opts.prefix, c->main.control_socket).c_str());
+    return 1;
+  }
   std::string err = c->open_listeners();
   if (!err.empty()) {
     log_emerg("%s", err.c_str());
@@ -312,9 +1077,100 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
   if (!write_pid_file(c->pid_path())) return 1;
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
              c->main.worker_processes);
-  Master master(std::move(cycle));
-  master.chown_logs();
+  std::shared_ptr<Cycle> shared(std::move(cycle));
+  Master master(shared, 1);
   return master.run();
+}
+
+int upgraded_master_main(const Options& opts) {
+  std::string encoded = getenv("BATON_CONTROL_SOCKET") ? getenv("BATON_CONTROL_SOCKET") : "";
+  unsetenv("BATON_UPGRADE");
+  unsetenv("BATON_CONTROL_SOCKET");
+  std::string text;
+  ControlAddress old_addr;
+  if (!base64_decode(encoded, &text) || !control_address_from_text(text, &old_addr)) {
+    fprintf(stderr, "baton: [emerg] BATON_CONTROL_SOCKET does not name a control socket\n");
+    return 1;
+  }
+  std::string err;
+  Fd conn = connect_control(old_addr, &err);
+  if (!conn) {
+    fprintf(stderr, "baton: [emerg] upgrade: %s\n", err.c_str());
+    return 1;
+  }
+  auto fail = [&](const std::string& why) {
+    Message m(MsgType::kResult);
+    m.set("ok", "0");
+    m.set("reason", why);
+    send_message(conn.get(), m);
+    log_emerg("upgrade: %s", why.c_str());
+    return 1;
+  };
+
+  std::unique_ptr<Cycle> cycle;
+  try {
+    cycle = load_cycle(opts);
+  } catch (const ConfError& e) {
+    fprintf(stderr, "baton: [emerg] %s\n", e.what());
+    return fail(e.what());
+  }
+  err = ErrorLog::open(cycle->error_log_path(), cycle->main.log_level);
+  if (!err.empty()) {
+    fprintf(stderr, "baton: [emerg] %s\n", err.c_str());
+    return fail(err);
+  }
+
+  Message reg(MsgType::kRegister);
+  reg.set("role", "upgrade");
+  reg.set("pid", static_cast<long long>(getpid()));
+  Message ack;
+  if (send_message(conn.get(), reg) < 0 || recv_message_timeout(conn.get(), &ack, kHandoverStepMs) != 1 ||
+      ack.type != MsgType::kAck)
+    return fail("the old master did not accept the registration");
+  int generation = static_cast<int>(ack.get_int("generation", 0)) + 1;
+
+  // The listeners, on a connection of their own.
+  std::map<std::string, Fd> adopt;
+  {
+    Fd fdc = connect_control(old_addr, &err);
+    if (!fdc) return fail(err);
+    Message start;
+    if (send_message(fdc.get(), Message(MsgType::kFdRequest)) < 0 ||
+        recv_message_timeout(fdc.get(), &start, kHandoverStepMs) != 1 || start.type != MsgType::kFdTransferStart)
+      return fail("the old master did not start the listener transfer");
+    long long count = start.get_int("count", -1);
+    if (count < 0) return fail("bad listener transfer announcement");
+    if (send_message(fdc.get(), Message(MsgType::kAck)) < 0) return fail("listener transfer interrupted");
+    for (long long i = 0; i < count; i++) {
+      Message m;
+      if (recv_message_timeout(fdc.get(), &m, kHandoverStepMs) != 1 || m.type != MsgType::kFd || m.fds.size() != 1)
+        return fail("listener transfer interrupted (" + std::string(strerror(errno)) + ")");
+      adopt[m.get("key")] = std::move(m.fds[0]);
+    }
+    Message done(MsgType::kAck);
+    done.set("count", count);
+    send_message(fdc.get(), done);
+  }
+  log_notice("upgrade: received %zu listener(s) from the old master", adopt.size());
+
+  if (const char* delay = getenv("BATON_TEST_HANDOVER_DELAY")) {
+    // Test hook: a window in which the new master holds the listeners but is not ready.
+    unsigned s = static_cast<unsigned>(atoi(delay));
+    while (s > 0) s = sleep(s);
+  }
+
+  err = cycle->open_listeners(&adopt);
+  if (err.empty()) err = cycle->http->open_logs();
+  if (!err.empty()) return fail(err);
+  if (!adopt.empty())
+    log_notice("upgrade: %zu listener(s) no longer configured are left to the old master", adopt.size());
+  adopt.clear();
+  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128);
+  log_notice("baton/%s started by an upgrade, master process %d, generation %d", BATON_VERSION,
+             static_cast<int>(getpid()), generation);
+  std::shared_ptr<Cycle> shared(std::move(cycle));
+  Master master(shared, generation);
+  return master.run(std::move(conn));
 }
 
 }  // namespace baton

@@ -1,7 +1,11 @@
 #include "core/worker.h"
 
+#include <dirent.h>
 #include <signal.h>
+#include <stdlib.h>
 #include <unistd.h>
+
+#include <algorithm>
 
 #include "core/clock.h"
 #include "core/log.h"
@@ -9,6 +13,7 @@
 #include "event/listener.h"
 #include "event/loop.h"
 #include "http/http_worker.h"
+#include "os/unix/control.h"
 #include "os/unix/process.h"
 
 namespace baton {
@@ -17,7 +22,7 @@ namespace {
 
 class Worker {
  public:
-  Worker(Cycle* cycle, int slot) : cycle_(cycle), slot_(slot) {}
+  Worker(Cycle* cycle, Fd channel) : cycle_(cycle), channel_(std::move(channel)) {}
 
   int run() {
     Fd sfd = open_signalfd({SIGTERM, SIGINT, SIGQUIT, SIGUSR1, SIGHUP, SIGUSR2, SIGWINCH});
@@ -41,13 +46,24 @@ class Worker {
     ev_io_start(loop.raw(), &sig_watcher);
     sfd_ = sfd.get();
 
+    ev_io chan_watcher;
+    ev_io_init(&chan_watcher, on_channel_cb, channel_.get(), EV_READ);
+    chan_watcher.data = this;
+    ev_io_start(loop.raw(), &chan_watcher);
+
     ev_init(&quit_timer_, on_quit_timeout_cb);
     quit_timer_.data = this;
+
+    // The accept watchers are armed: from here on this worker takes connections.
+    Message ready(MsgType::kReady);
+    ready.set("pid", static_cast<long long>(getpid()));
+    send_message(channel_.get(), ready);
 
     loop.run();
 
     ev_timer_stop(loop.raw(), &quit_timer_);
     ev_io_stop(loop.raw(), &sig_watcher);
+    ev_io_stop(loop.raw(), &chan_watcher);
     conns.on_change = nullptr;
     conns.close_all();
     return 0;
@@ -55,6 +71,7 @@ class Worker {
 
  private:
   static void on_signal_cb(struct ev_loop*, ev_io* w, int) { static_cast<Worker*>(w->data)->on_signal(); }
+  static void on_channel_cb(struct ev_loop*, ev_io* w, int) { static_cast<Worker*>(w->data)->on_channel(w); }
   static void on_quit_timeout_cb(struct ev_loop*, ev_timer* w, int) {
     auto* self = static_cast<Worker*>(w->data);
     log_notice("quit_timeout: closing %zu connection(s) still open", self->conns_->size());
@@ -63,15 +80,16 @@ class Worker {
   }
 
   void on_signal() {
-    pid_t sender;
-    while (int sig = read_signal(sfd_, &sender)) {
+    while (int sig = read_signal(sfd_)) {
       switch (sig) {
         case SIGTERM:
         case SIGINT:
           loop_->stop();
           return;
         case SIGQUIT:
-          quit();
+          // A shutdown, not a hand-over: new connections must be refused, so every process lets
+          // the listening sockets go.
+          stop_gracefully(true);
           break;
         case SIGUSR1:
           reopen_logs();
@@ -82,22 +100,53 @@ class Worker {
     }
   }
 
-  void quit() {
-    if (quitting_) return;
-    quitting_ = true;
-    set_proc_title("baton: worker process is shutting down");
-    acceptor_->stop();
-    // A shutdown (not a hand-over): new connections must be refused, so every process lets the
-    // listening sockets go.
-    for (auto& ls : cycle_->listening) ls->fd.reset();
-    http_->drain();
-    if (conns_->size() == 0) {
-      loop_->stop();
-      return;
+  void on_channel(ev_io* w) {
+    for (;;) {
+      Message m;
+      int r = recv_message(channel_.get(), &m);
+      if (r < 0 && errno == EAGAIN) return;
+      if (r <= 0) {
+        // The master is gone (killed, or a new master that was rolled back): finish what is in
+        // flight and leave; the sockets remain with whoever else holds them.
+        ev_io_stop(loop_->raw(), w);
+        log_notice("master process gone, worker exits after its requests");
+        stop_gracefully(false);
+        return;
+      }
+      switch (m.type) {
+        case MsgType::kShutdown:
+          if (m.get("mode") == "fast") loop_->stop();
+          else stop_gracefully(false);
+          break;
+        case MsgType::kStatus: {
+          Message reply(MsgType::kResult);
+          reply.set("pid", static_cast<long long>(getpid()));
+          reply.set("connections", static_cast<long long>(conns_->size()));
+          reply.set("state", quitting_ ? "draining" : "active");
+          send_message(channel_.get(), reply);
+          break;
+        }
+        default:
+          break;
+      }
     }
-    double t = static_cast<double>(cycle_->main.quit_timeout_ms) / 1000.0;
-    ev_timer_set(&quit_timer_, t, 0.);
-    ev_timer_start(loop_->raw(), &quit_timer_);
+  }
+
+  // Stops accepting at once, lets the requests in flight finish (idle connections close), and exits
+  // when the last connection is gone or at quit_timeout.
+  void stop_gracefully(bool close_listeners) {
+    if (!quitting_) {
+      quitting_ = true;
+      set_proc_title(close_listeners ? "baton: worker process is shutting down" : "baton: worker process (draining)");
+      acceptor_->stop();
+      http_->drain();
+      double t = static_cast<double>(cycle_->main.quit_timeout_ms) / 1000.0;
+      ev_timer_set(&quit_timer_, t, 0.);
+      ev_timer_start(loop_->raw(), &quit_timer_);
+    }
+    if (close_listeners)
+      for (auto& ls : cycle_->listening) ls->fd.reset();
+    if (conns_->size() == 0) loop_->stop();
   }
 
   void on_connections_changed() {
@@ -116,7 +165,7 @@ class Worker {
   }
 
   Cycle* cycle_;
-  int slot_;
+  Fd channel_;
   EventLoop* loop_ = nullptr;
   ConnectionList* conns_ = nullptr;
   http::HttpWorker* http_ = nullptr;
@@ -126,9 +175,32 @@ class Worker {
   bool quitting_ = false;
 };
 
+// A forked worker inherits every descriptor of the master: the master's loop, the control socket,
+// other workers' channels, the listeners of other generations. Keeping any of them would hold a
+// removed port open or hide a channel's end from its owner, so everything not on the list goes.
+void close_inherited(const std::vector<int>& keep) {
+  DIR* d = opendir("/proc/self/fd");
+  if (!d) return;
+  int self = dirfd(d);
+  std::vector<int> close_list;
+  while (dirent* e = readdir(d)) {
+    if (e->d_name[0] == '.') continue;
+    int fd = atoi(e->d_name);
+    if (fd <= STDERR_FILENO || fd == self) continue;
+    if (std::find(keep.begin(), keep.end(), fd) != keep.end()) continue;
+    close_list.push_back(fd);
+  }
+  closedir(d);
+  for (int fd : close_list) ::close(fd);
+}
+
 }  // namespace
 
-void worker_process_main(Cycle* cycle, int slot) {
+void worker_process_main(Cycle* cycle, Fd channel) {
+  std::vector<int> keep = cycle->own_descriptors();
+  keep.push_back(channel.get());
+  keep.push_back(ErrorLog::fd());
+  close_inherited(keep);
   reset_signals();
   set_proc_title("baton: worker process");
   if (geteuid() == 0) {
@@ -140,7 +212,7 @@ void worker_process_main(Cycle* cycle, int slot) {
     }
   }
   Clock::update();
-  int rc = Worker(cycle, slot).run();
+  int rc = Worker(cycle, std::move(channel)).run();
   cycle->http->flush_logs();
   _exit(rc);
 }

@@ -4,10 +4,11 @@
 #pragma once
 
 #include "core/cycle.h"
+#include "os/unix/fd.h"
 
 namespace baton {
 
-// Runs in the forked child; never returns.
-[[noreturn]] void worker_process_main(Cycle* cycle, int slot);
+// Runs in the forked child with its end of the master's channel; never returns.
+[[noreturn]] void worker_process_main(Cycle* cycle, Fd channel);
 
 }  // namespace baton

@@ -260,7 +260,9 @@ struct Parser {
         uint64_t b;
         if (!parse_uint(w.substr(8), &b) || b == 0 || b > 65535) conf.fail(e.line, "invalid backlog \"" + std::string(w) + "\"");
         pl.opts.backlog = static_cast<int>(b);
-      } else if (w == "ssl" || w == "proxy_protocol") {
+      } else if (w == "proxy_protocol") {
+        pl.opts.proxy_protocol = true;
+      } else if (w == "ssl") {
         conf.fail(e.line, "listen option \"" + std::string(w) + "\" is not supported by this build yet");
       } else {
         conf.fail(e.line, "unknown listen option \"" + std::string(w) + "\"");
@@ -283,8 +285,9 @@ struct Parser {
       g->line = pl.line;
       group = g.get();
       http->listens.push_back(std::move(g));
-    } else if (pl.opts.backlog != 511 || pl.opts.reuseport) {
-      if (group->opts.backlog != pl.opts.backlog || group->opts.reuseport != pl.opts.reuseport)
+    } else if (pl.opts.backlog != 511 || pl.opts.reuseport || pl.opts.proxy_protocol || group->opts.proxy_protocol) {
+      if (group->opts.backlog != pl.opts.backlog || group->opts.reuseport != pl.opts.reuseport ||
+          group->opts.proxy_protocol != pl.opts.proxy_protocol)
         conf.fail(pl.line, "listen options for " + pl.addr.to_string() + " conflict with line " + std::to_string(group->line));
     }
     if (pl.default_server) {

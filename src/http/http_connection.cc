@@ -20,6 +20,10 @@ namespace {
 // How long a connection that is being closed keeps reading (and discarding) what the client still
 // sends, so that the response is not destroyed by a reset.
 constexpr double kLingerSeconds = 2.0;
+// During a drain, how long an idle keep-alive connection may stay silent before it is closed. A
+// client that is using the connection sends its next request well within this; closing at once
+// would race with a request already on its way.
+constexpr double kDrainIdleSeconds = 1.0;
 
 inline double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
@@ -114,7 +118,10 @@ void HttpConnection::start() {
 
 void HttpConnection::drain() {
   draining_ = true;
-  if (phase_ == Phase::kIdle && in_.empty() && !blocked()) close();
+  if (phase_ == Phase::kIdle && in_.empty() && !blocked()) {
+    clear_deadline();
+    set_deadline(kDrainIdleSeconds);
+  }
 }
 
 // ---- reading --------------------------------------------------------------------------------
@@ -672,11 +679,12 @@ void HttpConnection::after_output() {
         process_held_input();
         return;
       }
+      want_read(true);
       if (draining_ || worker_->draining()) {
-        close();
+        clear_deadline();
+        set_deadline(kDrainIdleSeconds);
         return;
       }
-      want_read(true);
       if (requests_ > 0) {
         clear_deadline();
         set_deadline(seconds(settings_now().keepalive_timeout_ms));
@@ -718,6 +726,13 @@ void HttpConnection::finish_or_close() {
 }
 
 void HttpConnection::on_timeout() {
+  if (draining_ && phase_ == Phase::kIdle && in_.empty() && !blocked()) {
+    // One last look: a request that arrived just now is answered (with Connection: close).
+    on_readable();
+    if (closed() || phase_ != Phase::kIdle || blocked()) return;
+    close();
+    return;
+  }
   // Header, body, send, keep-alive and linger timeouts all end the connection without a response:
   // a client that stalls gets nothing more from us.
   if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);

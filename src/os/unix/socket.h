@@ -35,6 +35,7 @@ std::string parse_sockaddr(std::string_view text, SockAddr* out);
 struct ListenOptions {
   int backlog = 511;
   bool reuseport = false;
+  bool proxy_protocol = false;  // connections start with a PROXY protocol header
 };
 
 // Opens, binds and listens. On failure returns an invalid Fd and sets *err to "bind() to ... failed (...)".
