@@ -8,6 +8,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/listener.h"
+#include "event/proxy_protocol.h"
 #include "http/http_log.h"
 #include "http/http_response.h"
 #include "http/http_static.h"
@@ -112,6 +113,7 @@ HttpConnection::HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, 
 
 void HttpConnection::start() {
   const Settings& s = group_->default_server->s;
+  proxy_pending_ = listening_->opts.proxy_protocol;
   set_deadline(seconds(s.client_header_timeout_ms));
   want_read(true);
 }
@@ -149,7 +151,15 @@ void HttpConnection::on_readable() {
     return;
   }
   if (phase_ == Phase::kIdle && in_.empty()) set_deadline(seconds(settings_now().client_header_timeout_ms));
-  if (in_.empty()) {
+  if (proxy_pending_) {
+    in_.append(buf, static_cast<size_t>(n));
+    if (!read_proxy_header() || proxy_pending_ || in_.empty()) return;
+    size_t used = feed(in_.data(), in_.size());
+    if (!closed()) {
+      in_.erase(0, used);
+      if (in_.empty()) std::string().swap(in_);
+    }
+  } else if (in_.empty()) {
     size_t used = feed(buf, static_cast<size_t>(n));
     if (!closed() && used < static_cast<size_t>(n) && phase_ != Phase::kDone)
       in_.assign(buf + used, static_cast<size_t>(n) - used);
@@ -164,6 +174,27 @@ void HttpConnection::on_readable() {
   if (closed()) return;
   if (phase_ == Phase::kBody) set_deadline(seconds(settings_now().client_body_timeout_ms));
   if (flush()) after_output();
+}
+
+bool HttpConnection::read_proxy_header() {
+  ProxyHeader ph;
+  switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
+    case ProxyResult::kNeedMore:
+      if (in_.size() < kProxyV2MaxLength) return true;
+      [[fallthrough]];
+    case ProxyResult::kError:
+      // Not a proxy speaking to us: nothing is answered.
+      log_info("broken PROXY protocol header from %s, closing", peer_.to_string().c_str());
+      close();
+      return false;
+    case ProxyResult::kDone:
+      break;
+  }
+  if (!ph.local) peer_ = ph.source;
+  in_.erase(0, ph.length);
+  proxy_pending_ = false;
+  if (in_.empty()) std::string().swap(in_);
+  return true;
 }
 
 size_t HttpConnection::feed(const char* data, size_t len) {

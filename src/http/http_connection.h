@@ -56,6 +56,8 @@ class HttpConnection final : public Connection {
   // Parses and answers what data holds; returns how many bytes were used. What is left must be kept
   // by the caller (the start of a head, or requests held back while output drains).
   size_t feed(const char* data, size_t len);
+  // Consumes the PROXY protocol header from in_; false when the connection was closed.
+  bool read_proxy_header();
   void handle_head();
   void handle_message_complete();
   void fail(int status);  // answers an error that ends the connection
@@ -93,6 +95,7 @@ class HttpConnection final : public Connection {
   bool file_pending_ = false;  // reply_.file is being sent after the memory output
   bool held_ = false;          // held_out_ waits for the end of the request body
   bool log_pending_ = false;   // pending_log_ holds the entry to write when the response is done
+  bool proxy_pending_ = false; // a PROXY protocol header must come first
   int error_status_ = 0;       // set by a callback that refuses the request
   uint32_t requests_ = 0;
   const char* msg_start_ = nullptr;  // first byte of the head being parsed
