@@ -22,13 +22,13 @@ ssize_t PlainTransport::recv(int fd, char* buf, size_t len) {
   return n;
 }
 
-ssize_t PlainTransport::writev(int fd, const iovec* iov, int iovcnt) {
+ssize_t PlainTransport::writev(int fd, const iovec* iov, int iovcnt, bool more) {
   msghdr msg{};
   msg.msg_iov = const_cast<iovec*>(iov);
   msg.msg_iovlen = static_cast<size_t>(iovcnt);
   ssize_t n;
   do {
-    n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
   } while (n < 0 && errno == EINTR);
   return n;
 }
@@ -42,11 +42,9 @@ ssize_t PlainTransport::sendfile(int fd, int file, off_t* offset, size_t len) {
 }
 
 Connection::Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockAddr& peer, Listening* ls)
-    : loop_(loop), fd_(std::move(fd)), peer_(peer), listening_(ls), transport_(PlainTransport::instance()), list_(list) {
-  ev_io_init(&rev_, io_cb, fd_.get(), EV_READ);
-  ev_io_init(&wev_, io_cb, fd_.get(), EV_WRITE);
-  rev_.data = this;
-  wev_.data = this;
+    : loop_(loop), fd_(std::move(fd)), peer_(PeerAddr(peer)), listening_(ls), transport_(PlainTransport::instance()), list_(list) {
+  ev_io_init(&io_, io_cb, fd_.get(), 0);
+  io_.data = this;
   ev_init(&timer_, timer_cb);
   timer_.data = this;
   list_->add(this);
@@ -58,22 +56,26 @@ Connection::~Connection() {
 
 void Connection::close() {
   if (!fd_.valid()) return;
-  ev_io_stop(loop_->raw(), &rev_);
-  ev_io_stop(loop_->raw(), &wev_);
+  ev_io_stop(loop_->raw(), &io_);
   ev_timer_stop(loop_->raw(), &timer_);
   fd_.reset();
   list_->remove(this);
   loop_->defer_delete(this);
 }
 
-void Connection::want_read(bool on) {
-  if (on) ev_io_start(loop_->raw(), &rev_);
-  else ev_io_stop(loop_->raw(), &rev_);
+void Connection::set_events(uint8_t events) {
+  if (events == events_) return;
+  events_ = events;
+  ev_io_stop(loop_->raw(), &io_);
+  if (!events) return;
+  ev_io_set(&io_, fd_.get(), events);
+  ev_io_start(loop_->raw(), &io_);
 }
 
+void Connection::want_read(bool on) { set_events(static_cast<uint8_t>(on ? (events_ | EV_READ) : (events_ & ~EV_READ))); }
+
 void Connection::want_write(bool on) {
-  if (on) ev_io_start(loop_->raw(), &wev_);
-  else ev_io_stop(loop_->raw(), &wev_);
+  set_events(static_cast<uint8_t>(on ? (events_ | EV_WRITE) : (events_ & ~EV_WRITE)));
 }
 
 void Connection::set_deadline(double seconds) {
@@ -90,11 +92,10 @@ void Connection::set_deadline(double seconds) {
   }
 }
 
-void Connection::io_cb(struct ev_loop*, ev_io* w, int) {
+void Connection::io_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* c = static_cast<Connection*>(w->data);
-  if (c->closed()) return;
-  if (w == &c->rev_) c->on_readable();
-  else c->on_writable();
+  if ((revents & EV_WRITE) && !c->closed()) c->on_writable();
+  if ((revents & EV_READ) && !c->closed() && (c->events_ & EV_READ)) c->on_readable();
 }
 
 void Connection::timer_cb(struct ev_loop* loop, ev_timer* w, int) {

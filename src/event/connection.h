@@ -19,7 +19,8 @@ class Transport {
   virtual ~Transport() = default;
   // These return what the system calls return: a byte count, or -1 with errno (EAGAIN included).
   virtual ssize_t recv(int fd, char* buf, size_t len) = 0;
-  virtual ssize_t writev(int fd, const iovec* iov, int iovcnt) = 0;
+  // more: further data follows at once (a file after its head): let the segments fill up.
+  virtual ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more = false) = 0;
   virtual ssize_t sendfile(int fd, int file, off_t* offset, size_t len) = 0;
 };
 
@@ -27,7 +28,7 @@ class PlainTransport final : public Transport {
  public:
   static PlainTransport* instance();
   ssize_t recv(int fd, char* buf, size_t len) override;
-  ssize_t writev(int fd, const iovec* iov, int iovcnt) override;
+  ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more = false) override;
   ssize_t sendfile(int fd, int file, off_t* offset, size_t len) override;
 };
 
@@ -39,7 +40,7 @@ class Connection : public Deletable {
   ~Connection() override;
 
   int fd() const { return fd_.get(); }
-  const SockAddr& peer() const { return peer_; }
+  const PeerAddr& peer() const { return peer_; }
   Listening* listening() const { return listening_; }
   bool closed() const { return !fd_.valid(); }
 
@@ -62,21 +63,22 @@ class Connection : public Deletable {
 
   EventLoop* loop_;
   Fd fd_;
-  SockAddr peer_;
+  PeerAddr peer_;
   Listening* listening_;
   Transport* transport_;
 
  private:
   friend class ConnectionList;
   static void io_cb(struct ev_loop*, ev_io* w, int revents);
+  void set_events(uint8_t events);
   static void timer_cb(struct ev_loop*, ev_timer* w, int revents);
 
   ConnectionList* list_;
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;
-  ev_io rev_;
-  ev_io wev_;
+  ev_io io_;        // one watcher; its events follow want_read / want_write
   ev_timer timer_;
+  uint8_t events_ = 0;
   double deadline_ = 0;
 };
 

@@ -97,7 +97,6 @@ void Acceptor::accept_cb(struct ev_loop*, ev_io* io, int) {
       // A unix-socket client has no address of its own; log it as the listener's family.
       peer.storage.ss_family = AF_UNIX;
     }
-    tune_accepted(fd, w->ls->addr.family());
     self->handler_(self->arg_, Fd(fd), peer, w->ls);
   }
 }

@@ -2,6 +2,8 @@
 
 #include <errno.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 
 #include "core/clock.h"
@@ -115,7 +117,10 @@ void HttpConnection::start() {
   const Settings& s = group_->default_server->s;
   proxy_pending_ = listening_->opts.proxy_protocol;
   set_deadline(seconds(s.client_header_timeout_ms));
-  want_read(true);
+  // The request has often arrived with the connection: read it now, and a short-lived connection
+  // may be answered and closed without ever being registered with the loop.
+  on_readable();
+  if (!closed() && !blocked()) want_read(true);
 }
 
 void HttpConnection::drain() {
@@ -136,7 +141,7 @@ void HttpConnection::on_readable() {
       ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
       if (n > 0) continue;
       if (n < 0 && errno == EAGAIN) return;
-      if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+      if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
       close();
       return;
     }
@@ -146,7 +151,7 @@ void HttpConnection::on_readable() {
   if (n <= 0) {
     if (n < 0 && errno == EAGAIN) return;
     // The client closed or reset: nothing can be answered any more.
-    if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+    if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
     close();
     return;
   }
@@ -190,7 +195,7 @@ bool HttpConnection::read_proxy_header() {
     case ProxyResult::kDone:
       break;
   }
-  if (!ph.local) peer_ = ph.source;
+  if (!ph.local) peer_ = PeerAddr(ph.source);
   in_.erase(0, ph.length);
   proxy_pending_ = false;
   if (in_.empty()) std::string().swap(in_);
@@ -477,16 +482,11 @@ void HttpConnection::handle_head() {
     expect_continue = req.has_body && req.version_minor >= 1;
   }
 
-  Reply& r = reply_;
+  Reply r;
   r.out = &w->out;
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
-  r.status = 0;
-  r.body_bytes = 0;
-  r.file.reset();
-  r.file_offset = 0;
-  r.file_bytes = 0;
 
   if (expect_continue) w->out.append("HTTP/1.1 100 Continue\r\n\r\n");
   size_t mark = w->out.size();
@@ -512,30 +512,35 @@ void HttpConnection::handle_head() {
   }
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;
-  if (!file_pending_) r.file.reset();
-
+  if (file_pending_) {
+    Slow& sl = slow();
+    sl.file = std::move(r.file);
+    sl.file_offset = r.file_offset;
+    sl.file_bytes = r.file_bytes;
+  }
   if (req.has_body) {
     // Answer once the body is read: a body that turns out too large must get 413 instead. The
     // 100 Continue above goes out now.
-    held_out_.assign(*r.out, mark, std::string::npos);
+    slow().held_out.assign(*r.out, mark, std::string::npos);
     r.out->resize(mark);
     held_ = true;
   }
-  if (req.has_body || file_pending_) save_log();
+  if (req.has_body || file_pending_) save_log(r.status, r.body_bytes);
   else log_request(r.status, r.body_bytes);
 }
 
-void HttpConnection::save_log() {
+void HttpConnection::save_log(int status, uint64_t body_bytes) {
   const Request& req = worker_->req;
+  Slow& sl = slow();
   log_pending_ = true;
-  pending_log_status_ = reply_.status;
-  pending_log_bytes_ = reply_.body_bytes;
-  pending_log_minor_ = req.version_minor;
-  pending_log_.clear();
-  pending_log_.append(req.method).push_back('\0');
-  pending_log_.append(req.target).push_back('\0');
-  pending_log_.append(req.referer).push_back('\0');
-  pending_log_.append(req.user_agent);
+  sl.log_status = status;
+  sl.log_bytes = body_bytes;
+  sl.log_minor = req.version_minor;
+  sl.log.clear();
+  sl.log.append(req.method).push_back('\0');
+  sl.log.append(req.target).push_back('\0');
+  sl.log.append(req.referer).push_back('\0');
+  sl.log.append(req.user_agent);
 }
 
 void HttpConnection::log_request(int status, uint64_t body_bytes) {
@@ -550,7 +555,7 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   e.version_major = 1;
   e.request_time = loop_->now() - request_start_;
   if (from_pending) {
-    std::string_view v(pending_log_);
+    std::string_view v(slow_->log);
     auto next = [&v]() {
       size_t z = v.find('\0');
       std::string_view part = v.substr(0, z);
@@ -561,7 +566,7 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
     e.target = next();
     e.referer = next();
     e.user_agent = next();
-    e.version_minor = pending_log_minor_;
+    e.version_minor = slow_->log_minor;
   } else {
     const Request& req = worker_->req;
     e.method = req.method;
@@ -577,10 +582,10 @@ void HttpConnection::handle_message_complete() {
   phase_ = keep_alive_ ? Phase::kIdle : Phase::kDone;
   clean_end_ = true;
   if (held_) {
-    worker_->out.append(held_out_);
-    std::string().swap(held_out_);
+    worker_->out.append(slow_->held_out);
+    std::string().swap(slow_->held_out);
     held_ = false;
-    if (!file_pending_) log_request(pending_log_status_, pending_log_bytes_);
+    if (!file_pending_) log_request(slow_->log_status, slow_->log_bytes);
   }
 }
 
@@ -588,11 +593,11 @@ void HttpConnection::fail(int status) {
   HttpWorker* w = worker_;
   const Settings& s = settings_now();
   if (held_) {
-    std::string().swap(held_out_);
+    std::string().swap(slow_->held_out);
     held_ = false;
   }
   file_pending_ = false;
-  reply_.file.reset();
+  if (slow_) slow_->file.reset();
   log_pending_ = false;
   Reply r;
   r.out = &w->out;
@@ -630,11 +635,11 @@ bool HttpConnection::flush() {
     if (!w->out.empty()) iov[n++] = {w->out.data(), w->out.size()};
     size_t total = 0;
     for (int i = 0; i < n; i++) total += iov[i].iov_len;
-    ssize_t sent = transport_->writev(fd(), iov, n);
+    ssize_t sent = transport_->writev(fd(), iov, n, file_pending_);
     if (sent < 0) {
       if (errno != EAGAIN) {
         w->out.clear();
-        if (log_pending_) log_request(pending_log_status_, 0);
+        if (log_pending_) log_request(slow_->log_status, 0);
         close();
         return false;
       }
@@ -660,7 +665,7 @@ bool HttpConnection::flush() {
     out_pos_ = 0;
   }
   if (file_pending_) {
-    Reply& r = reply_;
+    Slow& r = *slow_;
     while (r.file_bytes > 0) {
       size_t chunk = r.file_bytes > (1u << 20) ? (1u << 20) : static_cast<size_t>(r.file_bytes);
       ssize_t sent = transport_->sendfile(fd(), r.file.get(), &r.file_offset, chunk);
@@ -670,7 +675,7 @@ bool HttpConnection::flush() {
       }
       if (sent <= 0) {
         if (sent == 0) log_error("file shrank while being sent to %s", peer_.to_string().c_str());
-        if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - r.file_bytes);
+        if (log_pending_) log_request(r.log_status, r.log_bytes - r.file_bytes);
         close();
         return false;
       }
@@ -678,7 +683,7 @@ bool HttpConnection::flush() {
     }
     r.file.reset();
     file_pending_ = false;
-    if (log_pending_ && !held_) log_request(pending_log_status_, pending_log_bytes_);
+    if (log_pending_ && !held_) log_request(r.log_status, r.log_bytes);
   }
   return true;
 }
@@ -711,6 +716,12 @@ void HttpConnection::after_output() {
         return;
       }
       want_read(true);
+      if (!nodelay_) {
+        // Kept alive: from now on small responses must not wait for the client's delayed ACK.
+        int one = 1;
+        if (peer_.family() != AF_UNIX) setsockopt(fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        nodelay_ = true;
+      }
       if (draining_ || worker_->draining()) {
         clear_deadline();
         set_deadline(kDrainIdleSeconds);
@@ -766,7 +777,7 @@ void HttpConnection::on_timeout() {
   }
   // Header, body, send, keep-alive and linger timeouts all end the connection without a response:
   // a client that stalls gets nothing more from us.
-  if (log_pending_) log_request(pending_log_status_, pending_log_bytes_ - reply_.file_bytes);
+  if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
   close();
 }
 

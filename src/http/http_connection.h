@@ -9,6 +9,7 @@
 
 #include <llhttp.h>
 
+#include <memory>
 #include <string>
 
 #include "event/connection.h"
@@ -68,7 +69,7 @@ class HttpConnection final : public Connection {
   void wait_for_output();
   void finish_or_close();
   void process_held_input();
-  void save_log();
+  void save_log(int status, uint64_t body_bytes);
   void log_request(int status, uint64_t body_bytes);
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
 
@@ -96,6 +97,7 @@ class HttpConnection final : public Connection {
   bool held_ = false;          // held_out_ waits for the end of the request body
   bool log_pending_ = false;   // pending_log_ holds the entry to write when the response is done
   bool proxy_pending_ = false; // a PROXY protocol header must come first
+  bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   int error_status_ = 0;       // set by a callback that refuses the request
   uint32_t requests_ = 0;
   const char* msg_start_ = nullptr;  // first byte of the head being parsed
@@ -107,12 +109,25 @@ class HttpConnection final : public Connection {
   std::string in_;
   std::string out_;
   size_t out_pos_ = 0;
-  std::string held_out_;       // the answer to a request whose body is still arriving
-  Reply reply_;                // the file part being sent and its log entry
-  std::string pending_log_;    // method, target, referer, user agent of a response not yet done
-  uint64_t pending_log_bytes_ = 0;
-  int pending_log_status_ = 0;
-  int pending_log_minor_ = 1;
+
+  // What only some responses need: a body still arriving, a file being sent, a log entry waiting
+  // for the end of the response. Allocated on first use, so that the common connection stays small.
+  struct Slow {
+    std::string held_out;     // the answer to a request whose body is still arriving
+    Fd file;                  // sent after the memory output
+    off_t file_offset = 0;
+    uint64_t file_bytes = 0;
+    std::string log;          // method, target, referer, user agent of a response not yet done
+    uint64_t log_bytes = 0;
+    int log_status = 0;
+    int log_minor = 1;
+  };
+  Slow& slow() {
+    if (!slow_) slow_ = std::make_unique<Slow>();
+    return *slow_;
+  }
+  uint64_t file_left() const { return slow_ ? slow_->file_bytes : 0; }
+  std::unique_ptr<Slow> slow_;
 };
 
 }  // namespace baton::http

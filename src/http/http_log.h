@@ -10,7 +10,7 @@
 namespace baton::http {
 
 struct LogEntry {
-  const SockAddr* peer;
+  const PeerAddr* peer;
   std::string_view method;
   std::string_view target;
   int version_major;

@@ -221,14 +221,35 @@ TEST(OpenListener, Ipv6Loopback) {
   EXPECT_EQ(v6only, 1);  // [::]:80 must not also take 0.0.0.0:80
 }
 
-TEST(TuneAccepted, SetsNoDelayOnTcp) {
-  Fd fd(socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  ASSERT_TRUE(fd.valid());
-  tune_accepted(fd.get(), AF_INET);
-  int nodelay = 0;
-  socklen_t len = sizeof(nodelay);
-  ASSERT_EQ(getsockopt(fd.get(), IPPROTO_TCP, TCP_NODELAY, &nodelay, &len), 0);
-  EXPECT_NE(nodelay, 0);
+TEST(PeerAddr, KeepsIpv4AndIpv6HostAndPort) {
+  SockAddr a;
+  ASSERT_EQ(parse_sockaddr("203.0.113.7:5555", &a), "");
+  PeerAddr p(a);
+  EXPECT_EQ(p.family(), AF_INET);
+  EXPECT_EQ(p.to_string(), "203.0.113.7:5555");
+  char host[64];
+  size_t n = p.host_into(host, sizeof(host));
+  EXPECT_EQ(std::string(host, n), "203.0.113.7");
+
+  SockAddr b;
+  ASSERT_EQ(parse_sockaddr("[2001:db8::1]:443", &b), "");
+  PeerAddr q(b);
+  EXPECT_EQ(q.family(), AF_INET6);
+  EXPECT_EQ(q.to_string(), "[2001:db8::1]:443");
+  n = q.host_into(host, sizeof(host));
+  EXPECT_EQ(std::string(host, n), "2001:db8::1");
+}
+
+TEST(PeerAddr, UnixPeerHasNoPath) {
+  SockAddr a;
+  ASSERT_EQ(parse_sockaddr("unix:/tmp/some.sock", &a), "");
+  PeerAddr p(a);
+  EXPECT_EQ(p.family(), AF_UNIX);
+  EXPECT_EQ(p.to_string(), "unix:");
+  char host[64];
+  size_t n = p.host_into(host, sizeof(host));
+  EXPECT_EQ(std::string(host, n), "unix:");
+  EXPECT_LT(sizeof(PeerAddr), sizeof(SockAddr) / 3);
 }
 
 }  // namespace

@@ -34,6 +34,34 @@ size_t SockAddr::host_into(char* out, size_t cap) const {
   return 0;
 }
 
+PeerAddr::PeerAddr(const SockAddr& a) {
+  if (a.family() == AF_INET) memcpy(&u.in, &a.storage, sizeof(u.in));
+  else if (a.family() == AF_INET6) memcpy(&u.in6, &a.storage, sizeof(u.in6));
+  else u.sa.sa_family = AF_UNIX;
+}
+
+size_t PeerAddr::host_into(char* out, size_t cap) const {
+  SockAddr a;
+  if (family() == AF_INET) memcpy(&a.storage, &u.in, sizeof(u.in));
+  else if (family() == AF_INET6) memcpy(&a.storage, &u.in6, sizeof(u.in6));
+  else a.storage.ss_family = AF_UNIX;
+  return a.host_into(out, cap);
+}
+
+std::string PeerAddr::to_string() const {
+  SockAddr a;
+  if (family() == AF_INET) {
+    memcpy(&a.storage, &u.in, sizeof(u.in));
+    a.len = sizeof(u.in);
+  } else if (family() == AF_INET6) {
+    memcpy(&a.storage, &u.in6, sizeof(u.in6));
+    a.len = sizeof(u.in6);
+  } else {
+    return "unix:";
+  }
+  return a.to_string();
+}
+
 std::string SockAddr::host() const {
   char buf[INET6_ADDRSTRLEN + 8];
   size_t n = host_into(buf, sizeof(buf));
@@ -154,13 +182,6 @@ Fd open_listener(const SockAddr& addr, const ListenOptions& opts, std::string* e
     return Fd();
   }
   return fd;
-}
-
-void tune_accepted(int fd, int family) {
-  if (family == AF_INET || family == AF_INET6) {
-    int one = 1;
-    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-  }
 }
 
 }  // namespace baton

@@ -29,6 +29,21 @@ struct SockAddr {
   bool operator==(const SockAddr& o) const;
 };
 
+// A connection's peer: an IPv4 or IPv6 address and port, or just "a unix socket". A quarter of the
+// size of SockAddr, which must hold unix socket paths; every connection carries one.
+struct PeerAddr {
+  union {
+    sockaddr sa;
+    sockaddr_in in;
+    sockaddr_in6 in6;
+  } u{};
+  PeerAddr() = default;
+  explicit PeerAddr(const SockAddr& a);
+  int family() const { return u.sa.sa_family; }
+  size_t host_into(char* out, size_t cap) const;
+  std::string to_string() const;
+};
+
 // Parses a listen address. "8080" means 0.0.0.0:8080; "*:8080" too. Returns an error text or "".
 std::string parse_sockaddr(std::string_view text, SockAddr* out);
 
@@ -40,8 +55,5 @@ struct ListenOptions {
 
 // Opens, binds and listens. On failure returns an invalid Fd and sets *err to "bind() to ... failed (...)".
 Fd open_listener(const SockAddr& addr, const ListenOptions& opts, std::string* err);
-
-// Sets TCP_NODELAY and similar per-connection options on an accepted socket.
-void tune_accepted(int fd, int family);
 
 }  // namespace baton
