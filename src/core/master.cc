@@ -173,6 +173,8 @@ class Master {
     std::string reason;  // what the new master said before failing
     std::vector<ControlConn*> waiters;
     ControlConn* registration = nullptr;
+    bool ready = false;  // the new master reported ready and was told to take over
+    long long new_generation = 0;
     ev_timer timer;
   } upgrade_;
   std::vector<pid_t> abandoned_;  // new masters killed during a rollback, still to be reaped
@@ -303,7 +305,9 @@ void Master::reap() {
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
     if (upgrade_.active && pid == upgrade_.pid) {
-      // What the new master said before it exited may still wait in its connection.
+      // What the new master said before it exited may still wait in its connection, which may not
+      // even be accepted yet.
+      if (control_fd_) on_control_accept_cb(loop_->raw(), &control_io_, 0);
       for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) {
         if (c->dead || c->peer_pid != pid) continue;
         Message m;
@@ -577,7 +581,16 @@ void Master::on_control_message(ControlConn* c, Message& m) {
       else reply(c, false, "listeners are only handed to the new master of an upgrade");
       break;
     case MsgType::kReady:
-      if (c == upgrade_.registration) upgrade_succeeded(c, m);
+      // The new master's workers all accept: it may take over the pid file and the control socket.
+      if (c == upgrade_.registration && upgrade_.active && !upgrade_.ready) {
+        upgrade_.ready = true;
+        upgrade_.new_generation = m.get_int("generation", generation_ + 1);
+        send_message(c->fd.get(), Message(MsgType::kAck));
+      }
+      break;
+    case MsgType::kAck:
+      // ... and it has: from now on it is the master.
+      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready) upgrade_succeeded(c, m);
       break;
     case MsgType::kResult:
       if (upgrade_.active && c->peer_pid == upgrade_.pid && m.get("ok") == "0") upgrade_.reason = m.get("reason");
@@ -802,6 +815,7 @@ void Master::start_upgrade(ControlConn* waiter) {
   ::close(errpipe[0]);
 
   upgrade_.active = true;
+  upgrade_.ready = false;
   upgrade_.pid = pid;
   upgrade_.reason.clear();
   upgrade_.registration = nullptr;
@@ -847,15 +861,14 @@ void Master::handover_listeners(ControlConn* c) {
   close_conn(c);
 }
 
-void Master::upgrade_succeeded(ControlConn* c, const Message& m) {
+void Master::upgrade_succeeded(ControlConn*, const Message&) {
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
   pid_t new_pid = upgrade_.pid;
-  long long new_generation = m.get_int("generation", generation_ + 1);
+  long long new_generation = upgrade_.new_generation;
   upgrade_.active = false;
+  upgrade_.ready = false;
   upgrade_.pid = 0;
   replaced_ = true;
-  // Tell the new master it may take over the pid file and the control socket path.
-  send_message(c->fd.get(), Message(MsgType::kAck));
   log_notice("upgrade: new master %d (generation %lld) is serving; draining the old workers", static_cast<int>(new_pid),
              new_generation);
   Message extra;
@@ -875,6 +888,7 @@ void Master::upgrade_succeeded(ControlConn* c, const Message& m) {
 void Master::rollback(const std::string& reason) {
   if (!upgrade_.active) return;
   upgrade_.active = false;
+  upgrade_.ready = false;
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
   if (upgrade_.pid > 0) {
     // Its workers see their channel close and drain away by themselves.
@@ -926,9 +940,6 @@ void Master::tell_old_master_ready() {
     stop(SIGTERM);
     return;
   }
-  old_master_.reset();
-  std::string err;
-  if (!err.empty()) log_alert("%s", err.c_str());
   // Only now the files that name the running master are this master's.
   std::string pid_path = current_->pid_path();
   int fd = ::open((pid_path + ".tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -938,8 +949,12 @@ void Master::tell_old_master_ready() {
     ::close(fd);
     if (ok) ::rename((pid_path + ".tmp").c_str(), pid_path.c_str());
   }
-  err = open_control_socket();
+  std::string err = open_control_socket();
   if (!err.empty()) log_alert("%s", err.c_str());
+  // The old master answers `baton -s upgrade` once this confirmation arrives, so that whoever asked
+  // finds the pid file and the control socket already naming this master.
+  send_message(old_master_.get(), Message(MsgType::kAck));
+  old_master_.reset();
   sd_notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\n");
   log_notice("upgrade: this master (generation %d) has taken over", generation_);
 }
@@ -977,10 +992,6 @@ int Master::run(Fd upgrade_conn) {
       return 1;
     }
   }
-
-  std::string title = "baton: master process";
-  for (const std::string& a : saved_argv()) title += " " + (&a == &saved_argv()[0] ? current_->opts.exe_path : a);
-  set_proc_title(title);
 
   for (int i = 0; i < current_->main.worker_processes; i++) {
     auto s = std::make_unique<Slot>();
@@ -1049,8 +1060,15 @@ bool another_master_running(const Cycle& c) {
 
 }  // namespace
 
+void set_master_title(const Options& opts) {
+  std::string title = "baton: master process";
+  for (const std::string& arg : saved_argv()) title += " " + (&arg == &saved_argv()[0] ? opts.exe_path : arg);
+  set_proc_title(title);
+}
+
 int master_process_main(std::unique_ptr<Cycle> cycle) {
   Cycle* c = cycle.get();
+  set_master_title(c->opts);
   if (another_master_running(*c)) {
     log_emerg("another master process answers on the control socket %s",
               resolve_path(c->opts.prefix, c->main.control_socket).c_str());
@@ -1078,11 +1096,12 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
              c->main.worker_processes);
   std::shared_ptr<Cycle> shared(std::move(cycle));
-  Master master(shared, 1);
+  Master master(std::move(shared), 1);
   return master.run();
 }
 
 int upgraded_master_main(const Options& opts) {
+  set_master_title(opts);
   std::string encoded = getenv("BATON_CONTROL_SOCKET") ? getenv("BATON_CONTROL_SOCKET") : "";
   unsetenv("BATON_UPGRADE");
   unsetenv("BATON_CONTROL_SOCKET");
@@ -1169,7 +1188,7 @@ int upgraded_master_main(const Options& opts) {
   log_notice("baton/%s started by an upgrade, master process %d, generation %d", BATON_VERSION,
              static_cast<int>(getpid()), generation);
   std::shared_ptr<Cycle> shared(std::move(cycle));
-  Master master(shared, generation);
+  Master master(std::move(shared), generation);
   return master.run(std::move(conn));
 }
 

@@ -197,12 +197,12 @@ void close_inherited(const std::vector<int>& keep) {
 }  // namespace
 
 void worker_process_main(Cycle* cycle, Fd channel) {
+  set_proc_title("baton: worker process");
   std::vector<int> keep = cycle->own_descriptors();
   keep.push_back(channel.get());
   keep.push_back(ErrorLog::fd());
   close_inherited(keep);
   reset_signals();
-  set_proc_title("baton: worker process");
   if (geteuid() == 0) {
     std::string user = cycle->main.user.empty() ? "nobody" : cycle->main.user;
     std::string err = switch_user(user);
