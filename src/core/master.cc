@@ -887,6 +887,7 @@ void Master::upgrade_succeeded(ControlConn*, const Message&) {
 
 void Master::rollback(const std::string& reason) {
   if (!upgrade_.active) return;
+  bool took_over = upgrade_.ready;  // the new master was told it may take the control socket
   upgrade_.active = false;
   upgrade_.ready = false;
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
@@ -906,7 +907,7 @@ void Master::rollback(const std::string& reason) {
   if (::rename(oldbin.c_str(), pid_path.c_str()) < 0)
     log_alert("rename(\"%s\", \"%s\") failed (%s)", oldbin.c_str(), pid_path.c_str(), strerror(errno));
   // The new master may have put its control socket at the path; this one takes it back.
-  if (control_addr_.text[0] != '@') {
+  if (took_over && control_addr_.text[0] != '@') {
     ev_io_stop(loop_->raw(), &control_io_);
     std::string err = open_control_socket();
     if (!err.empty()) log_alert("%s", err.c_str());
@@ -1015,8 +1016,17 @@ int Master::run(Fd upgrade_conn) {
   for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) close_conn(c);
   std::string pid_path = current_->pid_path();
   if (replaced_) {
-    // The new master owns the pid file, the control socket and the unix listeners now.
-    ::unlink((pid_path + ".oldbin").c_str());
+    // The new master owns the pid file, the control socket and the unix listeners now. The
+    // .oldbin file is this master's only while it names this master: the new one may already be
+    // upgrading in turn.
+    std::string oldbin = pid_path + ".oldbin";
+    char buf[32] = {};
+    int fd = ::open(oldbin.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+      ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
+      ::close(fd);
+      if (n > 0 && atol(buf) == static_cast<long>(getpid())) ::unlink(oldbin.c_str());
+    }
     log_notice("exit (replaced by the new master)");
   } else {
     ::unlink(pid_path.c_str());
