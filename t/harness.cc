@@ -9,6 +9,7 @@
 #include <limits.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <grp.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -18,12 +19,14 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
 #include <cctype>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
+#include <mutex>
 #include <set>
 #include <sstream>
 #include <thread>
@@ -805,19 +808,46 @@ std::string baton_binary() {
 
 namespace {
 
-// The child side of a fork: plain signal state, then exec baton.
-[[noreturn]] void exec_baton(const std::vector<std::string>& args) {
+// What to exec, prepared before the fork so that the child (of a process that may run threads) only
+// has to call async-signal-safe functions.
+struct ExecSpec {
+  std::string binary;
+  std::vector<std::string> arg_store;
+  std::vector<std::string> env_store;
+  std::vector<char*> argv;
+  std::vector<char*> envp;
+  std::string exec_error;  // written if execve fails
+};
+
+ExecSpec make_exec_spec(const std::string& binary, const std::vector<std::string>& args,
+                        const std::vector<std::pair<std::string, std::string>>& env) {
+  ExecSpec spec;
+  spec.binary = binary;
+  spec.arg_store.push_back(binary);
+  spec.arg_store.insert(spec.arg_store.end(), args.begin(), args.end());
+  for (char** e = environ; e && *e; e++) {
+    std::string_view entry(*e);
+    std::string_view name = entry.substr(0, entry.find('='));
+    bool replaced = std::any_of(env.begin(), env.end(), [&](const auto& kv) { return kv.first == name; });
+    if (!replaced) spec.env_store.emplace_back(entry);
+  }
+  for (const auto& [k, v] : env) spec.env_store.push_back(k + "=" + v);
+  for (std::string& a : spec.arg_store) spec.argv.push_back(a.data());
+  spec.argv.push_back(nullptr);
+  for (std::string& e : spec.env_store) spec.envp.push_back(e.data());
+  spec.envp.push_back(nullptr);
+  spec.exec_error = "exec " + binary + ": ";
+  return spec;
+}
+
+// The child side of a fork: plain signal state, then exec.
+[[noreturn]] void exec_spec(const ExecSpec& spec) {
   sigset_t all;
   sigemptyset(&all);
   sigprocmask(SIG_SETMASK, &all, nullptr);
   for (int sig = 1; sig < NSIG; sig++) ::signal(sig, SIG_DFL);
-  std::string binary = baton_binary();
-  std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(binary.c_str()));
-  for (const std::string& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  ::execv(binary.c_str(), argv.data());
-  std::string msg = "exec " + binary + ": " + std::strerror(errno) + "\n";
+  ::execve(spec.binary.c_str(), spec.argv.data(), spec.envp.data());
+  std::string msg = spec.exec_error + std::strerror(errno) + "\n";
   ssize_t ignored = ::write(2, msg.data(), msg.size());
   (void)ignored;
   ::_exit(127);
@@ -841,7 +871,15 @@ int pick_free_port() {
 }  // namespace
 
 RunResult run_baton(const std::vector<std::string>& args, Millis timeout) {
+  RunOptions opts;
+  opts.timeout = timeout;
+  return run_baton_with(args, opts);
+}
+
+RunResult run_baton_with(const std::vector<std::string>& args, const RunOptions& opts) {
   RunResult res;
+  Millis timeout = opts.timeout;
+  ExecSpec spec = make_exec_spec(opts.binary.empty() ? baton_binary() : opts.binary, args, opts.env);
   int out_pipe[2], err_pipe[2];
   if (::pipe2(out_pipe, O_CLOEXEC) != 0) return res;
   if (::pipe2(err_pipe, O_CLOEXEC) != 0) {
@@ -855,7 +893,11 @@ RunResult run_baton(const std::vector<std::string>& args, Millis timeout) {
     if (devnull >= 0) ::dup2(devnull, 0);
     ::dup2(out_pipe[1], 1);
     ::dup2(err_pipe[1], 2);
-    exec_baton(args);
+    if (opts.gid != static_cast<gid_t>(-1)) {
+      if (::setgroups(0, nullptr) != 0 || ::setgid(opts.gid) != 0) ::_exit(126);
+    }
+    if (opts.uid != static_cast<uid_t>(-1) && ::setuid(opts.uid) != 0) ::_exit(126);
+    exec_spec(spec);
   }
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
@@ -933,7 +975,7 @@ BatonServer::BatonServer() {
 
 BatonServer::~BatonServer() {
   bool failed = ::testing::Test::HasFailure();
-  if (!exited_) stop(SIGTERM, 5000ms);
+  if (!exited_ || !own_processes().empty()) stop(SIGTERM, 5000ms);
   kill_leftovers();
   if (failed) std::cerr << diagnostics();
   const char* keep = std::getenv("BATON_TEST_KEEP");
@@ -1014,7 +1056,7 @@ RunResult BatonServer::test_config(const std::vector<std::string>& flags) const 
 
 ::testing::AssertionResult BatonServer::start(const std::function<bool()>& ready) {
   if (!exited_) return ::testing::AssertionFailure() << "the server is already running";
-  std::string binary = baton_binary();
+  std::string binary = this->binary();
   if (::access(binary.c_str(), X_OK) != 0)
     return ::testing::AssertionFailure() << "no baton binary at " << binary << " (set BATON_BINARY)";
   std::function<bool()> is_ready = ready;
@@ -1023,6 +1065,7 @@ RunResult BatonServer::test_config(const std::vector<std::string>& flags) const 
     is_ready = [p] { return can_connect(p, 200ms); };
   }
   std::string out = path("server.stdout"), err = path("server.stderr");
+  ExecSpec spec = make_exec_spec(binary, {"-p", prefix_, "-c", config_path()}, env_);
   pid_t parent = ::getpid();
   pid_t pid = ::fork();
   if (pid < 0) return ::testing::AssertionFailure() << errno_text("fork");
@@ -1036,7 +1079,7 @@ RunResult BatonServer::test_config(const std::vector<std::string>& flags) const 
     if (in_fd >= 0) ::dup2(in_fd, 0);
     if (out_fd >= 0) ::dup2(out_fd, 1);
     if (err_fd >= 0) ::dup2(err_fd, 2);
-    exec_baton({"-p", prefix_, "-c", config_path()});
+    exec_spec(spec);
   }
   master_ = pid;
   exited_ = false;
@@ -1084,6 +1127,42 @@ std::optional<int> BatonServer::wait_exit(Millis timeout) {
 
 std::optional<int> BatonServer::stop(int sig, Millis timeout) {
   if (master_ < 0) return std::nullopt;
+  {
+    // After a live upgrade: other masters of this server (the successor named by the pid file, and
+    // the old one if it is still draining) are stopped with the same signal.
+    bool original_running = running();
+    std::vector<pid_t> masters;
+    for (pid_t m : census().masters)
+      if (m != master_) masters.push_back(m);
+    if (!masters.empty()) {
+      for (pid_t m : masters) workers_of(m);  // remember the workers
+      if (original_running) {
+        worker_pids();
+        ::kill(master_, sig);
+      }
+      for (pid_t m : masters) ::kill(m, sig);
+      bool all_gone = wait_for(
+          [&] {
+            if (original_running && running()) return false;
+            return std::none_of(masters.begin(), masters.end(), [](pid_t m) { return process_alive(m); });
+          },
+          timeout, 5ms);
+      if (all_gone) {
+        wait_for(
+            [this] {
+              for (pid_t w : known_workers_)
+                if (process_alive(w)) return false;
+              return true;
+            },
+            2000ms);
+      }
+      kill_leftovers();
+      if (!all_gone) return std::nullopt;
+      // The harness cannot know the exit status of a master that is not its child: 0 stands for
+      // "exited in time".
+      return original_running ? std::optional<int>(exit_status_) : std::optional<int>(0);
+    }
+  }
   if (!running()) {
     kill_leftovers();
     return exit_status_;
@@ -1121,6 +1200,13 @@ void BatonServer::kill_leftovers() {
   ::kill(-master_, SIGKILL);
   for (pid_t w : known_workers_)
     if (process_alive(w)) ::kill(w, SIGKILL);
+  // Masters started by a live upgrade (and their workers), should any have left the group.
+  for (int round = 0; round < 3; round++) {
+    std::vector<pid_t> left = own_processes();
+    if (left.empty()) break;
+    for (pid_t p : left) ::kill(p, SIGKILL);
+    wait_for([this] { return own_processes().empty(); }, 1000ms);
+  }
 }
 
 std::string BatonServer::diagnostics() const {
@@ -1150,6 +1236,762 @@ std::string make_config(std::string_view servers, std::string_view http_extra, i
   s += "\n";
   s += servers;
   return s;
+}
+
+std::string make_config_main(std::string_view main_extra, std::string_view servers, std::string_view http_extra,
+                             int workers) {
+  std::string s = make_config(servers, http_extra, workers);
+  std::string extra(main_extra);
+  if (!extra.empty() && extra.back() != '\n') extra += "\n";
+  size_t pos = s.find("\n[http]\n");
+  s.insert(pos, extra);
+  return s;
+}
+
+std::string make_runtime_config(std::string_view servers, std::string_view main_extra, int workers,
+                                std::string_view http_extra) {
+  const std::vector<std::string> defaults = {"quit_timeout = 2s", "upgrade_timeout = 3s",
+                                             "restart_initial_backoff = 200ms"};
+  std::string extra(main_extra);
+  if (!extra.empty() && extra.back() != '\n') extra += "\n";
+  std::string main;
+  for (const std::string& line : defaults) {
+    std::string key = line.substr(0, line.find(' '));
+    std::string lines = "\n" + extra;
+    if (!contains(lines, "\n" + key + " ") && !contains(lines, "\n" + key + "=")) main += line + "\n";
+  }
+  main += extra;
+  return make_config_main(main, servers, "keepalive_timeout = 5s\n" + std::string(http_extra), workers);
+}
+
+// ---- process runtime helpers ----
+
+namespace {
+
+struct ProcStat {
+  pid_t ppid = -1;
+  pid_t pgrp = -1;
+  char state = '?';
+};
+
+std::optional<ProcStat> read_proc_stat(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos || paren + 2 >= stat.size()) return std::nullopt;
+  std::istringstream in(stat.substr(paren + 2));
+  ProcStat st;
+  if (!(in >> st.state >> st.ppid >> st.pgrp)) return std::nullopt;
+  return st;
+}
+
+std::vector<pid_t> all_pids() {
+  std::vector<pid_t> out;
+  if (DIR* d = ::opendir("/proc")) {
+    while (struct dirent* e = ::readdir(d)) {
+      if (!std::isdigit(static_cast<unsigned char>(e->d_name[0]))) continue;
+      out.push_back(static_cast<pid_t>(std::atol(e->d_name)));
+    }
+    ::closedir(d);
+  }
+  return out;
+}
+
+// Parses a decimal number that makes up all of `s`.
+bool parse_long(std::string_view s, long* out) {
+  if (s.empty() || s.size() > 18) return false;
+  long v = 0;
+  for (char c : s) {
+    if (c < '0' || c > '9') return false;
+    v = v * 10 + (c - '0');
+  }
+  *out = v;
+  return true;
+}
+
+// `key=value` tokens separated by single spaces, in exactly the order of `keys`.
+bool parse_fields(std::string_view line, const std::vector<std::string>& keys, std::vector<std::string>* values) {
+  values->clear();
+  for (size_t i = 0; i < keys.size(); i++) {
+    std::string prefix = keys[i] + "=";
+    if (line.substr(0, prefix.size()) != prefix) return false;
+    line.remove_prefix(prefix.size());
+    size_t sp = line.find(' ');
+    if (i + 1 == keys.size()) {
+      if (sp != std::string_view::npos) return false;
+      values->emplace_back(line);
+    } else {
+      if (sp == std::string_view::npos) return false;
+      values->emplace_back(line.substr(0, sp));
+      line.remove_prefix(sp + 1);
+    }
+  }
+  return true;
+}
+
+}  // namespace
+
+pid_t parent_of(pid_t pid) {
+  auto st = read_proc_stat(pid);
+  return st ? st->ppid : -1;
+}
+
+pid_t process_group_of(pid_t pid) {
+  auto st = read_proc_stat(pid);
+  return st ? st->pgrp : -1;
+}
+
+std::string process_exe(pid_t pid) {
+  char buf[PATH_MAX + 32];
+  std::string link = "/proc/" + std::to_string(pid) + "/exe";
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+  if (n <= 0) return std::string();
+  return std::string(buf, static_cast<size_t>(n));
+}
+
+bool is_master_title(std::string_view cmdline) { return cmdline.rfind("baton: master process", 0) == 0; }
+bool is_worker_title(std::string_view cmdline) { return cmdline.rfind("baton: worker process", 0) == 0; }
+
+pid_t wait_for_new_master(pid_t old_master, const std::vector<pid_t>& workers, Millis timeout) {
+  pid_t found = 0;
+  wait_for(
+      [&] {
+        for (pid_t c : child_pids(old_master)) {
+          if (std::find(workers.begin(), workers.end(), c) != workers.end()) continue;
+          if (!is_worker_title(process_cmdline(c))) {
+            found = c;
+            return true;
+          }
+        }
+        return false;
+      },
+      timeout, 2ms);
+  return found;
+}
+
+pid_t read_pid_file(const std::string& path) {
+  std::string text = trim_end(read_file(path));
+  long v = 0;
+  if (!parse_long(text, &v) || v <= 0) return 0;
+  return static_cast<pid_t>(v);
+}
+
+std::string trim_end(std::string s) {
+  while (!s.empty() && (s.back() == '\n' || s.back() == '\r' || s.back() == ' ' || s.back() == '\t')) s.pop_back();
+  return s;
+}
+
+std::optional<UpgradeOutcome> parse_upgrade_success(std::string_view out) {
+  std::string line = trim_end(std::string(out));
+  constexpr std::string_view kHead = "upgrade succeeded: new master pid ";
+  constexpr std::string_view kMid = ", generation ";
+  if (line.rfind(kHead, 0) != 0 || contains(line, "\n")) return std::nullopt;
+  std::string_view rest = std::string_view(line).substr(kHead.size());
+  size_t mid = rest.find(kMid);
+  if (mid == std::string_view::npos) return std::nullopt;
+  long pid = 0, gen = 0;
+  if (!parse_long(rest.substr(0, mid), &pid) || !parse_long(rest.substr(mid + kMid.size()), &gen) || pid <= 0)
+    return std::nullopt;
+  return UpgradeOutcome{static_cast<pid_t>(pid), gen};
+}
+
+std::optional<long> parse_reload_success(std::string_view out) {
+  std::string line = trim_end(std::string(out));
+  constexpr std::string_view kHead = "reload succeeded: generation ";
+  if (line.rfind(kHead, 0) != 0) return std::nullopt;
+  long gen = 0;
+  if (!parse_long(std::string_view(line).substr(kHead.size()), &gen)) return std::nullopt;
+  return gen;
+}
+
+std::optional<StatusReport> parse_status(std::string_view out, std::string* error) {
+  std::string dummy;
+  std::string& err = error ? *error : dummy;
+  StatusReport r;
+  std::string text = trim_end(std::string(out));
+  std::istringstream in(text);
+  std::string line;
+  int n = 0;
+  while (std::getline(in, line)) {
+    n++;
+    std::vector<std::string> v;
+    long num = 0;
+    if (n == 1) {
+      if (line.rfind("master: ", 0) != 0 ||
+          !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state"}, &v)) {
+        err = "line 1 is not `master: pid=P generation=G state=S`: " + line;
+        return std::nullopt;
+      }
+      if (!parse_long(v[0], &num)) return err = "bad master pid: " + line, std::nullopt;
+      r.master_pid = static_cast<pid_t>(num);
+      if (!parse_long(v[1], &r.generation)) return err = "bad master generation: " + line, std::nullopt;
+      r.state = v[2];
+      if (r.state != "running" && r.state != "upgrading") return err = "bad master state: " + line, std::nullopt;
+      continue;
+    }
+    if (line.rfind("worker: ", 0) != 0 ||
+        !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state", "connections"}, &v)) {
+      err = "line " + std::to_string(n) + " is not `worker: pid=W generation=G state=S connections=N`: " + line;
+      return std::nullopt;
+    }
+    StatusReport::Worker w;
+    if (!parse_long(v[0], &num)) return err = "bad worker pid: " + line, std::nullopt;
+    w.pid = static_cast<pid_t>(num);
+    if (!parse_long(v[1], &w.generation)) return err = "bad worker generation: " + line, std::nullopt;
+    w.state = v[2];
+    if (w.state != "active" && w.state != "draining") return err = "bad worker state: " + line, std::nullopt;
+    if (!parse_long(v[3], &w.connections)) return err = "bad connection count: " + line, std::nullopt;
+    r.workers.push_back(w);
+  }
+  if (n == 0) {
+    err = "empty output";
+    return std::nullopt;
+  }
+  return r;
+}
+
+bool install_content(std::string_view content, const std::string& to) {
+  std::string tmp = to + ".tmp-install";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0755);
+  if (fd < 0) {
+    ADD_FAILURE() << errno_text(("open " + tmp).c_str());
+    return false;
+  }
+  write_all_or_die(fd, content, tmp);
+  ::fchmod(fd, 0755);
+  ::close(fd);
+  if (::rename(tmp.c_str(), to.c_str()) != 0) {
+    ADD_FAILURE() << errno_text(("rename " + tmp).c_str());
+    return false;
+  }
+  return true;
+}
+
+bool install_file(const std::string& from, const std::string& to, std::string_view extra) {
+  std::string content = read_file(from);
+  if (content.empty()) {
+    ADD_FAILURE() << "cannot read " << from;
+    return false;
+  }
+  content.append(extra);
+  make_dirs(parent_dir(to));
+  return install_content(content, to);
+}
+
+// ---- BatonServer: process runtime ----
+
+std::string BatonServer::binary() const { return binary_.empty() ? baton_binary() : binary_; }
+
+void BatonServer::set_env(const std::string& name, const std::string& value) {
+  for (auto& kv : env_) {
+    if (kv.first == name) {
+      kv.second = value;
+      return;
+    }
+  }
+  env_.emplace_back(name, value);
+}
+
+pid_t BatonServer::pid_from_file() const { return read_pid_file(pid_path()); }
+
+pid_t BatonServer::current_master() const {
+  pid_t p = pid_from_file();
+  if (p > 0 && process_alive(p)) return p;
+  p = read_pid_file(oldbin_path());
+  if (p > 0 && process_alive(p)) return p;
+  if (!exited_ && process_alive(master_)) return master_;
+  return 0;
+}
+
+std::vector<pid_t> BatonServer::workers_of(pid_t master) const {
+  std::vector<pid_t> out;
+  if (master <= 0) return out;
+  for (pid_t c : child_pids(master)) {
+    if (!is_worker_title(process_cmdline(c))) continue;
+    out.push_back(c);
+    if (std::find(known_workers_.begin(), known_workers_.end(), c) == known_workers_.end())
+      known_workers_.push_back(c);
+  }
+  return out;
+}
+
+bool BatonServer::original_exited() { return !running(); }
+
+std::vector<pid_t> BatonServer::own_processes() const {
+  std::vector<pid_t> out;
+  if (master_ <= 0 || prefix_.rfind("/nonexistent", 0) == 0) return out;
+  const pid_t self = ::getpid();
+  std::map<pid_t, pid_t> parents;
+  std::set<pid_t> mine;
+  for (pid_t p : all_pids()) {
+    if (p == self) continue;
+    auto st = read_proc_stat(p);
+    if (!st || st->state == 'Z' || st->state == 'X') continue;
+    parents[p] = st->ppid;
+    if (st->pgrp == master_) {
+      mine.insert(p);
+      continue;
+    }
+    std::string cmd = process_cmdline(p);
+    if (is_master_title(cmd) && contains(cmd, prefix_)) mine.insert(p);
+  }
+  // Descendants of those.
+  bool grew = true;
+  while (grew) {
+    grew = false;
+    for (const auto& [p, pp] : parents) {
+      if (!mine.count(p) && mine.count(pp)) {
+        mine.insert(p);
+        grew = true;
+      }
+    }
+  }
+  out.assign(mine.begin(), mine.end());
+  return out;
+}
+
+BatonServer::Census BatonServer::census() const {
+  Census c;
+  for (pid_t p : own_processes()) {
+    std::string cmd = process_cmdline(p);
+    if (!process_alive(p)) continue;
+    if (is_master_title(cmd)) {
+      c.masters.push_back(p);
+    } else if (cmd == "baton: worker process") {
+      c.workers.push_back(p);
+    } else if (is_worker_title(cmd)) {
+      c.draining.push_back(p);
+    } else {
+      c.others.push_back(p);
+    }
+  }
+  return c;
+}
+
+std::string BatonServer::Census::describe() const {
+  std::ostringstream os;
+  auto list = [&](const char* name, const std::vector<pid_t>& v) {
+    os << name << ":";
+    for (pid_t p : v) os << " " << p << " [" << process_cmdline(p) << "] (parent " << parent_of(p) << ")";
+    os << "\n";
+  };
+  list("masters", masters);
+  list("workers", workers);
+  list("draining", draining);
+  list("others", others);
+  return os.str();
+}
+
+RunResult BatonServer::ctl(std::string_view signal, Millis timeout) const {
+  return run_baton({"-p", prefix_, "-c", config_path(), "-s", std::string(signal)}, timeout);
+}
+
+// ---- NotifySocket ----
+
+std::optional<std::string> NotifySocket::Message::field(std::string_view key) const {
+  std::string_view rest = text;
+  while (!rest.empty()) {
+    size_t nl = rest.find('\n');
+    std::string_view line = rest.substr(0, nl);
+    if (line.size() > key.size() && line.substr(0, key.size()) == key && line[key.size()] == '=')
+      return std::string(line.substr(key.size() + 1));
+    if (nl == std::string_view::npos) break;
+    rest.remove_prefix(nl + 1);
+  }
+  return std::nullopt;
+}
+
+NotifySocket::NotifySocket(std::string address) : address_(std::move(address)) {
+  struct sockaddr_un sun {};
+  sun.sun_family = AF_UNIX;
+  socklen_t len;
+  if (address_.empty() || address_.size() >= sizeof sun.sun_path) {
+    error_ = "bad notification socket address: " + address_;
+    return;
+  }
+  if (address_[0] == '@') {
+    sun.sun_path[0] = '\0';
+    std::memcpy(sun.sun_path + 1, address_.data() + 1, address_.size() - 1);
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size());
+  } else {
+    path_ = address_;
+    ::unlink(path_.c_str());
+    std::memcpy(sun.sun_path, address_.c_str(), address_.size() + 1);
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + address_.size() + 1);
+  }
+  fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) {
+    error_ = errno_text("socket");
+    return;
+  }
+  int one = 1;
+  ::setsockopt(fd_, SOL_SOCKET, SO_PASSCRED, &one, sizeof one);
+  int big = 1 << 20;
+  ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  if (::bind(fd_, reinterpret_cast<sockaddr*>(&sun), len) != 0) {
+    error_ = errno_text(("bind " + address_).c_str());
+    ::close(fd_);
+    fd_ = -1;
+    return;
+  }
+  if (!path_.empty()) ::chmod(path_.c_str(), 0666);
+}
+
+NotifySocket::~NotifySocket() {
+  if (fd_ >= 0) ::close(fd_);
+  if (!path_.empty()) ::unlink(path_.c_str());
+}
+
+std::optional<NotifySocket::Message> NotifySocket::receive(Millis timeout) {
+  if (fd_ < 0) return std::nullopt;
+  auto deadline = SteadyClock::now() + timeout;
+  while (true) {
+    struct pollfd p = {fd_, POLLIN, 0};
+    int n = ::poll(&p, 1, remaining_ms(deadline));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;
+    char buf[8192];
+    alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(struct ucred)) + 64];
+    struct iovec iov = {buf, sizeof buf};
+    struct msghdr mh {};
+    mh.msg_iov = &iov;
+    mh.msg_iovlen = 1;
+    mh.msg_control = cbuf;
+    mh.msg_controllen = sizeof cbuf;
+    ssize_t got = ::recvmsg(fd_, &mh, MSG_DONTWAIT | MSG_CMSG_CLOEXEC);
+    if (got < 0) {
+      if (errno == EINTR || errno == EAGAIN) continue;
+      error_ = errno_text("recvmsg");
+      return std::nullopt;
+    }
+    Message m;
+    m.text.assign(buf, static_cast<size_t>(got));
+    for (cmsghdr* c = CMSG_FIRSTHDR(&mh); c; c = CMSG_NXTHDR(&mh, c)) {
+      if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_CREDENTIALS) {
+        struct ucred cred;
+        std::memcpy(&cred, CMSG_DATA(c), sizeof cred);
+        m.sender = cred.pid;
+      } else if (c->cmsg_level == SOL_SOCKET && c->cmsg_type == SCM_RIGHTS) {
+        // Descriptors are not expected; do not leak them.
+        size_t nfd = (c->cmsg_len - CMSG_LEN(0)) / sizeof(int);
+        for (size_t i = 0; i < nfd; i++) {
+          int fd;
+          std::memcpy(&fd, CMSG_DATA(c) + i * sizeof(int), sizeof fd);
+          ::close(fd);
+        }
+      }
+    }
+    history_.push_back(m);
+    return m;
+  }
+}
+
+std::optional<NotifySocket::Message> NotifySocket::wait_for(const std::function<bool(const Message&)>& pred,
+                                                            Millis timeout) {
+  auto deadline = SteadyClock::now() + timeout;
+  while (true) {
+    auto left = std::chrono::duration_cast<Millis>(deadline - SteadyClock::now());
+    if (left < 0ms) left = 0ms;
+    std::optional<Message> m = receive(left);
+    if (!m) return std::nullopt;
+    if (pred(*m)) return m;
+  }
+}
+
+std::optional<NotifySocket::Message> NotifySocket::wait_for_field(std::string_view key, std::string_view value,
+                                                                  Millis timeout) {
+  std::string k(key), v(value);
+  return wait_for([k, v](const Message& m) { return m.field(k) == v; }, timeout);
+}
+
+std::string NotifySocket::describe() const {
+  std::ostringstream os;
+  os << history_.size() << " notification(s) on " << address_ << (error_.empty() ? "" : " (" + error_ + ")")
+     << ":\n";
+  for (const Message& m : history_) {
+    std::string t = m.text;
+    for (char& c : t)
+      if (c == '\n') c = '|';
+    os << "  from " << m.sender << ": " << t << "\n";
+  }
+  return os.str();
+}
+
+// ---- LoadGenerator ----
+
+struct LoadGenerator::State {
+  LoadOptions opts;
+  std::atomic<bool> stop{false};
+  std::atomic<uint64_t> ok{0}, failed{0}, refused{0}, connections{0};
+  mutable std::mutex mu;
+  std::vector<std::string> errors;
+  SteadyClock::time_point started = SteadyClock::now();
+  std::vector<std::thread> threads;
+
+  void fail(const std::string& what) {
+    failed++;
+    std::lock_guard<std::mutex> lock(mu);
+    if (errors.size() < 20) {
+      auto ms = std::chrono::duration_cast<Millis>(SteadyClock::now() - started).count();
+      errors.push_back("at " + std::to_string(ms) + " ms: " + what);
+    }
+  }
+};
+
+namespace {
+
+// One connection of the load generator, blocking I/O with a poll timeout.
+class LoadConn {
+ public:
+  ~LoadConn() { close(); }
+  // 1 connected, 0 refused, -1 another error (in *err).
+  int open(int port, Millis timeout, std::string* err) {
+    close();
+    fd_ = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    if (fd_ < 0) {
+      *err = errno_text("socket");
+      return -1;
+    }
+    struct sockaddr_in sa {};
+    sa.sin_family = AF_INET;
+    sa.sin_port = htons(static_cast<uint16_t>(port));
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    int rc = ::connect(fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa);
+    int e = rc == 0 ? 0 : errno;
+    if (rc != 0 && e == EINPROGRESS) {
+      struct pollfd p = {fd_, POLLOUT, 0};
+      int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      socklen_t elen = sizeof e;
+      if (n <= 0) {
+        e = ETIMEDOUT;
+      } else if (::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &e, &elen) != 0) {
+        e = errno;
+      }
+    }
+    if (e != 0) {
+      close();
+      *err = std::string("connect: ") + std::strerror(e);
+      return e == ECONNREFUSED ? 0 : -1;
+    }
+    buf_.clear();
+    return 1;
+  }
+  void close() {
+    if (fd_ >= 0) ::close(fd_);
+    fd_ = -1;
+  }
+  bool is_open() const { return fd_ >= 0; }
+
+  bool send_all(std::string_view data, Millis timeout, std::string* err) {
+    while (!data.empty()) {
+      ssize_t n = ::send(fd_, data.data(), data.size(), MSG_NOSIGNAL);
+      if (n > 0) {
+        data.remove_prefix(static_cast<size_t>(n));
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && errno == EAGAIN) {
+        struct pollfd p = {fd_, POLLOUT, 0};
+        if (::poll(&p, 1, static_cast<int>(timeout.count())) <= 0) {
+          *err = "send timed out";
+          return false;
+        }
+        continue;
+      }
+      *err = errno_text("send");
+      return false;
+    }
+    return true;
+  }
+
+  // 1 data, 0 end of stream (or reset), -1 timeout or error.
+  int fill(Millis timeout, std::string* err) {
+    while (true) {
+      struct pollfd p = {fd_, POLLIN, 0};
+      int n = ::poll(&p, 1, static_cast<int>(timeout.count()));
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) {
+        *err = "timed out waiting for the response";
+        return -1;
+      }
+      char chunk[16384];
+      ssize_t got = ::recv(fd_, chunk, sizeof chunk, 0);
+      if (got > 0) {
+        buf_.append(chunk, static_cast<size_t>(got));
+        return 1;
+      }
+      if (got == 0) {
+        *err = "connection closed by the server";
+        return 0;
+      }
+      if (errno == ECONNRESET) {
+        *err = "connection reset by the server";
+        return 0;
+      }
+      if (errno == EINTR || errno == EAGAIN) continue;
+      *err = errno_text("recv");
+      return -1;
+    }
+  }
+
+  // Reads one response with a Content-Length. Returns false (with *err) unless a complete one came.
+  bool read_response(Millis timeout, int* status, std::string* body, bool* close_after, std::string* err) {
+    size_t end;
+    while ((end = buf_.find("\r\n\r\n")) == std::string::npos) {
+      if (buf_.size() > 65536) {
+        *err = "response head too large";
+        return false;
+      }
+      if (fill(timeout, err) != 1) {
+        if (!buf_.empty()) *err += " (after " + std::to_string(buf_.size()) + " bytes of the head)";
+        return false;
+      }
+    }
+    std::string head = buf_.substr(0, end + 2);
+    buf_.erase(0, end + 4);
+    if (head.size() < 12 || head.compare(0, 9, "HTTP/1.1 ") != 0 || !parse_digits(head, 9, 3, status)) {
+      *err = "bad status line: " + head.substr(0, head.find("\r\n"));
+      return false;
+    }
+    long length = -1;
+    *close_after = false;
+    size_t pos = head.find("\r\n") + 2;
+    while (pos < head.size()) {
+      size_t eol = head.find("\r\n", pos);
+      std::string_view line = std::string_view(head).substr(pos, eol - pos);
+      pos = eol + 2;
+      size_t colon = line.find(':');
+      if (colon == std::string_view::npos) continue;
+      std::string_view name = line.substr(0, colon);
+      std::string_view value = trim(line.substr(colon + 1));
+      if (iequals(name, "Content-Length")) {
+        if (!parse_long(value, &length)) {
+          *err = "bad Content-Length";
+          return false;
+        }
+      } else if (iequals(name, "Connection") && has_token(value, "close")) {
+        *close_after = true;
+      }
+    }
+    if (length < 0) {
+      *err = "response without Content-Length";
+      return false;
+    }
+    while (buf_.size() < static_cast<size_t>(length)) {
+      if (fill(timeout, err) != 1) {
+        *err += " (in the body)";
+        return false;
+      }
+    }
+    body->assign(buf_, 0, static_cast<size_t>(length));
+    buf_.erase(0, static_cast<size_t>(length));
+    return true;
+  }
+
+  // Waits for the server to close the connection; false on a timeout or unexpected data.
+  bool await_close(Millis timeout, std::string* err) {
+    while (true) {
+      int r = fill(timeout, err);
+      if (r == 0) return true;
+      if (r < 0) return false;
+      if (!buf_.empty()) {
+        *err = "unexpected data after the response";
+        return false;
+      }
+    }
+  }
+
+ private:
+  int fd_ = -1;
+  std::string buf_;
+};
+
+void load_thread(LoadGenerator::State* st, bool keepalive) {
+  const LoadOptions& o = st->opts;
+  std::string request = "GET " + o.target + " HTTP/1.1\r\nHost: localhost\r\nUser-Agent: baton-load\r\n";
+  if (!keepalive) request += "Connection: close\r\n";
+  request += "\r\n";
+  LoadConn conn;
+  bool fresh = false;
+  while (!st->stop.load()) {
+    std::string err;
+    if (!conn.is_open()) {
+      int r = conn.open(o.port, o.timeout, &err);
+      if (r <= 0) {
+        if (r == 0) st->refused++;
+        st->fail(err);
+        std::this_thread::sleep_for(10ms);
+        continue;
+      }
+      st->connections++;
+      fresh = true;
+      if (!o.connection_preamble.empty() && !conn.send_all(o.connection_preamble, o.timeout, &err)) {
+        st->fail("sending the preamble: " + err);
+        conn.close();
+        continue;
+      }
+    }
+    int status = 0;
+    std::string body;
+    bool close_after = false;
+    if (!conn.send_all(request, o.timeout, &err) ||
+        !conn.read_response(o.timeout, &status, &body, &close_after, &err)) {
+      st->fail(std::string(keepalive ? "keep-alive" : "close") + " client, " +
+               (fresh ? "first request on a connection: " : "later request on a connection: ") + err);
+      conn.close();
+      continue;
+    }
+    fresh = false;
+    if (status != 200 || body != o.expected_body) {
+      st->fail("status " + std::to_string(status) + ", body of " + std::to_string(body.size()) + " bytes" +
+               (body.size() < 200 ? ": " + body : std::string()));
+      conn.close();
+      continue;
+    }
+    st->ok++;
+    if (!keepalive || close_after) {
+      if (!conn.await_close(o.timeout, &err)) st->fail("after a response with Connection: close: " + err);
+      conn.close();
+    }
+    if (o.pause > 0ms) std::this_thread::sleep_for(o.pause);
+  }
+}
+
+}  // namespace
+
+LoadGenerator::LoadGenerator(LoadOptions opts) : state_(new State) {
+  state_->opts = std::move(opts);
+  for (int i = 0; i < state_->opts.keepalive_threads; i++) state_->threads.emplace_back(load_thread, state_, true);
+  for (int i = 0; i < state_->opts.close_threads; i++) state_->threads.emplace_back(load_thread, state_, false);
+}
+
+LoadGenerator::~LoadGenerator() {
+  stop();
+  delete state_;
+}
+
+void LoadGenerator::stop() {
+  state_->stop = true;
+  for (std::thread& t : state_->threads)
+    if (t.joinable()) t.join();
+  state_->threads.clear();
+}
+
+uint64_t LoadGenerator::requests() const { return state_->ok.load(); }
+uint64_t LoadGenerator::failures() const { return state_->failed.load(); }
+uint64_t LoadGenerator::refused() const { return state_->refused.load(); }
+uint64_t LoadGenerator::connections() const { return state_->connections.load(); }
+
+std::vector<std::string> LoadGenerator::errors() const {
+  std::lock_guard<std::mutex> lock(state_->mu);
+  return state_->errors;
+}
+
+std::string LoadGenerator::summary() const {
+  std::ostringstream os;
+  os << requests() << " requests ok, " << failures() << " failed (" << refused() << " connections refused), "
+     << connections() << " connections";
+  for (const std::string& e : errors()) os << "\n  " << e;
+  return os.str();
 }
 
 }  // namespace baton_test

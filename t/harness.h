@@ -16,6 +16,7 @@
 #include <ostream>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -233,9 +234,52 @@ class BatonServer {
   std::string access_log() const { return read_file(path("logs/access.log")); }
   std::string server_stderr() const { return read_file(path("server.stderr")); }
 
+  // ---- process runtime: live upgrade, reload, supervision ----
+  //
+  // After a live upgrade the master started by start() exits (status 0) and its successor, a
+  // process the harness did not start, goes on running; stop() and the destructor then stop the
+  // master the pid file names (and whatever else of this server is left).
+
+  // start() runs this file instead of baton_binary() (for tests that replace the binary on disk).
+  void set_binary(std::string path) { binary_ = std::move(path); }
+  std::string binary() const;
+  // An environment variable for the master started by start() (in addition to the test's own).
+  void set_env(const std::string& name, const std::string& value);
+
+  // The pid file of make_config() (PREFIX/logs/baton.pid) and the one renamed during an upgrade.
+  std::string pid_path() const { return path("logs/baton.pid"); }
+  std::string oldbin_path() const { return pid_path() + ".oldbin"; }
+  // The pid in the pid file, 0 when it is missing or unreadable.
+  pid_t pid_from_file() const;
+  // The master serving now: the pid file's pid when that process is alive, else the .oldbin's, else
+  // the master start() started if it still runs; 0 when there is none.
+  pid_t current_master() const;
+  // Worker processes of `master` (its children titled `baton: worker process...`, draining ones
+  // included; a new master during an upgrade is not a worker).
+  std::vector<pid_t> workers_of(pid_t master) const;
+  std::vector<pid_t> current_workers() const { return workers_of(current_master()); }
+  // The master start() started has exited (reaps it); its wait status is exit_status().
+  bool original_exited();
+  int exit_status() const { return exit_status_; }
+
+  // Every live process of this server (the process group of the master start() started, masters
+  // whose title names this prefix, and their descendants), sorted by title.
+  struct Census {
+    std::vector<pid_t> masters;   // `baton: master process ...`
+    std::vector<pid_t> workers;   // `baton: worker process` (active)
+    std::vector<pid_t> draining;  // `baton: worker process (draining)` or another worker title
+    std::vector<pid_t> others;    // anything else (a new binary that has not set its title yet, ...)
+    std::string describe() const;
+  };
+  Census census() const;
+
+  // `baton -p PREFIX -c CONF -s SIGNAL` (with baton_binary(), whatever binary the server runs).
+  RunResult ctl(std::string_view signal, Millis timeout = 20000ms) const;
+
  private:
   std::string diagnostics() const;
   void kill_leftovers();
+  std::vector<pid_t> own_processes() const;
 
   std::string prefix_;
   std::string config_;
@@ -244,6 +288,8 @@ class BatonServer {
   pid_t master_ = -1;
   bool exited_ = true;
   int exit_status_ = 0;
+  std::string binary_;
+  std::vector<std::pair<std::string, std::string>> env_;
 };
 
 // The configuration most tests start from:
@@ -252,5 +298,148 @@ class BatonServer {
 //          default_type = application/octet-stream, then `http_extra`
 // followed by `servers` (the [server]/[location] sections, with placeholders).
 std::string make_config(std::string_view servers, std::string_view http_extra = "", int workers = 1);
+// The same with `main_extra` (lines) added to the [main] section.
+std::string make_config_main(std::string_view main_extra, std::string_view servers, std::string_view http_extra = "",
+                             int workers = 1);
+// make_config_main() with the short timeouts the process runtime tests use: [main] quit_timeout = 2s,
+// upgrade_timeout = 3s, restart_initial_backoff = 200ms (a key in `main_extra` replaces its default),
+// and [http] keepalive_timeout = 5s before `http_extra`.
+std::string make_runtime_config(std::string_view servers, std::string_view main_extra = "", int workers = 2,
+                                std::string_view http_extra = "");
+
+// ---- process runtime helpers ----
+
+// Parent and process group of a live process, -1 when unknown.
+pid_t parent_of(pid_t pid);
+pid_t process_group_of(pid_t pid);
+// Target of /proc/PID/exe ("" when unreadable); ends in " (deleted)" when the file was replaced.
+std::string process_exe(pid_t pid);
+bool is_master_title(std::string_view cmdline);  // `baton: master process...`
+bool is_worker_title(std::string_view cmdline);  // `baton: worker process...`, draining included
+// During an upgrade: the child of `old_master` that is neither in `workers` (its workers, known from
+// before the upgrade: a worker just forked may not have its title yet) nor titled as a worker: the
+// new master. It may not have exec'd yet when it is first seen, and may not have set its title yet
+// while it waits in the handover delay. 0 when none appears within `timeout`.
+pid_t wait_for_new_master(pid_t old_master, const std::vector<pid_t>& workers, Millis timeout);
+// The pid a pid file holds, 0 when it is missing or does not hold one.
+pid_t read_pid_file(const std::string& path);
+// Runs a baton binary to completion like run_baton(), with more control over the child.
+struct RunOptions {
+  std::string binary;                                        // "" = baton_binary()
+  std::vector<std::pair<std::string, std::string>> env;      // added to the environment
+  uid_t uid = static_cast<uid_t>(-1);                        // switch to this user (and gid) first
+  gid_t gid = static_cast<gid_t>(-1);
+  Millis timeout = 10000ms;
+};
+RunResult run_baton_with(const std::vector<std::string>& args, const RunOptions& opts);
+
+// `upgrade succeeded: new master pid <N>, generation <G>` (one line on stdout).
+struct UpgradeOutcome {
+  pid_t pid = 0;
+  long generation = 0;
+};
+std::optional<UpgradeOutcome> parse_upgrade_success(std::string_view out);
+// `reload succeeded: generation <G>`.
+std::optional<long> parse_reload_success(std::string_view out);
+// `baton -s status` output:
+//   master: pid=<P> generation=<G> state=<running|upgrading>
+//   worker: pid=<W> generation=<G> state=<active|draining> connections=<N>   (any number of these)
+struct StatusReport {
+  struct Worker {
+    pid_t pid = 0;
+    long generation = 0;
+    std::string state;
+    long connections = 0;
+  };
+  pid_t master_pid = 0;
+  long generation = 0;
+  std::string state;
+  std::vector<Worker> workers;
+};
+// nullopt (with the reason in *error) unless every line has exactly one of the forms above and the
+// master line comes first.
+std::optional<StatusReport> parse_status(std::string_view out, std::string* error = nullptr);
+
+// Removes trailing newlines, carriage returns and blanks.
+std::string trim_end(std::string s);
+
+// Copies a file (mode 0755), optionally appending `extra` bytes; writes a temporary name in the same
+// directory and renames it over `to`, so a running binary at `to` keeps its old inode.
+bool install_file(const std::string& from, const std::string& to, std::string_view extra = "");
+// Writes `content` to `to` the same way (mode 0755).
+bool install_content(std::string_view content, const std::string& to);
+
+// A datagram socket standing in for systemd's notification socket: give `address()` to the server as
+// NOTIFY_SOCKET. `address`: a path, or `@name` for the abstract namespace.
+class NotifySocket {
+ public:
+  struct Message {
+    std::string text;  // the datagram as sent
+    pid_t sender = 0;  // from SCM_CREDENTIALS
+    // The value of `KEY=` in the datagram, nullopt when the datagram has no such line.
+    std::optional<std::string> field(std::string_view key) const;
+  };
+  explicit NotifySocket(std::string address);
+  ~NotifySocket();
+  NotifySocket(const NotifySocket&) = delete;
+  NotifySocket& operator=(const NotifySocket&) = delete;
+
+  bool ok() const { return fd_ >= 0; }
+  const std::string& error() const { return error_; }
+  const std::string& address() const { return address_; }
+  // The next datagram (also kept in history()).
+  std::optional<Message> receive(Millis timeout);
+  // Receives until a datagram satisfies `pred` and returns it; earlier ones stay in history().
+  std::optional<Message> wait_for(const std::function<bool(const Message&)>& pred, Millis timeout);
+  // Shorthand: the first datagram from now on with the line KEY=VALUE.
+  std::optional<Message> wait_for_field(std::string_view key, std::string_view value, Millis timeout);
+  const std::vector<Message>& history() const { return history_; }
+  std::string describe() const;  // every datagram so far, for failure messages
+  void clear() { history_.clear(); }
+
+ private:
+  std::string address_;
+  std::string path_;  // the socket file to remove, "" for an abstract one
+  int fd_ = -1;
+  std::string error_;
+  std::vector<Message> history_;
+};
+
+// A closed-loop HTTP load against 127.0.0.1:port, every request checked: keep-alive clients send one
+// request after another on a connection (a new connection when a response says `Connection: close`),
+// `Connection: close` clients one request per connection (and wait for the server to close it).
+// A connection refused, reset or closed before a complete response, a timeout, a status other than
+// 200 or a different body is a failure.
+struct LoadOptions {
+  int port = 0;
+  std::string target = "/";
+  std::string expected_body;
+  int keepalive_threads = 8;
+  int close_threads = 4;
+  Millis timeout = 5000ms;  // for each wait of one request
+  Millis pause = 0ms;       // between two requests of one thread (0: closed loop)
+  // Bytes sent before each connection's first request (a PROXY protocol header, for instance).
+  std::string connection_preamble;
+};
+class LoadGenerator {
+ public:
+  explicit LoadGenerator(LoadOptions opts);  // starts the threads
+  ~LoadGenerator();                          // stops them
+  LoadGenerator(const LoadGenerator&) = delete;
+  LoadGenerator& operator=(const LoadGenerator&) = delete;
+
+  void stop();  // waits for the request in flight of every thread
+  uint64_t requests() const;  // successful ones
+  uint64_t failures() const;  // failed requests, refused connections included
+  uint64_t refused() const;   // connections refused
+  uint64_t connections() const;
+  std::vector<std::string> errors() const;  // the first few failures, described
+  std::string summary() const;
+
+  struct State;  // shared with the threads
+
+ private:
+  State* state_;
+};
 
 }  // namespace baton_test

@@ -2,6 +2,7 @@
 
 #include <errno.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/socket.h>
 
 #include "core/log.h"
@@ -12,6 +13,9 @@ Acceptor::Acceptor(EventLoop* loop, ConnectionList* conns, size_t max_conns, Han
     : loop_(loop), conns_(conns), max_conns_(max_conns), handler_(handler), arg_(arg) {
   ev_init(&resume_, resume_cb);
   resume_.data = this;
+  epfd_.reset(epoll_create1(EPOLL_CLOEXEC));
+  ev_io_init(&ep_io_, exclusive_cb, epfd_.get(), EV_READ);
+  ep_io_.data = this;
 }
 
 void Acceptor::resume_cb(struct ev_loop*, ev_timer* w, int) {
@@ -20,44 +24,89 @@ void Acceptor::resume_cb(struct ev_loop*, ev_timer* w, int) {
 
 Acceptor::~Acceptor() {
   ev_timer_stop(loop_->raw(), &resume_);
+  arm(false);
+  for (Watcher* w : watchers_) delete w;
+}
+
+// Registers (on) or withdraws (off) every socket.
+void Acceptor::arm(bool on) {
+  if (epfd_) {
+    for (Watcher* w : watchers_) {
+      if (!w->ls->fd.valid()) continue;
+      if (on) {
+        epoll_event ev{};
+        ev.events = EPOLLIN | EPOLLEXCLUSIVE;
+        ev.data.ptr = w;
+        if (epoll_ctl(epfd_.get(), EPOLL_CTL_ADD, w->ls->fd.get(), &ev) < 0 && errno != EEXIST) {
+          if (errno == EINVAL) {
+            // A kernel without EPOLLEXCLUSIVE: every worker watches every socket directly.
+            epfd_.reset();
+            arm(on);
+            return;
+          }
+          log_alert("epoll_ctl() on %s failed (%s)", w->ls->addr.to_string().c_str(), strerror(errno));
+        }
+      } else {
+        epoll_ctl(epfd_.get(), EPOLL_CTL_DEL, w->ls->fd.get(), nullptr);
+      }
+    }
+    if (on) ev_io_start(loop_->raw(), &ep_io_);
+    else ev_io_stop(loop_->raw(), &ep_io_);
+    return;
+  }
+  ev_io_stop(loop_->raw(), &ep_io_);
   for (Watcher* w : watchers_) {
-    ev_io_stop(loop_->raw(), &w->io);
-    delete w;
+    if (on && w->ls->fd.valid()) {
+      ev_io_set(&w->io, w->ls->fd.get(), EV_READ);
+      ev_io_start(loop_->raw(), &w->io);
+    } else {
+      ev_io_stop(loop_->raw(), &w->io);
+    }
   }
 }
 
 void Acceptor::add(Listening* ls) {
+  arm(false);
   auto* w = new Watcher{};
   ev_io_init(&w->io, accept_cb, ls->fd.get(), EV_READ);
   w->io.data = w;
   w->ls = ls;
   w->owner = this;
   watchers_.push_back(w);
-  if (!stopped_ && !paused_) ev_io_start(loop_->raw(), &w->io);
+  if (!stopped_ && !paused_) arm(true);
 }
 
 void Acceptor::stop() {
+  if (!stopped_) arm(false);
   stopped_ = true;
   ev_timer_stop(loop_->raw(), &resume_);
-  for (Watcher* w : watchers_) ev_io_stop(loop_->raw(), &w->io);
 }
 
 void Acceptor::pause(bool paused) {
   if (paused_ == paused || stopped_) return;
   paused_ = paused;
-  for (Watcher* w : watchers_) {
-    if (paused) ev_io_stop(loop_->raw(), &w->io);
-    else ev_io_start(loop_->raw(), &w->io);
-  }
+  arm(!paused);
 }
 
 void Acceptor::on_connections_changed() {
   if (paused_ && conns_->size() < max_conns_) pause(false);
 }
 
+void Acceptor::exclusive_cb(struct ev_loop*, ev_io* io, int) {
+  auto* self = static_cast<Acceptor*>(io->data);
+  epoll_event events[16];
+  int n = epoll_wait(self->epfd_.get(), events, 16, 0);
+  for (int i = 0; i < n && !self->stopped_ && !self->paused_; i++)
+    self->accept_on(static_cast<Watcher*>(events[i].data.ptr));
+}
+
 void Acceptor::accept_cb(struct ev_loop*, ev_io* io, int) {
   auto* w = static_cast<Watcher*>(io->data);
-  Acceptor* self = w->owner;
+  w->owner->accept_on(w);
+}
+
+void Acceptor::accept_on(Watcher* w) {
+  Acceptor* self = this;
   // Several workers share the socket: take a bounded batch so that one worker does not starve
   // the others, and stop at worker_connections.
   for (int i = 0; i < 64 && !self->stopped_; i++) {

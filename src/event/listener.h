@@ -1,5 +1,10 @@
 // Listening sockets as a worker sees them: the socket the master opened, what it is for, and the
 // accept watcher. Accepting stops when the worker is at worker_connections and resumes below it.
+//
+// Every worker watches the same sockets. So that a new connection wakes one worker rather than all
+// of them, the sockets are registered with EPOLLEXCLUSIVE in a small epoll instance of the
+// acceptor's own, which the loop watches as one descriptor (libev cannot set that flag itself). A
+// worker that stops or pauses accepting takes its registrations out, so the kernel never picks it.
 #pragma once
 
 #include <functional>
@@ -34,11 +39,14 @@ class Acceptor {
 
  private:
   struct Watcher {
-    ev_io io;
+    ev_io io;  // used only where EPOLLEXCLUSIVE is not available
     Listening* ls;
     Acceptor* owner;
   };
   static void accept_cb(struct ev_loop*, ev_io* w, int);
+  static void exclusive_cb(struct ev_loop*, ev_io* w, int);
+  void accept_on(Watcher* w);
+  void arm(bool on);
   static void resume_cb(struct ev_loop*, ev_timer* w, int);
   void pause(bool paused);
 
@@ -48,6 +56,8 @@ class Acceptor {
   Handler handler_;
   void* arg_;
   std::vector<Watcher*> watchers_;
+  Fd epfd_;      // the acceptor's own epoll instance (exclusive wake-ups); invalid: plain watchers
+  ev_io ep_io_;
   ev_timer resume_;  // after running out of descriptors, accepting waits a moment
   bool paused_ = false;
   bool stopped_ = false;

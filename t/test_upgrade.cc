@@ -1,0 +1,555 @@
+// Live binary upgrade (`baton -s upgrade`, USR2): repeated upgrades under load lose no request and
+// leak neither descriptors nor processes, a download in flight completes, the file on disk is what
+// runs, the listeners follow the configuration, the pid file is renamed and restored, and every kind of
+// failure rolls back to the old master, which keeps serving.
+#include <signal.h>
+#include <stdlib.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+
+#include <algorithm>
+#include <future>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "harness.h"
+
+using namespace baton_test;
+
+namespace {
+
+constexpr const char* kBody = "hello from the upgrade test\n";
+
+constexpr const char* kServer =
+    "[server main]\n"
+    "listen = 127.0.0.1:@PORT@\n"
+    "root = html\n";
+
+std::string config(std::string_view main_extra = "", int workers = 2, std::string_view servers = kServer) {
+  // Short timeouts keep every test bounded (see make_runtime_config).
+  return make_runtime_config(servers, main_extra, workers);
+}
+
+// The reason of a failed `-s upgrade`: the rest of the stderr line `baton: upgrade failed: ...`.
+std::string failure_reason(const RunResult& r) {
+  constexpr std::string_view kHead = "baton: upgrade failed: ";
+  size_t pos = r.err.find(kHead);
+  if (pos == std::string::npos) return std::string();
+  std::string rest = r.err.substr(pos + kHead.size());
+  return rest.substr(0, rest.find('\n'));
+}
+
+std::string describe(const RunResult& r) {
+  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
+}
+
+// Runs `-s upgrade`, expects success and returns the new master's pid (0 on failure).
+pid_t upgrade_ok(BatonServer& s, long expected_generation = 0) {
+  RunResult r = s.ctl("upgrade");
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
+  EXPECT_TRUE(up) << "stdout is not `upgrade succeeded: new master pid N, generation G`: " << describe(r);
+  if (r.exit_code != 0 || !up) return 0;
+  if (expected_generation) {
+    EXPECT_EQ(up->generation, expected_generation) << r.out;
+  }
+  return up->pid;
+}
+
+std::vector<pid_t> sorted(std::vector<pid_t> v) {
+  std::sort(v.begin(), v.end());
+  return v;
+}
+
+// The state after a rolled-back upgrade: `-s upgrade` exited 1 with a reason, the old master and its
+// workers are the only processes of the server, and the pid file names the old master again.
+void expect_rolled_back(BatonServer& s, const RunResult& r, pid_t old_master, const std::vector<pid_t>& old_workers) {
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_FALSE(failure_reason(r).empty()) << "no `baton: upgrade failed: <reason>` on stderr: " << describe(r);
+  EXPECT_TRUE(process_alive(old_master)) << "the old master is gone";
+  EXPECT_EQ(s.pid_from_file(), old_master) << "pid file: " << read_file(s.pid_path());
+  EXPECT_FALSE(file_exists(s.oldbin_path())) << "the .oldbin pid file is still there";
+  BatonServer::Census c;
+  bool clean = wait_for(
+      [&] {
+        c = s.census();
+        return c.masters == std::vector<pid_t>{old_master} && c.others.empty() && c.draining.empty() &&
+               sorted(c.workers) == sorted(old_workers);
+      },
+      2000ms, 20ms);
+  EXPECT_TRUE(clean) << "after the rollback, expected only the old master " << old_master << " and its "
+                     << old_workers.size() << " workers:\n"
+                     << c.describe();
+}
+
+LoadOptions light_load(int port) {
+  LoadOptions o;
+  o.port = port;
+  o.target = "/a.txt";
+  o.expected_body = kBody;
+  o.keepalive_threads = 2;
+  o.close_threads = 1;
+  o.pause = 5ms;
+  return o;
+}
+
+std::vector<pid_t> wait_for_workers(BatonServer& s, pid_t master, size_t n) {
+  std::vector<pid_t> w;
+  wait_for(
+      [&] {
+        w = s.workers_of(master);
+        return w.size() == n;
+      },
+      5000ms, 10ms);
+  return w;
+}
+
+}  // namespace
+
+TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
+  constexpr int kWorkers = 2;
+  constexpr int kUpgrades = 20;
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_config(config("", kWorkers));
+  ASSERT_TRUE(s.start());
+  pid_t first = s.master_pid();
+  ASSERT_EQ(wait_for_workers(s, first, kWorkers).size(), size_t{kWorkers});
+  ASSERT_EQ(get(s.port(), "/a.txt").body, kBody);
+  std::this_thread::sleep_for(300ms);
+  const int first_fds = count_open_fds(first);
+  ASSERT_GT(first_fds, 0);
+
+  LoadOptions o;
+  o.port = s.port();
+  o.target = "/a.txt";
+  o.expected_body = kBody;
+  o.keepalive_threads = 8;
+  o.close_threads = 4;
+  LoadGenerator load(o);
+  std::this_thread::sleep_for(300ms);
+
+  const auto deadline = SteadyClock::now() + 60s;
+  pid_t current = first;
+  long generation = 1;
+  int done = 0;
+  std::vector<uint64_t> per_interval;
+  uint64_t last = load.requests();
+  for (int i = 0; i < kUpgrades; i++) {
+    if (SteadyClock::now() > deadline) {
+      ADD_FAILURE() << "only " << done << " upgrades within 60 s";
+      break;
+    }
+    RunResult r = s.ctl("upgrade");
+    std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
+    if (r.exit_code != 0 || !up) {
+      ADD_FAILURE() << "upgrade " << i + 1 << " failed: " << describe(r);
+      break;
+    }
+    EXPECT_EQ(up->generation, generation + 1) << r.out;
+    EXPECT_NE(up->pid, current);
+    // (Exactly when the pid file changes is checked by PidFileRenamedDuringHandoverAndReplacedAfter.)
+    EXPECT_TRUE(wait_for([&] { return s.pid_from_file() == up->pid; }, 1000ms))
+        << "the pid file does not name the new master after upgrade " << i + 1;
+    // The old master exits once its workers have drained (quit_timeout = 2s at most).
+    pid_t old = current;
+    if (!wait_for([&] { return !process_alive(old); }, 5000ms, 5ms)) {
+      ADD_FAILURE() << "the old master " << old << " still runs 5 s after upgrade " << i + 1 << "\n"
+                    << s.census().describe();
+      break;
+    }
+    current = up->pid;
+    generation = up->generation;
+    done++;
+    uint64_t now = load.requests();
+    per_interval.push_back(now - last);
+    last = now;
+  }
+  std::this_thread::sleep_for(200ms);
+  load.stop();
+
+  RecordProperty("upgrades", done);
+  RecordProperty("requests", std::to_string(load.requests()));
+  RecordProperty("connections", std::to_string(load.connections()));
+  EXPECT_EQ(done, kUpgrades);
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_EQ(load.refused(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+  for (size_t i = 0; i < per_interval.size(); i++)
+    EXPECT_GT(per_interval[i], 0u) << "no request was served around upgrade " << i + 1;
+
+  // The first master exited normally.
+  ASSERT_TRUE(s.original_exited());
+  EXPECT_TRUE(WIFEXITED(s.exit_status()) && WEXITSTATUS(s.exit_status()) == 0) << "wait status " << s.exit_status();
+
+  // Exactly one master and its workers are left, and the master has not gained descriptors.
+  BatonServer::Census c;
+  bool settled = wait_for(
+      [&] {
+        c = s.census();
+        return c.masters == std::vector<pid_t>{current} && c.workers.size() == size_t{kWorkers} &&
+               c.draining.empty() && c.others.empty();
+      },
+      5000ms, 20ms);
+  EXPECT_TRUE(settled) << "expected 1 master (" << current << ") and " << kWorkers << " workers:\n" << c.describe();
+  EXPECT_EQ(sorted(s.workers_of(current)), sorted(c.workers));
+  EXPECT_NE(parent_of(current), first);
+  int final_fds = -1;
+  wait_for(
+      [&] {
+        final_fds = count_open_fds(current);
+        return final_fds >= 0 && final_fds <= first_fds;
+      },
+      3000ms, 20ms);
+  EXPECT_LE(final_fds, first_fds) << "the first master had " << first_fds << " descriptors after start, the master after "
+                                  << done << " upgrades has " << final_fds;
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, SlowDownloadStartedBeforeUpgradeCompletes) {
+  constexpr size_t kSize = 20 * 1024 * 1024;
+  BatonServer s;
+  std::string content = s.write_generated("html/big.bin", kSize, 21);
+  s.write_file("html/a.txt", kBody);
+  // The old workers must not cut the download short: a long quit_timeout here.
+  s.set_config(config("quit_timeout = 30s\n", 1));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+
+  Client c(s.port(), {.timeout = 5000ms, .rcvbuf = 16384});
+  ASSERT_TRUE(c.send(req("GET", "/big.bin")));
+  std::string data;
+  size_t head_end;
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    std::string chunk = c.read_some(4096);
+    ASSERT_FALSE(chunk.empty()) << c.error();
+    data += chunk;
+  }
+  std::string head = data.substr(0, head_end + 4);
+  std::string body = data.substr(head_end + 4);
+  ASSERT_EQ(head.rfind("HTTP/1.1 200 ", 0), 0u) << head;
+  for (int i = 0; i < 10; i++) {
+    body += c.read_some(8192);
+    std::this_thread::sleep_for(10ms);
+  }
+
+  pid_t fresh = upgrade_ok(s, 2);
+  ASSERT_GT(fresh, 0);
+  ASSERT_LT(body.size(), kSize / 2) << "the download is not in flight any more";
+  // New connections go to the new generation while the old one finishes the download.
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+  EXPECT_TRUE(process_alive(old)) << "the old master exited with a download in flight";
+  for (int i = 0; i < 20; i++) {
+    body += c.read_some(8192);
+    std::this_thread::sleep_for(10ms);
+  }
+  int buf = 1 << 20;
+  ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &buf, sizeof buf);
+  while (body.size() < kSize) {
+    std::string chunk = c.read_some(1 << 20);
+    if (chunk.empty()) break;
+    body += chunk;
+  }
+  EXPECT_TRUE(same_bytes(body, content)) << c.error();
+  // Then the old master has nothing left and exits.
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  EXPECT_TRUE(s.original_exited());
+  EXPECT_EQ(s.pid_from_file(), fresh);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, RunsTheFileNowOnDisk) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  char real[PATH_MAX];
+  ASSERT_NE(::realpath(bin.c_str(), real), nullptr);
+  bin = real;
+  s.set_binary(bin);
+  s.set_config(config("", 1));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  EXPECT_EQ(process_exe(old), bin);
+
+  // A different file (the same program with bytes appended) takes the place of the running one.
+  ASSERT_TRUE(install_file(baton_binary(), bin, std::string("\n-- another build of baton --\n")));
+  EXPECT_EQ(process_exe(old), bin + " (deleted)");
+  struct stat on_disk {};
+  ASSERT_EQ(::stat(bin.c_str(), &on_disk), 0);
+
+  pid_t fresh = upgrade_ok(s, 2);
+  ASSERT_GT(fresh, 0);
+  EXPECT_EQ(process_exe(fresh), bin) << "the new master does not run the file now at " << bin;
+  struct stat running {};
+  ASSERT_EQ(::stat(("/proc/" + std::to_string(fresh) + "/exe").c_str(), &running), 0);
+  EXPECT_EQ(running.st_ino, on_disk.st_ino);
+  EXPECT_EQ(running.st_size, on_disk.st_size);
+  std::vector<pid_t> workers = wait_for_workers(s, fresh, 1);
+  ASSERT_EQ(workers.size(), 1u);
+  EXPECT_EQ(process_exe(workers[0]), bin);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, InvalidConfigurationRollsBack) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_config(config());
+  std::string good = s.config_text();
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  std::string bad = replace_all(good, "[main]\n", "[main]\nno_such_directive = 1\n");
+  s.set_config(bad);
+  int line = line_of(s.config_text(), "no_such_directive");
+  ASSERT_GT(line, 0);
+  RunResult r = s.ctl("upgrade");
+  std::this_thread::sleep_for(200ms);
+  uint64_t during = load.requests();
+  expect_rolled_back(s, r, old, workers);
+  std::string where = s.config_path() + ":" + std::to_string(line) + ":";
+  EXPECT_TRUE(contains(failure_reason(r), where)) << "the reason does not name " << where << ": " << describe(r);
+
+  // Still serving, and a later upgrade with a good configuration works.
+  std::this_thread::sleep_for(200ms);
+  EXPECT_GT(load.requests(), during);
+  s.set_config(good);
+  pid_t fresh = upgrade_ok(s, 2);
+  EXPECT_GT(fresh, 0);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+}
+
+TEST(Upgrade, BinaryThatExitsRollsBackAtOnce) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  // A long upgrade_timeout: the rollback must come from the exit, not from the timeout.
+  s.set_config(config("upgrade_timeout = 20s\n"));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  ASSERT_TRUE(install_content("#!/bin/sh\nexit 3\n", bin));
+  auto t0 = SteadyClock::now();
+  RunResult r = s.ctl("upgrade", 15000ms);
+  auto took = SteadyClock::now() - t0;
+  expect_rolled_back(s, r, old, workers);
+  EXPECT_LT(took, 5000ms) << "the rollback waited for something other than the exit of the new binary";
+
+  // The real binary back in place: an upgrade works again.
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  EXPECT_GT(upgrade_ok(s, 2), 0);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+}
+
+TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config());  // upgrade_timeout = 3s
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  ASSERT_TRUE(install_content("#!/bin/sh\nexec sleep 100\n", bin));
+  auto t0 = SteadyClock::now();
+  RunResult r = s.ctl("upgrade", 3000ms + 5000ms);
+  auto took = SteadyClock::now() - t0;
+  EXPECT_GE(took, 2500ms) << "rolled back before upgrade_timeout";
+  EXPECT_LT(took, 8000ms);
+  expect_rolled_back(s, r, old, workers);
+  // The process that never got ready was killed.
+  bool no_sleeper = wait_for(
+      [&] {
+        for (pid_t p : s.census().others)
+          if (contains(process_cmdline(p), "sleep")) return false;
+        return true;
+      },
+      2000ms);
+  EXPECT_TRUE(no_sleeper) << s.census().describe();
+  std::this_thread::sleep_for(300ms);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_env("BATON_TEST_HANDOVER_DELAY", "3");
+  // The rollback must come from the death of the new master, not from upgrade_timeout.
+  s.set_config(config("upgrade_timeout = 10s\n"));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << "no new master appeared under " << old << "\n" << s.census().describe();
+  std::this_thread::sleep_for(500ms);  // exec'd and waiting, well inside the 3 s handover delay
+  ASSERT_EQ(::kill(fresh, SIGKILL), 0);
+  auto killed = SteadyClock::now();
+  RunResult r = pending.get();
+  EXPECT_LT(SteadyClock::now() - killed, 2000ms) << "the rollback did not follow the death of the new master";
+  expect_rolled_back(s, r, old, workers);
+  EXPECT_FALSE(process_alive(fresh));
+  std::this_thread::sleep_for(300ms);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
+  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  auto first = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << s.census().describe();
+  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  RunResult second = s.ctl("upgrade");
+  EXPECT_EQ(second.exit_code, 1) << describe(second);
+  EXPECT_TRUE(contains(second.err, "baton: upgrade failed: an upgrade is already in progress")) << describe(second);
+  EXPECT_TRUE(second.out.empty()) << describe(second);
+
+  RunResult r = first.get();
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
+  ASSERT_TRUE(up) << describe(r);
+  EXPECT_EQ(up->pid, fresh);
+  EXPECT_EQ(up->generation, 2);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  BatonServer::Census c = s.census();
+  EXPECT_EQ(c.masters, std::vector<pid_t>{fresh}) << c.describe();
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, ListenersFollowTheNewConfiguration) {
+  const char* before =
+      "[server main]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "listen = 127.0.0.1:@PORT2@\n"
+      "root = html\n";
+  const char* after =
+      "[server main]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "listen = 127.0.0.1:@PORT3@\n"
+      "root = html\n";
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.port(2);
+  s.set_config(config("", 1, before));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  EXPECT_EQ(get(s.port(1), "/a.txt").body, kBody);
+  EXPECT_FALSE(can_connect(s.port(2), 300ms));
+
+  s.set_config(config("", 1, after));
+  pid_t fresh = upgrade_ok(s, 2);
+  ASSERT_GT(fresh, 0);
+  EXPECT_EQ(get(s.port(2), "/a.txt").body, kBody) << "the added listener does not serve";
+  EXPECT_EQ(get(s.port(0), "/a.txt").body, kBody);
+  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  EXPECT_TRUE(wait_for([&] { return !can_connect(s.port(1), 200ms); }, 2000ms))
+      << "the removed listener still accepts once the old master is gone";
+  EXPECT_EQ(get(s.port(0), "/a.txt").body, kBody);
+  EXPECT_EQ(get(s.port(2), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
+  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  ASSERT_TRUE(wait_for([&] { return s.pid_from_file() == old; }, 3000ms));
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << s.census().describe();
+  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  // During the handover: the old pid in <pid>.oldbin, no <pid> yet.
+  EXPECT_TRUE(file_exists(s.oldbin_path()));
+  EXPECT_EQ(read_pid_file(s.oldbin_path()), old);
+  EXPECT_FALSE(file_exists(s.pid_path())) << "pid file during the handover: " << read_file(s.pid_path());
+  // Requests are served by the old generation meanwhile.
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+
+  RunResult r = pending.get();
+  std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
+  ASSERT_TRUE(up) << describe(r);
+  EXPECT_EQ(up->pid, fresh);
+  // Once `-s upgrade` has reported success, the pid file names the new master (scripts rely on it).
+  EXPECT_EQ(s.pid_from_file(), fresh) << "pid file right after `-s upgrade` succeeded: " << read_file(s.pid_path());
+  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  EXPECT_TRUE(wait_for([&] { return !file_exists(s.oldbin_path()); }, 1000ms)) << "the .oldbin file outlived the old master";
+  EXPECT_EQ(s.pid_from_file(), fresh);
+
+  // The new master removes its pid file when it stops.
+  std::optional<int> status = s.stop(SIGTERM, 5000ms);
+  EXPECT_TRUE(status) << "the new master did not stop";
+  EXPECT_FALSE(file_exists(s.pid_path()));
+}
+
+TEST(Upgrade, Usr2UpgradesLikeTheCommand) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_config(config("", 1));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  ASSERT_TRUE(s.signal(SIGUSR2));
+  pid_t fresh = 0;
+  EXPECT_TRUE(wait_for(
+      [&] {
+        fresh = s.pid_from_file();
+        return fresh > 0 && fresh != old && process_alive(fresh);
+      },
+      5000ms))
+      << s.census().describe();
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  BatonServer::Census c;
+  EXPECT_TRUE(wait_for(
+      [&] {
+        c = s.census();
+        return c.masters == std::vector<pid_t>{fresh} && c.workers.size() == 1 && c.draining.empty();
+      },
+      3000ms))
+      << c.describe();
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
