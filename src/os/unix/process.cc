@@ -32,13 +32,18 @@ void init_proc_title(int argc, char** argv) {
     if (argv[i] == end) end = argv[i] + strlen(argv[i]) + 1;
   size_t n = 0;
   while (environ[n]) n++;
-  char** env = static_cast<char**>(malloc(sizeof(char*) * (n + 1)));
+  // The copies are owned here, not by environ: unsetenv() drops entries from environ, and the
+  // strings must neither dangle nor be lost.
+  static std::vector<std::string> env_strings;
+  static std::vector<char*> env;
+  env_strings.reserve(n);
   for (size_t i = 0; i < n; i++) {
     if (environ[i] == end) end = environ[i] + strlen(environ[i]) + 1;
-    env[i] = strdup(environ[i]);
+    env_strings.emplace_back(environ[i]);
   }
-  env[n] = nullptr;
-  environ = env;
+  for (std::string& e : env_strings) env.push_back(e.data());
+  env.push_back(nullptr);
+  environ = env.data();
   title_start = argv[0];
   title_room = static_cast<size_t>(end - argv[0]);
   for (int i = 1; i < argc; i++) argv[i] = nullptr;
