@@ -40,6 +40,25 @@ double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
 class Master;
 
+bool write_pid_file(const std::string& path) {
+  std::string tmp = path + ".tmp";
+  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    log_emerg("open() \"%s\" failed (%s)", tmp.c_str(), strerror(errno));
+    return false;
+  }
+  std::string text = std::to_string(getpid()) + "\n";
+  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
+  ::close(fd);
+  if (!ok || ::rename(tmp.c_str(), path.c_str()) < 0) {
+    log_emerg("cannot write pid file \"%s\" (%s)", path.c_str(), strerror(errno));
+    ::unlink(tmp.c_str());
+    return false;
+  }
+  return true;
+}
+
+
 struct WorkerProc {
   Master* master = nullptr;
   pid_t pid = 0;
@@ -90,6 +109,7 @@ class Master {
 
   // --- workers
   WorkerProc* spawn(const std::shared_ptr<Cycle>& cycle, int generation, int slot);
+  void make_slots();
   void schedule_restart(size_t slot);
   static void on_restart_cb(struct ev_loop*, ev_timer* w, int);
   static void on_channel_cb(struct ev_loop*, ev_io* w, int);
@@ -211,6 +231,21 @@ WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, i
   WorkerProc* raw = w.get();
   workers_.push_back(std::move(w));
   return raw;
+}
+
+// One restart slot per configured worker of the current generation, each with its own backoff.
+void Master::make_slots() {
+  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+  slots_.clear();
+  for (int i = 0; i < current_->main.worker_processes; i++) {
+    auto s = std::make_unique<Slot>();
+    s->master = this;
+    s->index = static_cast<size_t>(i);
+    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
+    ev_init(&s->restart, on_restart_cb);
+    s->restart.data = s.get();
+    slots_.push_back(std::move(s));
+  }
 }
 
 void Master::schedule_restart(size_t slot) {
@@ -712,17 +747,7 @@ void Master::commit_reload() {
   reload_.active = false;
   reload_.cycle.reset();
   winched_ = false;
-  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
-  slots_.clear();
-  for (int i = 0; i < current_->main.worker_processes; i++) {
-    auto s = std::make_unique<Slot>();
-    s->master = this;
-    s->index = static_cast<size_t>(i);
-    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
-    ev_init(&s->restart, on_restart_cb);
-    s->restart.data = s.get();
-    slots_.push_back(std::move(s));
-  }
+  make_slots();
   drain_workers(generation_);
   log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
   sd_notify("READY=1\n");
@@ -942,14 +967,7 @@ void Master::tell_old_master_ready() {
     return;
   }
   // Only now the files that name the running master are this master's.
-  std::string pid_path = current_->pid_path();
-  int fd = ::open((pid_path + ".tmp").c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd >= 0) {
-    std::string text = std::to_string(getpid()) + "\n";
-    bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-    ::close(fd);
-    if (ok) ::rename((pid_path + ".tmp").c_str(), pid_path.c_str());
-  }
+  write_pid_file(current_->pid_path());
   std::string err = open_control_socket();
   if (!err.empty()) log_alert("%s", err.c_str());
   // The old master answers `baton -s upgrade` once this confirmation arrives, so that whoever asked
@@ -994,16 +1012,9 @@ int Master::run(Fd upgrade_conn) {
     }
   }
 
-  for (int i = 0; i < current_->main.worker_processes; i++) {
-    auto s = std::make_unique<Slot>();
-    s->master = this;
-    s->index = static_cast<size_t>(i);
-    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
-    ev_init(&s->restart, on_restart_cb);
-    s->restart.data = s.get();
-    slots_.push_back(std::move(s));
+  make_slots();
+  for (int i = 0; i < current_->main.worker_processes; i++)
     if (!spawn(current_, generation_, i)) schedule_restart(static_cast<size_t>(i));
-  }
   loop.run();
 
   for (auto& s : slots_) ev_timer_stop(loop.raw(), &s->restart);
@@ -1039,24 +1050,6 @@ int Master::run(Fd upgrade_conn) {
     log_notice("exit");
   }
   return exit_code_;
-}
-
-bool write_pid_file(const std::string& path) {
-  std::string tmp = path + ".tmp";
-  int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (fd < 0) {
-    log_emerg("open() \"%s\" failed (%s)", tmp.c_str(), strerror(errno));
-    return false;
-  }
-  std::string text = std::to_string(getpid()) + "\n";
-  bool ok = ::write(fd, text.data(), text.size()) == static_cast<ssize_t>(text.size());
-  ::close(fd);
-  if (!ok || ::rename(tmp.c_str(), path.c_str()) < 0) {
-    log_emerg("cannot write pid file \"%s\" (%s)", path.c_str(), strerror(errno));
-    ::unlink(tmp.c_str());
-    return false;
-  }
-  return true;
 }
 
 // Another master answering on the control socket means this one must not start: it would take the
