@@ -4,6 +4,8 @@
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/socket.h>
 
 #include "core/clock.h"
@@ -690,6 +692,7 @@ bool HttpConnection::flush() {
 
 void HttpConnection::wait_for_output() {
   want_write(true);
+  send_queue_ = unsent_bytes();
   // Back-pressure: no new request is read while its predecessor's answer cannot leave. A body that
   // is being discarded is still read.
   if (phase_ == Phase::kIdle) want_read(false);
@@ -767,7 +770,24 @@ void HttpConnection::finish_or_close() {
   set_deadline(kLingerSeconds);
 }
 
+int HttpConnection::unsent_bytes() const {
+  int n = 0;
+  if (peer_.family() == AF_UNIX || ::ioctl(fd(), SIOCOUTQ, &n) < 0) return 0;
+  return n;
+}
+
 void HttpConnection::on_timeout() {
+  if (blocked()) {
+    // send_timeout is meant for a client that stopped taking data. The loop hears of free space
+    // only once a third of the send buffer is free, which for a slow but steady reader of a large
+    // buffer can take longer than the timeout: so what counts is whether the queue shrank.
+    int queued = unsent_bytes();
+    if (queued > 0 && queued < send_queue_) {
+      send_queue_ = queued;
+      set_deadline(seconds(settings_now().send_timeout_ms));
+      return;
+    }
+  }
   if (draining_ && phase_ == Phase::kIdle && in_.empty() && !blocked()) {
     // One last look: a request that arrived just now is answered (with Connection: close).
     on_readable();

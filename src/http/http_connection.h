@@ -64,6 +64,7 @@ class HttpConnection final : public Connection {
   void fail(int status);  // answers an error that ends the connection
   // Writes the worker's output buffer, then the file part; false when the socket is full.
   bool flush();
+  int unsent_bytes() const;  // SIOCOUTQ: what the kernel still holds for the client
   bool blocked() const { return out_pos_ < out_.size() || file_pending_; }
   void after_output();
   void wait_for_output();
@@ -100,6 +101,7 @@ class HttpConnection final : public Connection {
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   int error_status_ = 0;       // set by a callback that refuses the request
   uint32_t requests_ = 0;
+  int send_queue_ = 0;         // bytes in the socket's send queue when the output last stalled
   const char* msg_start_ = nullptr;  // first byte of the head being parsed
   const char* url_end_ = nullptr;
   uint64_t body_received_ = 0;
