@@ -1094,6 +1094,9 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
       log_emerg("%s", err.c_str());
       return 1;
     }
+    // A daemon keeps nothing of whoever started it: what would go to stderr goes to the error log
+    // (unless the error log is stderr itself), so a caller reading its output is not held open.
+    if (ErrorLog::path() != "stderr") ::dup2(ErrorLog::fd(), STDERR_FILENO);
   }
   if (!write_pid_file(c->pid_path())) return 1;
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
