@@ -142,6 +142,7 @@ class Master {
   void start_status(ControlConn* c);
   static void on_status_timer_cb(struct ev_loop*, ev_timer* w, int);
   void finish_status();
+  void finish_status_if_answered();
 
   // --- reload
   void start_reload(ControlConn* waiter);
@@ -282,11 +283,7 @@ void Master::on_channel(WorkerProc* w) {
     } else if (m.type == MsgType::kResult) {
       w->connections = m.get_int("connections");
       w->status_answered = true;
-      if (status_.active) {
-        bool all = true;
-        for (const auto& x : workers_) all = all && x->status_answered;
-        if (all) finish_status();
-      }
+      finish_status_if_answered();
     }
   }
 }
@@ -372,11 +369,7 @@ void Master::reap() {
       break;
     }
   }
-  if (status_.active) {
-    bool all = true;
-    for (const auto& x : workers_) all = all && x->status_answered;
-    if (all) finish_status();
-  }
+  finish_status_if_answered();
   maybe_exit();
 }
 
@@ -646,12 +639,18 @@ void Master::start_status(ControlConn* c) {
   }
   ev_timer_set(&status_.timer, kStatusWaitSeconds, 0.);
   ev_timer_start(loop_->raw(), &status_.timer);
-  bool all = true;
-  for (const auto& x : workers_) all = all && x->status_answered;
-  if (all) finish_status();
+  finish_status_if_answered();
 }
 
 void Master::on_status_timer_cb(struct ev_loop*, ev_timer* w, int) { static_cast<Master*>(w->data)->finish_status(); }
+
+// A status request is answered once every worker has reported (or has exited meanwhile).
+void Master::finish_status_if_answered() {
+  if (!status_.active) return;
+  for (const auto& w : workers_)
+    if (!w->status_answered) return;
+  finish_status();
+}
 
 void Master::finish_status() {
   if (!status_.active) return;

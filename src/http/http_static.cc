@@ -27,13 +27,6 @@ constexpr uint64_t kInlineFileMax = 32 * 1024;
 constexpr uint64_t kMultipartMax = 4 * 1024 * 1024;
 constexpr int kMaxInternalRedirects = 10;
 
-void append_etag(std::string* out, const struct stat& st) {
-  char buf[48];
-  int n = snprintf(buf, sizeof(buf), "\"%llx-%llx\"", static_cast<unsigned long long>(st.st_mtime),
-                   static_cast<unsigned long long>(st.st_size));
-  out->append(buf, static_cast<size_t>(n));
-}
-
 std::string_view etag_of(const struct stat& st, char* buf) {
   int n = snprintf(buf, 48, "\"%llx-%llx\"", static_cast<unsigned long long>(st.st_mtime),
                    static_cast<unsigned long long>(st.st_size));
@@ -250,9 +243,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
 
   auto common_headers = [&](std::string* out) {
     append_header(out, "Last-Modified", std::string_view(lm, 29));
-    out->append("ETag: ");
-    append_etag(out, st);
-    out->append("\r\n");
+    append_header(out, "ETag", etag);
     if (s.expires_ms >= 0) {
       char exp[32];
       int64_t secs = s.expires_ms / 1000;
