@@ -58,7 +58,9 @@ void Connection::close() {
   if (!fd_.valid()) return;
   ev_io_stop(loop_->raw(), &io_);
   ev_timer_stop(loop_->raw(), &timer_);
+  on_close();
   fd_.reset();
+  set_reusable(false);
   list_->remove(this);
   loop_->defer_delete(this);
 }
@@ -76,6 +78,23 @@ void Connection::want_read(bool on) { set_events(static_cast<uint8_t>(on ? (even
 
 void Connection::want_write(bool on) {
   set_events(static_cast<uint8_t>(on ? (events_ | EV_WRITE) : (events_ & ~EV_WRITE)));
+}
+
+void Connection::set_reusable(bool on) {
+  // Already queued: it keeps its place, which is the time it became reusable.
+  if (on == reusable_) return;
+  reusable_ = on;
+  if (!on) {
+    list_->unlink_reusable(this);
+    return;
+  }
+  reusable_prev_ = list_->reusable_tail_;
+  reusable_next_ = nullptr;
+  if (list_->reusable_tail_) list_->reusable_tail_->reusable_next_ = this;
+  else list_->reusable_head_ = this;
+  list_->reusable_tail_ = this;
+  // A worker that stopped accepting for want of room may take connections again.
+  if (list_->reusable_count_++ == 0 && list_->on_change) list_->on_change(list_->on_change_arg);
 }
 
 void Connection::set_deadline(double seconds) {
@@ -126,6 +145,24 @@ void ConnectionList::remove(Connection* c) {
   c->prev_ = c->next_ = nullptr;
   size_--;
   if (on_change) on_change(on_change_arg);
+}
+
+void ConnectionList::unlink_reusable(Connection* c) {
+  if (c->reusable_prev_) c->reusable_prev_->reusable_next_ = c->reusable_next_;
+  else reusable_head_ = c->reusable_next_;
+  if (c->reusable_next_) c->reusable_next_->reusable_prev_ = c->reusable_prev_;
+  else reusable_tail_ = c->reusable_prev_;
+  c->reusable_prev_ = c->reusable_next_ = nullptr;
+  reusable_count_--;
+}
+
+size_t ConnectionList::reclaim(size_t max) {
+  size_t n = 0;
+  while (n < max && reusable_head_) {
+    reusable_head_->close();  // unlinks it
+    n++;
+  }
+  return n;
 }
 
 void ConnectionList::drain_all() {

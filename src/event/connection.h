@@ -54,9 +54,14 @@ class Connection : public Deletable {
   virtual void on_readable() = 0;
   virtual void on_writable() = 0;
   virtual void on_timeout() = 0;
+  // Called by close() while the connection's owner is still there: hand back what was borrowed.
+  virtual void on_close() {}
 
   void want_read(bool on);
   void want_write(bool on);
+  // A reusable connection waits for a request and holds nothing (no request begun, no output
+  // queued): when the worker is at worker_connections it may be closed, oldest first, to make room.
+  void set_reusable(bool on);
   // The timer fires once at ev_now + seconds (lazily re-armed: moving a deadline costs nothing).
   void set_deadline(double seconds);
   void clear_deadline() { deadline_ = 0; }
@@ -76,6 +81,9 @@ class Connection : public Deletable {
   ConnectionList* list_;
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;
+  Connection* reusable_prev_ = nullptr;  // on the list's reusable queue when reusable_
+  Connection* reusable_next_ = nullptr;
+  bool reusable_ = false;
   ev_io io_;        // one watcher; its events follow want_read / want_write
   ev_timer timer_;
   uint8_t events_ = 0;
@@ -91,13 +99,23 @@ class ConnectionList {
   // Calls drain() on each; a connection may close itself meanwhile.
   void drain_all();
   void close_all();
+  // Closes up to `max` reusable connections, those that became reusable first; how many it closed.
+  size_t reclaim(size_t max);
+  size_t reusable() const { return reusable_count_; }
   // Called when the count drops, so that accepting can resume or a drain can finish.
   void (*on_change)(void* arg) = nullptr;
   void* on_change_arg = nullptr;
 
  private:
+  friend class Connection;
+  void unlink_reusable(Connection* c);
+
   Connection* head_ = nullptr;
   size_t size_ = 0;
+  // Reusable connections in the order they became reusable: the oldest at the head.
+  Connection* reusable_head_ = nullptr;
+  Connection* reusable_tail_ = nullptr;
+  size_t reusable_count_ = 0;
 };
 
 }  // namespace baton

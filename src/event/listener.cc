@@ -5,6 +5,8 @@
 #include <sys/epoll.h>
 #include <sys/socket.h>
 
+#include <algorithm>
+
 #include "core/log.h"
 
 namespace baton {
@@ -89,7 +91,23 @@ void Acceptor::pause(bool paused) {
 }
 
 void Acceptor::on_connections_changed() {
-  if (paused_ && conns_->size() < max_conns_) pause(false);
+  if (paused_ && (conns_->size() < max_conns_ || conns_->reusable() > 0)) pause(false);
+}
+
+void Acceptor::make_room() {
+  // As nginx does: connections that have not begun a request (silent new ones, idle keep-alive
+  // ones) are closed, oldest first, rather than shutting new clients out until their timeouts. An
+  // eighth of them at a time (1 to 32), so that a flood of new connections does not pay one call
+  // each while a worker with a few idle connections loses only what it needs.
+  size_t n = conns_->reclaim(std::clamp<size_t>(conns_->reusable() / 8, 1, 32));
+  reclaimed_ += n;
+  double now = ev_now(loop_->raw());
+  if (now - reclaim_logged_ >= 1.0) {
+    log_warn("%zu worker_connections are not enough, closed %zu idle connection(s) to make room",
+             max_conns_, reclaimed_);
+    reclaim_logged_ = now;
+    reclaimed_ = 0;
+  }
 }
 
 void Acceptor::exclusive_cb(struct ev_loop*, ev_io* io, int) {
@@ -110,7 +128,8 @@ void Acceptor::accept_on(Watcher* w) {
   // Several workers share the socket: take a bounded batch so that one worker does not starve
   // the others, and stop at worker_connections.
   for (int i = 0; i < 64 && !self->stopped_; i++) {
-    if (self->conns_->size() >= self->max_conns_) {
+    bool full = self->conns_->size() >= self->max_conns_;
+    if (full && self->conns_->reusable() == 0) {
       if (!self->paused_) log_warn("%zu worker_connections are not enough", self->max_conns_);
       self->pause(true);
       return;
@@ -142,6 +161,9 @@ void Acceptor::accept_on(Watcher* w) {
           return;
       }
     }
+    // Room is made only for a connection that is really there: an idle one is never closed for
+    // an accept that finds nothing.
+    if (full) self->make_room();
     if (peer.family() == AF_UNIX || peer.len == 0) {
       // A unix-socket client has no address of its own; log it as the listener's family.
       peer.storage.ss_family = AF_UNIX;

@@ -49,6 +49,8 @@ class Acceptor {
   void arm(bool on);
   static void resume_cb(struct ev_loop*, ev_timer* w, int);
   void pause(bool paused);
+  // At worker_connections, for a connection just accepted: closes the oldest idle connections.
+  void make_room();
 
   EventLoop* loop_;
   ConnectionList* conns_;
@@ -61,6 +63,8 @@ class Acceptor {
   ev_timer resume_;  // after running out of descriptors, accepting waits a moment
   bool paused_ = false;
   bool stopped_ = false;
+  size_t reclaimed_ = 0;        // idle connections closed since the last warning
+  double reclaim_logged_ = -1e9;  // when that warning was written (once a second at most)
 };
 
 }  // namespace baton
