@@ -155,8 +155,124 @@ TEST_F(Malformed, UnknownMethod) {
 }
 
 TEST_F(Malformed, TransferEncodingGzip) {
-  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n", 501,
-                  "Not Implemented");
+  // RFC 9112 6.3: chunked is not the final coding, so the body's length cannot be known: 400.
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n\r\n", 400,
+                  "Bad Request");
+}
+
+TEST_F(Malformed, TransferEncodingChunkedNotLast) {
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked, gzip\r\n\r\n"
+                  "0\r\n\r\n" + std::string(kFollowUp),
+                  400, "Bad Request");
+}
+
+TEST_F(Malformed, TransferEncodingCodingBeforeChunked) {
+  // Framed by chunked, but with a coding this server does not implement.
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"
+                  "0\r\n\r\n" + std::string(kFollowUp),
+                  501, "Not Implemented");
+}
+
+TEST_F(Malformed, TransferEncodingOnTwoLinesIsOneList) {
+  // "gzip" then "chunked" on two lines is the list "gzip, chunked" (RFC 9110 5.3): refused as the
+  // one-line form is, never decoded as plain chunked.
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: gzip\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n" + std::string(kFollowUp),
+                  501, "Not Implemented");
+}
+
+TEST_F(Malformed, TransferEncodingChunkedTwice) {
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n"
+                  "Transfer-Encoding: chunked\r\n\r\n0\r\n\r\n0\r\n\r\n" + std::string(kFollowUp),
+                  400, "Bad Request");
+}
+
+TEST_F(Malformed, TransferEncodingChunkedWithTab) {
+  // llhttp does not read "chunked<TAB>" as chunked; a reader that trims it would. One answer, 400,
+  // and the body is never taken for a second request.
+  expect_rejected("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\t\r\n\r\n"
+                  "0\r\n\r\n" + std::string(kFollowUp),
+                  400, "Bad Request");
+}
+
+TEST_F(Malformed, RequestLineWithoutVersion) {
+  expect_rejected("GET /hello.txt\r\nHost: localhost\r\n\r\n", 400, "Bad Request");
+}
+
+TEST_F(Malformed, RequestLineWithoutVersionAnsweredAtOnce) {
+  // Nothing follows the line: the answer must not wait for client_header_timeout (60 s here).
+  Client c(port, ClientOptions{.timeout = 3000ms});
+  ASSERT_TRUE(c.send("GET /\r\n"));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << "no answer within 3 s: " << c.error();
+  EXPECT_TRUE(is_error_page(*r, 400, "Bad Request"));
+  EXPECT_TRUE(c.is_closed_by_peer(2000ms));
+}
+
+TEST_F(Malformed, UpgradeH2cIsDeclinedAndTheConnectionGoesOn) {
+  // curl --http2 on http:// asks for h2c; the answer is HTTP/1.1 and the connection stays usable.
+  Client c(port);
+  Response r = c.exchange(req("GET", "/hello.txt",
+                              "Connection: Upgrade, HTTP2-Settings\r\nUpgrade: h2c\r\n"
+                              "HTTP2-Settings: AAMAAABkAAQCAAAAAAIAAAAA\r\n"));
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.version, "HTTP/1.1");
+  EXPECT_EQ(r.body, "hello\n");
+  expect_usable(c);
+  expect_usable(c);
+}
+
+TEST_F(Malformed, UpgradeWebSocketDeclinedPipelined) {
+  Client c(port);
+  ASSERT_TRUE(c.send(req("GET", "/hello.txt",
+                         "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+                         "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n") +
+                     kFollowUp));
+  for (int i = 0; i < 2; i++) {
+    std::optional<Response> r = c.read_response();
+    ASSERT_TRUE(r) << "response " << i << ": " << c.error();
+    EXPECT_EQ(r->status, 200) << *r;
+    EXPECT_EQ(r->body, "hello\n");
+  }
+}
+
+TEST_F(Malformed, ConnectIsRefusedWithAllow) {
+  Client c(port);
+  ASSERT_TRUE(c.send("CONNECT example.com:443 HTTP/1.1\r\nHost: example.com:443\r\n\r\n\x16\x03\x01garbage"));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_TRUE(is_error_page(*r, 405, "Method Not Allowed"));
+  EXPECT_EQ(r->header("Allow"), "GET, HEAD") << *r;
+  EXPECT_TRUE(r->connection_close()) << *r;
+  EXPECT_TRUE(c.is_closed_by_peer(3000ms));
+  EXPECT_EQ(c.buffered(), 0u) << c.buffer();
+}
+
+TEST_F(Malformed, AnswerDoesNotWaitForTheBody) {
+  // The answer to a `return` does not depend on the body: it comes before the body is sent, the
+  // body is then read and discarded, and the connection goes on.
+  Client c(port, ClientOptions{.timeout = 3000ms});
+  ASSERT_TRUE(c.send("POST /ok HTTP/1.1\r\nHost: localhost\r\nContent-Length: 1000\r\n\r\n" +
+                     std::string(10, 'x')));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << "no answer before the body: " << c.error();
+  EXPECT_EQ(r->status, 200) << *r;
+  EXPECT_EQ(r->body, "ok");
+  EXPECT_FALSE(r->connection_close()) << *r;
+  ASSERT_TRUE(c.send(std::string(990, 'x')));
+  expect_usable(c);
+}
+
+TEST_F(Malformed, ChunkSizeBeyondTheLimitEndsTheConnectionAtOnce) {
+  // 0xffffffff bytes announced against client_max_body_size = 1k: refused when the size is read,
+  // not after client_body_timeout (60 s) or after the bytes.
+  Client c(port, ClientOptions{.timeout = 3000ms});
+  ASSERT_TRUE(c.send("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n"
+                     "ffffffff\r\nabc"));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_EQ(r->status, 200) << *r;
+  EXPECT_TRUE(c.is_closed_by_peer(3000ms)) << "the connection was kept open";
 }
 
 TEST_F(Malformed, RequestLineTooLong) {
@@ -188,15 +304,21 @@ TEST_F(Malformed, BodyOverLimitByContentLength) {
 }
 
 TEST_F(Malformed, BodyOverLimitChunked) {
+  // The 405 does not depend on the body and goes out at once; the body is discarded up to
+  // client_max_body_size, and past it the connection ends: nothing more is answered on it.
   Client c(port);
   std::string chunk(600, 'c');
   std::string raw = "POST /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n";
   for (int i = 0; i < 3; i++) raw += "258\r\n" + chunk + "\r\n";  // 0x258 = 600
   raw += "0\r\n\r\n";
+  raw += kFollowUp;
   c.send(raw);  // the server may stop reading early
   std::optional<Response> r = c.read_response();
   ASSERT_TRUE(r) << c.error();
-  EXPECT_TRUE(is_error_page(*r, 413, "Content Too Large"));
+  EXPECT_TRUE(is_error_page(*r, 405, "Method Not Allowed"));
+  std::string rest = c.read_all_until_close(3000ms);
+  EXPECT_TRUE(c.is_closed_by_peer(0ms)) << "the server did not close the connection";
+  EXPECT_TRUE(rest.empty()) << "answered after the body went over the limit: " << rest.substr(0, 200);
 }
 
 TEST_F(Malformed, ExpectContinue) {

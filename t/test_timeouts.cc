@@ -46,8 +46,10 @@ TEST_F(Timeouts, ClientBodyTimeoutClosesAStalledBody) {
   auto since = SteadyClock::now();
   EXPECT_FALSE(c.is_closed_by_peer(500ms)) << "closed after " << seconds_since(since) << " s";
   EXPECT_TRUE(c.is_closed_by_peer(4500ms)) << "still open after " << seconds_since(since) << " s";
-  // The answer waits for the whole body: a body that never completes gets none.
-  EXPECT_EQ(c.buffer(), "");
+  // The answer does not depend on the body and went out at once; the stalled body still ends the
+  // connection (nothing else is answered on it).
+  EXPECT_TRUE(c.buffer().starts_with("HTTP/1.1 200 OK\r\n")) << c.buffer();
+  EXPECT_TRUE(c.buffer().ends_with("\r\n\r\nok")) << c.buffer();
 }
 
 TEST_F(Timeouts, ClientBodyTimeoutCountsFromTheLastRead) {

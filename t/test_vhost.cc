@@ -140,3 +140,34 @@ TEST_F(VHost, HostChosenPerRequestOnKeepAlive) {
   EXPECT_EQ(a.body, "B\n");
   EXPECT_EQ(b.body, "A\n");
 }
+
+TEST_F(VHost, AbsoluteFormTargetPicksTheServerOfItsAuthority) {
+  // RFC 9112 3.2.2: a target in absolute form names the host; Host is then ignored.
+  s.set_config(make_config(
+      "[server main]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "server_name = main.test\n"
+      "root = site_a\n"
+      "\n"
+      "[server other]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "server_name = other.test\n"
+      "root = site_b\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  Response r = c.exchange("GET http://other.test/who.txt HTTP/1.1\r\nHost: main.test\r\n\r\n");
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, "B\n");
+  r = c.exchange("GET http://OTHER.test:8080/who.txt?x=1 HTTP/1.1\r\nHost: main.test\r\n\r\n");
+  EXPECT_EQ(r.body, "B\n");
+  r = c.exchange("GET http://main.test/who.txt HTTP/1.1\r\nHost: other.test\r\n\r\n");
+  EXPECT_EQ(r.body, "A\n");
+  // The access log keeps the target as it was sent.
+  EXPECT_TRUE(wait_for([&] { return contains(s.access_log(), "\"GET http://other.test/who.txt HTTP/1.1\" 200"); },
+                       3000ms))
+      << s.access_log();
+  // An authority that cannot be a host is refused.
+  Client bad(s.port());
+  Response rb = bad.exchange("GET http://user@main.test/who.txt HTTP/1.1\r\nHost: main.test\r\n\r\n");
+  EXPECT_EQ(rb.status, 400) << rb;
+}

@@ -84,8 +84,67 @@ int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end
     }
     return 400;
   }
-  if (err == HPE_INVALID_TRANSFER_ENCODING) return 501;
   return 400;
+}
+
+// RFC 9110 5.3 / 9112 6.1: every Transfer-Encoding line together make one list of codings. A
+// request's body can be framed only when chunked is the last of them; a coding other than chunked
+// is one this server does not implement (501). The parser frames the body by its own reading of
+// the same lines: where its reading and this one could differ ("chunked\t", "chunked, chunked"),
+// the request is refused rather than read one way here and another way by whatever sits behind.
+int check_transfer_encoding(const Request& req, bool parser_chunked) {
+  bool chunked_last = false;
+  bool other = false;
+  int chunked_count = 0;
+  for (size_t i = 0; i < req.header_count; i++) {
+    if (!iequals(req.headers[i].name, "transfer-encoding")) continue;
+    std::string_view v = req.headers[i].value;
+    size_t pos = 0;
+    while (pos <= v.size()) {
+      size_t comma = v.find(',', pos);
+      if (comma == std::string_view::npos) comma = v.size();
+      std::string_view item = v.substr(pos, comma - pos);
+      // Only spaces around an item: a tab or anything else is where readers part ways.
+      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
+      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
+      if (item.empty()) return 400;
+      for (char ch : item)
+        if (!is_tchar(static_cast<unsigned char>(ch))) return 400;
+      bool is_chunked = iequals(item, "chunked");
+      if (is_chunked) chunked_count++;
+      else other = true;
+      chunked_last = is_chunked;
+      pos = comma + 1;
+    }
+  }
+  if (!chunked_last || chunked_count > 1) return 400;
+  if (!parser_chunked) return 400;
+  if (other) return 501;
+  return 0;
+}
+
+// The authority of an absolute-form target or a Host value, as the virtual-server key: without
+// port, lower-cased, without a trailing dot. False for what cannot be a host.
+bool host_key(std::string_view host, std::string* out) {
+  out->clear();
+  if (host.empty()) return true;
+  size_t end = host.size();
+  if (host[0] == '[') {
+    size_t close = host.find(']');
+    if (close == std::string_view::npos) return false;
+    end = close + 1;
+  } else {
+    size_t colon = host.rfind(':');
+    if (colon != std::string_view::npos) end = colon;
+  }
+  out->reserve(end);
+  for (size_t i = 0; i < end; i++) {
+    char ch = host[i];
+    if (ch == '/' || ch == '\\' || ch == ' ' || ch == '@' || ch == '?' || ch == '#') return false;
+    out->push_back(ascii_lower(ch));
+  }
+  if (!out->empty() && out->back() == '.') out->pop_back();
+  return true;
 }
 
 }  // namespace
@@ -100,6 +159,7 @@ const llhttp_settings_t* HttpConnection::settings() {
     st.on_header_field = on_header_field;
     st.on_header_value = on_header_value;
     st.on_headers_complete = on_headers_complete;
+    st.on_chunk_header = on_chunk_header;
     st.on_body = on_body;
     st.on_message_complete = on_message_complete;
     return st;
@@ -115,6 +175,15 @@ HttpConnection::HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, 
   parser_.data = this;
 }
 
+// Connections are deleted after the loop's callbacks, possibly after the worker itself is gone:
+// the request goes back to the worker in on_close(), and is only freed here.
+HttpConnection::~HttpConnection() = default;
+
+void HttpConnection::on_close() {
+  log_pending_ = false;  // every path that closes has written the entry it could
+  release_request();
+}
+
 void HttpConnection::start() {
   const Settings& s = group_->default_server->s;
   proxy_pending_ = listening_->opts.proxy_protocol;
@@ -122,7 +191,9 @@ void HttpConnection::start() {
   // The request has often arrived with the connection: read it now, and a short-lived connection
   // may be answered and closed without ever being registered with the loop.
   on_readable();
-  if (!closed() && !blocked()) want_read(true);
+  if (closed()) return;
+  if (!blocked()) want_read(true);
+  update_reusable();
 }
 
 void HttpConnection::drain() {
@@ -131,6 +202,10 @@ void HttpConnection::drain() {
     clear_deadline();
     set_deadline(kDrainIdleSeconds);
   }
+}
+
+void HttpConnection::release_request() {
+  if (req_ && !log_pending_) worker_->give_back(std::move(req_));
 }
 
 // ---- reading --------------------------------------------------------------------------------
@@ -157,6 +232,7 @@ void HttpConnection::on_readable() {
     close();
     return;
   }
+  set_reusable(false);
   if (phase_ == Phase::kIdle && in_.empty()) set_deadline(seconds(settings_now().client_header_timeout_ms));
   if (proxy_pending_) {
     in_.append(buf, static_cast<size_t>(n));
@@ -238,11 +314,14 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       }
       return len;
     }
-    int status = error_status_;
-    if (!status) {
-      if (phase_ == Phase::kBody) status = 400;
-      else status = status_for_parse_error(err, msg_start_, data + len);
+    if (phase_ == Phase::kBody) {
+      // The answer is out already: a body that breaks its framing or its limit ends the
+      // connection, and nothing is answered twice.
+      abandon(error_status_ == 413 ? "client_max_body_size exceeded" : llhttp_get_error_reason(&parser_));
+      return len;
     }
+    int status = error_status_;
+    if (!status) status = status_for_parse_error(err, msg_start_, data + len);
     fail(status);
     return len;
   }
@@ -257,13 +336,14 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->clean_end_ = false;
   c->body_received_ = 0;
   c->request_start_ = c->loop_->now();
-  c->worker_->req.reset();
+  if (!c->req_) c->req_ = c->worker_->take_request();
+  c->req_->reset();
   return 0;
 }
 
 int HttpConnection::on_url(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  Request& r = c->worker_->req;
+  Request& r = *c->req_;
   r.target = std::string_view(at, len);
   c->url_end_ = at + len;
   uint64_t limit = c->group_->default_server->s.client_header_buffer_size;
@@ -274,12 +354,21 @@ int HttpConnection::on_url(llhttp_t* p, const char* at, size_t len) {
   return 0;
 }
 
-int HttpConnection::on_url_complete(llhttp_t*) { return 0; }
+int HttpConnection::on_url_complete(llhttp_t* p) {
+  // llhttp reads "GET /" followed by the end of the line as HTTP/0.9 and waits for headers that
+  // will never come. A request line must carry a version: 400 at once.
+  auto* c = static_cast<HttpConnection*>(p->data);
+  if (c->url_end_ && *c->url_end_ != ' ') {
+    c->error_status_ = 400;
+    return -1;
+  }
+  return 0;
+}
 
 int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
   if (c->phase_ != Phase::kHead) return 0;  // trailer fields of a chunked body are not kept
-  Request& r = c->worker_->req;
+  Request& r = *c->req_;
   if (r.header_count == kMaxHeaders) {
     c->error_status_ = 431;
     return -1;
@@ -291,7 +380,7 @@ int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
 int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
   if (c->phase_ != Phase::kHead) return 0;
-  Request& r = c->worker_->req;
+  Request& r = *c->req_;
   if (r.header_count == 0) return 0;
   Header& h = r.headers[r.header_count - 1];
   h.value = std::string_view(at, len);
@@ -337,9 +426,24 @@ int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
 
 int HttpConnection::on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
+  // Upgrades (h2c, websocket) are declined: the answer is HTTP/1.1 and the connection goes on as
+  // HTTP/1.1, so llhttp must not stop at the end of this message. CONNECT is refused in
+  // handle_head and ends the connection.
+  if (p->method != HTTP_CONNECT) p->upgrade = 0;
   c->handle_head();
   if (c->error_status_) return -1;
   c->phase_ = Phase::kBody;
+  return 0;
+}
+
+int HttpConnection::on_chunk_header(llhttp_t* p) {
+  // The size is known before the bytes: a chunk that cannot fit is refused now, not after it
+  // arrived.
+  auto* c = static_cast<HttpConnection*>(p->data);
+  if (p->content_length > c->body_limit_ - c->body_received_) {
+    c->error_status_ = 413;
+    return -1;
+  }
   return 0;
 }
 
@@ -361,9 +465,71 @@ int HttpConnection::on_message_complete(llhttp_t* p) {
 
 // ---- answering ------------------------------------------------------------------------------
 
+const char* HttpConnection::head_end() const {
+  const Request& req = *req_;
+  if (req.header_count == 0) return url_end_;
+  const Header& last = req.headers[req.header_count - 1];
+  return last.value.data() ? last.value.data() + last.value.size() : last.name.data() + last.name.size();
+}
+
+int HttpConnection::check_head(Request& req) {
+  if (req.version_major != 1) return 505;
+  // Bytes up to the end of the last header value; the terminating CRLF pair was checked by llhttp.
+  const char* end = head_end();
+  if (end && !head_is_clean(msg_start_, end)) return 400;
+  // A field name is a token: llhttp lets "Name : value" and "Na me: value" through.
+  for (size_t i = 0; i < req.header_count; i++) {
+    std::string_view name = req.headers[i].name;
+    bool ok = !name.empty();
+    for (char ch : name) ok = ok && is_tchar(static_cast<unsigned char>(ch));
+    if (!ok) return 400;
+  }
+  if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) return 400;
+  if (parser_.flags & F_TRANSFER_ENCODING || !req.transfer_encoding.empty()) {
+    // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
+    if (req.version_minor == 0) return 400;
+    if (int st = check_transfer_encoding(req, (parser_.flags & F_CHUNKED) != 0)) return st;
+  }
+  if (req.host_count > 1 || (req.host_count == 0 && req.version_minor >= 1)) return 400;
+  if (!host_key(trim(req.host), &req.host_lower)) return 400;
+
+  std::string_view t = req.target;
+  if (req.method_id == HTTP_CONNECT) {
+    // Authority form: a tunnel, which this server does not open.
+    return 405;
+  }
+  if (!t.empty() && t[0] == '/') {
+    req.uri = t;
+  } else if (istarts_with(t, "http://") || istarts_with(t, "https://")) {
+    // Absolute form (RFC 9112 3.2.2): the target's authority names the server, not Host.
+    size_t scheme = t.find("://") + 3;
+    size_t end = t.find_first_of("/?#", scheme);
+    std::string_view authority = t.substr(scheme, end == std::string_view::npos ? std::string_view::npos : end - scheme);
+    if (authority.empty() || !host_key(authority, &req.host_lower) || req.host_lower.empty()) return 400;
+    if (end == std::string_view::npos || t[end] == '#') req.uri = "/";
+    else if (t[end] == '?') req.uri = {};  // "/" followed by the query: normalised below
+    else req.uri = t.substr(end);
+    if (req.uri.empty()) {
+      req.path = "/";
+      req.query = t.substr(end + 1);
+      size_t hash = req.query.find('#');
+      if (hash != std::string_view::npos) req.query = req.query.substr(0, hash);
+      return 0;
+    }
+  } else if (req.method_id == HTTP_OPTIONS && t == "*") {
+    req.uri = t;
+    req.path = "*";
+    return 0;
+  } else {
+    return 400;
+  }
+  if (!normalize_path(req.uri, &req.path, &req.query)) return 400;
+  return 0;
+}
+
 void HttpConnection::handle_head() {
   HttpWorker* w = worker_;
-  Request& req = w->req;
+  Request& req = *req_;
   if (!msg_start_) msg_start_ = req.target.data();
   req.method_id = parser_.method;
   req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
@@ -371,95 +537,10 @@ void HttpConnection::handle_head() {
   req.version_minor = parser_.http_minor;
   requests_++;
 
-  // Checks llhttp leaves to the application.
-  const char* head_end = req.header_count ? req.headers[req.header_count - 1].value.data() +
-                                                req.headers[req.header_count - 1].value.size()
-                                          : url_end_;
-  if (req.version_major != 1) {
-    error_status_ = 505;
-    return;
-  }
-  // Bytes up to the end of the last header value; the terminating CRLF pair was checked by llhttp.
-  if (head_end && !head_is_clean(msg_start_, head_end)) {
-    error_status_ = 400;
-    return;
-  }
-  // A field name is a token: llhttp lets "Name : value" and "Na me: value" through.
-  for (size_t i = 0; i < req.header_count; i++) {
-    std::string_view name = req.headers[i].name;
-    bool ok = !name.empty();
-    for (char ch : name) ok = ok && is_tchar(static_cast<unsigned char>(ch));
-    if (!ok) {
-      error_status_ = 400;
-      return;
-    }
-  }
-  if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) {
-    error_status_ = 400;
-    return;
-  }
-  if (!req.transfer_encoding.empty()) {
-    if (!iequals(trim(req.transfer_encoding), "chunked")) {
-      error_status_ = 501;
-      return;
-    }
-    if (req.version_minor == 0) {
-      // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
-      error_status_ = 400;
-      return;
-    }
-  }
-  if (req.host_count > 1 || (req.host_count == 0 && req.version_minor >= 1)) {
-    error_status_ = 400;
-    return;
-  }
-  // Host without port, lower-cased, for virtual server lookup.
-  std::string_view host = trim(req.host);
-  if (!host.empty()) {
-    size_t end = host.size();
-    if (host[0] == '[') {
-      size_t close = host.find(']');
-      if (close == std::string_view::npos) {
-        error_status_ = 400;
-        return;
-      }
-      end = close + 1;
-    } else {
-      size_t colon = host.rfind(':');
-      if (colon != std::string_view::npos) end = colon;
-    }
-    req.host_lower.reserve(end);
-    for (size_t i = 0; i < end; i++) {
-      char ch = host[i];
-      if (ch == '/' || ch == '\\' || ch == ' ') {
-        error_status_ = 400;
-        return;
-      }
-      req.host_lower.push_back(ascii_lower(ch));
-    }
-    if (!req.host_lower.empty() && req.host_lower.back() == '.') req.host_lower.pop_back();
-  }
+  error_status_ = check_head(req);
+  if (error_status_) return;
+
   server_ = group_->find_server(req.host_lower);
-
-  if (req.method_id == HTTP_CONNECT || req.target.empty() || req.target[0] != '/') {
-    // Absolute-form is legal in a request, but only proxies are asked that way; take the path.
-    std::string_view t = req.target;
-    if (req.method_id != HTTP_CONNECT && (istarts_with(t, "http://") || istarts_with(t, "https://"))) {
-      size_t scheme = t.find("://") + 3;
-      size_t slash = t.find('/', scheme);
-      req.target = slash == std::string_view::npos ? std::string_view("/") : t.substr(slash);
-    } else if (!(req.method_id == HTTP_OPTIONS && t == "*")) {
-      error_status_ = 400;
-      return;
-    }
-  }
-  if (req.target == "*") {
-    req.path = "*";
-  } else if (!normalize_path(req.target, &req.path, &req.query)) {
-    error_status_ = 400;
-    return;
-  }
-
   location_ = server_->find_location(req.path);
   const Settings& s = location_->s;
 
@@ -475,23 +556,29 @@ void HttpConnection::handle_head() {
   keep_alive_ = llhttp_should_keep_alive(&parser_) && !draining_ && !w->draining() &&
                 requests_ < s.keepalive_requests;
 
-  bool expect_continue = false;
   if (!req.expect.empty()) {
     if (!iequals(trim(req.expect), "100-continue")) {
       error_status_ = 417;
       return;
     }
-    expect_continue = req.has_body && req.version_minor >= 1;
+    // The body is read (and discarded) after the answer: a client waiting for leave to send it
+    // gets it, as it would from a handler that reads it.
+    if (req.has_body && req.version_minor >= 1) w->out.append("HTTP/1.1 100 Continue\r\n\r\n");
   }
+  answer(req);
+}
 
+// No handler uses a request body yet, so the answer never waits for one: it goes out now, and the
+// body that follows is read and discarded (bounded by client_max_body_size and
+// client_body_timeout) before the next request on the connection.
+void HttpConnection::answer(Request& req) {
+  HttpWorker* w = worker_;
+  const Settings& s = location_->s;
   Reply r;
   r.out = &w->out;
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
-
-  if (expect_continue) w->out.append("HTTP/1.1 100 Continue\r\n\r\n");
-  size_t mark = w->out.size();
 
   if (location_->return_code) {
     reply_return(&r, location_, req);
@@ -507,6 +594,7 @@ void HttpConnection::handle_head() {
     end_head(r.out, h);
     r.status = 204;
   } else {
+    size_t mark = w->out.size();
     reply_error(&r, 405, s);
     // The Allow header belongs in the head: put it right after the status line and fixed headers.
     size_t head_end_pos = r.out->find("\r\n\r\n", mark);
@@ -520,91 +608,69 @@ void HttpConnection::handle_head() {
     sl.file_offset = r.file_offset;
     sl.file_bytes = r.file_bytes;
   }
-  if (req.has_body) {
-    // Answer once the body is read: a body that turns out too large must get 413 instead. The
-    // 100 Continue above goes out now.
-    slow().held_out.assign(*r.out, mark, std::string::npos);
-    r.out->resize(mark);
-    held_ = true;
-  }
   if (req.has_body || file_pending_) save_log(r.status, r.body_bytes);
   else log_request(r.status, r.body_bytes);
 }
 
 void HttpConnection::save_log(int status, uint64_t body_bytes) {
-  const Request& req = worker_->req;
+  // The entry is written when the response is done, after the read buffer has moved on.
+  req_->own(msg_start_, head_end());
   Slow& sl = slow();
   log_pending_ = true;
   sl.log_status = status;
   sl.log_bytes = body_bytes;
-  sl.log_minor = req.version_minor;
-  sl.log.clear();
-  sl.log.append(req.method).push_back('\0');
-  sl.log.append(req.target).push_back('\0');
-  sl.log.append(req.referer).push_back('\0');
-  sl.log.append(req.user_agent);
 }
 
 void HttpConnection::log_request(int status, uint64_t body_bytes) {
   const Settings& s = settings_now();
-  bool from_pending = log_pending_;
   log_pending_ = false;
   if (!s.access_log) return;
+  const Request& req = *req_;
   LogEntry e;
   e.peer = &peer_;
   e.status = status;
   e.body_bytes = body_bytes;
   e.version_major = 1;
   e.request_time = loop_->now() - request_start_;
-  if (from_pending) {
-    std::string_view v(slow_->log);
-    auto next = [&v]() {
-      size_t z = v.find('\0');
-      std::string_view part = v.substr(0, z);
-      v.remove_prefix(z == std::string_view::npos ? v.size() : z + 1);
-      return part;
-    };
-    e.method = next();
-    e.target = next();
-    e.referer = next();
-    e.user_agent = next();
-    e.version_minor = slow_->log_minor;
-  } else {
-    const Request& req = worker_->req;
-    e.method = req.method;
-    e.target = req.target;
-    e.version_minor = req.version_minor;
-    e.referer = req.referer;
-    e.user_agent = req.user_agent;
-  }
+  e.method = req.method;
+  e.target = req.target;
+  e.version_minor = req.version_minor;
+  e.referer = req.referer;
+  e.user_agent = req.user_agent;
   access_log(s, e);
 }
 
 void HttpConnection::handle_message_complete() {
   phase_ = keep_alive_ ? Phase::kIdle : Phase::kDone;
   clean_end_ = true;
-  if (held_) {
-    worker_->out.append(slow_->held_out);
-    std::string().swap(slow_->held_out);
-    held_ = false;
-    if (!file_pending_) log_request(slow_->log_status, slow_->log_bytes);
-  }
+  url_end_ = nullptr;
+  if (log_pending_ && !file_pending_) log_request(slow_->log_status, slow_->log_bytes);
+}
+
+void HttpConnection::abandon(const char* why) {
+  log_info("client %s: request body %s, closing the connection after the response", peer_.to_string().c_str(), why);
+  if (log_pending_ && !file_pending_) log_request(slow_->log_status, slow_->log_bytes);
+  keep_alive_ = false;
+  clean_end_ = false;
+  phase_ = Phase::kDone;
+  reparse_ = false;
 }
 
 void HttpConnection::fail(int status) {
   HttpWorker* w = worker_;
   const Settings& s = settings_now();
-  if (held_) {
-    std::string().swap(slow_->held_out);
-    held_ = false;
-  }
   file_pending_ = false;
   if (slow_) slow_->file.reset();
   log_pending_ = false;
   Reply r;
   r.out = &w->out;
   r.keep_alive = false;
+  size_t mark = w->out.size();
   reply_error(&r, status, s);
+  if (status == 405) {
+    size_t head_end_pos = r.out->find("\r\n\r\n", mark);
+    if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
+  }
   if (s.access_log) {
     LogEntry e{};
     e.peer = &peer_;
@@ -612,9 +678,12 @@ void HttpConnection::fail(int status) {
     e.body_bytes = r.body_bytes;
     e.version_major = 1;
     e.version_minor = 1;
-    if (phase_ == Phase::kBody) {
-      e.method = w->req.method;
-      e.target = w->req.target;
+    // The request line, when this connection's parser read one whole (its own bytes, still in
+    // the buffer being parsed).
+    if (req_ && url_end_ && status != 414) {
+      e.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+      e.target = req_->target;
+      if (parser_.http_major == 1) e.version_minor = parser_.http_minor;
     }
     e.request_time = loop_->now() - request_start_;
     access_log(s, e);
@@ -685,7 +754,7 @@ bool HttpConnection::flush() {
     }
     r.file.reset();
     file_pending_ = false;
-    if (log_pending_ && !held_) log_request(r.log_status, r.log_bytes);
+    if (log_pending_) log_request(r.log_status, r.log_bytes);
   }
   return true;
 }
@@ -718,7 +787,9 @@ void HttpConnection::after_output() {
         process_held_input();
         return;
       }
+      release_request();
       want_read(true);
+      update_reusable();
       if (!nodelay_) {
         // Kept alive: from now on small responses must not wait for the client's delayed ACK.
         int one = 1;

@@ -37,6 +37,7 @@ struct Reply {
 class HttpConnection final : public Connection {
  public:
   HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, Listening* ls);
+  ~HttpConnection() override;
   void start();
   void drain() override;
 
@@ -45,7 +46,8 @@ class HttpConnection final : public Connection {
   enum class Phase : uint8_t {
     kIdle,    // between requests
     kHead,    // inside a request head
-    kBody,    // the head is answered; reading (and discarding) its body
+    kBody,    // the head is answered (the answer never waits for a body it does not use); reading
+              // and discarding the body, within client_max_body_size and client_body_timeout
     kDone,    // no more requests will be read: close once the output is out
     kLinger,  // our side is shut; reading what the client still sends, then close
   };
@@ -53,6 +55,7 @@ class HttpConnection final : public Connection {
   void on_readable() override;
   void on_writable() override;
   void on_timeout() override;
+  void on_close() override;
 
   // Parses and answers what data holds; returns how many bytes were used. What is left must be kept
   // by the caller (the start of a head, or requests held back while output drains).
@@ -60,23 +63,35 @@ class HttpConnection final : public Connection {
   // Consumes the PROXY protocol header from in_; false when the connection was closed.
   bool read_proxy_header();
   void handle_head();
+  // The checks llhttp leaves to the application, and where the request goes: the status of an
+  // error, or 0.
+  int check_head(Request& req);
+  const char* head_end() const;  // the end of the last header value (or of the target)
+  void answer(Request& req);
   void handle_message_complete();
   void fail(int status);  // answers an error that ends the connection
+  // A request whose answer is already out broke its body framing or limit: nothing more is
+  // answered, the connection ends once the output is out.
+  void abandon(const char* why);
   // Writes the worker's output buffer, then the file part; false when the socket is full.
   bool flush();
   int unsent_bytes() const;  // SIOCOUTQ: what the kernel still holds for the client
   bool blocked() const { return out_pos_ < out_.size() || file_pending_; }
+  // Waiting for a request and holding nothing: the worker may close it to make room.
+  void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked() && !proxy_pending_); }
   void after_output();
   void wait_for_output();
   void finish_or_close();
   void process_held_input();
   void save_log(int status, uint64_t body_bytes);
   void log_request(int status, uint64_t body_bytes);
+  void release_request();
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
 
   static int on_message_begin(llhttp_t* p);
   static int on_url(llhttp_t* p, const char* at, size_t len);
   static int on_url_complete(llhttp_t* p);
+  static int on_chunk_header(llhttp_t* p);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
@@ -89,14 +104,14 @@ class HttpConnection final : public Connection {
   const Server* server_ = nullptr;
   const Location* location_ = nullptr;
   llhttp_t parser_;
+  std::unique_ptr<Request> req_;  // the request being read or answered; taken from the worker
   Phase phase_ = Phase::kIdle;
   bool reparse_ = false;       // in_ holds the start of a head: parse it again from its start
   bool keep_alive_ = true;     // the response in progress keeps the connection
   bool draining_ = false;
   bool clean_end_ = false;     // the last request was read to its end without error
-  bool file_pending_ = false;  // reply_.file is being sent after the memory output
-  bool held_ = false;          // held_out_ waits for the end of the request body
-  bool log_pending_ = false;   // pending_log_ holds the entry to write when the response is done
+  bool file_pending_ = false;  // slow_->file is being sent after the memory output
+  bool log_pending_ = false;   // the request is logged when the response is done
   bool proxy_pending_ = false; // a PROXY protocol header must come first
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   int error_status_ = 0;       // set by a callback that refuses the request
@@ -112,17 +127,14 @@ class HttpConnection final : public Connection {
   std::string out_;
   size_t out_pos_ = 0;
 
-  // What only some responses need: a body still arriving, a file being sent, a log entry waiting
-  // for the end of the response. Allocated on first use, so that the common connection stays small.
+  // What only some responses need: a file being sent, a log entry waiting for the end of the
+  // response. Allocated on first use, so that the common connection stays small.
   struct Slow {
-    std::string held_out;     // the answer to a request whose body is still arriving
     Fd file;                  // sent after the memory output
     off_t file_offset = 0;
     uint64_t file_bytes = 0;
-    std::string log;          // method, target, referer, user agent of a response not yet done
     uint64_t log_bytes = 0;
     int log_status = 0;
-    int log_minor = 1;
   };
   Slow& slow() {
     if (!slow_) slow_ = std::make_unique<Slow>();

@@ -10,6 +10,27 @@ std::string_view Request::header(std::string_view name) const {
   return {};
 }
 
+void Request::own(const char* begin, const char* end) {
+  if (begin >= end || (!owned.empty() && begin == owned.data())) return;
+  owned.assign(begin, end);
+  const char* base = owned.data();
+  // Only addresses are compared here: the bytes at begin are not read again.
+  auto move = [&](std::string_view& v) {
+    if (v.data() >= begin && v.data() <= end) v = std::string_view(base + (v.data() - begin), v.size());
+  };
+  move(method);
+  move(target);
+  move(uri);
+  move(query);
+  for (size_t i = 0; i < header_count; i++) {
+    move(headers[i].name);
+    move(headers[i].value);
+  }
+  for (std::string_view* v : {&host, &connection, &user_agent, &referer, &if_none_match, &if_modified_since,
+                              &range, &if_range, &expect, &transfer_encoding})
+    move(*v);
+}
+
 static int hex_value(char c) {
   if (c >= '0' && c <= '9') return c - '0';
   if (c >= 'a' && c <= 'f') return c - 'a' + 10;

@@ -1,5 +1,8 @@
-// A request as the server sees it once its head is parsed: views into the connection's read buffer
-// (valid while the head is being handled) and the few decoded values routing needs.
+// A request as the server sees it once its head is parsed. It belongs to its connection, never to
+// the worker: its views point into the bytes the head arrived in, and before the request outlives
+// them (a body still arriving, a file still being sent, a log line written at the end) own() copies
+// those bytes into the request and moves every view onto the copy. Nothing about one request can
+// then be read from memory another request has since been parsed into.
 #pragma once
 
 #include <llhttp.h>
@@ -19,7 +22,8 @@ constexpr size_t kMaxHeaders = 100;
 
 struct Request {
   std::string_view method;
-  std::string_view target;  // as sent
+  std::string_view target;  // as sent (logs, $request_uri)
+  std::string_view uri;     // origin-form part of target: the path and query of an absolute-form
   std::string_view query;   // after '?', without it
   int method_id = 0;        // llhttp_method_t
   int version_major = 1;
@@ -41,14 +45,14 @@ struct Request {
   int host_count = 0;
 
   std::string path;        // percent-decoded, normalised: always starts with '/'
-  std::string host_lower;  // Host without port, lower-cased
+  std::string host_lower;  // the authority of an absolute-form target, else Host; no port, lower-cased
   bool keep_alive = false;
   bool has_body = false;   // a Content-Length > 0 or chunked
   bool chunked = false;
   uint64_t content_length = 0;
 
   void reset() {
-    method = target = query = {};
+    method = target = uri = query = {};
     header_count = 0;
     host = connection = user_agent = referer = if_none_match = if_modified_since = range = if_range =
         expect = transfer_encoding = {};
@@ -58,8 +62,16 @@ struct Request {
     keep_alive = false;
     has_body = chunked = false;
     content_length = 0;
+    owned.clear();
   }
   std::string_view header(std::string_view name) const;
+
+  // Copies [begin, end) (the head, as received) into the request and points every view that
+  // lies inside it at the copy. Views outside it (the method name: a constant) stay as they are.
+  void own(const char* begin, const char* end);
+
+ private:
+  std::string owned;
 };
 
 // Percent-decodes and normalises the path part of target into out ("/a/./b//c" -> "/a/b/c",

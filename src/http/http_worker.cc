@@ -30,6 +30,20 @@ void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls
   c->start();
 }
 
+std::unique_ptr<Request> HttpWorker::take_request() {
+  if (spare_requests_.empty()) return std::make_unique<Request>();
+  std::unique_ptr<Request> r = std::move(spare_requests_.back());
+  spare_requests_.pop_back();
+  return r;
+}
+
+void HttpWorker::give_back(std::unique_ptr<Request> r) {
+  // As many spares as requests were ever in progress at once, up to a bound: a burst of slow
+  // requests does not pin its memory for the life of the worker.
+  constexpr size_t kMaxSpare = 256;
+  if (spare_requests_.size() < kMaxSpare) spare_requests_.push_back(std::move(r));
+}
+
 void HttpWorker::drain() {
   draining_ = true;
   conns->drain_all();

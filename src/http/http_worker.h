@@ -2,6 +2,7 @@
 // connection borrows, and the accept hook that turns a new socket into an HttpConnection.
 #pragma once
 
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -27,13 +28,17 @@ class HttpWorker {
   HttpConf* conf;
   std::string out;           // responses being built, written before the event handler returns
   std::vector<char> in;      // what the last read brought
-  Request req;               // the request whose head is being handled (one at a time per worker)
+  // Requests belong to their connections; these are the spare ones, so that a request costs no
+  // allocation on the common path.
+  std::unique_ptr<Request> take_request();
+  void give_back(std::unique_ptr<Request> r);
   std::vector<ByteRange> ranges;
   std::string scratch;       // paths and other short-lived strings
 
  private:
   static void flush_logs(void* arg);
   bool draining_ = false;
+  std::vector<std::unique_ptr<Request>> spare_requests_;
 };
 
 }  // namespace baton::http

@@ -172,3 +172,40 @@ TEST(Request, ResetClearsTheRequest) {
 
 }  // namespace
 }  // namespace baton::http
+
+namespace baton::http {
+namespace {
+
+TEST(RequestOwn, ViewsMoveOntoTheRequestsCopy) {
+  std::string buf = "GET /a?b=1 HTTP/1.1\r\nHost: x.test\r\nUser-Agent: ua\r\n\r\n";
+  Request r;
+  r.method = "GET";  // a constant, as llhttp_method_name() returns
+  const char* method_before = r.method.data();
+  r.target = std::string_view(buf).substr(4, 6);
+  r.uri = r.target;
+  r.query = std::string_view(buf).substr(7, 3);
+  r.headers[0] = Header{std::string_view(buf).substr(21, 4), std::string_view(buf).substr(27, 6)};
+  r.headers[1] = Header{std::string_view(buf).substr(35, 10), std::string_view(buf).substr(47, 2)};
+  r.header_count = 2;
+  r.host = r.headers[0].value;
+  r.user_agent = r.headers[1].value;
+  r.own(buf.data(), buf.data() + buf.size());
+  // The original bytes are overwritten, as a shared read buffer is by the next request.
+  std::fill(buf.begin(), buf.end(), 'Z');
+  EXPECT_EQ(r.method.data(), method_before);
+  EXPECT_EQ(r.target, "/a?b=1");
+  EXPECT_EQ(r.uri, "/a?b=1");
+  EXPECT_EQ(r.query, "b=1");
+  EXPECT_EQ(r.headers[0].name, "Host");
+  EXPECT_EQ(r.host, "x.test");
+  EXPECT_EQ(r.user_agent, "ua");
+  EXPECT_EQ(r.header("user-agent"), "ua");
+  // Owning again is a no-op; a reset request owns nothing.
+  r.own(r.target.data() - 4, r.target.data() + 40);
+  EXPECT_EQ(r.target, "/a?b=1");
+  r.reset();
+  EXPECT_TRUE(r.target.empty());
+}
+
+}  // namespace
+}  // namespace baton::http
