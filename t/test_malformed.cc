@@ -82,6 +82,24 @@ TEST_F(Malformed, DelInHeaderValue) {
   expect_rejected("GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: a\x7fz\r\n\r\n", 400, "Bad Request");
 }
 
+TEST_F(Malformed, ControlCharacterAtEveryOffset) {
+  // The head is checked several bytes at a time: a bad byte is found wherever it falls in a word,
+  // and plain bytes around line ends never are.
+  for (char bad : {'\x01', '\x1f', '\x7f', '\0'}) {
+    for (size_t at = 0; at < 17; at++) {
+      std::string value = "abcdefghijklmnopqrstuvwxyz";
+      value[at] = bad;
+      SCOPED_TRACE("byte " + std::to_string(static_cast<unsigned char>(bad)) + " at " + std::to_string(at));
+      expect_rejected("GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: " + value + "\r\n\r\n", 400,
+                      "Bad Request");
+    }
+  }
+  Client c(port);
+  Response r = c.exchange("GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-Obs-Text: caf\xc3\xa9 \xff\x80\r\n"
+                          "X-Tab: a\tb\r\n\r\n");
+  EXPECT_EQ(r.status, 200) << r;
+}
+
 TEST_F(Malformed, NulInHeaderValue) {
   static const char raw[] = "GET /hello.txt HTTP/1.1\r\nHost: localhost\r\nX-A: a\0z\r\n\r\n";
   expect_rejected(std::string(raw, sizeof raw - 1), 400, "Bad Request");

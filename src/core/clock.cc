@@ -19,14 +19,68 @@ static const char* const kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "S
 static const char* const kMonths[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
 
+namespace {
+
+void put2(char* p, int v) {
+  p[0] = static_cast<char>('0' + v / 10);
+  p[1] = static_cast<char>('0' + v % 10);
+}
+
+}  // namespace
+
+// Every static response carries a Last-Modified: this is on the hot path, so the calendar is
+// computed here (days to year/month/day by the proleptic Gregorian cycle of 146097 days) rather
+// than through gmtime_r and snprintf.
 size_t format_http_date(time_t t, char* out) {
-  struct tm tm;
-  gmtime_r(&t, &tm);
-  // Years past 9999 are not representable in the format; clamp rather than overflow.
-  int year = tm.tm_year + 1900;
+  // The same file's date, again and again: one entry per process is most of the win.
+  static time_t last_t = -1;
+  static char last[32];
+  if (t == last_t) {
+    memcpy(out, last, 30);
+    return 29;
+  }
+  int64_t secs = static_cast<int64_t>(t);
+  int64_t days = secs / 86400;
+  int64_t rem = secs % 86400;
+  if (rem < 0) {
+    rem += 86400;
+    days--;
+  }
+  int weekday = static_cast<int>((days % 7 + 11) % 7);  // 1970-01-01 was a Thursday
+  // Shift the epoch to 0000-03-01 so that the leap day ends each 400-year era.
+  int64_t z = days + 719468;
+  int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+  int64_t doe = z - era * 146097;                                        // [0, 146096]
+  int64_t yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;  // [0, 399]
+  int64_t year = yoe + era * 400;
+  int64_t doy = doe - (365 * yoe + yoe / 4 - yoe / 100);                 // [0, 365]
+  int64_t mp = (5 * doy + 2) / 153;                                      // March = 0
+  int day = static_cast<int>(doy - (153 * mp + 2) / 5 + 1);
+  int month = static_cast<int>(mp < 10 ? mp + 2 : mp - 10);             // January = 0
+  if (month < 2) year++;
+  // Years past 9999 (or before 0) are not representable in the format; clamp.
   if (year > 9999) year = 9999;
-  snprintf(out, 32, "%s, %02d %s %04d %02d:%02d:%02d GMT", kDays[tm.tm_wday % 7], tm.tm_mday % 100,
-           kMonths[tm.tm_mon % 12], year % 10000, tm.tm_hour % 100, tm.tm_min % 100, tm.tm_sec % 100);
+  if (year < 0) year = 0;
+  int y = static_cast<int>(year);
+  memcpy(out, kDays[weekday], 3);
+  out[3] = ',';
+  out[4] = ' ';
+  put2(out + 5, day);
+  out[7] = ' ';
+  memcpy(out + 8, kMonths[month], 3);
+  out[11] = ' ';
+  put2(out + 12, y / 100);
+  put2(out + 14, y % 100);
+  out[16] = ' ';
+  int r = static_cast<int>(rem);
+  put2(out + 17, r / 3600);
+  out[19] = ':';
+  put2(out + 20, r / 60 % 60);
+  out[22] = ':';
+  put2(out + 23, r % 60);
+  memcpy(out + 25, " GMT", 5);  // with the terminating NUL
+  memcpy(last, out, 30);
+  last_t = t;
   return 29;
 }
 

@@ -50,6 +50,17 @@ bool normalize_path(std::string_view target, std::string* out, std::string_view*
   }
   size_t hash = raw.find('#');
   if (hash != std::string_view::npos) raw = raw.substr(0, hash);
+  // Most paths need no work: no escape, no "." segment, no empty segment.
+  bool plain = true;
+  for (size_t i = 0; i < raw.size() && plain; i++) {
+    char c = raw[i];
+    if (c == '%') plain = false;
+    else if (c == '/' && i + 1 < raw.size() && (raw[i + 1] == '/' || raw[i + 1] == '.')) plain = false;
+  }
+  if (plain) {
+    out->assign(raw);
+    return true;
+  }
   out->reserve(raw.size());
   // Decode first, then resolve segments on the decoded form, so that "%2e%2e" and "%2f" are
   // treated exactly like what they stand for.

@@ -27,10 +27,26 @@ constexpr uint64_t kInlineFileMax = 32 * 1024;
 constexpr uint64_t kMultipartMax = 4 * 1024 * 1024;
 constexpr int kMaxInternalRedirects = 10;
 
+char* put_hex(char* p, unsigned long long v) {
+  char tmp[16];
+  int n = 0;
+  do {
+    tmp[n++] = "0123456789abcdef"[v & 15];
+    v >>= 4;
+  } while (v);
+  while (n) *p++ = tmp[--n];
+  return p;
+}
+
+// "mtime-size" in hex, as nginx forms it (so a file moved between the two keeps its tag).
 std::string_view etag_of(const struct stat& st, char* buf) {
-  int n = snprintf(buf, 48, "\"%llx-%llx\"", static_cast<unsigned long long>(st.st_mtime),
-                   static_cast<unsigned long long>(st.st_size));
-  return {buf, static_cast<size_t>(n)};
+  char* p = buf;
+  *p++ = '"';
+  p = put_hex(p, static_cast<unsigned long long>(st.st_mtime));
+  *p++ = '-';
+  p = put_hex(p, static_cast<unsigned long long>(st.st_size));
+  *p++ = '"';
+  return {buf, static_cast<size_t>(p - buf)};
 }
 
 // If-None-Match: a list of entity tags or "*"; compared weakly (RFC 9110 13.1.2).

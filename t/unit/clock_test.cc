@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <ctime>
 #include <string>
+#include <vector>
 
 namespace baton {
 namespace {
@@ -119,6 +120,34 @@ TEST(Clock, RepeatedUpdatesStayConsistent) {
   for (int i = 0; i < 1000; i++) Clock::update();
   EXPECT_EQ(Clock::http_date(), http_date(Clock::now()));
   EXPECT_LT(Clock::now_precise() - static_cast<double>(time(nullptr)), 1.0);
+}
+
+}  // namespace
+}  // namespace baton
+
+namespace baton {
+namespace {
+
+TEST(FormatHttpDate, AgreesWithTheCLibrary) {
+  // The hand-written calendar against gmtime_r + strftime, over leap days, century and 400-year
+  // boundaries, and pseudo-random times from 1970 to 9999.
+  std::vector<time_t> times = {0, 86399, 86400, 951782400 /* 2000-02-29 */, 951868800, 4107542400 /* 2100-03-01 */,
+                               4107456000, 253402300799 /* 9999-12-31 23:59:59 */, 1700000000};
+  uint64_t x = 88172645463325252ull;
+  for (int i = 0; i < 20000; i++) {
+    x ^= x << 13;
+    x ^= x >> 7;
+    x ^= x << 17;
+    times.push_back(static_cast<time_t>(x % 253402300800ull));
+  }
+  for (time_t t : times) {
+    char got[32], want[64];
+    struct tm tm;
+    ASSERT_NE(gmtime_r(&t, &tm), nullptr);
+    strftime(want, sizeof(want), "%a, %d %b %Y %H:%M:%S GMT", &tm);
+    ASSERT_EQ(format_http_date(t, got), 29u);
+    ASSERT_STREQ(got, want) << "t = " << t;
+  }
 }
 
 }  // namespace
