@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "http/http_file_cache.h"
 #include "http/http_mime.h"
 #include "http/http_response.h"
 
@@ -87,28 +88,45 @@ Target map_path(const Location* loc, const std::string& path) {
 
 // Descriptors of the root directories, reopened at most once a second so that a root reached
 // through a link (a deploy's "current" symlink) follows the link soon after it changes.
+// The generation changes whenever the directory the root names is another one than before: the
+// file cache's entries under it are then stale.
 struct RootDir {
   Fd fd;
   time_t opened = 0;
+  dev_t dev = 0;
+  ino_t ino = 0;
+  uint64_t generation = 0;
 };
 std::unordered_map<const std::string*, RootDir>& root_dirs() {
   static std::unordered_map<const std::string*, RootDir> dirs;
   return dirs;
 }
 
-int root_fd(const std::string& base, int* err) {
+RootDir* root_dir(const std::string& base, int* err) {
   RootDir& d = root_dirs()[&base];
   if (!d.fd.valid() || d.opened != Clock::now()) {
     int fd = ::open(base.c_str(), O_PATH | O_DIRECTORY | O_CLOEXEC);
     if (fd < 0) {
       *err = errno;
       d.fd.reset();
-      return -1;
+      d.generation++;
+      return nullptr;
     }
     d.fd.reset(fd);
     d.opened = Clock::now();
+    struct stat st;
+    if (fstat(fd, &st) < 0 || st.st_dev != d.dev || st.st_ino != d.ino || d.generation == 0) {
+      d.dev = st.st_dev;
+      d.ino = st.st_ino;
+      d.generation++;
+    }
   }
-  return d.fd.get();
+  return &d;
+}
+
+int root_fd(const std::string& base, int* err) {
+  RootDir* d = root_dir(base, err);
+  return d ? d->fd.get() : -1;
 }
 
 // Opens base/rel so that the result cannot leave base through ".." or, unless allowed, through a
@@ -234,8 +252,9 @@ bool file_exists(const std::string& base, const char* rel, Symlinks policy, bool
 }
 
 // Sends an open regular file, with conditional and range handling.
+// content: the file's bytes from the cache (fd is then -1).
 void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r, int fd,
-               const struct stat& st, std::string_view name_for_type) {
+               const struct stat& st, std::string_view name_for_type, const std::string* content = nullptr) {
   const Settings& s = loc->s;
   Fd file(fd);
   char etag_buf[48];
@@ -339,9 +358,13 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
     end_head(r->out, h);
     r->status = 206;
     r->body_bytes = br.length();
-    r->file = std::move(file);
-    r->file_offset = static_cast<off_t>(br.first);
-    r->file_bytes = br.length();
+    if (content) {
+      if (!r->head_only) r->out->append(*content, br.first, br.length());
+    } else {
+      r->file = std::move(file);
+      r->file_offset = static_cast<off_t>(br.first);
+      r->file_bytes = br.length();
+    }
   } else if (rr == RangeResult::kOk) {
     // multipart/byteranges, assembled in memory.
     char boundary[40];
@@ -361,6 +384,10 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
       append_uint(&body, size);
       body.append("\r\n\r\n");
       size_t at = body.size();
+      if (content) {
+        body.append(*content, br.first, br.length());
+        continue;
+      }
       body.resize(at + br.length());
       ssize_t got = pread(file.get(), body.data() + at, br.length(), static_cast<off_t>(br.first));
       if (got != static_cast<ssize_t>(br.length())) {
@@ -394,6 +421,8 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
     r->body_bytes = size;
     if (r->head_only || size == 0) {
       r->body_bytes = r->head_only ? 0 : size;
+    } else if (content) {
+      r->out->append(*content);
     } else if (size <= kInlineFileMax) {
       size_t at = r->out->size();
       r->out->resize(at + size);
@@ -422,6 +451,72 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
 
 void serve_path(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
                 const std::string& path, int depth);
+
+// The cache key: the symlink policy (the same path may be allowed under one and not another), the
+// root and the path below it.
+const std::string& cache_key(HttpWorker* w, const Location* loc, const std::string& base, std::string_view rel) {
+  std::string& key = w->cache_key;
+  key.clear();
+  key.push_back(static_cast<char>('0' + static_cast<int>(loc->s.disable_symlinks)));
+  key.append(base);
+  key.push_back('\0');
+  key.append(rel);
+  return key;
+}
+
+// A hit: the file (or, for a directory's path with its slash, the first index file) served from
+// memory with no system call. The root is looked at first, so that it is reopened once a second
+// as on the uncached path and a changed root invalidates what was cached under it.
+bool serve_cached(HttpWorker* w, const Location* loc, const Request& req, Reply* r, const Target& t,
+                  const std::string& path) {
+  FileCache& cache = w->file_cache;
+  if (!cache.enabled() || cache.size() == 0) return false;
+  int err = 0;
+  RootDir* root = root_dir(*t.base, &err);
+  if (!root) return false;
+  std::string_view rel = t.rel;
+  std::string_view name = path;
+  std::string& with_index = w->scratch;
+  if (!path.empty() && path.back() == '/') {
+    // Only the first index file: a hit on a later one would need to know the earlier ones are
+    // still missing.
+    if (loc->s.index.empty()) return false;
+    with_index.assign(rel);
+    with_index.append(loc->s.index.front());
+    rel = with_index;
+    name = loc->s.index.front();
+  }
+  const CachedFile* f = cache.find(cache_key(w, loc, *t.base, rel), root->generation);
+  if (!f) return false;
+  send_file(w, loc, req, r, -1, f->st, name, &f->content);
+  return true;
+}
+
+// A miss on a small regular file: watches go in place, then the file is opened and read again,
+// so that any change after what was read is reported.
+const CachedFile* cache_file(HttpWorker* w, const Location* loc, const std::string* base, const char* rel) {
+  FileCache& cache = w->file_cache;
+  if (!cache.enabled()) return nullptr;
+  int err = 0;
+  RootDir* root = root_dir(*base, &err);
+  if (!root || !cache.begin(*base, rel)) return nullptr;
+  uint64_t generation = root->generation;
+  int fd = open_beneath(*base, rel, loc->s.disable_symlinks, &err);
+  struct stat st;
+  std::string content;
+  bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&
+            static_cast<uint64_t>(st.st_size) <= FileCache::kMaxFileSize;
+  if (ok) {
+    content.resize(static_cast<size_t>(st.st_size));
+    ok = pread(fd, content.data(), content.size(), 0) == static_cast<ssize_t>(content.size());
+  }
+  if (fd >= 0) ::close(fd);
+  if (!ok) {
+    cache.abandon();
+    return nullptr;
+  }
+  return cache.commit(cache_key(w, loc, *base, rel), generation, std::move(content), st);
+}
 
 // try_files: the first item that exists is served; the last one is the fallback (=CODE or a URI).
 void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r, int depth) {
@@ -470,6 +565,7 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
   }
   Target t = map_path(loc, path);
   int err = 0;
+  if (serve_cached(w, loc, req, r, t, path)) return;
   int fd = open_beneath(*t.base, t.rel, s.disable_symlinks, &err);
   if (fd < 0) {
     int status = status_for_errno(err);
@@ -511,6 +607,14 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
         ::close(ifd);
         continue;
       }
+      if (&index == &s.index.front() && static_cast<uint64_t>(ist.st_size) <= FileCache::kMaxFileSize) {
+        std::string index_rel(rel);
+        if (const CachedFile* f = cache_file(w, loc, t.base, index_rel.c_str())) {
+          ::close(ifd);
+          send_file(w, loc, req, r, -1, f->st, index, &f->content);
+          return;
+        }
+      }
       send_file(w, loc, req, r, ifd, ist, index);
       return;
     }
@@ -521,6 +625,13 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
     ::close(fd);
     reply_error(r, 403, s);
     return;
+  }
+  if (static_cast<uint64_t>(st.st_size) <= FileCache::kMaxFileSize) {
+    if (const CachedFile* f = cache_file(w, loc, t.base, t.rel)) {
+      ::close(fd);
+      send_file(w, loc, req, r, -1, f->st, path, &f->content);
+      return;
+    }
   }
   send_file(w, loc, req, r, fd, st, path);
 }

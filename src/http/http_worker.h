@@ -8,6 +8,7 @@
 
 #include "event/listener.h"
 #include "http/http_config.h"
+#include "http/http_file_cache.h"
 #include "http/http_range.h"
 #include "http/http_request.h"
 
@@ -34,6 +35,8 @@ class HttpWorker {
   void give_back(std::unique_ptr<Request> r);
   std::vector<ByteRange> ranges;
   std::string scratch;       // paths and other short-lived strings
+  std::string cache_key;     // the file cache's key for the request at hand
+  FileCache file_cache;
 
  private:
   static void flush_logs(void* arg);
