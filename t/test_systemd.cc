@@ -2,7 +2,7 @@
 // MONOTONIC_USEC then READY=1 on reload, the new master's MAINPID and READY=1 after an upgrade (the old
 // master's READY=1 again after a rollback), STOPPING=1 on shutdown; a socket path or an abstract `@name`.
 // The unit and the manual page make install installs: the paths filled in, systemd-analyze verify,
-// groff without warnings.
+// groff without warnings, and a stop carried out as systemd does it lets a download finish.
 #include <limits.h>
 #include <signal.h>
 #include <sys/socket.h>
@@ -305,6 +305,30 @@ UnitFile parse_unit(const std::string& text) {
   return u;
 }
 
+// A systemd time span with one unit ("40s", "40", "2min", "500ms"), nullopt for anything else.
+std::optional<Millis> parse_timespan(const std::string& s) {
+  size_t i = 0;
+  while (i < s.size() && std::isdigit(static_cast<unsigned char>(s[i]))) i++;
+  if (i == 0) return std::nullopt;
+  long long n = std::stoll(s.substr(0, i));
+  std::string unit = s.substr(i);
+  if (unit.empty() || unit == "s" || unit == "sec") return Millis(n * 1000);
+  if (unit == "ms" || unit == "msec") return Millis(n);
+  if (unit == "min" || unit == "m") return Millis(n * 60000);
+  return std::nullopt;
+}
+
+// A signal as KillSignal= names it (SIGQUIT, QUIT or a number); 0 when unknown.
+int parse_signal(std::string s) {
+  if (!s.empty() && std::isdigit(static_cast<unsigned char>(s[0]))) return std::atoi(s.c_str());
+  if (s.rfind("SIG", 0) == 0) s = s.substr(3);
+  static const std::map<std::string, int> kNames = {{"TERM", SIGTERM}, {"QUIT", SIGQUIT}, {"INT", SIGINT},
+                                                    {"HUP", SIGHUP},   {"KILL", SIGKILL}, {"USR1", SIGUSR1},
+                                                    {"USR2", SIGUSR2}, {"WINCH", SIGWINCH}};
+  auto it = kNames.find(s);
+  return it == kNames.end() ? 0 : it->second;
+}
+
 std::vector<std::string> split_words(const std::string& s) {
   std::vector<std::string> out;
   size_t i = 0;
@@ -332,6 +356,9 @@ bool documents_option(const std::string& page, char c) {
   }
   return false;
 }
+
+// The default quit_timeout (README, [main]): how long a graceful stop may take.
+constexpr Millis kDefaultQuitTimeout = 30000ms;
 
 class SystemdUnit : public ::testing::Test {
  protected:
@@ -494,4 +521,82 @@ TEST_F(SystemdUnit, ManPageRendersWithoutWarnings) {
   EXPECT_EQ(r.exit_code, 0) << r.err;
   EXPECT_EQ(r.err, "") << "groff warns about " << man_path();
   EXPECT_EQ(r.out, "");
+}
+
+// systemctl stop, as systemd carries it out (systemd.service(5), systemd.kill(5)): each ExecStop=
+// command runs to its end; then the main process gets KillSignal= (only it with KillMode=mixed, the
+// whole group with control-group); after TimeoutStopSec everything left gets SIGKILL. A graceful
+// stop must let a download in flight finish: a stop command that returns at once, followed by
+// SIGTERM, cuts it.
+TEST_F(SystemdUnit, StopLetsDownloadsFinish) {
+  UnitFile u = parse_unit(read_file(unit_path()));
+  std::optional<Millis> timeout = parse_timespan(u.one("Service.TimeoutStopSec").value_or("90s"));
+  ASSERT_TRUE(timeout) << "TimeoutStopSec=" << u.one("Service.TimeoutStopSec").value_or("");
+  EXPECT_GT(*timeout, kDefaultQuitTimeout) << "SIGKILL would come before quit_timeout has passed";
+  int kill_signal = parse_signal(u.one("Service.KillSignal").value_or("SIGTERM"));
+  ASSERT_NE(kill_signal, 0) << "KillSignal=" << u.one("Service.KillSignal").value_or("");
+  std::string kill_mode = u.one("Service.KillMode").value_or("control-group");
+
+  constexpr size_t kSize = 20 * 1024 * 1024;
+  BatonServer s;
+  std::string content = s.write_generated("html/big.bin", kSize, 7);
+  s.set_config(make_config(kServer, "", 1));
+  ASSERT_TRUE(s.start());
+  Client c(s.port(), {.timeout = 5000ms, .rcvbuf = 16384});
+  ASSERT_TRUE(c.send(req("GET", "/big.bin")));
+  std::string data;
+  size_t head_end;
+  while ((head_end = data.find("\r\n\r\n")) == std::string::npos) {
+    std::string chunk = c.read_some(4096);
+    ASSERT_FALSE(chunk.empty()) << c.error();
+    data += chunk;
+  }
+  ASSERT_EQ(data.rfind("HTTP/1.1 200 ", 0), 0u) << data.substr(0, head_end);
+  std::string body = data.substr(head_end + 4);
+  for (int i = 0; i < 10; i++) {
+    body += c.read_some(8192);
+    std::this_thread::sleep_for(10ms);
+  }
+  ASSERT_LT(body.size(), kSize / 2) << "the download is not in flight any more";
+
+  // ExecStop= commands: the installed binary is this server's binary with its prefix and configuration.
+  for (const std::string& line : u.all("Service.ExecStop")) {
+    std::vector<std::string> words = split_words(line);
+    ASSERT_FALSE(words.empty());
+    std::string program = words[0];
+    program.erase(0, program.find_first_not_of("-+!:@"));
+    std::vector<std::string> args(words.begin() + 1, words.end());
+    for (std::string& a : args) {
+      a = replace_all(a, "${MAINPID}", std::to_string(s.master_pid()));
+      a = replace_all(a, "$MAINPID", std::to_string(s.master_pid()));
+    }
+    RunResult r;
+    if (program == sbin_path()) {
+      args.insert(args.begin(), {"-p", s.prefix(), "-c", s.config_path()});
+      r = run_baton(args, *timeout);
+    } else {
+      r = run_program(program, args, {}, *timeout);
+    }
+    EXPECT_EQ(r.exit_code, 0) << "ExecStop=" << line << "\n" << r.out << r.err;
+  }
+  if (s.running()) {
+    ASSERT_TRUE(s.signal(kill_signal));
+    if (kill_mode == "control-group")
+      for (pid_t w : s.worker_pids()) ::kill(w, kill_signal);
+  }
+
+  // The client goes on reading slowly for a while, then takes the rest as fast as it comes.
+  for (int i = 0; i < 20; i++) {
+    body += c.read_some(8192);
+    std::this_thread::sleep_for(10ms);
+  }
+  int big = 1 << 20;
+  ::setsockopt(c.fd(), SOL_SOCKET, SO_RCVBUF, &big, sizeof big);
+  while (body.size() < kSize) {
+    std::string chunk = c.read_some(1 << 20);
+    if (chunk.empty()) break;
+    body += chunk;
+  }
+  EXPECT_TRUE(same_bytes(body, content)) << "the stop cut the download: " << c.error();
+  EXPECT_TRUE(s.wait_exit(*timeout)) << "still running after TimeoutStopSec: systemd would SIGKILL it";
 }
