@@ -473,7 +473,7 @@ void HttpConnection::handle_head() {
   }
 
   keep_alive_ = llhttp_should_keep_alive(&parser_) && !draining_ && !w->draining() &&
-                requests_ < s.keepalive_requests;
+                requests_ < s.keepalive_requests && s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
 
   bool expect_continue = false;
   if (!req.expect.empty()) {
