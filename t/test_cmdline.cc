@@ -156,8 +156,8 @@ TEST(CmdLine, ConfiguredPathsAreTheDefaults) {
   if (pid[0] == '/' || error_log[0] == '/') GTEST_SKIP() << "configured with absolute paths: " << pid << " " << error_log;
   BatonServer s;
   s.write_file("html/a.txt", "a");
-  s.make_dir(pid.substr(0, pid.rfind('/')));
-  s.make_dir(error_log.substr(0, error_log.rfind('/')));
+  for (const std::string& file : {pid, error_log})
+    if (file.find('/') != std::string::npos) s.make_dir(file.substr(0, file.rfind('/')));
   // No pid and no error_log: the compiled-in ones.
   s.set_config("[main]\nworker_processes = 1\n\n[http]\ntypes = conf/mime.types\n\n"
                "[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n");
