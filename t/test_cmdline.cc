@@ -1,6 +1,7 @@
 // Options that change how the server runs (-g, -e) and the [main] settings that shape its processes:
 // daemon, worker_connections, user.
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
 #include <fstream>
@@ -100,6 +101,72 @@ TEST(CmdLine, DaemonDetachesAndKeepsServing) {
   ASSERT_EQ(::kill(master, SIGTERM), 0);
   EXPECT_TRUE(wait_for([&] { return !process_alive(master); }, 5000ms));
   EXPECT_FALSE(file_exists(s.pid_path()));
+}
+
+// -s finds the master through the configuration being edited: a broken line elsewhere or an unknown
+// key in [main] must not send it to the default pid file (a different master, or none).
+TEST(CmdLine, SignalFindsTheMasterWhileTheConfigurationIsBroken) {
+  BatonServer s;
+  s.write_file("html/a.txt", "a");
+  std::string config = make_config("[server main]\n"
+                                   "listen = 127.0.0.1:@PORT@\n"
+                                   "root = html\n");
+  config = replace_all(config, "pid = logs/baton.pid\n", "pid = logs/elsewhere.pid\ncontrol_socket = logs/elsewhere.sock\n");
+  s.set_config(config);
+  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(wait_for([&] { return read_pid_file(s.path("logs/elsewhere.pid")) == s.master_pid(); }, 3000ms));
+  // The edit in progress: an unknown key in [main], a broken [server].
+  std::string broken = replace_all(config, "control_socket = logs/elsewhere.sock\n",
+                                   "control_socket = logs/elsewhere.sock\nworker_proceses = 2\n");
+  broken = replace_all(broken, "root = html\n", "root html;\n");
+  s.set_config(broken);
+  ASSERT_EQ(s.test_config().exit_code, 1);
+
+  RunResult status = s.ctl("status");
+  EXPECT_EQ(status.exit_code, 0) << status.err;
+  EXPECT_TRUE(contains(status.out, "master: pid=" + std::to_string(s.master_pid()))) << status.out;
+  // A reload reaches the master, which refuses the configuration and says where it is wrong.
+  RunResult reload = s.ctl("reload");
+  EXPECT_EQ(reload.exit_code, 1) << reload.out;
+  EXPECT_TRUE(contains(reload.err, "baton.ini:" + std::to_string(line_of(broken, "root html;")) + ":")) << reload.err;
+  EXPECT_EQ(get(s.port(), "/a.txt").body, "a");
+
+  RunResult quit = s.ctl("quit");
+  EXPECT_EQ(quit.exit_code, 0) << quit.err;
+  std::optional<int> st = s.wait_exit(5000ms);
+  ASSERT_TRUE(st) << "the master did not stop on -s quit";
+  EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
+}
+
+// "configure arguments: ... --pid-path=P" of `baton -V`, or the default.
+std::string configured(const std::string& option, const std::string& fallback) {
+  RunResult v = run_baton({"-V"});
+  std::string key = "--" + option + "=";
+  size_t at = v.out.find(key);
+  if (at == std::string::npos) return fallback;
+  size_t end = v.out.find_first_of(" \n", at);
+  return v.out.substr(at + key.size(), end - at - key.size());
+}
+
+// configure --pid-path and --error-log-path are the defaults the server uses, and -s looks where
+// the server writes.
+TEST(CmdLine, ConfiguredPathsAreTheDefaults) {
+  std::string pid = configured("pid-path", "logs/baton.pid");
+  std::string error_log = configured("error-log-path", "logs/error.log");
+  if (pid[0] == '/' || error_log[0] == '/') GTEST_SKIP() << "configured with absolute paths: " << pid << " " << error_log;
+  BatonServer s;
+  s.write_file("html/a.txt", "a");
+  for (const std::string& file : {pid, error_log})
+    if (file.find('/') != std::string::npos) s.make_dir(file.substr(0, file.rfind('/')));
+  // No pid and no error_log: the compiled-in ones.
+  s.set_config("[main]\nworker_processes = 1\n\n[http]\ntypes = conf/mime.types\n\n"
+               "[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n");
+  ASSERT_TRUE(s.start());
+  EXPECT_TRUE(wait_for([&] { return read_pid_file(s.path(pid)) == s.master_pid(); }, 3000ms)) << s.path(pid);
+  EXPECT_TRUE(wait_for([&] { return contains(read_file(s.path(error_log)), "started"); }, 3000ms)) << s.path(error_log);
+  RunResult quit = s.ctl("quit");
+  EXPECT_EQ(quit.exit_code, 0) << quit.err;
+  EXPECT_TRUE(s.wait_exit(5000ms)) << "the master did not stop on -s quit";
 }
 
 TEST(Limits, WorkerConnectionsCapsAWorkerAndItResumes) {

@@ -4,9 +4,13 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <sys/un.h>
+
+#include <algorithm>
 #include <fstream>
 #include <sstream>
 
+#include "config.h"
 #include "core/strings.h"
 
 namespace baton {
@@ -15,14 +19,250 @@ void ConfFile::fail(int line, const std::string& msg) const { throw ConfError(wh
 
 namespace {
 
+// ---------------------------------------------------------------------------------------------
+// The table of keys
+
+enum : unsigned { kMain = 1, kHttp = 2, kServer = 4, kLocation = 8 };
+constexpr unsigned kInherited = kHttp | kServer | kLocation;  // the Settings keys
+
+struct KeyInfo {
+  const char* name;
+  unsigned sections;
+  bool repeats;
+};
+
+// Every key baton reads: the section parsers (parse_main_conf, http_config.cc) apply the values,
+// this table alone decides where a key may stand and whether it may be given twice.
+constexpr KeyInfo kKeys[] = {
+    {"worker_processes", kMain, false},
+    {"worker_connections", kMain, false},
+    {"pid", kMain, false},
+    {"error_log", kMain, false},
+    {"log_level", kMain, false},
+    {"control_socket", kMain, false},
+    {"quit_timeout", kMain, false},
+    {"upgrade_timeout", kMain, false},
+    {"restart_initial_backoff", kMain, false},
+    {"restart_max_backoff", kMain, false},
+    {"restart_max_per_minute", kMain, false},
+    {"user", kMain, false},
+    {"daemon", kMain, false},
+
+    {"root", kInherited, false},
+    {"index", kInherited, false},  // several names in one value
+    {"default_type", kInherited, false},
+    {"keepalive_timeout", kInherited, false},
+    {"keepalive_requests", kInherited, false},
+    {"client_header_timeout", kInherited, false},
+    {"client_body_timeout", kInherited, false},
+    {"send_timeout", kInherited, false},
+    {"client_max_body_size", kInherited, false},
+    {"client_header_buffer_size", kInherited, false},
+    {"expires", kInherited, false},
+    {"disable_symlinks", kInherited, false},
+    {"access_log", kInherited, false},  // one log per level: a second one would silently replace the first
+    {"types", kHttp, false},
+
+    {"listen", kServer, true},
+    {"server_name", kServer, false},  // several names in one value
+
+    {"alias", kLocation, false},
+    {"try_files", kLocation, false},
+    {"return", kLocation, false},
+};
+
+struct NginxDirective {
+  const char* name;
+  const char* note;  // replaces "is not supported yet" where baton has it another way
+};
+
+// nginx directives an nginx configuration commonly carries (core, events, http core, rewrite,
+// access, auth, headers, gzip, log, limits, charset, proxy, fastcgi and friends, ssl, http2,
+// realip, ...) that baton does not read: said plainly rather than called a typo.
+constexpr NginxDirective kNginxDirectives[] = {
+    // main and events
+    {"worker_rlimit_nofile", nullptr}, {"worker_cpu_affinity", nullptr}, {"worker_priority", nullptr},
+    {"worker_shutdown_timeout", "is not supported (baton's \"quit_timeout\" in [main] does this)"},
+    {"pcre_jit", nullptr}, {"env", nullptr}, {"load_module", nullptr}, {"lock_file", nullptr},
+    {"master_process", nullptr}, {"thread_pool", nullptr}, {"timer_resolution", nullptr},
+    {"working_directory", nullptr}, {"multi_accept", nullptr}, {"accept_mutex", nullptr},
+    {"accept_mutex_delay", nullptr}, {"use", nullptr}, {"ssl_engine", nullptr},
+    // sections written as keys
+    {"events", "is not a section here (\"worker_connections\" belongs in [main])"},
+    {"http", "is a section here: write it as [http]"},
+    {"server", "is a section here: write it as [server NAME]"},
+    {"location", "is a section here: write it as [location /path]"},
+    {"upstream", "is a section here: write it as [upstream NAME]"},
+    // http core
+    {"include", nullptr}, {"sendfile", "is not needed: baton always sends files with sendfile()"},
+    {"tcp_nodelay", "is not needed: baton sets TCP_NODELAY on kept-alive connections"},
+    {"tcp_nopush", nullptr}, {"aio", nullptr}, {"directio", nullptr}, {"output_buffers", nullptr},
+    {"sendfile_max_chunk", nullptr}, {"absolute_redirect", nullptr}, {"port_in_redirect", nullptr},
+    {"server_name_in_redirect", nullptr}, {"server_tokens", nullptr}, {"chunked_transfer_encoding", nullptr},
+    {"client_body_buffer_size", nullptr}, {"client_body_temp_path", nullptr}, {"client_body_in_file_only", nullptr},
+    {"large_client_header_buffers", "is not supported (baton's \"client_header_buffer_size\" is the largest request head)"},
+    {"keepalive_time", nullptr}, {"keepalive_disable", nullptr}, {"lingering_close", nullptr},
+    {"lingering_time", nullptr}, {"lingering_timeout", nullptr}, {"reset_timedout_connection", nullptr},
+    {"error_page", nullptr}, {"recursive_error_pages", nullptr}, {"internal", nullptr}, {"limit_except", nullptr},
+    {"limit_rate", nullptr}, {"limit_rate_after", nullptr}, {"log_not_found", nullptr}, {"log_subrequest", nullptr},
+    {"etag", nullptr}, {"if_modified_since", nullptr}, {"max_ranges", nullptr}, {"merge_slashes", nullptr},
+    {"open_file_cache", nullptr}, {"open_file_cache_valid", nullptr}, {"open_file_cache_min_uses", nullptr},
+    {"open_file_cache_errors", nullptr}, {"resolver", nullptr}, {"resolver_timeout", nullptr}, {"satisfy", nullptr},
+    {"server_names_hash_bucket_size", nullptr}, {"server_names_hash_max_size", nullptr},
+    {"types_hash_max_size", nullptr}, {"types_hash_bucket_size", nullptr}, {"variables_hash_max_size", nullptr},
+    {"variables_hash_bucket_size", nullptr}, {"underscores_in_headers", nullptr}, {"ignore_invalid_headers", nullptr},
+    {"default_server", "is an option of \"listen\" here: listen = ADDRESS default_server"},
+    // rewrite, access, auth, index, headers
+    {"rewrite", nullptr}, {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
+    {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
+    {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
+    {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
+    {"add_header", nullptr}, {"add_trailer", nullptr}, {"charset", nullptr}, {"charset_types", nullptr},
+    {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},
+    {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
+    {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},
+    // gzip
+    {"gzip", nullptr}, {"gzip_static", nullptr}, {"gzip_comp_level", nullptr}, {"gzip_types", nullptr},
+    {"gzip_min_length", nullptr}, {"gzip_vary", nullptr}, {"gzip_proxied", nullptr}, {"gzip_disable", nullptr},
+    {"gzip_buffers", nullptr}, {"gzip_http_version", nullptr},
+    // logs
+    {"log_format", nullptr}, {"open_log_file_cache", nullptr},
+    // limits
+    {"limit_req", nullptr}, {"limit_req_zone", nullptr}, {"limit_req_status", nullptr},
+    {"limit_req_log_level", nullptr}, {"limit_req_dry_run", nullptr}, {"limit_conn", nullptr},
+    {"limit_conn_zone", nullptr}, {"limit_conn_status", nullptr}, {"limit_conn_log_level", nullptr},
+    {"limit_conn_dry_run", nullptr},
+    // real ip
+    {"set_real_ip_from", nullptr}, {"real_ip_header", nullptr}, {"real_ip_recursive", nullptr},
+    // proxy and the other upstream modules
+    {"proxy_pass", nullptr}, {"proxy_set_header", nullptr}, {"proxy_http_version", nullptr},
+    {"proxy_connect_timeout", nullptr}, {"proxy_read_timeout", nullptr}, {"proxy_send_timeout", nullptr},
+    {"proxy_buffering", nullptr}, {"proxy_buffers", nullptr}, {"proxy_buffer_size", nullptr},
+    {"proxy_busy_buffers_size", nullptr}, {"proxy_request_buffering", nullptr}, {"proxy_redirect", nullptr},
+    {"proxy_hide_header", nullptr}, {"proxy_pass_header", nullptr}, {"proxy_ignore_headers", nullptr},
+    {"proxy_intercept_errors", nullptr}, {"proxy_next_upstream", nullptr}, {"proxy_next_upstream_tries", nullptr},
+    {"proxy_next_upstream_timeout", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},
+    {"proxy_cache_key", nullptr}, {"proxy_cache_valid", nullptr}, {"proxy_cache_bypass", nullptr},
+    {"proxy_no_cache", nullptr}, {"proxy_cookie_domain", nullptr}, {"proxy_cookie_path", nullptr},
+    {"proxy_max_temp_file_size", nullptr}, {"proxy_temp_path", nullptr}, {"proxy_bind", nullptr},
+    {"proxy_method", nullptr}, {"proxy_pass_request_body", nullptr}, {"proxy_pass_request_headers", nullptr},
+    {"proxy_set_body", nullptr}, {"proxy_socket_keepalive", nullptr}, {"proxy_ssl_verify", nullptr},
+    {"proxy_ssl_server_name", nullptr}, {"proxy_ssl_name", nullptr}, {"proxy_ssl_trusted_certificate", nullptr},
+    {"proxy_ssl_certificate", nullptr}, {"proxy_ssl_certificate_key", nullptr}, {"proxy_ssl_protocols", nullptr},
+    {"proxy_ssl_ciphers", nullptr}, {"proxy_ssl_session_reuse", nullptr}, {"fastcgi_pass", nullptr},
+    {"fastcgi_param", nullptr}, {"fastcgi_index", nullptr}, {"uwsgi_pass", nullptr}, {"scgi_pass", nullptr},
+    {"grpc_pass", nullptr}, {"memcached_pass", nullptr},
+    // ssl and http2
+    {"ssl", nullptr}, {"ssl_certificate", nullptr}, {"ssl_certificate_key", nullptr}, {"ssl_protocols", nullptr},
+    {"ssl_ciphers", nullptr}, {"ssl_prefer_server_ciphers", nullptr}, {"ssl_session_cache", nullptr},
+    {"ssl_session_timeout", nullptr}, {"ssl_session_tickets", nullptr}, {"ssl_session_ticket_key", nullptr},
+    {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling", nullptr}, {"ssl_stapling_verify", nullptr},
+    {"ssl_trusted_certificate", nullptr}, {"ssl_client_certificate", nullptr}, {"ssl_verify_client", nullptr},
+    {"ssl_verify_depth", nullptr}, {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},
+    {"ssl_early_data", nullptr}, {"ssl_conf_command", nullptr}, {"ssl_crl", nullptr},
+    {"ssl_reject_handshake", nullptr}, {"http2", nullptr}, {"http2_max_concurrent_streams", nullptr},
+    {"http3", nullptr}, {"quic_retry", nullptr},
+};
+
+unsigned section_bit(std::string_view kind) {
+  if (kind == "main") return kMain;
+  if (kind == "http") return kHttp;
+  if (kind == "server") return kServer;
+  if (kind == "location") return kLocation;
+  return 0;
+}
+
+// "[http], [server] or [location]"
+std::string section_names(unsigned sections) {
+  static const char* const kNames[] = {"[main]", "[http]", "[server]", "[location]"};
+  std::vector<const char*> names;
+  for (unsigned i = 0; i < 4; i++)
+    if (sections & (1u << i)) names.push_back(kNames[i]);
+  std::string out;
+  for (size_t i = 0; i < names.size(); i++) {
+    if (i > 0) out += i + 1 == names.size() ? " or " : ", ";
+    out += names[i];
+  }
+  return out;
+}
+
+const KeyInfo* find_key(std::string_view name) {
+  for (const KeyInfo& k : kKeys)
+    if (name == k.name) return &k;
+  return nullptr;
+}
+
+const NginxDirective* find_nginx_directive(std::string_view name) {
+  for (const NginxDirective& d : kNginxDirectives)
+    if (name == d.name) return &d;
+  return nullptr;
+}
+
+// Edit distance with adjacent transpositions (optimal string alignment): a typo is mostly one
+// wrong, missing, extra or swapped letter.
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> prev2(b.size() + 1), prev(b.size() + 1), cur(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); j++) prev[j] = j;
+  for (size_t i = 1; i <= a.size(); i++) {
+    cur[0] = i;
+    for (size_t j = 1; j <= b.size(); j++) {
+      size_t cost = a[i - 1] == b[j - 1] ? 0 : 1;
+      cur[j] = std::min({prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + cost});
+      if (i > 1 && j > 1 && a[i - 1] == b[j - 2] && a[i - 2] == b[j - 1]) cur[j] = std::min(cur[j], prev2[j - 2] + 1);
+    }
+    prev2.swap(prev);
+    prev.swap(cur);
+  }
+  return prev[b.size()];
+}
+
+// The valid key nearest to name, among those of the sections given; null when none is close enough
+// to be a likely typo.
+const KeyInfo* nearest_key(std::string_view name, unsigned sections) {
+  size_t limit = name.size() <= 4 ? 1 : name.size() <= 8 ? 2 : 3;
+  const KeyInfo* best = nullptr;
+  size_t best_d = limit + 1;
+  for (const KeyInfo& k : kKeys) {
+    if (!(k.sections & sections)) continue;
+    size_t d = edit_distance(name, k.name);
+    if (d < best_d) {
+      best = &k;
+      best_d = d;
+    }
+  }
+  return best;
+}
+
+// Whether a continuation line reads like a key line of its own: "name = ..." with a name baton or
+// nginx knows. A value that merely contains "=" ("=404", "a=b") is not one.
+std::string_view key_of_key_line(std::string_view t) {
+  size_t i = 0;
+  while (i < t.size() && ((t[i] >= 'a' && t[i] <= 'z') || (t[i] >= 'A' && t[i] <= 'Z') || (t[i] >= '0' && t[i] <= '9') ||
+                          t[i] == '_'))
+    i++;
+  std::string_view name = t.substr(0, i);
+  std::string_view rest = trim(t.substr(i));
+  if (name.empty() || rest.empty() || rest[0] != '=') return {};
+  if (!find_key(name) && !find_nginx_directive(name)) return {};
+  return name;
+}
+
+// ---------------------------------------------------------------------------------------------
+// The reader
+
 // inih reads through this: it counts lines, finds section headers itself (so that two sections with
-// the same name stay apart and long names are not cut), and reports lines the library would cut.
+// the same name stay apart and long names are not cut), hands inih every line without its
+// indentation (inih would join an indented line to the value above: indentation means nothing
+// here), joins lines that end with "\" itself, and reports lines the library would cut.
 struct IniReader {
-  ConfFile* file;
+  ConfFile* file = nullptr;
   std::string_view data;
   size_t pos = 0;
   int lineno = 0;
-  bool continuation = false;
+  bool continues = false;  // the key line inih is given now ends with "\"
+  int cont_line = 0;       // while a value is being continued: the line of its key; else 0
+  std::string cont_key;
+  ConfEntry* cont_entry = nullptr;  // null when its key line was refused
   int first_error_line = 0;
   std::string first_error;
 
@@ -37,6 +277,21 @@ struct IniReader {
 constexpr size_t kIniLineMax = INI_MAX_LINE - 2;  // room for the newline and the terminating NUL
 
 bool is_comment_or_blank(std::string_view t) { return t.empty() || t[0] == ';' || t[0] == '#'; }
+
+// Cuts an inline comment (";" after a space or tab) and the blanks before it.
+std::string_view cut_inline_comment(std::string_view t) {
+  for (size_t i = 1; i < t.size(); i++)
+    if (t[i] == ';' && (t[i - 1] == ' ' || t[i - 1] == '\t')) return trim(t.substr(0, i));
+  return t;
+}
+
+// Removes a trailing "\" (and the blanks before it); true when there was one.
+bool cut_continuation(std::string_view* t) {
+  if (t->empty() || t->back() != '\\') return false;
+  t->remove_suffix(1);
+  *t = trim(*t);
+  return true;
+}
 
 void on_section_line(IniReader* r, std::string_view t) {
   size_t close = t.find(']');
@@ -58,6 +313,30 @@ void on_section_line(IniReader* r, std::string_view t) {
   r->file->sections.push_back(std::move(sec));
 }
 
+// A line after one that ends with "\": its text belongs to the value being continued.
+void on_continuation_line(IniReader* r, std::string_view line) {
+  std::string_view t = trim(line);
+  int key_line = r->cont_line;
+  r->cont_line = 0;
+  std::string of = "the value of \"" + r->cont_key + "\" (line " + std::to_string(key_line) + " ends with \"\\\")";
+  if (is_comment_or_blank(t)) {
+    r->error(r->lineno, of + " continues into an empty line or a comment");
+    return;
+  }
+  t = cut_inline_comment(t);
+  bool more = cut_continuation(&t);
+  if (std::string_view key = key_of_key_line(t); !key.empty()) {
+    r->error(r->lineno, "\"" + std::string(key) + "\" would become part of " + of +
+                            "; remove the \"\\\" to make it a key of its own");
+    return;
+  }
+  if (r->cont_entry) {
+    if (!r->cont_entry->value.empty() && !t.empty()) r->cont_entry->value.push_back(' ');
+    r->cont_entry->value.append(t);
+  }
+  if (more) r->cont_line = key_line;
+}
+
 char* ini_read_line(char* str, int num, void* stream) {
   auto* r = static_cast<IniReader*>(stream);
   if (r->pos >= r->data.size()) return nullptr;
@@ -69,78 +348,152 @@ char* ini_read_line(char* str, int num, void* stream) {
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
   if (r->lineno == 1 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);  // UTF-8 BOM
 
-  std::string_view t = trim(line);
-  r->continuation = false;
+  std::string_view out;  // what inih sees: never indented, no inline comment, no trailing "\"
+  r->continues = false;
   if (line.size() > kIniLineMax || line.size() + 2 > static_cast<size_t>(num)) {
     r->error(r->lineno, "line is too long (" + std::to_string(line.size()) + " bytes, at most " +
-                            std::to_string(kIniLineMax) + "; continue a long value on an indented line)");
-    line = {};
+                            std::to_string(kIniLineMax) +
+                            "; end the line with \"\\\" and continue the value on the next line)");
+    r->cont_line = 0;
   } else if (memchr(line.data(), '\0', line.size())) {
     r->error(r->lineno, "NUL byte in line");
-    line = {};
-  } else if (!is_comment_or_blank(t)) {
-    if (line[0] == ' ' || line[0] == '\t') {
-      r->continuation = true;
-      // inih keeps an inline comment on a continuation line; cut it as on any other line.
-      for (size_t i = 1; i < line.size(); i++) {
-        if (line[i] == ';' && (line[i - 1] == ' ' || line[i - 1] == '\t')) {
-          line = line.substr(0, i);
-          break;
-        }
-      }
-    } else if (t[0] == '[') {
-      on_section_line(r, t);
-    }
+    r->cont_line = 0;
+  } else if (r->cont_line) {
+    on_continuation_line(r, line);
+  } else if (std::string_view t = trim(line); is_comment_or_blank(t)) {
+    // nothing for inih
+  } else if (t[0] == '[') {
+    on_section_line(r, t);
+    out = t;
+  } else {
+    out = cut_inline_comment(t);
+    r->continues = cut_continuation(&out);
+    if (r->continues && out.empty()) r->error(r->lineno, "a line with nothing but \"\\\" continues nothing");
   }
-  if (!line.empty()) memcpy(str, line.data(), line.size());
-  str[line.size()] = '\n';
-  str[line.size() + 1] = '\0';
+  if (!out.empty()) memcpy(str, out.data(), out.size());
+  str[out.size()] = '\n';
+  str[out.size() + 1] = '\0';
   return str;
 }
 
 int ini_on_entry(void* user, const char* /*section*/, const char* name, const char* value) {
   auto* r = static_cast<IniReader*>(user);
+  if (r->continues) {
+    // The lines that follow continue this value, or are dropped with it if it is refused below.
+    r->cont_line = r->lineno;
+    r->cont_key = name;
+    r->cont_entry = nullptr;
+  }
+  std::string_view key = name;
+  if (key.empty() || key.find_first_of(" \t") != std::string_view::npos) {
+    r->error(r->lineno, "invalid line (expected \"key = value\", \"[section]\" or a comment)");
+    return 1;
+  }
   if (r->file->sections.empty()) {
     r->error(r->lineno, "\"" + std::string(name) + "\" is outside of any section");
     return 1;
   }
   ConfSection& sec = r->file->sections.back();
-  if (r->continuation) {
-    if (sec.entries.empty()) {
-      r->error(r->lineno, "indented line continues no value");
-      return 1;
-    }
-    ConfEntry& last = sec.entries.back();
-    if (!last.value.empty()) last.value.push_back(' ');
-    last.value.append(value);
-    return 1;
-  }
   sec.entries.push_back(ConfEntry{name, value, r->lineno});
+  // No section or entry is added before the continuation lines are read: the pointer stays valid.
+  if (r->continues) r->cont_entry = &sec.entries.back();
   return 1;
 }
 
-ConfFile parse_ini(const std::string& name, std::string_view text) {
+ConfFile parse_ini(const std::string& name, std::string_view text, bool lenient) {
   ConfFile file;
   file.path = name;
-  IniReader reader{&file, text, 0, 0, false, 0, {}};
+  file.text = std::string(text);
+  IniReader reader;
+  reader.file = &file;
+  reader.data = file.text;
   int rc = ini_parse_stream(ini_read_line, &reader, ini_on_entry, &reader);
+  if (lenient) return file;
   if (rc > 0) reader.error(rc, "invalid line (expected \"key = value\", \"[section]\" or a comment)");
   if (rc < 0) reader.error(0, "cannot parse (out of memory)");
+  if (reader.cont_line)
+    reader.error(reader.cont_line, "the value of \"" + reader.cont_key + "\" ends with \"\\\" at the end of the file");
+  // An nginx habit: "root = /srv/a;" would make the ";" part of the path.
+  for (const ConfSection& sec : file.sections)
+    for (const ConfEntry& e : sec.entries)
+      if (!e.value.empty() && e.value.back() == ';')
+        reader.error(e.line, "\"" + e.key + "\" value ends with \";\" (baton's configuration needs no \";\" at the end of a line)");
   if (reader.first_error_line) file.fail(reader.first_error_line, reader.first_error);
   return file;
+}
+
+bool slurp(const std::string& path, std::string* out) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return false;
+  std::ostringstream ss;
+  ss << in.rdbuf();
+  *out = ss.str();
+  return true;
 }
 
 }  // namespace
 
 ConfFile read_conf_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) throw ConfError("cannot open configuration file \"" + path + "\" (" + strerror(errno) + ")");
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return parse_ini(path, ss.str());
+  std::string text;
+  if (!slurp(path, &text)) throw ConfError("cannot open configuration file \"" + path + "\" (" + strerror(errno) + ")");
+  return parse_ini(path, text, false);
 }
 
-ConfFile read_conf_text(const std::string& name, std::string_view text) { return parse_ini(name, text); }
+ConfFile read_conf_text(const std::string& name, std::string_view text) { return parse_ini(name, text, false); }
+
+ConfFile read_conf_file_lenient(const std::string& path) {
+  std::string text;
+  if (!slurp(path, &text)) {
+    ConfFile f;
+    f.path = path;
+    return f;
+  }
+  return parse_ini(path, text, true);
+}
+
+ConfFile read_conf_text_lenient(const std::string& name, std::string_view text) { return parse_ini(name, text, true); }
+
+ConfFile read_conf_globals(std::string_view g) {
+  // -g 'key = value; key = value' is a [main] section given on the command line.
+  std::string text = "[main]\n";
+  while (!g.empty()) {
+    size_t semi = g.find(';');
+    std::string_view item = trim(g.substr(0, semi));
+    if (!item.empty()) text.append(item).push_back('\n');
+    if (semi == std::string_view::npos) break;
+    g.remove_prefix(semi + 1);
+  }
+  return read_conf_text("-g", text);
+}
+
+void check_section_keys(const ConfFile& file, const ConfSection& sec) {
+  unsigned here = section_bit(sec.kind);
+  if (!here) return;  // an unknown section is reported as such
+  std::string where = "[" + sec.kind + "]";
+  for (size_t i = 0; i < sec.entries.size(); i++) {
+    const ConfEntry& e = sec.entries[i];
+    const KeyInfo* k = find_key(e.key);
+    if (k && (k->sections & here)) {
+      if (k->repeats) continue;
+      for (size_t j = 0; j < i; j++)
+        if (sec.entries[j].key == e.key)
+          file.fail(e.line, "\"" + e.key + "\" is duplicate (first at line " + std::to_string(sec.entries[j].line) + ")");
+      continue;
+    }
+    if (k) file.fail(e.line, "\"" + e.key + "\" belongs in " + section_names(k->sections));
+    if (const NginxDirective* d = find_nginx_directive(e.key))
+      file.fail(e.line, "\"" + e.key + "\" " + (d->note ? d->note : "is not supported yet"));
+    std::string msg = "unknown key \"" + e.key + "\" in " + where;
+    if (const KeyInfo* near = nearest_key(e.key, here)) {
+      msg += "; did you mean \"" + std::string(near->name) + "\"?";
+    } else if (const KeyInfo* other = nearest_key(e.key, ~here)) {
+      msg += "; did you mean \"" + std::string(other->name) + "\" (in " + section_names(other->sections) + ")?";
+    }
+    file.fail(e.line, msg);
+  }
+}
+
+std::string default_pid_path() { return BATON_PID_PATH; }
 
 bool parse_size(std::string_view s, uint64_t* out) {
   s = trim(s);
@@ -190,7 +543,19 @@ bool parse_switch(std::string_view s, bool* out) {
   return false;
 }
 
-static void apply_main_entry(const ConfFile& conf, const ConfEntry& e, MainConf* m) {
+namespace {
+
+// Where a [main] key was set: for the checks that compare two keys after all are read.
+struct MainOrigin {
+  const ConfFile* file = nullptr;
+  int line = 0;
+  std::string text;  // the value as written
+  int order = 0;     // later settings have a higher order
+};
+
+constexpr size_t kSunPathMax = sizeof(sockaddr_un::sun_path) - 1;  // the terminating NUL
+
+void apply_main_entry(const ConfFile& conf, const ConfEntry& e, MainConf* m, const std::string& prefix) {
   auto bad = [&](const char* what) { conf.fail(e.line, std::string("invalid ") + what + " \"" + e.value + "\" in \"" + e.key + "\""); };
   auto duration = [&](int64_t* dst) {
     if (!parse_duration_ms(e.value, dst)) bad("duration");
@@ -219,11 +584,22 @@ static void apply_main_entry(const ConfFile& conf, const ConfEntry& e, MainConf*
     if (!parse_log_level(e.value, &m->log_level)) bad("level");
   } else if (e.key == "control_socket") {
     if (e.value.empty()) bad("path");
+    if (e.value != "abstract") {
+      std::string path = resolve_path(prefix, e.value);
+      if (path.size() > kSunPathMax)
+        conf.fail(e.line, "\"control_socket\" path \"" + path + "\" is too long for a Unix socket (" +
+                              std::to_string(path.size()) + " bytes, at most " + std::to_string(kSunPathMax) + ")");
+    }
     m->control_socket = e.value;
   } else if (e.key == "quit_timeout") {
     duration(&m->quit_timeout_ms);
+    // 0 could mean "wait for ever" as well as "cut at once": neither is said by a 0.
+    if (m->quit_timeout_ms == 0)
+      conf.fail(e.line, "\"quit_timeout\" must be more than 0 (a fast stop is \"baton -s stop\")");
   } else if (e.key == "upgrade_timeout") {
     duration(&m->upgrade_timeout_ms);
+    if (m->upgrade_timeout_ms == 0)
+      conf.fail(e.line, "\"upgrade_timeout\" must be more than 0 (every upgrade would be rolled back)");
   } else if (e.key == "restart_initial_backoff") {
     duration(&m->restart_initial_backoff_ms);
   } else if (e.key == "restart_max_backoff") {
@@ -236,21 +612,47 @@ static void apply_main_entry(const ConfFile& conf, const ConfEntry& e, MainConf*
   } else if (e.key == "daemon") {
     if (!parse_switch(e.value, &m->daemon)) bad("switch (on or off)");
   } else {
-    conf.fail(e.line, "unknown key \"" + e.key + "\" in [main]");
+    conf.fail(e.line, "unknown key \"" + e.key + "\" in [main]");  // check_section_keys let it through
   }
 }
 
-void parse_main_conf(const ConfFile& conf, const ConfFile* overrides, MainConf* out) {
+}  // namespace
+
+void parse_main_conf(const ConfFile& conf, const ConfFile* overrides, MainConf* out, const std::string& prefix) {
+  MainOrigin initial{nullptr, 0, "1s", 0}, max{nullptr, 0, "32s", 0};
+  bool socket_set = false;
+  int order = 0;
   for (const ConfFile* f : {&conf, overrides}) {
     if (!f) continue;
+    int main_line = 0;
     for (const ConfSection& sec : f->sections) {
       if (sec.kind != "main") continue;
+      if (main_line) f->fail(sec.line, "duplicate [main] section (first at line " + std::to_string(main_line) + ")");
+      main_line = sec.line;
       if (!sec.arg.empty()) f->fail(sec.line, "[main] takes no name");
-      for (const ConfEntry& e : sec.entries) apply_main_entry(*f, e, out);
+      check_section_keys(*f, sec);
+      for (const ConfEntry& e : sec.entries) {
+        apply_main_entry(*f, e, out, prefix);
+        order++;
+        if (e.key == "restart_initial_backoff") initial = MainOrigin{f, e.line, e.value, order};
+        if (e.key == "restart_max_backoff") max = MainOrigin{f, e.line, e.value, order};
+        if (e.key == "control_socket") socket_set = true;
+      }
     }
   }
-  if (out->restart_max_backoff_ms < out->restart_initial_backoff_ms)
-    out->restart_max_backoff_ms = out->restart_initial_backoff_ms;
+  if (out->restart_max_backoff_ms < out->restart_initial_backoff_ms) {
+    // Blame the one set last: the other is a default, or was there first.
+    const MainOrigin& at = max.order > initial.order ? max : initial;
+    at.file->fail(at.line, "\"restart_max_backoff\" (" + max.text + ") is below \"restart_initial_backoff\" (" +
+                               initial.text + ")");
+  }
+  if (!socket_set && out->control_socket != "abstract") {
+    std::string path = resolve_path(prefix, out->control_socket);
+    if (path.size() > kSunPathMax)
+      throw ConfError(conf.path + ": the default control socket \"" + path + "\" is too long for a Unix socket (" +
+                      std::to_string(path.size()) + " bytes, at most " + std::to_string(kSunPathMax) +
+                      "): set a shorter \"control_socket\" in [main]");
+  }
 }
 
 std::string resolve_path(const std::string& prefix, const std::string& path) {

@@ -1,5 +1,7 @@
-// Configuration files: reading INI through inih into sections with line numbers, value parsers for
-// sizes, durations and switches, and the [main] settings. Errors are ConfError "file:line: message".
+// Configuration files: reading INI through inih into sections with line numbers, the one table of
+// keys (which section each belongs in, which may repeat, which nginx directives are not supported
+// yet), value parsers for sizes, durations and switches, and the [main] settings. Errors are
+// ConfError "file:line: message".
 #pragma once
 
 #include <cstdint>
@@ -31,6 +33,7 @@ struct ConfSection {
 
 struct ConfFile {
   std::string path;
+  std::string text;  // as read, for -T
   std::vector<ConfSection> sections;
 
   [[noreturn]] void fail(int line, const std::string& msg) const;
@@ -38,21 +41,44 @@ struct ConfFile {
   std::string where(int line) const { return path + ":" + std::to_string(line); }
 };
 
-// Reads and splits an INI file. Throws ConfError for unreadable files, lines too long for the
-// INI reader (never silently cut), malformed lines, keys outside sections and bad section headers.
+// A file the configuration was read from, as it was read (what -T prints).
+struct ConfSource {
+  std::string path;
+  std::string text;
+};
+
+// Reads and splits an INI file. Indentation is insignificant; a value continues on the next line
+// when its line ends with "\". Throws ConfError for unreadable files, lines too long for the INI
+// reader (never silently cut), malformed lines, keys outside sections, bad section headers, a
+// continuation into nothing (or into what looks like a key) and a value that ends with ";".
 ConfFile read_conf_file(const std::string& path);
 // The same from memory (tests, -g).
 ConfFile read_conf_text(const std::string& name, std::string_view text);
+// What can be read of a file that may be broken, without a word about what cannot: for finding the
+// running master (-s) while its configuration is being edited. An unreadable file has no sections.
+ConfFile read_conf_file_lenient(const std::string& path);
+ConfFile read_conf_text_lenient(const std::string& name, std::string_view text);
+// -g 'key = value; key = value' as a [main] section named "-g".
+ConfFile read_conf_globals(std::string_view globals);
+
+// Checks the keys of a [main], [http], [server] or [location] section against the table of keys: a
+// key of another section says where it belongs, a known nginx directive that baton does not have
+// says so, any other unknown key gets the nearest valid key as a suggestion, and a key that cannot
+// repeat, given twice, is a duplicate. Throws ConfError at the first such line.
+void check_section_keys(const ConfFile& file, const ConfSection& sec);
 
 // Value parsers: false on a malformed value.
 bool parse_size(std::string_view s, uint64_t* out);           // 512, 8k, 1m, 1g
 bool parse_duration_ms(std::string_view s, int64_t* out);     // 500ms, 30s, 5m, 1h, 7d; bare = seconds
 bool parse_switch(std::string_view s, bool* out);             // on/off
 
+// The pid file path the build was configured with (configure --pid-path).
+std::string default_pid_path();
+
 struct MainConf {
   int worker_processes = 1;
   int worker_connections = 1024;
-  std::string pid = "logs/baton.pid";
+  std::string pid = default_pid_path();
   std::string error_log;  // empty: the compiled-in default
   LogLevel log_level = LogLevel::kNotice;
   std::string control_socket = "logs/baton.sock";
@@ -65,8 +91,9 @@ struct MainConf {
   bool daemon = false;
 };
 
-// Applies the entries of every [main] section of conf (and then the -g overrides) to out.
-void parse_main_conf(const ConfFile& conf, const ConfFile* overrides, MainConf* out);
+// Applies the entries of the [main] section of conf (and then the -g overrides) to out. prefix is
+// what relative paths are resolved against, for the checks that need the full path.
+void parse_main_conf(const ConfFile& conf, const ConfFile* overrides, MainConf* out, const std::string& prefix = "");
 
 // Makes a relative path absolute against prefix.
 std::string resolve_path(const std::string& prefix, const std::string& path);

@@ -55,19 +55,7 @@ std::unique_ptr<Cycle> load_cycle(const Options& opts) {
   cycle->opts = opts;
   cycle->conf = read_conf_file(opts.conf_path);
   std::unique_ptr<ConfFile> globals;
-  if (!opts.globals.empty()) {
-    // -g 'key = value; key = value' is a [main] section given on the command line.
-    std::string text = "[main]\n";
-    std::string_view g = opts.globals;
-    while (!g.empty()) {
-      size_t semi = g.find(';');
-      std::string_view item = trim(g.substr(0, semi));
-      if (!item.empty()) text.append(item).push_back('\n');
-      if (semi == std::string_view::npos) break;
-      g.remove_prefix(semi + 1);
-    }
-    globals = std::make_unique<ConfFile>(read_conf_text("-g", text));
-  }
+  if (!opts.globals.empty()) globals = std::make_unique<ConfFile>(read_conf_globals(opts.globals));
   for (const ConfSection& sec : cycle->conf.sections) {
     static const char* const kKnown[] = {"main", "http", "server", "location", "upstream"};
     bool known = false;
@@ -75,7 +63,7 @@ std::unique_ptr<Cycle> load_cycle(const Options& opts) {
     if (!known)
       cycle->conf.fail(sec.line, "unknown section [" + sec.kind + (sec.arg.empty() ? "" : " " + sec.arg) + "]");
   }
-  parse_main_conf(cycle->conf, globals.get(), &cycle->main);
+  parse_main_conf(cycle->conf, globals.get(), &cycle->main, opts.prefix);
   cycle->http = http::parse_http_conf(cycle->conf, opts.prefix);
   if (cycle->http->servers.empty())
     throw ConfError(opts.conf_path + ":1: no [server] section: nothing to serve");

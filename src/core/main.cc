@@ -8,7 +8,7 @@
 #include <stdlib.h>
 
 #include <fstream>
-#include <iostream>
+#include <vector>
 
 #include "config.h"
 #include "core/clock.h"
@@ -47,17 +47,30 @@ std::string absolute(const std::string& path) {
 }
 
 // Where the running master is: its pid file and control socket, from the configuration's [main]
-// alone, so that a configuration being edited (and maybe broken) still finds the master.
+// (and -g) alone, read leniently: a configuration being edited may be broken anywhere, even in
+// [main], and must still lead to the master it is meant for, not to the default pid file.
 void locate_master(const Options& opts, std::string* pid_path, std::string* control) {
-  MainConf m;
-  try {
-    ConfFile conf = read_conf_file(opts.conf_path);
-    parse_main_conf(conf, nullptr, &m);
-    *pid_path = resolve_path(opts.prefix, m.pid);
-  } catch (const ConfError& e) {
-    *pid_path = resolve_path(opts.prefix, BATON_PID_PATH);
+  std::string pid = default_pid_path();
+  std::string socket = MainConf().control_socket;
+  ConfFile conf = read_conf_file_lenient(opts.conf_path);
+  ConfFile globals = read_conf_text_lenient("-g", "");
+  if (!opts.globals.empty()) {
+    try {
+      globals = read_conf_globals(opts.globals);
+    } catch (const ConfError&) {
+      // the -g of this command may be broken as well: take what the file says
+    }
   }
-  *control = m.control_socket == "abstract" ? "abstract" : resolve_path(opts.prefix, m.control_socket);
+  for (const ConfFile* f : {&conf, &globals})
+    for (const ConfSection& sec : f->sections) {
+      if (sec.kind != "main") continue;
+      for (const ConfEntry& e : sec.entries) {
+        if (e.key == "pid" && !e.value.empty()) pid = e.value;
+        if (e.key == "control_socket" && !e.value.empty()) socket = e.value;
+      }
+    }
+  *pid_path = resolve_path(opts.prefix, pid);
+  *control = socket == "abstract" ? "abstract" : resolve_path(opts.prefix, socket);
 }
 
 long read_pid(const std::string& pid_path) {
@@ -234,11 +247,18 @@ int run() {
       fprintf(stderr, "baton: configuration file %s test is successful\n", opts.conf_path.c_str());
     }
     if (opts.dump) {
-      std::ifstream in(opts.conf_path, std::ios::binary);
-      printf("# configuration file %s:\n", opts.conf_path.c_str());
+      // Every file the configuration was read from, as it was read (nginx's -T).
+      std::vector<const ConfSource*> files;
+      ConfSource main_file{cycle->conf.path, cycle->conf.text};
+      files.push_back(&main_file);
+      for (const ConfSource& f : cycle->http->files_read) files.push_back(&f);
+      for (const ConfSource* f : files) {
+        printf("# configuration file %s:\n", f->path.c_str());
+        fwrite(f->text.data(), 1, f->text.size(), stdout);
+        if (!f->text.empty() && f->text.back() != '\n') putchar('\n');
+        putchar('\n');
+      }
       fflush(stdout);
-      std::cout << in.rdbuf();
-      std::cout.flush();
     }
     return 0;
   }

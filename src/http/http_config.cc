@@ -1,6 +1,7 @@
 #include "http/http_config.h"
 
 #include <fcntl.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -90,6 +91,19 @@ struct Parser {
   }
   void size(const ConfEntry& e, uint64_t* dst) {
     if (!parse_size(e.value, dst)) bad(e, "size");
+  }
+
+  // The text of a return goes out as a body or, for a redirect, in the Location header: a control
+  // character there is a mistake (a tab is only text in a body).
+  void check_return_text(const ConfEntry& e, std::string_view text, bool redirect) {
+    for (char c : text) {
+      auto u = static_cast<unsigned char>(c);
+      if ((u < 0x20 && (c != '\t' || redirect)) || u == 0x7f) {
+        char hex[8];
+        snprintf(hex, sizeof(hex), "0x%02x", u);
+        conf.fail(e.line, std::string("control character ") + hex + " in the text of \"return\"");
+      }
+    }
   }
 
   std::string existing_dir(const ConfEntry& e) {
@@ -197,6 +211,7 @@ struct Parser {
       if (other->match == loc->match && (other->kind == MatchKind::kExact) == (loc->kind == MatchKind::kExact))
         conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at line " + std::to_string(other->line) + ")");
 
+    check_section_keys(conf, sec);
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "alias") {
         if (e.value.empty()) bad(e, "path");
@@ -222,8 +237,7 @@ struct Parser {
         if (sp != std::string_view::npos) loc->return_text = std::string(trim(v.substr(sp)));
         bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
         if (redirect && loc->return_text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
-      } else if (e.key == "types" || e.key == "listen" || e.key == "server_name") {
-        conf.fail(e.line, "\"" + e.key + "\" is not allowed in [location]");
+        check_return_text(e, loc->return_text, redirect);
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
@@ -252,6 +266,8 @@ struct Parser {
     if (!err.empty()) conf.fail(e.line, err);
     for (size_t i = 1; i < words.size(); i++) {
       std::string_view w = words[i];
+      for (size_t j = 1; j < i; j++)
+        if (words[j] == w) conf.fail(e.line, "listen option \"" + std::string(w) + "\" is given twice");
       if (w == "default_server") {
         pl.default_server = true;
       } else if (w == "reuseport") {
@@ -324,6 +340,7 @@ struct Parser {
     srv->line = sec.line;
     srv->s = http->base;
     std::vector<PendingListen> listens;
+    check_section_keys(conf, sec);
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "listen") {
         parse_listen(e, &listens);
@@ -335,10 +352,6 @@ struct Parser {
           else if (name.find('*') != std::string::npos) conf.fail(e.line, "invalid server name \"" + name + "\" (only *.suffix wildcards)");
           else srv->exact_names.push_back(name);
         }
-      } else if (e.key == "types") {
-        conf.fail(e.line, "\"types\" is only allowed in [http]");
-      } else if (e.key == "alias" || e.key == "try_files" || e.key == "return") {
-        conf.fail(e.line, "\"" + e.key + "\" is only allowed in [location]");
       } else if (!apply_setting(e, &srv->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [server]");
       }
@@ -384,15 +397,12 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
     if (http_line) conf.fail(sec.line, "duplicate [http] section (first at line " + std::to_string(http_line) + ")");
     http_line = sec.line;
     if (!sec.arg.empty()) conf.fail(sec.line, "[http] takes no name");
+    check_section_keys(conf, sec);
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "types") {
         if (e.value.empty()) p.bad(e, "path");
         types_path = resolve_path(prefix, e.value);
         types_line = e.line;
-      } else if (e.key == "listen" || e.key == "server_name") {
-        conf.fail(e.line, "\"" + e.key + "\" is only allowed in [server]");
-      } else if (e.key == "alias" || e.key == "try_files" || e.key == "return") {
-        conf.fail(e.line, "\"" + e.key + "\" is only allowed in [location]");
       } else if (!p.apply_setting(e, &http->base)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [http]");
       }
@@ -401,7 +411,9 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   http->types = std::make_shared<MimeTypes>();
   if (!types_path.empty()) {
     try {
-      http->types->load(read_conf_file(types_path));
+      ConfFile types = read_conf_file(types_path);
+      http->files_read.push_back(ConfSource{types.path, types.text});
+      http->types->load(types);
     } catch (const ConfError& err) {
       std::string what = err.what();
       if (what.starts_with("cannot open")) conf.fail(types_line, what);

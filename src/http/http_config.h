@@ -101,6 +101,7 @@ struct HttpConf {
   std::vector<std::unique_ptr<ListenGroup>> listens;
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
   uint64_t max_header_buffer = 8192;
+  std::vector<ConfSource> files_read;  // besides the main file: the types file (for -T)
 
   // Opens (or reopens) every access log; returns the first error or "".
   std::string open_logs();

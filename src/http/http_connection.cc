@@ -593,7 +593,7 @@ void HttpConnection::handle_head() {
   }
 
   keep_alive_ = llhttp_should_keep_alive(&parser_) && !draining_ && !w->draining() &&
-                requests_ < s.keepalive_requests;
+                requests_ < s.keepalive_requests && s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
 
   if (!req.expect.empty()) {
     if (!iequals(trim(req.expect), "100-continue")) {

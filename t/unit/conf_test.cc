@@ -1,11 +1,13 @@
-// Unit tests of src/core/conf.h: the INI reader (sections, entries, line numbers, continuation lines,
-// comments, errors), the value parsers and the [main] settings.
+// Unit tests of src/core/conf.h: the INI reader (sections, entries, line numbers, indentation,
+// continuation lines, comments, errors), the key checks, the value parsers and the [main] settings.
 #include "core/conf.h"
 
 #include <gtest/gtest.h>
 #include <unistd.h>
 
 #include <string>
+
+#include "config.h"
 
 namespace baton {
 namespace {
@@ -88,12 +90,52 @@ TEST(ReadConfText, SameSectionTwiceStaysApart) {
   EXPECT_EQ(f.sections[1].line, 3);
 }
 
-TEST(ReadConfText, ContinuationLinesAreAppendedWithASpace) {
+// Indentation is insignificant: nginx users indent by habit, and an indented key line that
+// silently became part of the value above it served the wrong root.
+TEST(ReadConfText, IndentedKeyIsItsOwnKey) {
+  ConfFile f = read_conf_text("test.ini",
+                              "[server a]\n"
+                              "server_name = a.test\n"
+                              "    root = /srv/a\n"
+                              "\tindex = x.html\n");
+  const auto& e = f.sections.at(0).entries;
+  ASSERT_EQ(e.size(), 3u);
+  EXPECT_EQ(e[0].value, "a.test");
+  EXPECT_EQ(e[1].key, "root");
+  EXPECT_EQ(e[1].value, "/srv/a");
+  EXPECT_EQ(e[1].line, 3);
+  EXPECT_EQ(e[2].key, "index");
+  EXPECT_EQ(e[2].line, 4);
+}
+
+TEST(ReadConfText, IndentedSectionHeaderIsAHeader) {
+  ConfFile f = read_conf_text("test.ini",
+                              "[server a]\n"
+                              "root = html\n"
+                              "  [location /x]\n"
+                              "  index = x.html\n");
+  ASSERT_EQ(f.sections.size(), 2u);
+  EXPECT_EQ(f.sections[1].kind, "location");
+  EXPECT_EQ(f.sections[1].arg, "/x");
+  EXPECT_EQ(f.sections[1].line, 3);
+  ASSERT_EQ(f.sections[1].entries.size(), 1u);
+  EXPECT_EQ(f.sections[1].entries[0].key, "index");
+  EXPECT_EQ(f.sections[0].entries.size(), 1u);
+}
+
+TEST(ReadConfText, IndentedLineAfterSectionHeaderIsAKey) {
+  ConfFile f = read_conf_text("test.ini", "[http]\n  root = html\n");
+  ASSERT_EQ(f.sections.at(0).entries.size(), 1u);
+  EXPECT_EQ(f.sections[0].entries[0].key, "root");
+  EXPECT_EQ(f.sections[0].entries[0].line, 2);
+}
+
+TEST(ReadConfText, BackslashContinuesTheValueWithASpace) {
   ConfFile f = read_conf_text("test.ini",
                               "[http]\n"
-                              "index = a.html\n"
-                              "  b.html\n"
-                              "\tc.html\n"
+                              "index = a.html \\\n"
+                              "  b.html\\\n"
+                              "c.html   \n"
                               "root = html\n");
   const auto& e = f.sections.at(0).entries;
   ASSERT_EQ(e.size(), 2u);
@@ -104,12 +146,29 @@ TEST(ReadConfText, ContinuationLinesAreAppendedWithASpace) {
 }
 
 TEST(ReadConfText, ContinuationOfAnEmptyValueAddsNoLeadingSpace) {
-  ConfFile f = read_conf_text("test.ini", "[http]\nindex =\n  a.html\n  b.html\n");
+  ConfFile f = read_conf_text("test.ini", "[http]\nindex = \\\n  a.html \\\n  b.html\n");
   ASSERT_EQ(f.sections.at(0).entries.size(), 1u);
   EXPECT_EQ(f.sections[0].entries[0].value, "a.html b.html");
 }
 
-TEST(ReadConfText, IndentedCommentDoesNotContinueAValue) {
+TEST(ReadConfText, CommentsAroundAContinuation) {
+  // An inline comment is cut before the backslash is looked for, on every line of the value;
+  // a backslash inside a comment continues nothing.
+  ConfFile f = read_conf_text("test.ini",
+                              "[http]\n"
+                              "index = a.html \\ ; more below\n"
+                              "  b.html ; last \\\n"
+                              "root = html\n"
+                              "; a comment \\\n"
+                              "default_type = text/plain\n");
+  const auto& e = f.sections.at(0).entries;
+  ASSERT_EQ(e.size(), 3u);
+  EXPECT_EQ(e[0].value, "a.html b.html");
+  EXPECT_EQ(e[1].value, "html");
+  EXPECT_EQ(e[2].key, "default_type");
+}
+
+TEST(ReadConfText, IndentedCommentIsAComment) {
   ConfFile f = read_conf_text("test.ini", "[http]\nindex = a.html\n  ; a comment\n  # another\n");
   ASSERT_EQ(f.sections.at(0).entries.size(), 1u);
   EXPECT_EQ(f.sections[0].entries[0].value, "a.html");
@@ -129,10 +188,10 @@ TEST(ReadConfText, InlineComments) {
   EXPECT_EQ(e[2].value, "3 # three");
 }
 
-// BUG: an inline comment on a continuation line is kept in the value: "index = a.html\n  b.html ; x"
-// gives "a.html b.html ; x", so `index` would list the files ";" and "x".
+// An inline comment on a continuation line is not part of the value: "index = a.html \\\n  b.html ; x"
+// must not list the files ";" and "x".
 TEST(ReadConfText, InlineCommentOnAContinuationLineIsStripped) {
-  ConfFile f = read_conf_text("test.ini", "[http]\nindex = a.html ; first\n  b.html ; second\n");
+  ConfFile f = read_conf_text("test.ini", "[http]\nindex = a.html \\\n  b.html ; second\n");
   ASSERT_EQ(f.sections.at(0).entries.size(), 1u);
   EXPECT_EQ(f.sections[0].entries[0].value, "a.html b.html");
 }
@@ -186,11 +245,17 @@ TEST(ReadConfTextErrors, LongCommentLineIsAnErrorToo) {
   EXPECT_NE(err.find("too long"), std::string::npos) << err;
 }
 
+TEST(ReadConfTextErrors, LineTooLongSaysHowToContinue) {
+  std::string err = read_error("[http]\nindex = " + std::string(250, 'x') + "\n");
+  EXPECT_NE(err.find("end the line with \"\\\""), std::string::npos) << err;
+  EXPECT_EQ(err.find("indented"), std::string::npos) << err;
+}
+
 TEST(ReadConfTextErrors, LongValueSplitOverContinuationLinesIsAccepted) {
-  std::string a(150, 'a'), b(150, 'b');
-  ConfFile f = read_conf_text("test.ini", "[http]\nindex = " + a + "\n  " + b + "\n");
+  std::string a(150, 'a'), b(150, 'b'), c(150, 'c');
+  ConfFile f = read_conf_text("test.ini", "[http]\nindex = " + a + " \\\n  " + b + " \\\n" + c + "\n");
   ASSERT_EQ(f.sections.at(0).entries.size(), 1u);
-  EXPECT_EQ(f.sections[0].entries[0].value, a + " " + b);
+  EXPECT_EQ(f.sections[0].entries[0].value, a + " " + b + " " + c);
 }
 
 TEST(ReadConfTextErrors, SectionHeaderWithoutClosingBracket) {
@@ -210,9 +275,63 @@ TEST(ReadConfTextErrors, LineWithoutEquals) {
   EXPECT_NE(err.find("invalid line"), std::string::npos) << err;
 }
 
-TEST(ReadConfTextErrors, IndentedLineAfterSectionHeaderContinuesNothing) {
-  std::string err = read_error("[http]\n  root = html\n");
-  EXPECT_NE(err.find("test.ini:2: "), std::string::npos) << err;
+TEST(ReadConfTextErrors, ContinuationIntoNothing) {
+  // A backslash followed by an empty line, a comment or the end of the file continues nothing:
+  // a stray backslash, not a value to guess at.
+  for (const char* text : {"[http]\nindex = a.html \\\n\nroot = html\n", "[http]\nindex = a.html \\\n; note\nroot = html\n",
+                           "[http]\nindex = a.html \\\n"}) {
+    std::string err = read_error(text);
+    EXPECT_EQ(err.rfind("test.ini:", 0), 0u) << err;
+    EXPECT_NE(err.find("\"index\""), std::string::npos) << err;
+    EXPECT_NE(err.find("\\"), std::string::npos) << err;
+  }
+  EXPECT_EQ(read_error("[http]\nindex = a.html \\\n\nroot = html\n").rfind("test.ini:3: ", 0), 0u);
+}
+
+TEST(ReadConfTextErrors, ContinuationThatLooksLikeAKey) {
+  // A backslash left at the end of a line would swallow the next key: refused, never guessed.
+  std::string err = read_error("[server a]\nserver_name = a.test \\\nroot = /srv/a\n");
+  EXPECT_EQ(err.rfind("test.ini:3: ", 0), 0u) << err;
+  EXPECT_NE(err.find("\"root\""), std::string::npos) << err;
+  EXPECT_NE(err.find("server_name"), std::string::npos) << err;
+  // A value that merely contains "=" continues as written.
+  ConfFile f = read_conf_text("test.ini", "[location /]\ntry_files = $uri \\\n  =404\n");
+  EXPECT_EQ(f.sections.at(0).entries.at(0).value, "$uri =404");
+}
+
+TEST(ReadConfTextErrors, ValueEndingInSemicolon) {
+  std::string err = read_error("[server a]\n\nroot = /srv/a;\n");
+  EXPECT_EQ(err, "test.ini:3: \"root\" value ends with \";\" (baton's configuration needs no \";\" at the end of a line)");
+  // The last line of a continued value counts as well, at the key's line.
+  err = read_error("[http]\nindex = a.html \\\n  b.html;\n");
+  EXPECT_EQ(err.rfind("test.ini:2: \"index\" value ends with \";\"", 0), 0u) << err;
+  // A ";" inside a value stays; " ;" starts a comment.
+  ConfFile f = read_conf_text("test.ini", "[http]\ndefault_type = text/html;charset=utf-8\nroot = html ;\n");
+  EXPECT_EQ(f.sections.at(0).entries.at(0).value, "text/html;charset=utf-8");
+  EXPECT_EQ(f.sections.at(0).entries.at(1).value, "html");
+}
+
+TEST(ReadConfTextErrors, KeyWithSpacesIsNotAKey) {
+  // nginx's "return 301 https://x" has a ":" that INI would take for the separator.
+  std::string err = read_error("[location /]\nreturn 301 https://example.com/\n");
+  EXPECT_EQ(err.rfind("test.ini:2: ", 0), 0u) << err;
+  EXPECT_NE(err.find("invalid line"), std::string::npos) << err;
+  EXPECT_NE(read_error("[http]\n = html\n").find("test.ini:2: "), std::string::npos);
+}
+
+TEST(ReadConfFileLenient, ReadsWhatItCanAndNeverThrows) {
+  ConfFile f = read_conf_text_lenient("test.ini",
+                                      "[main]\n"
+                                      "pid = run/x.pid\n"
+                                      "no_such_key = 1\n"
+                                      "[server a\n"
+                                      "just words\n"
+                                      "[main]\n"
+                                      "control_socket = run/c.sock;\n");
+  ASSERT_GE(f.sections.size(), 2u);
+  EXPECT_EQ(f.sections[0].entries.at(0).value, "run/x.pid");
+  EXPECT_EQ(f.sections.back().entries.at(0).key, "control_socket");
+  EXPECT_TRUE(read_conf_file_lenient("/nonexistent/dir/baton.ini").sections.empty());
 }
 
 TEST(ReadConfTextErrors, NulByte) {
@@ -430,10 +549,90 @@ TEST(ParseMainConf, MainTakesNoName) {
   EXPECT_NE(main_error("[main foo]\n").find("main.ini:1: "), std::string::npos);
 }
 
-TEST(ParseMainConf, MaxBackoffIsAtLeastInitial) {
-  MainConf m = main_conf("[main]\nrestart_initial_backoff = 40s\nrestart_max_backoff = 5s\n");
-  EXPECT_EQ(m.restart_initial_backoff_ms, 40000);
-  EXPECT_EQ(m.restart_max_backoff_ms, 40000);
+// Values that make no sense are errors at their line, never silently adjusted.
+TEST(ParseMainConf, MaxBackoffBelowInitialIsAnError) {
+  std::string err = main_error("[main]\nrestart_initial_backoff = 40s\nrestart_max_backoff = 5s\n");
+  EXPECT_EQ(err.rfind("main.ini:3: ", 0), 0u) << err;
+  EXPECT_NE(err.find("restart_max_backoff"), std::string::npos) << err;
+  EXPECT_NE(err.find("restart_initial_backoff"), std::string::npos) << err;
+  // Against a default: the line of the key that was set.
+  err = main_error("[main]\nrestart_initial_backoff = 40s\n");
+  EXPECT_EQ(err.rfind("main.ini:2: ", 0), 0u) << err;
+  err = main_error("[main]\n\nrestart_max_backoff = 500ms\n");
+  EXPECT_EQ(err.rfind("main.ini:3: ", 0), 0u) << err;
+  // Equal is fine, and so is a restart at once.
+  EXPECT_EQ(main_conf("[main]\nrestart_initial_backoff = 2s\nrestart_max_backoff = 2s\n").restart_max_backoff_ms, 2000);
+  EXPECT_EQ(main_conf("[main]\nrestart_initial_backoff = 0\nrestart_max_backoff = 0\n").restart_max_backoff_ms, 0);
+}
+
+TEST(ParseMainConf, ZeroTimeoutsThatMeanNothing) {
+  std::string err = main_error("[main]\nupgrade_timeout = 0\n");
+  EXPECT_EQ(err.rfind("main.ini:2: ", 0), 0u) << err;
+  EXPECT_NE(err.find("upgrade_timeout"), std::string::npos) << err;
+  err = main_error("[main]\nquit_timeout = 0s\n");
+  EXPECT_EQ(err.rfind("main.ini:2: ", 0), 0u) << err;
+  EXPECT_NE(err.find("quit_timeout"), std::string::npos) << err;
+}
+
+TEST(ParseMainConf, ControlSocketLongerThanSunPath) {
+  // sun_path holds 108 bytes with the terminating NUL.
+  std::string ok = "/" + std::string(106, 's');
+  EXPECT_EQ(main_conf("[main]\ncontrol_socket = " + ok + "\n").control_socket, ok);
+  std::string err = main_error("[main]\ncontrol_socket = " + ok + "s\n");
+  EXPECT_EQ(err.rfind("main.ini:2: ", 0), 0u) << err;
+  EXPECT_NE(err.find("too long"), std::string::npos) << err;
+  // A relative path counts with the prefix it is resolved against.
+  MainConf m;
+  ConfFile conf = read_conf_text("main.ini", "[main]\ncontrol_socket = " + std::string(60, 's') + "\n");
+  err = conf_error([&] { parse_main_conf(conf, nullptr, &m, "/" + std::string(60, 'p')); });
+  EXPECT_EQ(err.rfind("main.ini:2: ", 0), 0u) << err;
+  // The default path under a long prefix: no line to name, but still refused before the start.
+  err = conf_error([&] { parse_main_conf(read_conf_text("main.ini", "[main]\n"), nullptr, &m, "/" + std::string(100, 'p')); });
+  EXPECT_NE(err.find("control_socket"), std::string::npos) << err;
+  // "abstract" has no path.
+  EXPECT_NO_THROW(parse_main_conf(read_conf_text("main.ini", "[main]\ncontrol_socket = abstract\n"), nullptr, &m,
+                                  "/" + std::string(200, 'p')));
+}
+
+TEST(ParseMainConf, DuplicateKey) {
+  std::string err = main_error("[main]\nworker_processes = 2\nlog_level = info\nworker_processes = 4\n");
+  EXPECT_EQ(err, "main.ini:4: \"worker_processes\" is duplicate (first at line 2)");
+  err = main_error("[main]\nworker_processes = 2\n[main]\nlog_level = info\n");
+  EXPECT_EQ(err.rfind("main.ini:3: ", 0), 0u) << err;
+  EXPECT_NE(err.find("duplicate [main]"), std::string::npos) << err;
+}
+
+TEST(ParseMainConf, KeysOfOtherSectionsSayWhereTheyBelong) {
+  EXPECT_EQ(main_error("[main]\nroot = html\n"), "main.ini:2: \"root\" belongs in [http], [server] or [location]");
+  EXPECT_EQ(main_error("[main]\nlisten = 80\n"), "main.ini:2: \"listen\" belongs in [server]");
+  EXPECT_EQ(main_error("[main]\ntypes = conf/mime.types\n"), "main.ini:2: \"types\" belongs in [http]");
+}
+
+TEST(ParseMainConf, UnsupportedNginxDirectivesSaySo) {
+  EXPECT_EQ(main_error("[main]\nworker_rlimit_nofile = 65535\n"),
+            "main.ini:2: \"worker_rlimit_nofile\" is not supported yet");
+  // An nginx directive that baton has under another name points to it.
+  std::string err = main_error("[main]\nworker_shutdown_timeout = 10s\n");
+  EXPECT_NE(err.find("quit_timeout"), std::string::npos) << err;
+}
+
+TEST(ParseMainConf, TypoGetsASuggestion) {
+  EXPECT_EQ(main_error("[main]\nworker_proceses = 2\n"),
+            "main.ini:2: unknown key \"worker_proceses\" in [main]; did you mean \"worker_processes\"?");
+  EXPECT_EQ(main_error("[main]\nlog_levle = info\n"),
+            "main.ini:2: unknown key \"log_levle\" in [main]; did you mean \"log_level\"?");
+  // Nothing close: no guess.
+  EXPECT_EQ(main_error("[main]\nflux_capacitor = on\n"), "main.ini:2: unknown key \"flux_capacitor\" in [main]");
+  // Close to a key of another section: named with its section.
+  EXPECT_EQ(main_error("[main]\nkeepalive_timout = 5s\n"),
+            "main.ini:2: unknown key \"keepalive_timout\" in [main]; did you mean \"keepalive_timeout\" (in [http], "
+            "[server] or [location])?");
+}
+
+TEST(ParseMainConf, DefaultPidPathIsTheConfiguredOne) {
+  // configure --pid-path: the pid file the server writes and the one "-s" reads.
+  EXPECT_EQ(MainConf().pid, BATON_PID_PATH);
+  EXPECT_EQ(main_conf("[main]\nworker_processes = 1\n").pid, BATON_PID_PATH);
 }
 
 TEST(ParseMainConf, OverridesApplyAfterTheFile) {

@@ -229,6 +229,17 @@ TEST_F(HttpConfTest, TypesFileRelativeToPrefix) {
   EXPECT_EQ(http->types->lookup("/a.html"), nullptr);  // the built-in list is replaced
 }
 
+TEST_F(HttpConfTest, TypesFileIsAmongTheFilesRead) {
+  // -T prints every file the configuration was read from.
+  std::string text = "[types]\nimage/webp = webp\n";
+  std::ofstream(prefix_ + "/conf/mime.types") << text;
+  auto http = parse("[http]\ntypes = conf/mime.types\n");
+  ASSERT_EQ(http->files_read.size(), 1u);
+  EXPECT_EQ(http->files_read[0].path, prefix_ + "/conf/mime.types");
+  EXPECT_EQ(http->files_read[0].text, text);
+  EXPECT_TRUE(parse("[http]\nroot = html\n")->files_read.empty());
+}
+
 TEST_F(HttpConfTest, MissingTypesFileNamesTheLine) {
   expect_error("[http]\nroot = html\ntypes = conf/nothere.types\n", 3, "nothere.types");
 }
@@ -441,6 +452,77 @@ TEST_F(HttpConfTest, KeysInTheWrongSection) {
   expect_error("[server a]\n[location /]\nserver_name = x\n", 3, "server_name");
 }
 
+TEST_F(HttpConfTest, KeysOfOtherSectionsSayWhereTheyBelong) {
+  expect_error("[http]\nworker_connections = 10\n", 2, "\"worker_connections\" belongs in [main]");
+  expect_error("[http]\nlisten = 8080\n", 2, "\"listen\" belongs in [server]");
+  expect_error("[server a]\nreturn = 200 ok\n", 2, "\"return\" belongs in [location]");
+  expect_error("[server a]\n[location /]\ntypes = conf/mime.types\n", 3, "\"types\" belongs in [http]");
+}
+
+TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
+  expect_error("[http]\ngzip = on\n", 2, "\"gzip\" is not supported yet");
+  expect_error("[server a]\nssl_certificate = conf/cert.pem\n", 2, "\"ssl_certificate\" is not supported yet");
+  expect_error("[server a]\n[location /]\nproxy_pass = http://127.0.0.1:9000\n", 3, "\"proxy_pass\" is not supported yet");
+  for (const char* key : {"add_header", "error_page", "rewrite", "autoindex", "allow", "deny", "auth_basic", "limit_req",
+                          "include", "server_tokens", "charset", "log_format"}) {
+    std::string err = error("[server a]\n" + std::string(key) + " = x\n");
+    EXPECT_EQ(err, "t.ini:2: \"" + std::string(key) + "\" is not supported yet") << key;
+  }
+}
+
+TEST_F(HttpConfTest, TypoGetsASuggestion) {
+  EXPECT_EQ(error("[http]\nkeepalive_timout = 5s\n"),
+            "t.ini:2: unknown key \"keepalive_timout\" in [http]; did you mean \"keepalive_timeout\"?");
+  EXPECT_EQ(error("[server a]\nservername = x\n"), "t.ini:2: unknown key \"servername\" in [server]; did you mean \"server_name\"?");
+  EXPECT_EQ(error("[server a]\n[location /]\ntry_file = $uri =404\n"),
+            "t.ini:3: unknown key \"try_file\" in [location]; did you mean \"try_files\"?");
+  EXPECT_EQ(error("[http]\nsendfile_magic = on\n"), "t.ini:2: unknown key \"sendfile_magic\" in [http]");
+}
+
+// A key that cannot repeat, given twice in one section: the second would silently win.
+TEST_F(HttpConfTest, DuplicateKeys) {
+  EXPECT_EQ(error("[server a]\nroot = html\nlisten = 8080\nroot = static\n"), "t.ini:4: \"root\" is duplicate (first at line 2)");
+  expect_error("[http]\nindex = a.html\nindex = b.html\n", 3, "\"index\" is duplicate (first at line 2)");
+  expect_error("[server a]\nserver_name = a.test\nserver_name = b.test\n", 3, "\"server_name\" is duplicate");
+  expect_error("[http]\naccess_log = a.log\naccess_log = b.log\n", 3, "\"access_log\" is duplicate");
+  expect_error("[server a]\n[location /]\nreturn = 200 a\nreturn = 200 b\n", 4, "\"return\" is duplicate (first at line 3)");
+  expect_error("[server a]\n[location /]\nkeepalive_timeout = 1s\n\nkeepalive_timeout = 2s\n", 5, "(first at line 3)");
+  // listen repeats; the same key in different sections is no repetition.
+  auto http = parse(
+      "[http]\nroot = html\n"
+      "[server a]\nlisten = 8080\nlisten = 8081\nroot = html\n"
+      "[location /x]\nroot = static\n"
+      "[location /y]\nroot = static\n");
+  EXPECT_EQ(http->listens.size(), 2u);
+}
+
+TEST_F(HttpConfTest, KeepaliveTimeoutZeroTurnsKeepAliveOff) {
+  auto http = parse("[http]\nkeepalive_timeout = 0\n");
+  EXPECT_EQ(http->base.keepalive_timeout_ms, 0);
+}
+
+TEST_F(HttpConfTest, DefaultServerTwiceForOneAddressOfOneServer) {
+  expect_error("[server a]\nlisten = 8080 default_server\nlisten = 0.0.0.0:8080 default_server\n", 3, "duplicate listen");
+  expect_error("[server a]\nlisten = 8080 default_server default_server\n", 2, "default_server");
+}
+
+TEST_F(HttpConfTest, ReturnTextWithControlCharacters) {
+  expect_error("[server a]\n[location /]\nreturn = 200 a\x01z\n", 3, "control character");
+  expect_error("[server a]\n[location /]\nreturn = 200 a\x1bz\n", 3, "control character");
+  expect_error("[server a]\n[location /]\nreturn = 200 a\x7fz\n", 3, "control character");
+  expect_error("[server a]\n[location /]\nreturn = 302 http://a.test/\tx\n", 3, "control character");
+  // A tab in a text body is only text.
+  auto http = parse("[server a]\n[location /]\nreturn = 200 a\tb\n");
+  EXPECT_EQ(http->servers.at(0)->locations.at(0)->return_text, "a\tb");
+}
+
+TEST_F(HttpConfTest, IndentedKeysAreKeys) {
+  auto http = parse("[server a]\nserver_name = a.test\n    root = static\n");
+  const Server& s = *http->servers.at(0);
+  EXPECT_EQ(s.exact_names, std::vector<std::string>{"a.test"});
+  EXPECT_EQ(s.s.root, prefix_ + "/static");
+}
+
 TEST_F(HttpConfTest, UnknownSections) {
   expect_error("[http]\n[servers a]\n", 2, "unknown section [servers a]");
   expect_error("[upstream app]\nserver = 127.0.0.1:9000\n", 1, "upstream");
@@ -552,7 +634,7 @@ TEST_F(HttpConfTest, ErrorsInALaterServerNameTheirLine) {
       "[server b]\n"
       "listen = 8081\n"
       "[location /x]\n"
-      "index = a.html\n"
+      "index = a.html \\\n"
       "  b.html\n"
       "expires = later\n",
       11, "invalid duration");

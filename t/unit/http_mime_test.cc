@@ -37,7 +37,7 @@ const char kTypes[] =
     "text/css = css\n"
     "image/png = png\n"
     "application/javascript = js mjs\n"
-    "text/plain = txt\n"
+    "text/plain = txt \\\n"
     "  text log\n";  // continuation line: more extensions
 
 TEST(MimeTypes, LoadsEveryExtension) {
