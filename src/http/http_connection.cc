@@ -126,10 +126,12 @@ int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end
 }
 
 // RFC 9110 5.3 / 9112 6.1: every Transfer-Encoding line together make one list of codings. A
-// request's body can be framed only when chunked is the last of them; a coding other than chunked
-// is one this server does not implement (501). The parser frames the body by its own reading of
-// the same lines: where its reading and this one could differ ("chunked\t", "chunked, chunked"),
-// the request is refused rather than read one way here and another way by whatever sits behind.
+// request's body can be framed only when chunked is the last of them (RFC 9112 6.3: 400 otherwise).
+// The parser frames the body by its own reading of the same lines: where its reading and this one
+// could differ ("chunked\t", "chunked, chunked", "gzip" and "chunked" on two lines), the request is
+// refused rather than read one way here and another way by whatever sits behind. One rule, one
+// answer: the only list accepted is "chunked" alone (no other transfer coding is implemented), and
+// anything else is 400 with the connection closed.
 int check_transfer_encoding(const Request& req, bool parser_chunked) {
   bool chunked_last = false;
   bool other = false;
@@ -155,9 +157,7 @@ int check_transfer_encoding(const Request& req, bool parser_chunked) {
       pos = comma + 1;
     }
   }
-  if (!chunked_last || chunked_count > 1) return 400;
-  if (!parser_chunked) return 400;
-  if (other) return 501;
+  if (!chunked_last || chunked_count > 1 || other || !parser_chunked) return 400;
   return 0;
 }
 
