@@ -162,22 +162,28 @@ TEST(Control, StatusShowsGenerationsAndDrainingWorkers) {
 TEST(Control, StatusDuringAndAfterAnUpgrade) {
   BatonServer s;
   s.write_file("html/a.txt", kFile);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(make_runtime_config(kServer, "upgrade_timeout = 10s\n", 1));  // well above the delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(make_runtime_config(kServer, "upgrade_timeout = 10s\n", 1));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   std::vector<pid_t> workers = wait_for_workers(s, old, 1);
   ASSERT_EQ(workers.size(), 1u);
 
+  // The new binary holds still until it is resumed: the upgrade is under way meanwhile.
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
-  ASSERT_GT(wait_for_new_master(old, workers, 5000ms), 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << s.census().describe();
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   std::optional<StatusReport> during = status_of(s);
   if (during) {
     EXPECT_EQ(during->master_pid, old);
     EXPECT_EQ(during->state, "upgrading");
     EXPECT_EQ(during->generation, 1);
   }
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);

@@ -399,7 +399,9 @@ TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
 TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "3");
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
   // The rollback must come from the death of the new master, not from upgrade_timeout.
   s.set_config(config("upgrade_timeout = 10s\n"));
   ASSERT_TRUE(s.start());
@@ -409,10 +411,14 @@ TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
+  // A new master that has taken every listener and then does nothing more.
+  std::string mark = s.path("new-master.mark");
+  ASSERT_TRUE(install_scripted_new_master(ScriptedNewMaster::kHoldsListeners, bin, mark));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << "no new master appeared under " << old << "\n" << s.census().describe();
-  std::this_thread::sleep_for(500ms);  // exec'd and waiting, well inside the 3 s handover delay
+  ASSERT_TRUE(wait_for([&] { return file_exists(mark); }, 5000ms))
+      << "the new master did not get the listeners\n" << s.census().describe() << "\n" << s.error_log();
   ASSERT_EQ(::kill(fresh, SIGKILL), 0);
   auto killed = SteadyClock::now();
   RunResult r = pending.get();
@@ -429,22 +435,27 @@ TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
 TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 10s\n"));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   std::vector<pid_t> workers = wait_for_workers(s, old, 2);
   ASSERT_EQ(workers.size(), 2u);
 
+  // The first upgrade's new binary holds still until it is resumed.
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto first = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   RunResult second = s.ctl("upgrade");
   EXPECT_EQ(second.exit_code, 1) << describe(second);
   EXPECT_TRUE(contains(second.err, "baton: upgrade failed: an upgrade is already in progress")) << describe(second);
   EXPECT_TRUE(second.out.empty()) << describe(second);
 
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = first.get();
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
@@ -492,18 +503,21 @@ TEST(Upgrade, ListenersFollowTheNewConfiguration) {
 TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 10s\n"));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   ASSERT_TRUE(wait_for([&] { return s.pid_from_file() == old; }, 3000ms));
   std::vector<pid_t> workers = wait_for_workers(s, old, 2);
   ASSERT_EQ(workers.size(), 2u);
 
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   // During the handover: the old pid in <pid>.oldbin, no <pid> yet.
   EXPECT_TRUE(file_exists(s.oldbin_path()));
   EXPECT_EQ(read_pid_file(s.oldbin_path()), old);
@@ -511,6 +525,7 @@ TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
   // Requests are served by the old generation meanwhile.
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);

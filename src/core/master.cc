@@ -1177,12 +1177,6 @@ int upgraded_master_main(const Options& opts) {
   }
   log_notice("upgrade: received %zu listener(s) from the old master", adopt.size());
 
-  if (const char* delay = getenv("BATON_TEST_HANDOVER_DELAY")) {
-    // Test hook: a window in which the new master holds the listeners but is not ready.
-    unsigned s = static_cast<unsigned>(atoi(delay));
-    while (s > 0) s = sleep(s);
-  }
-
   err = cycle->open_listeners(&adopt);
   if (err.empty()) err = cycle->http->open_logs();
   if (!err.empty()) return fail(err);
