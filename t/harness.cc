@@ -1428,6 +1428,11 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
       if (r.state != "running" && r.state != "upgrading") return err = "bad master state: " + line, std::nullopt;
       continue;
     }
+    std::string note;
+    if (size_t open = line.find(" ("); open != std::string::npos && line.back() == ')') {
+      note = line.substr(open + 2, line.size() - open - 3);
+      line.resize(open);
+    }
     if (line.rfind("worker: ", 0) != 0 ||
         !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state", "connections"}, &v)) {
       err = "line " + std::to_string(n) + " is not `worker: pid=W generation=G state=S connections=N`: " + line;
@@ -1438,7 +1443,10 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
     w.pid = static_cast<pid_t>(num);
     if (!parse_long(v[1], &w.generation)) return err = "bad worker generation: " + line, std::nullopt;
     w.state = v[2];
-    if (w.state != "active" && w.state != "draining") return err = "bad worker state: " + line, std::nullopt;
+    if (w.state != "active" && w.state != "draining" && w.state != "not-responding")
+      return err = "bad worker state: " + line, std::nullopt;
+    if ((w.state == "not-responding") != !note.empty()) return err = "bad note for the worker state: " + line, std::nullopt;
+    w.note = note;
     if (!parse_long(v[3], &w.connections)) return err = "bad connection count: " + line, std::nullopt;
     r.workers.push_back(w);
   }

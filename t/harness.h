@@ -344,12 +344,14 @@ std::optional<long> parse_reload_success(std::string_view out);
 // `baton -s status` output:
 //   master: pid=<P> generation=<G> state=<running|upgrading>
 //   worker: pid=<W> generation=<G> state=<active|draining> connections=<N>   (any number of these)
+//   worker: pid=<W> generation=<G> state=not-responding connections=<N> (last answer <S.S> s ago)
 struct StatusReport {
   struct Worker {
     pid_t pid = 0;
     long generation = 0;
     std::string state;
     long connections = 0;
+    std::string note;  // the text in parentheses after a worker that does not respond
   };
   pid_t master_pid = 0;
   long generation = 0;

@@ -198,6 +198,63 @@ TEST(Control, StatusDuringAndAfterAnUpgrade) {
   EXPECT_EQ(after->workers[0].state, "active");
 }
 
+// The master pings its workers: one that has not answered the last ping within a second (stopped
+// here with SIGSTOP) is shown as not responding, and as active again once it answers.
+TEST(Control, StatusShowsAWorkerThatDoesNotRespond) {
+  BatonServer s;
+  s.write_file("html/a.txt", kFile);
+  s.set_config(make_runtime_config(kServer, "", 2));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> workers = wait_for_workers(s, s.master_pid(), 2);
+  ASSERT_EQ(workers.size(), 2u);
+  pid_t stopped = workers[0], other = workers[1];
+
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{stopped};
+  std::optional<StatusReport> st;
+  const StatusReport::Worker* w = nullptr;
+  bool flagged = wait_for(
+      [&] {
+        st = status_of(s);
+        w = st ? find_worker(*st, stopped) : nullptr;
+        return w && w->state == "not-responding";
+      },
+      3000ms, 100ms);
+  ASSERT_TRUE(flagged) << "the stopped worker " << stopped << " is shown as " << (w ? w->state : "missing");
+  EXPECT_TRUE(matches_pattern(w->note, "last answer %+.%d s ago")) << w->note;
+  EXPECT_EQ(w->generation, 1);
+  const StatusReport::Worker* o = find_worker(*st, other);
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->state, "active");
+
+  // The master does not wait for a worker it already knows to be silent.
+  auto t0 = SteadyClock::now();
+  st = status_of(s);
+  auto took = SteadyClock::now() - t0;
+  EXPECT_LT(took, 1000ms) << "status took " << std::chrono::duration_cast<Millis>(took).count() << " ms";
+  ASSERT_TRUE(st);
+  w = find_worker(*st, stopped);
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->state, "not-responding");
+  // The other worker serves meanwhile, and the master has left the silent one alone.
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kFile);
+  EXPECT_TRUE(process_alive(stopped));
+
+  ASSERT_EQ(::kill(stopped, SIGCONT), 0);
+  bool active = wait_for(
+      [&] {
+        st = status_of(s);
+        w = st ? find_worker(*st, stopped) : nullptr;
+        return w && w->state == "active";
+      },
+      3000ms, 100ms);
+  EXPECT_TRUE(active) << "the resumed worker " << stopped << " is shown as " << (w ? w->state : "missing");
+  EXPECT_TRUE(w && w->note.empty());
+}
+
 TEST(Control, SocketFileIsPrivate) {
   BatonServer s;
   s.set_config(make_runtime_config(kServer, "", 1));

@@ -31,8 +31,12 @@ namespace {
 constexpr double kStableSeconds = 60.0;
 // How long TERM waits for workers before it kills them.
 constexpr double kFastStopSeconds = 5.0;
-// How long the master waits for workers' answers to a status request.
-constexpr double kStatusWaitSeconds = 0.5;
+// The master pings every worker this often (a status request, which the worker answers with its
+// counts), and shows a worker that leaves a ping unanswered this long as not responding.
+constexpr double kPingIntervalSeconds = 1.0;
+constexpr double kPingTimeoutSeconds = 1.0;
+// How long a status request waits for the workers' answers: as long as a ping may take.
+constexpr double kStatusWaitSeconds = kPingTimeoutSeconds;
 // Each step of the listener hand-over between two masters, which are both alive and local: an
 // answer that takes longer means the other master is stuck.
 constexpr int kHandoverStepMs = 5000;
@@ -74,6 +78,12 @@ struct WorkerProc {
   double started = 0;
   long long connections = 0;
   bool status_answered = true;
+  double ping_sent = 0;     // when the oldest unanswered ping was sent; 0 when none is
+  double last_answer = 0;   // when the worker last said anything
+  bool silent = false;      // logged as not responding, until it answers again
+
+  // It has left a ping unanswered for kPingTimeoutSeconds (stopped, or stuck in a long task).
+  bool not_responding(double now) const { return ping_sent > 0 && now - ping_sent >= kPingTimeoutSeconds; }
 };
 
 struct Slot {
@@ -116,6 +126,8 @@ class Master {
   static void on_restart_cb(struct ev_loop*, ev_timer* w, int);
   static void on_channel_cb(struct ev_loop*, ev_io* w, int);
   void on_channel(WorkerProc* w);
+  bool ping(WorkerProc* w);
+  static void on_ping_timer_cb(struct ev_loop*, ev_timer* w, int);
   void on_worker_ready(WorkerProc* w);
   void reap();
   void on_worker_exit(WorkerProc* w, int status);
@@ -180,6 +192,7 @@ class Master {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<double> restarts_;
   ev_timer kill_timer_;
+  ev_timer ping_timer_;
   bool stopping_ = false;
   bool winched_ = false;      // WINCH: no workers until the next reload
   bool replaced_ = false;     // a new master took over: drain and leave its files alone
@@ -256,6 +269,7 @@ WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, i
   w->cycle = cycle;
   w->channel = std::move(parent_end);
   w->started = loop_->now();
+  w->last_answer = w->started;
   ev_io_init(&w->io, on_channel_cb, w->channel.get(), EV_READ);
   w->io.data = w.get();
   ev_io_start(loop_->raw(), &w->io);
@@ -309,12 +323,39 @@ void Master::on_channel(WorkerProc* w) {
       ev_io_stop(loop_->raw(), &w->io);
       return;
     }
+    w->last_answer = loop_->now();
     if (m.type == MsgType::kReady) {
       on_worker_ready(w);
     } else if (m.type == MsgType::kResult) {
       w->connections = m.get_int("connections");
       w->status_answered = true;
+      w->ping_sent = 0;
+      if (w->silent) {
+        w->silent = false;
+        log_notice("worker process %d responds again", static_cast<int>(w->pid));
+      }
       finish_status_if_answered();
+    }
+  }
+}
+
+// One ping in flight per worker at most: a stopped worker does not collect a queue of them.
+bool Master::ping(WorkerProc* w) {
+  if (w->ping_sent > 0) return true;
+  if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) return false;
+  w->ping_sent = loop_->now();
+  return true;
+}
+
+void Master::on_ping_timer_cb(struct ev_loop*, ev_timer* t, int) {
+  auto* self = static_cast<Master*>(t->data);
+  double now = self->loop_->now();
+  for (auto& w : self->workers_) {
+    self->ping(w.get());
+    if (!w->silent && w->not_responding(now)) {
+      w->silent = true;
+      log_warn("worker process %d does not respond (last answer %.1f s ago)", static_cast<int>(w->pid),
+               now - w->last_answer);
     }
   }
 }
@@ -674,10 +715,8 @@ void Master::start_status(ControlConn* c) {
   status_.waiters.push_back(c);
   if (status_.active) return;
   status_.active = true;
-  for (auto& w : workers_) {
-    w->status_answered = false;
-    if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) w->status_answered = true;
-  }
+  // A worker with a ping in flight answers that one.
+  for (auto& w : workers_) w->status_answered = !ping(w.get());
   ev_timer_set(&status_.timer, kStatusWaitSeconds, 0.);
   ev_timer_start(loop_->raw(), &status_.timer);
   finish_status_if_answered();
@@ -685,11 +724,13 @@ void Master::start_status(ControlConn* c) {
 
 void Master::on_status_timer_cb(struct ev_loop*, ev_timer* w, int) { static_cast<Master*>(w->data)->finish_status(); }
 
-// A status request is answered once every worker has reported (or has exited meanwhile).
+// A status request is answered once every worker has reported (or has exited meanwhile), without
+// waiting for those already known not to respond.
 void Master::finish_status_if_answered() {
   if (!status_.active) return;
+  double now = loop_->now();
   for (const auto& w : workers_)
-    if (!w->status_answered) return;
+    if (!w->status_answered && !w->not_responding(now)) return;
   finish_status();
 }
 
@@ -699,10 +740,19 @@ void Master::finish_status() {
   ev_timer_stop(loop_->raw(), &status_.timer);
   std::string text = "master: pid=" + std::to_string(getpid()) + " generation=" + std::to_string(generation_) +
                      " state=" + (upgrade_.active ? "upgrading" : replaced_ ? "replaced" : reload_.active ? "reloading" : "running") + "\n";
+  double now = loop_->now();
   for (const auto& w : workers_) {
+    // Not answered by now: silent for kPingTimeoutSeconds at least. Its count is the last known.
+    bool answered = w->status_answered;
     text += "worker: pid=" + std::to_string(w->pid) + " generation=" + std::to_string(w->generation) +
-            " state=" + (w->draining ? "draining" : w->ready ? "active" : "starting") +
-            " connections=" + std::to_string(w->connections) + "\n";
+            " state=" + (!answered ? "not-responding" : w->draining ? "draining" : w->ready ? "active" : "starting") +
+            " connections=" + std::to_string(w->connections);
+    if (!answered) {
+      char note[64];
+      snprintf(note, sizeof(note), " (last answer %.1f s ago)", now - w->last_answer);
+      text += note;
+    }
+    text += "\n";
   }
   Message extra;
   extra.set("pid", static_cast<long long>(getpid()));
@@ -1161,6 +1211,9 @@ int Master::run(Fd upgrade_conn) {
   ev_io_start(loop.raw(), &sig_watcher);
   ev_init(&kill_timer_, on_kill_timer_cb);
   kill_timer_.data = this;
+  ev_timer_init(&ping_timer_, on_ping_timer_cb, kPingIntervalSeconds, kPingIntervalSeconds);
+  ping_timer_.data = this;
+  ev_timer_start(loop.raw(), &ping_timer_);
   ev_init(&status_.timer, on_status_timer_cb);
   status_.timer.data = this;
   ev_init(&reload_.timer, on_reload_timer_cb);
@@ -1191,6 +1244,7 @@ int Master::run(Fd upgrade_conn) {
 
   for (auto& s : slots_) ev_timer_stop(loop.raw(), &s->restart);
   ev_timer_stop(loop.raw(), &kill_timer_);
+  ev_timer_stop(loop.raw(), &ping_timer_);
   ev_timer_stop(loop.raw(), &status_.timer);
   ev_timer_stop(loop.raw(), &reload_.timer);
   ev_timer_stop(loop.raw(), &upgrade_.timer);
