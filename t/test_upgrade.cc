@@ -359,6 +359,27 @@ TEST(Upgrade, BinaryThatExitsRollsBackAtOnce) {
   EXPECT_GT(load.requests(), 0u);
 }
 
+TEST(Upgrade, BinaryThatCannotBeExecutedRollsBackWithTheReason) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 20s\n"));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  ASSERT_EQ(::chmod(bin.c_str(), 0644), 0);
+  auto t0 = SteadyClock::now();
+  RunResult r = s.ctl("upgrade", 15000ms);
+  EXPECT_LT(SteadyClock::now() - t0, 5000ms);
+  expect_rolled_back(s, r, old, workers);
+  EXPECT_TRUE(contains(failure_reason(r), "cannot execute " + bin + " (Permission denied)")) << describe(r);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
 TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
