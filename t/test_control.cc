@@ -222,7 +222,7 @@ TEST(Control, StatusShowsAWorkerThatDoesNotRespond) {
         w = st ? find_worker(*st, stopped) : nullptr;
         return w && w->state == "not-responding";
       },
-      3000ms, 100ms);
+      4000ms, 100ms);
   ASSERT_TRUE(flagged) << "the stopped worker " << stopped << " is shown as " << (w ? w->state : "missing");
   EXPECT_TRUE(matches_pattern(w->note, "last answer %+.%d s ago")) << w->note;
   EXPECT_EQ(w->generation, 1);
