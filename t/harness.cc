@@ -1428,6 +1428,11 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
       if (r.state != "running" && r.state != "upgrading") return err = "bad master state: " + line, std::nullopt;
       continue;
     }
+    std::string note;
+    if (size_t open = line.find(" ("); open != std::string::npos && line.back() == ')') {
+      note = line.substr(open + 2, line.size() - open - 3);
+      line.resize(open);
+    }
     if (line.rfind("worker: ", 0) != 0 ||
         !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state", "connections"}, &v)) {
       err = "line " + std::to_string(n) + " is not `worker: pid=W generation=G state=S connections=N`: " + line;
@@ -1438,7 +1443,10 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
     w.pid = static_cast<pid_t>(num);
     if (!parse_long(v[1], &w.generation)) return err = "bad worker generation: " + line, std::nullopt;
     w.state = v[2];
-    if (w.state != "active" && w.state != "draining") return err = "bad worker state: " + line, std::nullopt;
+    if (w.state != "active" && w.state != "draining" && w.state != "not-responding")
+      return err = "bad worker state: " + line, std::nullopt;
+    if ((w.state == "not-responding") != !note.empty()) return err = "bad note for the worker state: " + line, std::nullopt;
+    w.note = note;
     if (!parse_long(v[3], &w.connections)) return err = "bad connection count: " + line, std::nullopt;
     r.workers.push_back(w);
   }
@@ -1475,6 +1483,163 @@ bool install_file(const std::string& from, const std::string& to, std::string_vi
   content.append(extra);
   make_dirs(parent_dir(to));
   return install_content(content, to);
+}
+
+// ---- stand-ins for the new binary of a live upgrade ----
+
+namespace {
+
+std::string self_executable() {
+  char self[PATH_MAX];
+  ssize_t n = ::readlink("/proc/self/exe", self, sizeof self - 1);
+  if (n <= 0) return std::string();
+  return std::string(self, static_cast<size_t>(n));
+}
+
+// The control protocol as it travels (see the design's "Live binary upgrade"): one message per
+// SOCK_SEQPACKET packet, a header (magic "btcn", version 1, type, payload length, number of
+// descriptors; host byte order) and a payload of "key=value" lines.
+struct WireHeader {
+  uint32_t magic;
+  uint16_t version;
+  uint16_t type;
+  uint32_t length;
+  uint32_t nfds;
+};
+constexpr uint32_t kWireMagic = 0x6274636eu;
+constexpr uint16_t kWireRegister = 1, kWireFdRequest = 3, kWireFdTransferStart = 4, kWireAck = 5, kWireFd = 11;
+
+bool wire_send(int fd, uint16_t type, const std::string& payload) {
+  WireHeader h{kWireMagic, 1, type, static_cast<uint32_t>(payload.size()), 0};
+  std::string packet(reinterpret_cast<const char*>(&h), sizeof h);
+  packet += payload;
+  return ::send(fd, packet.data(), packet.size(), MSG_NOSIGNAL) == static_cast<ssize_t>(packet.size());
+}
+
+// The next message's type (-1 on error, end of stream or after 10 s); its descriptors stay open.
+int wire_recv(int fd, std::string* payload) {
+  pollfd p{fd, POLLIN, 0};
+  if (::poll(&p, 1, 10000) != 1) return -1;
+  std::string buf(sizeof(WireHeader) + 65536, '\0');
+  iovec iov{buf.data(), buf.size()};
+  alignas(cmsghdr) char cbuf[CMSG_SPACE(sizeof(int) * 64)];
+  msghdr mh{};
+  mh.msg_iov = &iov;
+  mh.msg_iovlen = 1;
+  mh.msg_control = cbuf;
+  mh.msg_controllen = sizeof cbuf;
+  ssize_t n = ::recvmsg(fd, &mh, 0);
+  WireHeader h;
+  if (n < static_cast<ssize_t>(sizeof h)) return -1;
+  std::memcpy(&h, buf.data(), sizeof h);
+  if (h.magic != kWireMagic) return -1;
+  payload->assign(buf.data() + sizeof h, static_cast<size_t>(n) - sizeof h);
+  return h.type;
+}
+
+long wire_field(const std::string& payload, const std::string& key) {
+  std::istringstream in(payload);
+  std::string line;
+  while (std::getline(in, line))
+    if (line.rfind(key + "=", 0) == 0) return std::atol(line.c_str() + key.size() + 1);
+  return -1;
+}
+
+int wire_connect(const std::string& text) {
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  if (text.empty() || text.size() >= sizeof a.sun_path) return -1;
+  socklen_t len;
+  if (text[0] == '@') {
+    std::memcpy(a.sun_path + 1, text.data() + 1, text.size() - 1);
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + text.size());
+  } else {
+    std::memcpy(a.sun_path, text.data(), text.size());
+    len = static_cast<socklen_t>(offsetof(sockaddr_un, sun_path) + text.size() + 1);
+  }
+  int fd = ::socket(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0);
+  if (fd >= 0 && ::connect(fd, reinterpret_cast<const sockaddr*>(&a), len) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string base64_decode(std::string_view in) {
+  static const std::string kAlphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+  std::string out;
+  uint32_t acc = 0;
+  int bits = 0;
+  for (char c : in) {
+    size_t v = kAlphabet.find(c);
+    if (v == std::string::npos) break;
+    acc = (acc << 6) | static_cast<uint32_t>(v);
+    bits += 6;
+    if (bits >= 8) {
+      bits -= 8;
+      out.push_back(static_cast<char>((acc >> bits) & 0xff));
+    }
+  }
+  return out;
+}
+
+// The scripted new master: runs in place of the tests when the test binary is started as the new
+// binary of an upgrade (see install_scripted_new_master). Its exit status says how far it got.
+int scripted_new_master(std::string_view role) {
+  const char* sock = std::getenv("BATON_CONTROL_SOCKET");
+  const char* mark = std::getenv("BATON_T_MARK");
+  if (!sock || !mark) return 10;
+  std::string address = base64_decode(sock);
+  std::string payload;
+  int reg = wire_connect(address);
+  if (reg < 0 || !wire_send(reg, kWireRegister, "role=upgrade\npid=" + std::to_string(::getpid()) + "\n") ||
+      wire_recv(reg, &payload) != kWireAck)
+    return 11;
+  int transfer = wire_connect(address);
+  if (transfer < 0 || !wire_send(transfer, kWireFdRequest, "") || wire_recv(transfer, &payload) != kWireFdTransferStart)
+    return 12;
+  if (role == "holds-listeners") {
+    long count = wire_field(payload, "count");
+    if (count < 0 || !wire_send(transfer, kWireAck, "")) return 13;
+    for (long i = 0; i < count; i++)
+      if (wire_recv(transfer, &payload) != kWireFd) return 14;
+    if (!wire_send(transfer, kWireAck, "count=" + std::to_string(count) + "\n")) return 15;
+  }
+  int fd = ::open(mark, O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd >= 0) ::close(fd);
+  // Waits to be killed; a bound so that nothing is left behind should nobody do it.
+  for (int i = 0; i < 120; i++) ::sleep(1);
+  return 16;
+}
+
+// Before GoogleTest starts: the test binary started as a scripted new master plays that part only.
+const bool kScriptedNewMasterChecked = [] {
+  const char* role = std::getenv("BATON_T_NEW_MASTER");
+  if (role && std::getenv("BATON_UPGRADE")) ::_exit(scripted_new_master(role));
+  return true;
+}();
+
+}  // namespace
+
+bool install_stopping_binary(const std::string& real, const std::string& path) {
+  return install_content("#!/bin/sh\nkill -STOP $$\nexec '" + real + "' \"$@\"\n", path);
+}
+
+bool install_scripted_new_master(ScriptedNewMaster role, const std::string& path, const std::string& mark) {
+  std::string self = self_executable();
+  if (self.empty()) {
+    ADD_FAILURE() << errno_text("readlink /proc/self/exe");
+    return false;
+  }
+  const char* name = role == ScriptedNewMaster::kStallsTransfer ? "stalls-transfer" : "holds-listeners";
+  return install_content("#!/bin/sh\nBATON_T_NEW_MASTER=" + std::string(name) + " BATON_T_MARK='" + mark + "' exec '" +
+                             self + "'\n",
+                         path);
+}
+
+bool process_stopped(pid_t pid) {
+  auto st = read_proc_stat(pid);
+  return st && st->state == 'T';
 }
 
 // ---- BatonServer: process runtime ----

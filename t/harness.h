@@ -344,12 +344,14 @@ std::optional<long> parse_reload_success(std::string_view out);
 // `baton -s status` output:
 //   master: pid=<P> generation=<G> state=<running|upgrading>
 //   worker: pid=<W> generation=<G> state=<active|draining> connections=<N>   (any number of these)
+//   worker: pid=<W> generation=<G> state=not-responding connections=<N> (last answer <S.S> s ago)
 struct StatusReport {
   struct Worker {
     pid_t pid = 0;
     long generation = 0;
     std::string state;
     long connections = 0;
+    std::string note;  // the text in parentheses after a worker that does not respond
   };
   pid_t master_pid = 0;
   long generation = 0;
@@ -368,6 +370,24 @@ std::string trim_end(std::string s);
 bool install_file(const std::string& from, const std::string& to, std::string_view extra = "");
 // Writes `content` to `to` the same way (mode 0755).
 bool install_content(std::string_view content, const std::string& to);
+
+// ---- stand-ins for the new binary of a live upgrade ----
+//
+// They hold an upgrade at a chosen step without anything in baton for it: the old master runs the
+// file at `path` as its new binary (install it over the path the server was started from).
+
+// A script that stops itself (SIGSTOP, as a process manager or a debugger could) before it execs
+// `real` with the arguments it was given; the test resumes it with SIGCONT. Until then the upgrade
+// is under way and no step of it has been taken by the new master.
+bool install_stopping_binary(const std::string& real, const std::string& path);
+// A new master that speaks the control protocol (the test binary itself in another role) and then
+// stops answering: kStallsTransfer registers, asks for the listeners and takes the announcement of
+// the transfer but never acknowledges it; kHoldsListeners completes the transfer and never reports
+// ready. Either creates the file `mark` once it has got that far, then waits until it is killed.
+enum class ScriptedNewMaster { kStallsTransfer, kHoldsListeners };
+bool install_scripted_new_master(ScriptedNewMaster role, const std::string& path, const std::string& mark);
+// The process is stopped by a signal (state T in /proc/PID/stat).
+bool process_stopped(pid_t pid);
 
 // A datagram socket standing in for systemd's notification socket: give `address()` to the server as
 // NOTIFY_SOCKET. `address`: a path, or `@name` for the abstract namespace.

@@ -162,22 +162,28 @@ TEST(Control, StatusShowsGenerationsAndDrainingWorkers) {
 TEST(Control, StatusDuringAndAfterAnUpgrade) {
   BatonServer s;
   s.write_file("html/a.txt", kFile);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(make_runtime_config(kServer, "upgrade_timeout = 10s\n", 1));  // well above the delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(make_runtime_config(kServer, "upgrade_timeout = 10s\n", 1));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   std::vector<pid_t> workers = wait_for_workers(s, old, 1);
   ASSERT_EQ(workers.size(), 1u);
 
+  // The new binary holds still until it is resumed: the upgrade is under way meanwhile.
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
-  ASSERT_GT(wait_for_new_master(old, workers, 5000ms), 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << s.census().describe();
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   std::optional<StatusReport> during = status_of(s);
   if (during) {
     EXPECT_EQ(during->master_pid, old);
     EXPECT_EQ(during->state, "upgrading");
     EXPECT_EQ(during->generation, 1);
   }
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);
@@ -190,6 +196,63 @@ TEST(Control, StatusDuringAndAfterAnUpgrade) {
   ASSERT_EQ(after->workers.size(), 1u);
   EXPECT_EQ(after->workers[0].generation, 2);
   EXPECT_EQ(after->workers[0].state, "active");
+}
+
+// The master pings its workers: one that has not answered the last ping within a second (stopped
+// here with SIGSTOP) is shown as not responding, and as active again once it answers.
+TEST(Control, StatusShowsAWorkerThatDoesNotRespond) {
+  BatonServer s;
+  s.write_file("html/a.txt", kFile);
+  s.set_config(make_runtime_config(kServer, "", 2));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> workers = wait_for_workers(s, s.master_pid(), 2);
+  ASSERT_EQ(workers.size(), 2u);
+  pid_t stopped = workers[0], other = workers[1];
+
+  ASSERT_EQ(::kill(stopped, SIGSTOP), 0);
+  struct Resume {
+    pid_t pid;
+    ~Resume() { ::kill(pid, SIGCONT); }
+  } resume{stopped};
+  std::optional<StatusReport> st;
+  const StatusReport::Worker* w = nullptr;
+  bool flagged = wait_for(
+      [&] {
+        st = status_of(s);
+        w = st ? find_worker(*st, stopped) : nullptr;
+        return w && w->state == "not-responding";
+      },
+      4000ms, 100ms);
+  ASSERT_TRUE(flagged) << "the stopped worker " << stopped << " is shown as " << (w ? w->state : "missing");
+  EXPECT_TRUE(matches_pattern(w->note, "last answer %+.%d s ago")) << w->note;
+  EXPECT_EQ(w->generation, 1);
+  const StatusReport::Worker* o = find_worker(*st, other);
+  ASSERT_NE(o, nullptr);
+  EXPECT_EQ(o->state, "active");
+
+  // The master does not wait for a worker it already knows to be silent.
+  auto t0 = SteadyClock::now();
+  st = status_of(s);
+  auto took = SteadyClock::now() - t0;
+  EXPECT_LT(took, 1000ms) << "status took " << std::chrono::duration_cast<Millis>(took).count() << " ms";
+  ASSERT_TRUE(st);
+  w = find_worker(*st, stopped);
+  ASSERT_NE(w, nullptr);
+  EXPECT_EQ(w->state, "not-responding");
+  // The other worker serves meanwhile, and the master has left the silent one alone.
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kFile);
+  EXPECT_TRUE(process_alive(stopped));
+
+  ASSERT_EQ(::kill(stopped, SIGCONT), 0);
+  bool active = wait_for(
+      [&] {
+        st = status_of(s);
+        w = st ? find_worker(*st, stopped) : nullptr;
+        return w && w->state == "active";
+      },
+      3000ms, 100ms);
+  EXPECT_TRUE(active) << "the resumed worker " << stopped << " is shown as " << (w ? w->state : "missing");
+  EXPECT_TRUE(w && w->note.empty());
 }
 
 TEST(Control, SocketFileIsPrivate) {

@@ -359,6 +359,27 @@ TEST(Upgrade, BinaryThatExitsRollsBackAtOnce) {
   EXPECT_GT(load.requests(), 0u);
 }
 
+TEST(Upgrade, BinaryThatCannotBeExecutedRollsBackWithTheReason) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 20s\n"));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  ASSERT_EQ(::chmod(bin.c_str(), 0644), 0);
+  auto t0 = SteadyClock::now();
+  RunResult r = s.ctl("upgrade", 15000ms);
+  EXPECT_LT(SteadyClock::now() - t0, 5000ms);
+  expect_rolled_back(s, r, old, workers);
+  EXPECT_TRUE(contains(failure_reason(r), "cannot execute " + bin + " (Permission denied)")) << describe(r);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
 TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
@@ -399,7 +420,9 @@ TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
 TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "3");
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
   // The rollback must come from the death of the new master, not from upgrade_timeout.
   s.set_config(config("upgrade_timeout = 10s\n"));
   ASSERT_TRUE(s.start());
@@ -409,10 +432,14 @@ TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
+  // A new master that has taken every listener and then does nothing more.
+  std::string mark = s.path("new-master.mark");
+  ASSERT_TRUE(install_scripted_new_master(ScriptedNewMaster::kHoldsListeners, bin, mark));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << "no new master appeared under " << old << "\n" << s.census().describe();
-  std::this_thread::sleep_for(500ms);  // exec'd and waiting, well inside the 3 s handover delay
+  ASSERT_TRUE(wait_for([&] { return file_exists(mark); }, 5000ms))
+      << "the new master did not get the listeners\n" << s.census().describe() << "\n" << s.error_log();
   ASSERT_EQ(::kill(fresh, SIGKILL), 0);
   auto killed = SteadyClock::now();
   RunResult r = pending.get();
@@ -426,25 +453,89 @@ TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 }
 
-TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
+// The hand-over of the listeners is a step of the old master's event loop, not a wait inside it: a
+// new master that stops answering in the middle of it holds up nothing else. Here the new master
+// takes the announcement of the transfer and then says nothing, until the step's deadline.
+TEST(Upgrade, MasterServesItsLoopWhileTheHandoverIsHeldUp) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 20s\n"));  // nothing here comes from the timeout
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   std::vector<pid_t> workers = wait_for_workers(s, old, 2);
   ASSERT_EQ(workers.size(), 2u);
 
+  std::string mark = s.path("new-master.mark");
+  ASSERT_TRUE(install_scripted_new_master(ScriptedNewMaster::kStallsTransfer, bin, mark));
+  auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 30000ms); });
+  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(fresh, 0) << s.census().describe();
+  ASSERT_TRUE(wait_for([&] { return file_exists(mark); }, 5000ms))
+      << "the new master did not get as far as the transfer\n" << s.census().describe() << "\n" << s.error_log();
+
+  // `-s status` is answered at once.
+  auto t0 = SteadyClock::now();
+  RunResult st = s.ctl("status", 10000ms);
+  auto took = SteadyClock::now() - t0;
+  EXPECT_LT(took, 1000ms) << "status took " << std::chrono::duration_cast<Millis>(took).count() << " ms";
+  std::string why;
+  std::optional<StatusReport> report = parse_status(st.out, &why);
+  ASSERT_TRUE(report) << why << "\n" << describe(st);
+  EXPECT_EQ(report->master_pid, old);
+  EXPECT_EQ(report->state, "upgrading");
+  EXPECT_EQ(report->workers.size(), 2u) << st.out;
+
+  // A worker that dies is replaced (restart_initial_backoff = 200ms), and requests are served.
+  ASSERT_EQ(::kill(workers[0], SIGKILL), 0);
+  std::vector<pid_t> now_workers;
+  bool replaced = wait_for(
+      [&] {
+        now_workers = s.workers_of(old);
+        return now_workers.size() == 2 &&
+               std::find(now_workers.begin(), now_workers.end(), workers[0]) == now_workers.end();
+      },
+      1500ms, 10ms);
+  EXPECT_TRUE(replaced) << "the killed worker " << workers[0] << " was not replaced in time\n" << s.census().describe();
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+
+  // The upgrade is still under way. The step has a deadline of its own (5 s), far below
+  // upgrade_timeout: then the old master kills the new one, rolls back and says why.
+  EXPECT_EQ(pending.wait_for(0ms), std::future_status::timeout) << "-s upgrade answered before the upgrade ended";
+  EXPECT_EQ(pending.wait_for(7000ms), std::future_status::ready) << "no end of the stalled hand-over within 7 s";
+  RunResult r = pending.get();
+  EXPECT_TRUE(contains(failure_reason(r), "did not acknowledge the listener transfer")) << describe(r);
+  expect_rolled_back(s, r, old, now_workers);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(fresh); }, 2000ms)) << "the stalled new master still runs";
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 10s\n"));
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+
+  // The first upgrade's new binary holds still until it is resumed.
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto first = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   RunResult second = s.ctl("upgrade");
   EXPECT_EQ(second.exit_code, 1) << describe(second);
   EXPECT_TRUE(contains(second.err, "baton: upgrade failed: an upgrade is already in progress")) << describe(second);
   EXPECT_TRUE(second.out.empty()) << describe(second);
 
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = first.get();
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
@@ -492,18 +583,21 @@ TEST(Upgrade, ListenersFollowTheNewConfiguration) {
 TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
-  s.set_env("BATON_TEST_HANDOVER_DELAY", "2");
-  s.set_config(config("upgrade_timeout = 10s\n"));  // well above the handover delay
+  std::string bin = s.path("sbin/baton");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  s.set_binary(bin);
+  s.set_config(config("upgrade_timeout = 10s\n"));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
   ASSERT_TRUE(wait_for([&] { return s.pid_from_file() == old; }, 3000ms));
   std::vector<pid_t> workers = wait_for_workers(s, old, 2);
   ASSERT_EQ(workers.size(), 2u);
 
+  ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
   pid_t fresh = wait_for_new_master(old, workers, 5000ms);
   ASSERT_GT(fresh, 0) << s.census().describe();
-  std::this_thread::sleep_for(300ms);  // inside the 2 s handover delay
+  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
   // During the handover: the old pid in <pid>.oldbin, no <pid> yet.
   EXPECT_TRUE(file_exists(s.oldbin_path()));
   EXPECT_EQ(read_pid_file(s.oldbin_path()), old);
@@ -511,6 +605,7 @@ TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
   // Requests are served by the old generation meanwhile.
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 
+  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);

@@ -31,10 +31,16 @@ namespace {
 constexpr double kStableSeconds = 60.0;
 // How long TERM waits for workers before it kills them.
 constexpr double kFastStopSeconds = 5.0;
-// How long the master waits for workers' answers to a status request.
-constexpr double kStatusWaitSeconds = 0.5;
-// Steps of the listener hand-over between two masters that are both alive and local.
+// The master pings every worker this often (a status request, which the worker answers with its
+// counts), and shows a worker that leaves a ping unanswered this long as not responding.
+constexpr double kPingIntervalSeconds = 1.0;
+constexpr double kPingTimeoutSeconds = 1.0;
+// How long a status request waits for the workers' answers: as long as a ping may take.
+constexpr double kStatusWaitSeconds = kPingTimeoutSeconds;
+// Each step of the listener hand-over between two masters, which are both alive and local: an
+// answer that takes longer means the other master is stuck.
 constexpr int kHandoverStepMs = 5000;
+constexpr double kHandoverStepSeconds = kHandoverStepMs / 1000.0;
 
 double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
@@ -72,6 +78,12 @@ struct WorkerProc {
   double started = 0;
   long long connections = 0;
   bool status_answered = true;
+  double ping_sent = 0;     // when the oldest unanswered ping was sent; 0 when none is
+  double last_answer = 0;   // when the worker last said anything
+  bool silent = false;      // logged as not responding, until it answers again
+
+  // It has left a ping unanswered for kPingTimeoutSeconds (stopped, or stuck in a long task).
+  bool not_responding(double now) const { return ping_sent > 0 && now - ping_sent >= kPingTimeoutSeconds; }
 };
 
 struct Slot {
@@ -114,6 +126,8 @@ class Master {
   static void on_restart_cb(struct ev_loop*, ev_timer* w, int);
   static void on_channel_cb(struct ev_loop*, ev_io* w, int);
   void on_channel(WorkerProc* w);
+  bool ping(WorkerProc* w);
+  static void on_ping_timer_cb(struct ev_loop*, ev_timer* w, int);
   void on_worker_ready(WorkerProc* w);
   void reap();
   void on_worker_exit(WorkerProc* w, int status);
@@ -152,13 +166,23 @@ class Master {
 
   // --- upgrade (this master is the old one)
   void start_upgrade(ControlConn* waiter);
-  void handover_listeners(ControlConn* c);
+  static void on_exec_result_cb(struct ev_loop*, ev_io* w, int);
+  void on_exec_result();
+  void start_handover(ControlConn* c);
+  void on_handover_message(ControlConn* c, const Message& m);
+  void send_handover_listeners();
+  void reset_handover();
+  static void on_handover_timer_cb(struct ev_loop*, ev_timer* w, int);
   void upgrade_succeeded(ControlConn* c, const Message& m);
   void rollback(const std::string& reason);
   static void on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int);
 
   // --- upgrade (this master is the new one)
   void tell_old_master_ready();
+  static void on_old_master_cb(struct ev_loop*, ev_io* w, int);
+  static void on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void take_over();
+  void old_master_refused();
 
   std::shared_ptr<Cycle> current_;
   int generation_;
@@ -168,6 +192,7 @@ class Master {
   std::vector<std::unique_ptr<Slot>> slots_;
   std::deque<double> restarts_;
   ev_timer kill_timer_;
+  ev_timer ping_timer_;
   bool stopping_ = false;
   bool winched_ = false;      // WINCH: no workers until the next reload
   bool replaced_ = false;     // a new master took over: drain and leave its files alone
@@ -197,10 +222,29 @@ class Master {
     bool ready = false;  // the new master reported ready and was told to take over
     long long new_generation = 0;
     ev_timer timer;
+    // Until the new binary runs: the child writes execv()'s errno into it, or closes it by exec.
+    Fd exec_result;
+    ev_io exec_io;
   } upgrade_;
   std::vector<pid_t> abandoned_;  // new masters killed during a rollback, still to be reaped
 
-  Fd old_master_;  // as a new master: the connection to the old one until it acknowledges
+  // The hand-over of the listeners to the new master, on the connection it asked on: a state
+  // machine that the loop drives one message at a time, so that signals, worker exits and `-s`
+  // requests are served while the new master takes its time. Each step has kHandoverStepMs.
+  struct Handover {
+    enum class Step { kIdle, kAwaitStartAck, kSending, kAwaitDoneAck, kDone };
+    Step step = Step::kIdle;
+    ControlConn* conn = nullptr;
+    std::vector<Message> listeners;  // one message per listener, each with its own duplicate
+    size_t sent = 0;
+    ev_timer timer;
+  } handover_;
+  void next_handover_step(Handover::Step step);
+
+  // As a new master: the connection to the old one, until the old one acknowledges "ready".
+  Fd old_master_;
+  ev_io old_master_io_;
+  ev_timer old_master_timer_;
 };
 
 // ---- workers -----------------------------------------------------------------------------------
@@ -225,6 +269,7 @@ WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, i
   w->cycle = cycle;
   w->channel = std::move(parent_end);
   w->started = loop_->now();
+  w->last_answer = w->started;
   ev_io_init(&w->io, on_channel_cb, w->channel.get(), EV_READ);
   w->io.data = w.get();
   ev_io_start(loop_->raw(), &w->io);
@@ -278,12 +323,39 @@ void Master::on_channel(WorkerProc* w) {
       ev_io_stop(loop_->raw(), &w->io);
       return;
     }
+    w->last_answer = loop_->now();
     if (m.type == MsgType::kReady) {
       on_worker_ready(w);
     } else if (m.type == MsgType::kResult) {
       w->connections = m.get_int("connections");
       w->status_answered = true;
+      w->ping_sent = 0;
+      if (w->silent) {
+        w->silent = false;
+        log_notice("worker process %d responds again", static_cast<int>(w->pid));
+      }
       finish_status_if_answered();
+    }
+  }
+}
+
+// One ping in flight per worker at most: a stopped worker does not collect a queue of them.
+bool Master::ping(WorkerProc* w) {
+  if (w->ping_sent > 0) return true;
+  if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) return false;
+  w->ping_sent = loop_->now();
+  return true;
+}
+
+void Master::on_ping_timer_cb(struct ev_loop*, ev_timer* t, int) {
+  auto* self = static_cast<Master*>(t->data);
+  double now = self->loop_->now();
+  for (auto& w : self->workers_) {
+    self->ping(w.get());
+    if (!w->silent && w->not_responding(now)) {
+      w->silent = true;
+      log_warn("worker process %d does not respond (last answer %.1f s ago)", static_cast<int>(w->pid),
+               now - w->last_answer);
     }
   }
 }
@@ -337,8 +409,9 @@ void Master::reap() {
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
     if (upgrade_.active && pid == upgrade_.pid) {
-      // What the new master said before it exited may still wait in its connection, which may not
-      // even be accepted yet.
+      // Why exec failed, and what the new master said before it exited, may still wait in the
+      // pipe and in its connections (which may not even be accepted yet).
+      if (upgrade_.exec_result) on_exec_result();
       if (control_fd_) on_control_accept_cb(loop_->raw(), &control_io_, 0);
       for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) {
         if (c->dead || c->peer_pid != pid) continue;
@@ -536,9 +609,10 @@ void Master::on_control_accept_cb(struct ev_loop*, ev_io* w, int) {
   }
 }
 
-void Master::on_control_conn_cb(struct ev_loop*, ev_io* w, int) {
+void Master::on_control_conn_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* c = static_cast<ControlConn*>(w->data);
   Master* self = c->master;
+  if ((revents & EV_WRITE) && c == self->handover_.conn) self->send_handover_listeners();
   while (!c->dead) {
     Message m;
     int r = recv_message(c->fd.get(), &m);
@@ -560,6 +634,9 @@ void Master::close_conn(ControlConn* c) {
   drop(status_.waiters);
   drop(reload_.waiters);
   drop(upgrade_.waiters);
+  // A new master that hangs up during the hand-over has failed; its exit, or the end of its
+  // registration, brings the rollback with the reason it gave.
+  if (handover_.conn == c) reset_handover();
   if (upgrade_.registration == c) {
     upgrade_.registration = nullptr;
     // The new master hung up before it was ready: it failed, or it is about to.
@@ -583,6 +660,7 @@ void Master::reply(ControlConn* c, bool ok, const std::string& text, const Messa
 }
 
 void Master::on_control_message(ControlConn* c, Message& m) {
+  if (c == handover_.conn) return on_handover_message(c, m);
   switch (m.type) {
     case MsgType::kStatus:
       start_status(c);
@@ -605,8 +683,12 @@ void Master::on_control_message(ControlConn* c, Message& m) {
       }
       break;
     case MsgType::kFdRequest:
-      if (upgrade_.active && c->peer_pid == upgrade_.pid) handover_listeners(c);
-      else reply(c, false, "listeners are only handed to the new master of an upgrade");
+      if (!upgrade_.active || c->peer_pid != upgrade_.pid)
+        reply(c, false, "listeners are only handed to the new master of an upgrade");
+      else if (handover_.step != Handover::Step::kIdle)
+        reply(c, false, "the listeners have already been handed over");
+      else
+        start_handover(c);
       break;
     case MsgType::kReady:
       // The new master's workers all accept: it may take over the pid file and the control socket.
@@ -633,10 +715,8 @@ void Master::start_status(ControlConn* c) {
   status_.waiters.push_back(c);
   if (status_.active) return;
   status_.active = true;
-  for (auto& w : workers_) {
-    w->status_answered = false;
-    if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) w->status_answered = true;
-  }
+  // A worker with a ping in flight answers that one.
+  for (auto& w : workers_) w->status_answered = !ping(w.get());
   ev_timer_set(&status_.timer, kStatusWaitSeconds, 0.);
   ev_timer_start(loop_->raw(), &status_.timer);
   finish_status_if_answered();
@@ -644,11 +724,13 @@ void Master::start_status(ControlConn* c) {
 
 void Master::on_status_timer_cb(struct ev_loop*, ev_timer* w, int) { static_cast<Master*>(w->data)->finish_status(); }
 
-// A status request is answered once every worker has reported (or has exited meanwhile).
+// A status request is answered once every worker has reported (or has exited meanwhile), without
+// waiting for those already known not to respond.
 void Master::finish_status_if_answered() {
   if (!status_.active) return;
+  double now = loop_->now();
   for (const auto& w : workers_)
-    if (!w->status_answered) return;
+    if (!w->status_answered && !w->not_responding(now)) return;
   finish_status();
 }
 
@@ -658,10 +740,19 @@ void Master::finish_status() {
   ev_timer_stop(loop_->raw(), &status_.timer);
   std::string text = "master: pid=" + std::to_string(getpid()) + " generation=" + std::to_string(generation_) +
                      " state=" + (upgrade_.active ? "upgrading" : replaced_ ? "replaced" : reload_.active ? "reloading" : "running") + "\n";
+  double now = loop_->now();
   for (const auto& w : workers_) {
+    // Not answered by now: silent for kPingTimeoutSeconds at least. Its count is the last known.
+    bool answered = w->status_answered;
     text += "worker: pid=" + std::to_string(w->pid) + " generation=" + std::to_string(w->generation) +
-            " state=" + (w->draining ? "draining" : w->ready ? "active" : "starting") +
-            " connections=" + std::to_string(w->connections) + "\n";
+            " state=" + (!answered ? "not-responding" : w->draining ? "draining" : w->ready ? "active" : "starting") +
+            " connections=" + std::to_string(w->connections);
+    if (!answered) {
+      char note[64];
+      snprintf(note, sizeof(note), " (last answer %.1f s ago)", now - w->last_answer);
+      text += note;
+    }
+    text += "\n";
   }
   Message extra;
   extra.set("pid", static_cast<long long>(getpid()));
@@ -800,7 +891,7 @@ void Master::start_upgrade(ControlConn* waiter) {
   sd_notify(sd_reloading_state());
 
   int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC) < 0) {
+  if (pipe2(errpipe, O_CLOEXEC | O_NONBLOCK) < 0) {
     ::rename(oldbin.c_str(), pid_path.c_str());
     return refuse(std::string("pipe2() failed (") + strerror(errno) + ")");
   }
@@ -831,12 +922,6 @@ void Master::start_upgrade(ControlConn* waiter) {
     _exit(127);
   }
   ::close(errpipe[1]);
-  int exec_errno = 0;
-  ssize_t n;
-  do {
-    n = ::read(errpipe[0], &exec_errno, sizeof(exec_errno));
-  } while (n < 0 && errno == EINTR);
-  ::close(errpipe[0]);
 
   upgrade_.active = true;
   upgrade_.ready = false;
@@ -844,45 +929,141 @@ void Master::start_upgrade(ControlConn* waiter) {
   upgrade_.reason.clear();
   upgrade_.registration = nullptr;
   if (waiter) upgrade_.waiters.push_back(waiter);
-  if (n == static_cast<ssize_t>(sizeof(exec_errno))) {
-    upgrade_.reason = "cannot execute " + exe + " (" + strerror(exec_errno) + ")";
-    return;  // the child's exit (127) triggers the rollback with this reason
-  }
-  log_notice("upgrade: started new master %d from %s", static_cast<int>(pid), exe.c_str());
+  reset_handover();
+  handover_.step = Handover::Step::kIdle;
+  // Whether exec worked is known when the pipe closes or says why: the loop waits for it, and
+  // upgrade_timeout counts from the fork, so that a binary that takes long to load is bounded too.
+  upgrade_.exec_result.reset(errpipe[0]);
+  ev_io_init(&upgrade_.exec_io, on_exec_result_cb, errpipe[0], EV_READ);
+  upgrade_.exec_io.data = this;
+  ev_io_start(loop_->raw(), &upgrade_.exec_io);
   ev_timer_set(&upgrade_.timer, seconds(current_->main.upgrade_timeout_ms), 0.);
   ev_timer_start(loop_->raw(), &upgrade_.timer);
 }
 
-void Master::handover_listeners(ControlConn* c) {
-  // A dedicated connection, an explicit start/ack, then one descriptor per message with its key.
-  // Done in one go: both masters are local and the exchange takes microseconds.
-  int fd = c->fd.get();
-  Message start(MsgType::kFdTransferStart);
-  start.set("count", static_cast<long long>(current_->listening.size()));
-  start.set("generation", static_cast<long long>(generation_));
-  if (send_message(fd, start) < 0) return close_conn(c);
-  Message ack;
-  if (recv_message_timeout(fd, &ack, kHandoverStepMs) != 1 || ack.type != MsgType::kAck) {
-    log_error("upgrade: the new master did not acknowledge the listener transfer");
-    return close_conn(c);
+void Master::on_exec_result_cb(struct ev_loop*, ev_io* w, int) { static_cast<Master*>(w->data)->on_exec_result(); }
+
+void Master::on_exec_result() {
+  int exec_errno = 0;
+  ssize_t n;
+  do {
+    n = ::read(upgrade_.exec_result.get(), &exec_errno, sizeof(exec_errno));
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && errno == EAGAIN) return;  // the child has not reached exec yet
+  ev_io_stop(loop_->raw(), &upgrade_.exec_io);
+  upgrade_.exec_result.reset();
+  if (!upgrade_.active) return;
+  const std::string& exe = current_->opts.exe_path;
+  if (n == static_cast<ssize_t>(sizeof(exec_errno))) {
+    // The child's exit (127) brings the rollback, with this reason.
+    upgrade_.reason = "cannot execute " + exe + " (" + strerror(exec_errno) + ")";
+    return;
   }
+  log_notice("upgrade: started new master %d from %s", static_cast<int>(upgrade_.pid), exe.c_str());
+}
+
+// Step 1: on the connection the new master asked on, announce how many listeners follow.
+void Master::start_handover(ControlConn* c) {
+  std::vector<Message> listeners;
   for (auto& ls : current_->listening) {
     if (!ls->fd.valid()) continue;
+    int dup = fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0);
+    if (dup < 0) {
+      rollback("cannot hand over " + ls->key + ": fcntl(F_DUPFD_CLOEXEC) failed (" + strerror(errno) + ")");
+      return;
+    }
     Message m(MsgType::kFd);
     m.set("key", ls->key);
-    m.fds.emplace_back(fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0));
-    if (send_message(fd, m) < 0) {
-      log_error("upgrade: sending %s failed (%s)", ls->key.c_str(), strerror(errno));
-      return close_conn(c);
-    }
+    m.fds.emplace_back(dup);
+    listeners.push_back(std::move(m));
   }
-  Message done;
-  if (recv_message_timeout(fd, &done, kHandoverStepMs) != 1 || done.type != MsgType::kAck) {
-    log_error("upgrade: the new master did not confirm the listeners");
-    return close_conn(c);
+  Message start(MsgType::kFdTransferStart);
+  start.set("count", static_cast<long long>(listeners.size()));
+  start.set("generation", static_cast<long long>(generation_));
+  if (send_message(c->fd.get(), start) < 0) {
+    rollback(std::string("cannot announce the listeners to the new master (") + strerror(errno) + ")");
+    return;
   }
-  log_notice("upgrade: %zu listener(s) handed to the new master", current_->listening.size());
+  handover_.conn = c;
+  handover_.listeners = std::move(listeners);
+  handover_.sent = 0;
+  next_handover_step(Handover::Step::kAwaitStartAck);
+}
+
+// Each step has its own deadline.
+void Master::next_handover_step(Handover::Step step) {
+  handover_.step = step;
+  ev_timer_stop(loop_->raw(), &handover_.timer);
+  ev_timer_set(&handover_.timer, kHandoverStepSeconds, 0.);
+  ev_timer_start(loop_->raw(), &handover_.timer);
+}
+
+// Steps 2 and 4: the new master acknowledges the announcement, then confirms what it received.
+void Master::on_handover_message(ControlConn*, const Message& m) {
+  if (m.type != MsgType::kAck || handover_.step == Handover::Step::kSending) {
+    rollback(std::string("the new master sent an unexpected ") + msg_type_name(m.type) + " during the listener transfer");
+    return;
+  }
+  if (handover_.step == Handover::Step::kAwaitStartAck) {
+    next_handover_step(Handover::Step::kSending);
+    send_handover_listeners();
+    return;
+  }
+  long long got = m.get_int("count", -1);
+  if (got != static_cast<long long>(handover_.sent)) {
+    rollback("the new master confirmed " + std::to_string(got) + " of " + std::to_string(handover_.sent) + " listener(s)");
+    return;
+  }
+  log_notice("upgrade: %zu listener(s) handed to the new master", handover_.sent);
+  ControlConn* c = handover_.conn;
+  reset_handover();
+  handover_.step = Handover::Step::kDone;
   close_conn(c);
+}
+
+// Step 3: one descriptor per message with its key, as fast as the new master's queue takes them.
+void Master::send_handover_listeners() {
+  ControlConn* c = handover_.conn;
+  if (!c || handover_.step != Handover::Step::kSending) return;
+  while (handover_.sent < handover_.listeners.size()) {
+    Message& m = handover_.listeners[handover_.sent];
+    if (send_message(c->fd.get(), m) < 0) {
+      if (errno == EAGAIN) {
+        // The queue is full: go on when the new master has read some of it.
+        ev_io_stop(loop_->raw(), &c->io);
+        ev_io_set(&c->io, c->fd.get(), EV_READ | EV_WRITE);
+        ev_io_start(loop_->raw(), &c->io);
+        return;
+      }
+      rollback("sending " + m.get("key") + " to the new master failed (" + strerror(errno) + ")");
+      return;
+    }
+    m.fds.clear();  // the new master has its own copy now
+    handover_.sent++;
+  }
+  handover_.listeners.clear();
+  ev_io_stop(loop_->raw(), &c->io);
+  ev_io_set(&c->io, c->fd.get(), EV_READ);
+  ev_io_start(loop_->raw(), &c->io);
+  next_handover_step(Handover::Step::kAwaitDoneAck);
+}
+
+// Forgets the hand-over in progress (its connection is closed by whoever called this) and the
+// duplicates it had not sent yet.
+void Master::reset_handover() {
+  ev_timer_stop(loop_->raw(), &handover_.timer);
+  handover_.conn = nullptr;
+  handover_.listeners.clear();
+  handover_.sent = 0;
+  if (handover_.step != Handover::Step::kDone) handover_.step = Handover::Step::kIdle;
+}
+
+void Master::on_handover_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  const char* what = "confirm the listeners";
+  if (self->handover_.step == Handover::Step::kAwaitStartAck) what = "acknowledge the listener transfer";
+  else if (self->handover_.step == Handover::Step::kSending) what = "take the listeners";
+  self->rollback(std::string("the new master did not ") + what + " within " + std::to_string(kHandoverStepMs) + "ms");
 }
 
 void Master::upgrade_succeeded(ControlConn*, const Message&) {
@@ -915,6 +1096,13 @@ void Master::rollback(const std::string& reason) {
   upgrade_.active = false;
   upgrade_.ready = false;
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
+  ev_io_stop(loop_->raw(), &upgrade_.exec_io);
+  upgrade_.exec_result.reset();
+  if (handover_.conn) {
+    ControlConn* h = handover_.conn;
+    reset_handover();
+    close_conn(h);
+  }
   if (upgrade_.pid > 0) {
     // Its workers see their channel close and drain away by themselves.
     ::kill(upgrade_.pid, SIGKILL);
@@ -952,19 +1140,46 @@ void Master::on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int) {
 
 // ---- upgrade: the new master's side ------------------------------------------------------------
 
+// Every worker accepts: ask the old master for the go-ahead, and wait for it in the loop (this
+// master's workers serve already, and their exits and the signals must not wait).
 void Master::tell_old_master_ready() {
   Message ready(MsgType::kReady);
   ready.set("pid", static_cast<long long>(getpid()));
   ready.set("generation", static_cast<long long>(generation_));
+  int fd = old_master_.get();
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 || send_message(fd, ready) < 0) return old_master_refused();
+  ev_io_set(&old_master_io_, fd, EV_READ);
+  ev_io_start(loop_->raw(), &old_master_io_);
+  ev_timer_set(&old_master_timer_, kHandoverStepSeconds, 0.);
+  ev_timer_start(loop_->raw(), &old_master_timer_);
+}
+
+void Master::on_old_master_cb(struct ev_loop*, ev_io* w, int) {
+  auto* self = static_cast<Master*>(w->data);
   Message ack;
-  if (send_message(old_master_.get(), ready) < 0 || recv_message_timeout(old_master_.get(), &ack, kHandoverStepMs) != 1 ||
-      ack.type != MsgType::kAck) {
-    // The old master rolled back (or is gone): this generation must not take over.
-    log_alert("upgrade: the old master did not accept this master; exiting");
-    exit_code_ = 1;
-    stop(SIGTERM);
-    return;
-  }
+  int r = recv_message(self->old_master_.get(), &ack);
+  if (r < 0 && errno == EAGAIN) return;
+  if (r == 1 && ack.type == MsgType::kAck) self->take_over();
+  else self->old_master_refused();
+}
+
+void Master::on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  static_cast<Master*>(w->data)->old_master_refused();
+}
+
+void Master::old_master_refused() {
+  ev_io_stop(loop_->raw(), &old_master_io_);
+  ev_timer_stop(loop_->raw(), &old_master_timer_);
+  old_master_.reset();
+  // The old master rolled back (or is gone): this generation must not take over.
+  log_alert("upgrade: the old master did not accept this master; exiting");
+  exit_code_ = 1;
+  stop(SIGTERM);
+}
+
+void Master::take_over() {
+  ev_io_stop(loop_->raw(), &old_master_io_);
+  ev_timer_stop(loop_->raw(), &old_master_timer_);
   // Only now the files that name the running master are this master's.
   write_pid_file(current_->pid_path());
   std::string err = open_control_socket();
@@ -996,12 +1211,23 @@ int Master::run(Fd upgrade_conn) {
   ev_io_start(loop.raw(), &sig_watcher);
   ev_init(&kill_timer_, on_kill_timer_cb);
   kill_timer_.data = this;
+  ev_timer_init(&ping_timer_, on_ping_timer_cb, kPingIntervalSeconds, kPingIntervalSeconds);
+  ping_timer_.data = this;
+  ev_timer_start(loop.raw(), &ping_timer_);
   ev_init(&status_.timer, on_status_timer_cb);
   status_.timer.data = this;
   ev_init(&reload_.timer, on_reload_timer_cb);
   reload_.timer.data = this;
   ev_init(&upgrade_.timer, on_upgrade_timer_cb);
   upgrade_.timer.data = this;
+  ev_init(&upgrade_.exec_io, on_exec_result_cb);
+  upgrade_.exec_io.data = this;
+  ev_init(&handover_.timer, on_handover_timer_cb);
+  handover_.timer.data = this;
+  ev_init(&old_master_io_, on_old_master_cb);
+  old_master_io_.data = this;
+  ev_init(&old_master_timer_, on_old_master_timer_cb);
+  old_master_timer_.data = this;
 
   if (!old_master_) {
     std::string err = open_control_socket();
@@ -1018,9 +1244,14 @@ int Master::run(Fd upgrade_conn) {
 
   for (auto& s : slots_) ev_timer_stop(loop.raw(), &s->restart);
   ev_timer_stop(loop.raw(), &kill_timer_);
+  ev_timer_stop(loop.raw(), &ping_timer_);
   ev_timer_stop(loop.raw(), &status_.timer);
   ev_timer_stop(loop.raw(), &reload_.timer);
   ev_timer_stop(loop.raw(), &upgrade_.timer);
+  ev_io_stop(loop.raw(), &upgrade_.exec_io);
+  ev_timer_stop(loop.raw(), &handover_.timer);
+  ev_io_stop(loop.raw(), &old_master_io_);
+  ev_timer_stop(loop.raw(), &old_master_timer_);
   ev_io_stop(loop.raw(), &sig_watcher);
   if (control_fd_) ev_io_stop(loop.raw(), &control_io_);
   for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) close_conn(c);
@@ -1144,6 +1375,10 @@ int upgraded_master_main(const Options& opts) {
     return fail(err);
   }
 
+  // The steps up to here and the hand-over below wait in place, each for at most kHandoverStepMs:
+  // this process has no loop, no workers and nothing to serve yet, and the old master ends the
+  // upgrade by itself (upgrade_timeout) should it wait too long. From Master::run() on, waiting
+  // for the old master is an event of the loop like any other.
   Message reg(MsgType::kRegister);
   reg.set("role", "upgrade");
   reg.set("pid", static_cast<long long>(getpid()));
@@ -1176,12 +1411,6 @@ int upgraded_master_main(const Options& opts) {
     send_message(fdc.get(), done);
   }
   log_notice("upgrade: received %zu listener(s) from the old master", adopt.size());
-
-  if (const char* delay = getenv("BATON_TEST_HANDOVER_DELAY")) {
-    // Test hook: a window in which the new master holds the listeners but is not ready.
-    unsigned s = static_cast<unsigned>(atoi(delay));
-    while (s > 0) s = sleep(s);
-  }
 
   err = cycle->open_listeners(&adopt);
   if (err.empty()) err = cycle->http->open_logs();

@@ -33,7 +33,7 @@ enum class MsgType : uint16_t {
   kFdTransferStart = 4,   // the old master announces how many descriptors follow
   kAck = 5,               // confirmation of the previous step
   kShutdown = 6,          // stop: mode=drain|fast
-  kStatus = 7,            // ask for (or, from a worker, report) state
+  kStatus = 7,            // ask for state: `baton -s status`, and the master's ping to each worker
   kUpgrade = 8,           // start a live binary upgrade
   kReload = 9,            // reload the configuration
   kResult = 10,           // outcome of a request: ok=1|0, reason=...
