@@ -243,6 +243,8 @@ int run() {
     return 0;
   }
 
+  // Until the workers are ready, what stops the start is also said on the terminal.
+  ErrorLog::echo_emerg_to_stderr(true);
   std::string err = ErrorLog::open(cycle->error_log_path(), cycle->main.log_level);
   if (!err.empty()) {
     fprintf(stderr, "baton: [emerg] %s\n", err.c_str());
