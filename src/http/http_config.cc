@@ -163,6 +163,7 @@ struct Parser {
       if (!slot) {
         slot = std::make_shared<AccessLogFile>();
         slot->path = path;
+        slot->line = e.line;
       }
       s->access_log = slot;
       s->access_log_format = fmt;

@@ -86,6 +86,7 @@ struct ListenGroup {
 
 struct AccessLogFile {
   std::string path;
+  int line = 0;  // where the configuration first names it
   int fd = -1;
   std::string buf;  // this process's pending lines
   ~AccessLogFile();
