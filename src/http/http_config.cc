@@ -173,6 +173,60 @@ struct Parser {
     return true;
   }
 
+  // return = CODE [text or URL]. A text in quotes ("..." or '...') is the text without them, with
+  // \" \' \\ \n \r \t inside standing for the character; unquoted, it is taken as it is. Variables
+  // are compiled here, so an unknown one stops the configuration with its line.
+  void parse_return(const ConfEntry& e, Location* loc) {
+    auto v = std::string_view(e.value);
+    size_t sp = v.find_first_of(" \t");
+    uint64_t code;
+    if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
+    loc->return_code = static_cast<int>(code);
+    std::string_view rest = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp));
+    std::string text;
+    if (!rest.empty() && (rest[0] == '"' || rest[0] == '\'')) {
+      char q = rest[0];
+      size_t i = 1;
+      bool closed = false;
+      for (; i < rest.size(); i++) {
+        char c = rest[i];
+        if (c == q) {
+          closed = true;
+          break;
+        }
+        if (c == '\\' && i + 1 < rest.size()) {
+          char n = rest[++i];
+          switch (n) {
+            case 'n': text.push_back('\n'); break;
+            case 'r': text.push_back('\r'); break;
+            case 't': text.push_back('\t'); break;
+            case '"': case '\'': case '\\': text.push_back(n); break;
+            default: text.push_back('\\'); text.push_back(n); break;
+          }
+          continue;
+        }
+        text.push_back(c);
+      }
+      if (!closed) conf.fail(e.line, std::string("unterminated quoted text in \"return\" (no closing ") + q + ")");
+      if (i + 1 < rest.size())
+        conf.fail(e.line, "unexpected \"" + std::string(rest.substr(i + 1)) + "\" after the quoted text in \"return\"");
+    } else {
+      text = std::string(rest);
+    }
+    bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+    if (redirect && text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
+    for (unsigned char c : text) {
+      // A URL goes into the Location header: no control character can be part of it. A body may
+      // hold line breaks and tabs.
+      bool allowed = !redirect && (c == '\n' || c == '\r' || c == '\t');
+      if ((c < 0x20 || c == 0x7f) && !allowed)
+        conf.fail(e.line, std::string("control character in the ") + (redirect ? "URL" : "text") + " of \"return\"");
+    }
+    std::string err = loc->return_value.compile(text);
+    if (!err.empty()) conf.fail(e.line, err + " in \"return\"");
+    loc->return_text = std::move(text);
+  }
+
   void parse_location(const ConfSection& sec, Server* srv) {
     auto loc = std::make_unique<Location>();
     loc->line = sec.line;
@@ -215,14 +269,7 @@ struct Parser {
           bad(e, "try_files fallback (a URI or =CODE)");
         }
       } else if (e.key == "return") {
-        auto v = std::string_view(e.value);
-        size_t sp = v.find_first_of(" \t");
-        uint64_t code;
-        if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
-        loc->return_code = static_cast<int>(code);
-        if (sp != std::string_view::npos) loc->return_text = std::string(trim(v.substr(sp)));
-        bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
-        if (redirect && loc->return_text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
+        parse_return(e, loc.get());
       } else if (e.key == "types" || e.key == "listen" || e.key == "server_name") {
         conf.fail(e.line, "\"" + e.key + "\" is not allowed in [location]");
       } else if (!apply_setting(e, &loc->s)) {
@@ -332,6 +379,7 @@ struct Parser {
         for (std::string_view n : split_ws(e.value)) {
           std::string name;
           for (char c : n) name.push_back(ascii_lower(c));
+          if (srv->primary_name.empty()) srv->primary_name = name;
           if (name.starts_with("*.")) srv->wildcard_suffixes.push_back(name.substr(1));
           else if (name.find('*') != std::string::npos) conf.fail(e.line, "invalid server name \"" + name + "\" (only *.suffix wildcards)");
           else srv->exact_names.push_back(name);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_variables.h"
 #include "os/unix/socket.h"
 
 namespace baton::http {
@@ -49,7 +50,8 @@ struct Location {
   std::string alias;
   std::vector<std::string> try_files;
   int return_code = 0;  // 0: no return
-  std::string return_text;
+  std::string return_text;  // as configured, quotes removed
+  Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
 };
 
@@ -57,6 +59,7 @@ struct Server {
   std::string name;  // the section's own name, for logs
   int line = 0;
   Settings s;
+  std::string primary_name;  // the first server_name, lower-cased: $server_name
   std::vector<std::string> exact_names;
   std::vector<std::string> wildcard_suffixes;  // "*.example.com" kept as ".example.com"
   std::vector<std::unique_ptr<Location>> locations;

@@ -493,10 +493,15 @@ void HttpConnection::handle_head() {
   if (expect_continue) w->out.append("HTTP/1.1 100 Continue\r\n\r\n");
   size_t mark = w->out.size();
 
+  VarContext vars;
+  vars.req = &req;
+  vars.server = server_;
+  vars.peer = &peer_;
+  vars.local = &listening_->addr;
   if (location_->return_code) {
-    reply_return(&r, location_, req);
+    reply_return(&r, location_, vars);
   } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
-    serve_static(w, server_, location_, req, &r);
+    serve_static(w, server_, location_, req, &r, vars);
   } else if (req.method_id == HTTP_OPTIONS) {
     ResponseHead h;
     h.status = 204;
