@@ -7,6 +7,7 @@
 
 #include <algorithm>
 
+#include "core/log.h"
 #include "core/strings.h"
 #include "http/http_mime.h"
 
@@ -22,20 +23,60 @@ std::string AccessLogFile::open() {
   flush();
   if (fd >= 0) ::close(fd);
   fd = nfd;
+  broken_line = false;  // a part left in the old file stays there
   return "";
 }
 
 void AccessLogFile::flush() {
   if (buf.empty() || fd < 0) return;
-  const char* p = buf.data();
-  size_t left = buf.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+  bool padded = broken_line;
+  if (padded) buf.insert(buf.begin(), '\n');
+  size_t done = 0;
+  int err = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // a full disk loses log lines, never requests
-    p += n;
-    left -= static_cast<size_t>(n);
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
   }
+  if (done > 0) broken_line = false;
+  if (done == buf.size()) {
+    buf.clear();
+    if (failing) {
+      failing = false;
+      log_notice("access log \"%s\" is written again; %llu line(s) were lost", path.c_str(),
+                 static_cast<unsigned long long>(lost_lines));
+      lost_lines = 0;
+    }
+    return;
+  }
+  // The write stopped inside buf. Whole lines before that point are in the file; if part of the
+  // next one is too, the following write (of any worker, once there is room) would continue it
+  // into one line of two requests. The part is taken back where the file still ends with it;
+  // where it cannot be (not a regular file, or another process has appended since), the next
+  // write of this process starts with a line break instead, so that the part stands alone.
+  size_t line_start = done;
+  while (line_start > 0 && buf[line_start - 1] != '\n') line_start--;
+  if (done > line_start) {
+    off_t partial = static_cast<off_t>(done - line_start);
+    off_t end = ::lseek(fd, 0, SEEK_CUR);
+    struct stat st;
+    bool cut = end >= partial && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == end &&
+               ::ftruncate(fd, end - partial) == 0;
+    if (!cut) broken_line = true;
+  }
+  uint64_t lost = static_cast<uint64_t>(std::count(buf.begin() + static_cast<ptrdiff_t>(line_start), buf.end(), '\n'));
+  if (padded && done == 0) lost--;  // the line break put in front is no line
+  if (!failing) {
+    failing = true;
+    log_alert("access log \"%s\" write failed (%s): %llu line(s) lost, and every line until a write succeeds; "
+              "requests are served all the same",
+              path.c_str(), strerror(err), static_cast<unsigned long long>(lost));
+  }
+  lost_lines += lost;
   buf.clear();
 }
 

@@ -92,8 +92,16 @@ struct AccessLogFile {
   int line = 0;  // where the configuration first names it
   int fd = -1;
   std::string buf;  // this process's pending lines
+  // A write failed (a full disk): lines are lost until one succeeds. Said once when it starts, and
+  // once when it ends, with the count.
+  bool failing = false;
+  uint64_t lost_lines = 0;
+  // Part of a line is in the file and could not be taken back: the next write starts with a line
+  // break, so that no line continues it.
+  bool broken_line = false;
   ~AccessLogFile();
   std::string open();  // (re)opens; returns an error text or ""
+  // Writes the pending lines; a line that cannot be written is lost, never the request.
   void flush();
 };
 
