@@ -1,6 +1,7 @@
 #include "core/cycle.h"
 
 #include "config.h"
+#include "core/start_checks.h"
 #include "core/strings.h"
 
 namespace baton {
@@ -64,6 +65,7 @@ std::unique_ptr<Cycle> load_cycle(const Options& opts) {
       cycle->conf.fail(sec.line, "unknown section [" + sec.kind + (sec.arg.empty() ? "" : " " + sec.arg) + "]");
   }
   parse_main_conf(cycle->conf, globals.get(), &cycle->main, opts.prefix);
+  check_user(cycle->conf, globals.get(), cycle->main);
   cycle->http = http::parse_http_conf(cycle->conf, opts.prefix);
   if (cycle->http->servers.empty())
     throw ConfError(opts.conf_path + ":1: no [server] section: nothing to serve");

@@ -14,6 +14,7 @@ namespace baton {
 int ErrorLog::fd_ = STDERR_FILENO;
 LogLevel ErrorLog::level_ = LogLevel::kNotice;
 std::string ErrorLog::path_ = "stderr";
+int ErrorLog::echo_pid_ = 0;
 
 static const char* const kLevelNames[] = {"debug", "info", "notice", "warn",
                                           "error", "crit", "alert", "emerg"};
@@ -46,6 +47,8 @@ std::string ErrorLog::open(const std::string& path, LogLevel level) {
   return "";
 }
 
+void ErrorLog::echo_emerg_to_stderr(bool on) { echo_pid_ = on ? static_cast<int>(getpid()) : 0; }
+
 std::string ErrorLog::reopen() {
   if (path_ == "stderr") return "";
   return open(path_, level_);
@@ -66,6 +69,14 @@ void ErrorLog::write(LogLevel level, std::string_view msg) {
   do {
     r = ::write(fd_, line.data(), line.size());
   } while (r < 0 && errno == EINTR);
+  if (level == LogLevel::kEmerg && echo_pid_ != 0 && fd_ != STDERR_FILENO && echo_pid_ == static_cast<int>(getpid())) {
+    line.assign("baton: [emerg] ");
+    line.append(msg);
+    line.push_back('\n');
+    do {
+      r = ::write(STDERR_FILENO, line.data(), line.size());
+    } while (r < 0 && errno == EINTR);
+  }
 }
 
 void log_printf(LogLevel level, const char* fmt, ...) {

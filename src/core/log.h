@@ -23,8 +23,15 @@ class ErrorLog {
   static const std::string& path() { return path_; }
   static void write(LogLevel level, std::string_view msg);
 
+  // While a start is under way, an operator watches the terminal, not the error log: every emerg is
+  // also written to stderr as "baton: [emerg] message" (unless stderr is the error log). Only the
+  // process that set it echoes: a daemon's detached child and forked workers no longer own the
+  // terminal, so detaching needs no second switch. Set at start, cleared once the start succeeded.
+  static void echo_emerg_to_stderr(bool on);
+
  private:
   static int fd_;
+  static int echo_pid_;  // 0: no echo
   static LogLevel level_;
   static std::string path_;
 };

@@ -15,6 +15,7 @@
 #include "core/cycle.h"
 #include "core/log.h"
 #include "core/master.h"
+#include "core/start_checks.h"
 #include "os/unix/control.h"
 #include "os/unix/process.h"
 
@@ -242,6 +243,13 @@ int run() {
     return 1;
   }
   if (opts.test) {
+    // What would stop the start though the configuration reads well.
+    std::vector<std::string> problems = check_start(*cycle);
+    if (!problems.empty()) {
+      for (const std::string& p : problems) fprintf(stderr, "baton: [emerg] %s\n", p.c_str());
+      fprintf(stderr, "baton: configuration file %s test failed\n", opts.conf_path.c_str());
+      return 1;
+    }
     if (!opts.quiet) {
       fprintf(stderr, "baton: the configuration file %s syntax is ok\n", opts.conf_path.c_str());
       fprintf(stderr, "baton: configuration file %s test is successful\n", opts.conf_path.c_str());
@@ -263,6 +271,8 @@ int run() {
     return 0;
   }
 
+  // Until the workers are ready, what stops the start is also said on the terminal.
+  ErrorLog::echo_emerg_to_stderr(true);
   std::string err = ErrorLog::open(cycle->error_log_path(), cycle->main.log_level);
   if (!err.empty()) {
     fprintf(stderr, "baton: [emerg] %s\n", err.c_str());

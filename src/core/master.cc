@@ -379,6 +379,7 @@ void Master::on_worker_ready(WorkerProc* w) {
   }
   if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) {
     announced_ready_ = true;
+    ErrorLog::echo_emerg_to_stderr(false);  // started: from now on the error log alone
     if (old_master_) {
       tell_old_master_ready();
     } else {

@@ -8,6 +8,7 @@
 
 #include <algorithm>
 
+#include "core/log.h"
 #include "core/strings.h"
 #include "http/http_mime.h"
 
@@ -23,20 +24,60 @@ std::string AccessLogFile::open() {
   flush();
   if (fd >= 0) ::close(fd);
   fd = nfd;
+  broken_line = false;  // a part left in the old file stays there
   return "";
 }
 
 void AccessLogFile::flush() {
   if (buf.empty() || fd < 0) return;
-  const char* p = buf.data();
-  size_t left = buf.size();
-  while (left > 0) {
-    ssize_t n = ::write(fd, p, left);
+  bool padded = broken_line;
+  if (padded) buf.insert(buf.begin(), '\n');
+  size_t done = 0;
+  int err = 0;
+  while (done < buf.size()) {
+    ssize_t n = ::write(fd, buf.data() + done, buf.size() - done);
     if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) break;  // a full disk loses log lines, never requests
-    p += n;
-    left -= static_cast<size_t>(n);
+    if (n <= 0) {
+      err = n < 0 ? errno : EIO;
+      break;
+    }
+    done += static_cast<size_t>(n);
   }
+  if (done > 0) broken_line = false;
+  if (done == buf.size()) {
+    buf.clear();
+    if (failing) {
+      failing = false;
+      log_notice("access log \"%s\" is written again; %llu line(s) were lost", path.c_str(),
+                 static_cast<unsigned long long>(lost_lines));
+      lost_lines = 0;
+    }
+    return;
+  }
+  // The write stopped inside buf. Whole lines before that point are in the file; if part of the
+  // next one is too, the following write (of any worker, once there is room) would continue it
+  // into one line of two requests. The part is taken back where the file still ends with it;
+  // where it cannot be (not a regular file, or another process has appended since), the next
+  // write of this process starts with a line break instead, so that the part stands alone.
+  size_t line_start = done;
+  while (line_start > 0 && buf[line_start - 1] != '\n') line_start--;
+  if (done > line_start) {
+    off_t partial = static_cast<off_t>(done - line_start);
+    off_t end = ::lseek(fd, 0, SEEK_CUR);
+    struct stat st;
+    bool cut = end >= partial && ::fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && st.st_size == end &&
+               ::ftruncate(fd, end - partial) == 0;
+    if (!cut) broken_line = true;
+  }
+  uint64_t lost = static_cast<uint64_t>(std::count(buf.begin() + static_cast<ptrdiff_t>(line_start), buf.end(), '\n'));
+  if (padded && done == 0) lost--;  // the line break put in front is no line
+  if (!failing) {
+    failing = true;
+    log_alert("access log \"%s\" write failed (%s): %llu line(s) lost, and every line until a write succeeds; "
+              "requests are served all the same",
+              path.c_str(), strerror(err), static_cast<unsigned long long>(lost));
+  }
+  lost_lines += lost;
   buf.clear();
 }
 
@@ -91,19 +132,6 @@ struct Parser {
   }
   void size(const ConfEntry& e, uint64_t* dst) {
     if (!parse_size(e.value, dst)) bad(e, "size");
-  }
-
-  // The text of a return goes out as a body or, for a redirect, in the Location header: a control
-  // character there is a mistake (a tab is only text in a body).
-  void check_return_text(const ConfEntry& e, std::string_view text, bool redirect) {
-    for (char c : text) {
-      auto u = static_cast<unsigned char>(c);
-      if ((u < 0x20 && (c != '\t' || redirect)) || u == 0x7f) {
-        char hex[8];
-        snprintf(hex, sizeof(hex), "0x%02x", u);
-        conf.fail(e.line, std::string("control character ") + hex + " in the text of \"return\"");
-      }
-    }
   }
 
   std::string existing_dir(const ConfEntry& e) {
@@ -177,6 +205,7 @@ struct Parser {
       if (!slot) {
         slot = std::make_shared<AccessLogFile>();
         slot->path = path;
+        slot->line = e.line;
       }
       s->access_log = slot;
       s->access_log_format = fmt;
@@ -184,6 +213,60 @@ struct Parser {
       return false;
     }
     return true;
+  }
+
+  // return = CODE [text or URL]. A text in quotes ("..." or '...') is the text without them, with
+  // \" \' \\ \n \r \t inside standing for the character; unquoted, it is taken as it is. Variables
+  // are compiled here, so an unknown one stops the configuration with its line.
+  void parse_return(const ConfEntry& e, Location* loc) {
+    auto v = std::string_view(e.value);
+    size_t sp = v.find_first_of(" \t");
+    uint64_t code;
+    if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
+    loc->return_code = static_cast<int>(code);
+    std::string_view rest = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp));
+    std::string text;
+    if (!rest.empty() && (rest[0] == '"' || rest[0] == '\'')) {
+      char q = rest[0];
+      size_t i = 1;
+      bool closed = false;
+      for (; i < rest.size(); i++) {
+        char c = rest[i];
+        if (c == q) {
+          closed = true;
+          break;
+        }
+        if (c == '\\' && i + 1 < rest.size()) {
+          char n = rest[++i];
+          switch (n) {
+            case 'n': text.push_back('\n'); break;
+            case 'r': text.push_back('\r'); break;
+            case 't': text.push_back('\t'); break;
+            case '"': case '\'': case '\\': text.push_back(n); break;
+            default: text.push_back('\\'); text.push_back(n); break;
+          }
+          continue;
+        }
+        text.push_back(c);
+      }
+      if (!closed) conf.fail(e.line, std::string("unterminated quoted text in \"return\" (no closing ") + q + ")");
+      if (i + 1 < rest.size())
+        conf.fail(e.line, "unexpected \"" + std::string(rest.substr(i + 1)) + "\" after the quoted text in \"return\"");
+    } else {
+      text = std::string(rest);
+    }
+    bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+    if (redirect && text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
+    for (unsigned char c : text) {
+      // A URL goes into the Location header: no control character can be part of it. A body may
+      // hold line breaks and tabs.
+      bool allowed = !redirect && (c == '\n' || c == '\r' || c == '\t');
+      if ((c < 0x20 || c == 0x7f) && !allowed)
+        conf.fail(e.line, std::string("control character in the ") + (redirect ? "URL" : "text") + " of \"return\"");
+    }
+    std::string err = loc->return_value.compile(text);
+    if (!err.empty()) conf.fail(e.line, err + " in \"return\"");
+    loc->return_text = std::move(text);
   }
 
   void parse_location(const ConfSection& sec, Server* srv) {
@@ -229,15 +312,7 @@ struct Parser {
           bad(e, "try_files fallback (a URI or =CODE)");
         }
       } else if (e.key == "return") {
-        auto v = std::string_view(e.value);
-        size_t sp = v.find_first_of(" \t");
-        uint64_t code;
-        if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
-        loc->return_code = static_cast<int>(code);
-        if (sp != std::string_view::npos) loc->return_text = std::string(trim(v.substr(sp)));
-        bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
-        if (redirect && loc->return_text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
-        check_return_text(e, loc->return_text, redirect);
+        parse_return(e, loc.get());
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
@@ -348,6 +423,7 @@ struct Parser {
         for (std::string_view n : split_ws(e.value)) {
           std::string name;
           for (char c : n) name.push_back(ascii_lower(c));
+          if (srv->primary_name.empty()) srv->primary_name = name;
           if (name.starts_with("*.")) srv->wildcard_suffixes.push_back(name.substr(1));
           else if (name.find('*') != std::string::npos) conf.fail(e.line, "invalid server name \"" + name + "\" (only *.suffix wildcards)");
           else srv->exact_names.push_back(name);

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_variables.h"
 #include "os/unix/socket.h"
 
 namespace baton::http {
@@ -49,7 +50,8 @@ struct Location {
   std::string alias;
   std::vector<std::string> try_files;
   int return_code = 0;  // 0: no return
-  std::string return_text;
+  std::string return_text;  // as configured, quotes removed
+  Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
 };
 
@@ -57,6 +59,7 @@ struct Server {
   std::string name;  // the section's own name, for logs
   int line = 0;
   Settings s;
+  std::string primary_name;  // the first server_name, lower-cased: $server_name
   std::vector<std::string> exact_names;
   std::vector<std::string> wildcard_suffixes;  // "*.example.com" kept as ".example.com"
   std::vector<std::unique_ptr<Location>> locations;
@@ -86,10 +89,19 @@ struct ListenGroup {
 
 struct AccessLogFile {
   std::string path;
+  int line = 0;  // where the configuration first names it
   int fd = -1;
   std::string buf;  // this process's pending lines
+  // A write failed (a full disk): lines are lost until one succeeds. Said once when it starts, and
+  // once when it ends, with the count.
+  bool failing = false;
+  uint64_t lost_lines = 0;
+  // Part of a line is in the file and could not be taken back: the next write starts with a line
+  // break, so that no line continues it.
+  bool broken_line = false;
   ~AccessLogFile();
   std::string open();  // (re)opens; returns an error text or ""
+  // Writes the pending lines; a line that cannot be written is lost, never the request.
   void flush();
 };
 

@@ -619,10 +619,15 @@ void HttpConnection::answer(Request& req) {
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
 
+  VarContext vars;
+  vars.req = &req;
+  vars.server = server_;
+  vars.peer = &peer_;
+  vars.local = &listening_->addr;
   if (location_->return_code) {
-    reply_return(&r, location_, req);
+    reply_return(&r, location_, vars);
   } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
-    serve_static(w, server_, location_, req, &r);
+    serve_static(w, server_, location_, req, &r, vars);
   } else if (req.method_id == HTTP_OPTIONS) {
     ResponseHead h;
     h.status = 204;

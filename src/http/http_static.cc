@@ -450,7 +450,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
 }
 
 void serve_path(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
-                const std::string& path, int depth);
+                const std::string& path, int depth, const VarContext& vars);
 
 // The cache key: the symlink policy (the same path may be allowed under one and not another), the
 // root and the path below it.
@@ -519,7 +519,8 @@ const CachedFile* cache_file(HttpWorker* w, const Location* loc, const std::stri
 }
 
 // try_files: the first item that exists is served; the last one is the fallback (=CODE or a URI).
-void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r, int depth) {
+void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r, int depth,
+                     const VarContext& vars) {
   const auto& items = loc->try_files;
   std::string candidate;
   for (size_t i = 0; i + 1 < items.size(); i++) {
@@ -535,7 +536,7 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
     bool want_dir = !candidate.empty() && candidate.back() == '/';
     Target t = map_path(loc, candidate);
     if (file_exists(*t.base, t.rel, loc->s.disable_symlinks, want_dir)) {
-      serve_path(w, srv, loc, req, r, candidate, depth);
+      serve_path(w, srv, loc, req, r, candidate, depth, vars);
       return;
     }
   }
@@ -553,14 +554,17 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
   // An internal redirect: the fallback URI is served by the location it falls in.
   const std::string& uri = last;
   const Location* next = srv->find_location(uri);
-  serve_path(w, srv, next, req, r, uri, depth + 1);
+  serve_path(w, srv, next, req, r, uri, depth + 1, vars);
 }
 
 void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request& req, Reply* r,
-                const std::string& path, int) {
+                const std::string& path, int, const VarContext& vars) {
   const Settings& s = loc->s;
   if (loc->return_code) {
-    reply_return(r, loc, req);
+    // After an internal redirect, $uri is where the request was sent.
+    VarContext here = vars;
+    here.uri = path;
+    reply_return(r, loc, here);
     return;
   }
   Target t = map_path(loc, path);
@@ -645,11 +649,18 @@ void reply_error(Reply* r, int status, const Settings& s) {
   reply_simple(r, status, "text/html", body);
 }
 
-void reply_return(Reply* r, const Location* loc, const Request& req) {
-  (void)req;
+void reply_return(Reply* r, const Location* loc, const VarContext& vars) {
   int code = loc->return_code;
-  const std::string& text = loc->return_text;
   bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
+  std::string_view text = loc->return_value.literal();
+  if (loc->return_value.has_variables()) {
+    // Reused across requests: a worker answers one at a time, and the text is copied into the
+    // response before the next one.
+    static std::string value;
+    value.clear();
+    loc->return_value.evaluate(vars, &value, redirect ? Escape::kUrl : Escape::kNone);
+    text = value;
+  }
   if (redirect) {
     reply_redirect(r, code, text, loc->s);
     return;
@@ -661,12 +672,13 @@ void reply_return(Reply* r, const Location* loc, const Request& req) {
   reply_simple(r, code, "text/plain", text);
 }
 
-void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r) {
+void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
+                  const VarContext& vars) {
   if (!loc->try_files.empty()) {
-    serve_try_files(w, srv, loc, req, r, 0);
+    serve_try_files(w, srv, loc, req, r, 0, vars);
     return;
   }
-  serve_path(w, srv, loc, req, r, req.path, 0);
+  serve_path(w, srv, loc, req, r, req.path, 0, vars);
 }
 
 }  // namespace baton::http

@@ -1,0 +1,196 @@
+#include "http/http_variables.h"
+
+#include <openssl/rand.h>
+#include <sys/random.h>
+
+#include "core/strings.h"
+#include "http/http_config.h"
+#include "http/http_request.h"
+
+namespace baton::http {
+
+namespace {
+
+struct Known {
+  std::string_view name;
+  Var var;
+};
+
+constexpr Known kKnown[] = {
+    {"scheme", Var::kScheme},           {"host", Var::kHost},
+    {"server_name", Var::kServerName},  {"server_port", Var::kServerPort},
+    {"request_uri", Var::kRequestUri},  {"uri", Var::kUri},
+    {"args", Var::kArgs},               {"query_string", Var::kArgs},
+    {"is_args", Var::kIsArgs},          {"request_method", Var::kRequestMethod},
+    {"remote_addr", Var::kRemoteAddr},  {"request_id", Var::kRequestId},
+};
+
+bool is_name_char(char c) {
+  return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
+}
+
+const char kHex[] = "0123456789abcdef";
+const char kHexUpper[] = "0123456789ABCDEF";
+
+void append_value(std::string* out, std::string_view v, Escape escape) {
+  if (escape == Escape::kNone) {
+    out->append(v);
+    return;
+  }
+  for (unsigned char c : v) {
+    if (c <= 0x20 || c >= 0x7f) {
+      out->push_back('%');
+      out->push_back(kHexUpper[c >> 4]);
+      out->push_back(kHexUpper[c & 15]);
+    } else {
+      out->push_back(static_cast<char>(c));
+    }
+  }
+}
+
+// 128 random bits as 32 hex digits. OpenSSL's generator reseeds itself after a fork, so workers
+// forked from one master never repeat each other; getrandom() stands in should it ever fail.
+void make_request_id(char* out) {
+  unsigned char bytes[16];
+  if (RAND_bytes(bytes, sizeof(bytes)) != 1) {
+    ssize_t n = getrandom(bytes, sizeof(bytes), 0);
+    (void)n;
+  }
+  for (size_t i = 0; i < sizeof(bytes); i++) {
+    out[2 * i] = kHex[bytes[i] >> 4];
+    out[2 * i + 1] = kHex[bytes[i] & 15];
+  }
+}
+
+}  // namespace
+
+const char* known_variables() {
+  return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
+         "$request_method $remote_addr $request_id $http_NAME";
+}
+
+std::string Template::compile(std::string_view in) {
+  text_.clear();
+  names_.clear();
+  parts_.clear();
+  has_variables_ = false;
+  auto add_literal = [&](std::string_view s) {
+    if (s.empty()) return;
+    if (!parts_.empty() && parts_.back().var == Var::kLiteral &&
+        parts_.back().off + parts_.back().len == text_.size()) {
+      parts_.back().len += static_cast<uint32_t>(s.size());
+    } else {
+      parts_.push_back({Var::kLiteral, static_cast<uint32_t>(text_.size()), static_cast<uint32_t>(s.size())});
+    }
+    text_.append(s);
+  };
+  size_t i = 0;
+  while (i < in.size()) {
+    size_t dollar = in.find('$', i);
+    if (dollar == std::string_view::npos) {
+      add_literal(in.substr(i));
+      break;
+    }
+    add_literal(in.substr(i, dollar - i));
+    i = dollar + 1;
+    if (i < in.size() && in[i] == '$') {
+      add_literal("$");
+      i++;
+      continue;
+    }
+    std::string_view name;
+    if (i < in.size() && in[i] == '{') {
+      size_t end = i + 1;
+      while (end < in.size() && is_name_char(in[end])) end++;
+      if (end == in.size())
+        return "the closing bracket in \"" + std::string(in.substr(i + 1)) + "\" variable is missing";
+      if (in[end] != '}') return "invalid variable name \"" + std::string(in.substr(dollar, end + 1 - dollar)) + "\"";
+      name = in.substr(i + 1, end - i - 1);
+      i = end + 1;
+    } else {
+      size_t end = i;
+      while (end < in.size() && is_name_char(in[end])) end++;
+      name = in.substr(i, end - i);
+      i = end;
+    }
+    if (name.empty()) return "invalid variable name after \"$\" (a dollar sign itself is written \"$$\")";
+    Var var = Var::kLiteral;
+    for (const Known& k : kKnown)
+      if (k.name == name) var = k.var;
+    if (var == Var::kLiteral && name.starts_with("http_") && name.size() > 5) {
+      // Header names compare without regard to case; `_` stands for `-`.
+      uint32_t off = static_cast<uint32_t>(names_.size());
+      for (char c : name.substr(5)) names_.push_back(c == '_' ? '-' : ascii_lower(c));
+      parts_.push_back({Var::kHttpHeader, off, static_cast<uint32_t>(name.size() - 5)});
+      has_variables_ = true;
+      continue;
+    }
+    if (var == Var::kLiteral) return "unknown \"" + std::string(name) + "\" variable (known: " + known_variables() + ")";
+    parts_.push_back({var, 0, 0});
+    has_variables_ = true;
+  }
+  return "";
+}
+
+void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) const {
+  const Request& req = *ctx.req;
+  for (const Part& p : parts_) {
+    switch (p.var) {
+      case Var::kLiteral:
+        out->append(text_, p.off, p.len);
+        break;
+      case Var::kScheme:
+        out->append("http");  // a TLS listener will say https
+        break;
+      case Var::kHost:
+        // The Host header without its port, lower-cased; without one (HTTP/1.0), the server's name.
+        if (!req.host_lower.empty()) append_value(out, req.host_lower, escape);
+        else if (ctx.server) append_value(out, ctx.server->primary_name, escape);
+        break;
+      case Var::kServerName:
+        if (ctx.server) append_value(out, ctx.server->primary_name, escape);
+        break;
+      case Var::kServerPort:
+        if (ctx.local && (ctx.local->family() == AF_INET || ctx.local->family() == AF_INET6)) {
+          const auto* in = reinterpret_cast<const sockaddr_in*>(&ctx.local->storage);
+          const auto* in6 = reinterpret_cast<const sockaddr_in6*>(&ctx.local->storage);
+          append_uint(out, ntohs(ctx.local->family() == AF_INET ? in->sin_port : in6->sin6_port));
+        }
+        break;
+      case Var::kRequestUri:
+        append_value(out, req.target, escape);
+        break;
+      case Var::kUri:
+        append_value(out, ctx.uri.empty() ? std::string_view(req.path) : ctx.uri, escape);
+        break;
+      case Var::kArgs:
+        append_value(out, req.query, escape);
+        break;
+      case Var::kIsArgs:
+        if (!req.query.empty()) out->push_back('?');
+        break;
+      case Var::kRequestMethod:
+        append_value(out, req.method, escape);
+        break;
+      case Var::kRemoteAddr:
+        if (ctx.peer) {
+          char host[64];
+          size_t n = ctx.peer->host_into(host, sizeof(host));
+          append_value(out, std::string_view(host, n), escape);
+        }
+        break;
+      case Var::kRequestId:
+        if (!ctx.has_request_id) {
+          make_request_id(ctx.request_id);
+          ctx.has_request_id = true;
+        }
+        out->append(ctx.request_id, sizeof(ctx.request_id));
+        break;
+      case Var::kHttpHeader:
+        append_value(out, req.header(std::string_view(names_).substr(p.off, p.len)), escape);
+        break;
+    }
+  }
+}
+
+}  // namespace baton::http

@@ -1,0 +1,83 @@
+// Variables in configuration values (`return = 301 https://$host$request_uri`): a value is compiled
+// once, when the configuration is read, into literal and variable parts — an unknown variable is a
+// configuration error there, never a surprise in a response — and evaluated per request from a
+// VarContext into the caller's string, with no allocation beyond that string.
+//
+// Syntax, as nginx's: `$name` (letters, digits, `_`), or `${name}` where a name character follows
+// (`${host}x`). nginx has no way to write a literal dollar sign; baton reads `$$` as one, so that a
+// value never has to work around it. A `$` followed by anything else is an error.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "os/unix/socket.h"
+
+namespace baton::http {
+
+struct Request;
+struct Server;
+
+// What a request's variables are read from. Built on the stack for the request being answered.
+struct VarContext {
+  const Request* req = nullptr;
+  const Server* server = nullptr;    // the virtual server the request was routed to
+  const PeerAddr* peer = nullptr;    // $remote_addr
+  const SockAddr* local = nullptr;   // the listening address: $server_port
+  std::string_view uri;              // $uri when it is not the request's own path (an internal redirect)
+
+  // $request_id: random, made on first use, the same for every use within the request.
+  mutable char request_id[32] = {};
+  mutable bool has_request_id = false;
+};
+
+enum class Var : uint8_t {
+  kLiteral,        // not a variable: text of the template
+  kScheme,
+  kHost,
+  kServerName,
+  kServerPort,
+  kRequestUri,
+  kUri,
+  kArgs,
+  kIsArgs,
+  kRequestMethod,
+  kRemoteAddr,
+  kRequestId,
+  kHttpHeader,     // $http_NAME: the request header NAME (`_` for `-`, any case)
+};
+
+// How variable values are written. kUrl: for a Location header, a value's control characters,
+// spaces and non-ASCII bytes are percent-encoded, so that no request can put a line break (or
+// anything else that is not a URL) into a response head — $uri is decoded and may hold %0D%0A.
+enum class Escape : uint8_t { kNone, kUrl };
+
+class Template {
+ public:
+  // Compiles text; returns "" or an error message (the caller adds file:line).
+  std::string compile(std::string_view text);
+
+  bool has_variables() const { return has_variables_; }
+  // The text with `$$` turned into `$`: the whole value when there are no variables.
+  const std::string& literal() const { return text_; }
+  // Appends the value for ctx to *out.
+  void evaluate(const VarContext& ctx, std::string* out, Escape escape = Escape::kNone) const;
+
+ private:
+  struct Part {
+    Var var;
+    uint32_t off;  // kLiteral: the bytes in text_; kHttpHeader: the header name in names_
+    uint32_t len;
+  };
+  std::string text_;
+  std::string names_;
+  std::vector<Part> parts_;
+  bool has_variables_ = false;
+};
+
+// The names a template may use (for messages and documentation): "$scheme $host ...".
+const char* known_variables();
+
+}  // namespace baton::http

@@ -1,0 +1,201 @@
+// Unit tests of src/http/http_variables.h: compiling a value with variables (and its errors), and
+// evaluating it for a request.
+#include "http/http_variables.h"
+
+#include <gtest/gtest.h>
+
+#include <set>
+#include <string>
+
+#include "http/http_config.h"
+#include "http/http_request.h"
+
+namespace baton::http {
+namespace {
+
+class VariablesTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    req_.method = "GET";
+    req_.target = "/a%20b/c?x=1&y=2";
+    req_.path = "/a b/c";
+    req_.query = "x=1&y=2";
+    req_.host_lower = "example.com";
+    req_.headers[0] = {"User-Agent", "test/1.0"};
+    req_.headers[1] = {"X-Forwarded-For", "192.0.2.7"};
+    req_.header_count = 2;
+    server_.primary_name = "main.test";
+    SockAddr peer;
+    ASSERT_EQ(parse_sockaddr("198.51.100.4:40000", &peer), "");
+    peer_ = PeerAddr(peer);
+    ASSERT_EQ(parse_sockaddr("0.0.0.0:8080", &local_), "");
+    ctx_.req = &req_;
+    ctx_.server = &server_;
+    ctx_.peer = &peer_;
+    ctx_.local = &local_;
+  }
+
+  std::string eval(std::string_view text, Escape escape = Escape::kNone) {
+    Template t;
+    std::string err = t.compile(text);
+    EXPECT_EQ(err, "") << text;
+    std::string out;
+    t.evaluate(ctx_, &out, escape);
+    return out;
+  }
+
+  std::string compile_error(std::string_view text) {
+    Template t;
+    return t.compile(text);
+  }
+
+  Request req_;
+  Server server_;
+  PeerAddr peer_;
+  SockAddr local_;
+  VarContext ctx_;
+};
+
+TEST_F(VariablesTest, LiteralTextStaysAsItIs) {
+  Template t;
+  ASSERT_EQ(t.compile("https://example.com/new"), "");
+  EXPECT_FALSE(t.has_variables());
+  EXPECT_EQ(t.literal(), "https://example.com/new");
+  EXPECT_EQ(eval(""), "");
+  EXPECT_EQ(eval("plain text"), "plain text");
+}
+
+TEST_F(VariablesTest, EveryVariable) {
+  EXPECT_EQ(eval("$scheme"), "http");
+  EXPECT_EQ(eval("$host"), "example.com");
+  EXPECT_EQ(eval("$server_name"), "main.test");
+  EXPECT_EQ(eval("$server_port"), "8080");
+  EXPECT_EQ(eval("$request_uri"), "/a%20b/c?x=1&y=2");
+  EXPECT_EQ(eval("$uri"), "/a b/c");
+  EXPECT_EQ(eval("$args"), "x=1&y=2");
+  EXPECT_EQ(eval("$query_string"), "x=1&y=2");
+  EXPECT_EQ(eval("$is_args"), "?");
+  EXPECT_EQ(eval("$request_method"), "GET");
+  EXPECT_EQ(eval("$remote_addr"), "198.51.100.4");
+  EXPECT_EQ(eval("$http_user_agent"), "test/1.0");
+  EXPECT_EQ(eval("$http_X_FORWARDED_FOR"), "192.0.2.7");
+  EXPECT_EQ(eval("[$http_no_such_header]"), "[]");
+}
+
+TEST_F(VariablesTest, TheCommonRedirect) {
+  EXPECT_EQ(eval("https://$host$request_uri"), "https://example.com/a%20b/c?x=1&y=2");
+  EXPECT_EQ(eval("$scheme://$host:$server_port$uri$is_args$args"), "http://example.com:8080/a b/c?x=1&y=2");
+}
+
+TEST_F(VariablesTest, BracesSeparateANameFromWhatFollows) {
+  EXPECT_EQ(eval("$host${request_uri}x"), "example.com/a%20b/c?x=1&y=2x");
+  EXPECT_EQ(eval("${host}_suffix"), "example.com_suffix");
+  // Without braces the name runs on.
+  EXPECT_NE(compile_error("$host_suffix"), "");
+}
+
+TEST_F(VariablesTest, NamesEndAtTheFirstOtherCharacter) {
+  EXPECT_EQ(eval("$host/$uri."), "example.com//a b/c.");
+  EXPECT_EQ(eval("$host-$request_method"), "example.com-GET");
+}
+
+TEST_F(VariablesTest, DoubleDollarIsADollarSign) {
+  EXPECT_EQ(eval("price: $$5"), "price: $5");
+  EXPECT_EQ(eval("$$host"), "$host");
+  EXPECT_EQ(eval("$$$host"), "$example.com");
+  Template t;
+  ASSERT_EQ(t.compile("$$"), "");
+  EXPECT_FALSE(t.has_variables());
+  EXPECT_EQ(t.literal(), "$");
+}
+
+TEST_F(VariablesTest, HostFallsBackToTheServerName) {
+  req_.host_lower.clear();  // HTTP/1.0 without Host
+  EXPECT_EQ(eval("https://$host/"), "https://main.test/");
+  server_.primary_name.clear();
+  EXPECT_EQ(eval("https://$host/"), "https:///");
+}
+
+TEST_F(VariablesTest, NoQueryNoQuestionMark) {
+  req_.target = "/a";
+  req_.path = "/a";
+  req_.query = {};
+  EXPECT_EQ(eval("$uri$is_args$args"), "/a");
+}
+
+TEST_F(VariablesTest, UriAfterAnInternalRedirect) {
+  ctx_.uri = "/fallback";
+  EXPECT_EQ(eval("$uri"), "/fallback");
+  EXPECT_EQ(eval("$request_uri"), "/a%20b/c?x=1&y=2");
+}
+
+TEST_F(VariablesTest, ServerPortOfIPv6AndUnixListeners) {
+  ASSERT_EQ(parse_sockaddr("[::1]:8443", &local_), "");
+  EXPECT_EQ(eval("$server_port"), "8443");
+  ASSERT_EQ(parse_sockaddr("unix:/tmp/x.sock", &local_), "");
+  EXPECT_EQ(eval("[$server_port]"), "[]");
+}
+
+TEST_F(VariablesTest, RequestIdIsRandomHexAndStableWithinARequest) {
+  std::string a = eval("$request_id");
+  ASSERT_EQ(a.size(), 32u);
+  EXPECT_EQ(a.find_first_not_of("0123456789abcdef"), std::string::npos) << a;
+  // Two uses in one request: one id.
+  EXPECT_EQ(eval("$request_id"), a);
+  std::set<std::string> seen{a};
+  for (int i = 0; i < 1000; i++) {
+    VarContext fresh = ctx_;
+    fresh.has_request_id = false;
+    Template t;
+    ASSERT_EQ(t.compile("$request_id"), "");
+    std::string out;
+    t.evaluate(fresh, &out);
+    EXPECT_TRUE(seen.insert(out).second) << "repeated id " << out;
+  }
+}
+
+TEST_F(VariablesTest, UrlEscapingKeepsLineBreaksOutOfAHeader) {
+  req_.path = "/x\r\nSet-Cookie: a=b";
+  std::string out = eval("https://$host$uri", Escape::kUrl);
+  EXPECT_EQ(out, "https://example.com/x%0D%0ASet-Cookie:%20a=b");
+  req_.path = "/caf\xc3\xa9";
+  EXPECT_EQ(eval("$uri", Escape::kUrl), "/caf%C3%A9");
+  // Literal text is the configuration's and is left alone; only values are escaped.
+  EXPECT_EQ(eval("/a b$uri", Escape::kUrl), "/a b/caf%C3%A9");
+  // Without escaping (a text body) the value is as it is.
+  EXPECT_EQ(eval("$uri"), "/caf\xc3\xa9");
+}
+
+TEST_F(VariablesTest, AppendsToWhatIsThere) {
+  Template t;
+  ASSERT_EQ(t.compile("$request_method $uri"), "");
+  std::string out = "> ";
+  t.evaluate(ctx_, &out);
+  EXPECT_EQ(out, "> GET /a b/c");
+}
+
+TEST_F(VariablesTest, Errors) {
+  EXPECT_NE(compile_error("$hots").find("unknown \"hots\" variable"), std::string::npos) << compile_error("$hots");
+  EXPECT_NE(compile_error("https://$host$request_urii").find("\"request_urii\""), std::string::npos);
+  EXPECT_NE(compile_error("$1").find("unknown \"1\" variable"), std::string::npos);
+  EXPECT_NE(compile_error("$http_").find("unknown \"http_\" variable"), std::string::npos);
+  EXPECT_NE(compile_error("cost: 5$").find("invalid variable name"), std::string::npos);
+  EXPECT_NE(compile_error("5$ each").find("\"$$\""), std::string::npos) << "the error names the way out";
+  EXPECT_NE(compile_error("${host").find("closing bracket"), std::string::npos);
+  EXPECT_NE(compile_error("${}").find("invalid variable name"), std::string::npos) << compile_error("${}");
+  EXPECT_NE(compile_error("${ho st}").find("invalid variable name"), std::string::npos);
+  EXPECT_NE(compile_error("${nope}").find("unknown \"nope\" variable"), std::string::npos);
+}
+
+TEST_F(VariablesTest, CompileStartsOver) {
+  Template t;
+  ASSERT_NE(t.compile("$nope"), "");
+  ASSERT_EQ(t.compile("plain"), "");
+  EXPECT_FALSE(t.has_variables());
+  std::string out;
+  t.evaluate(ctx_, &out);
+  EXPECT_EQ(out, "plain");
+}
+
+}  // namespace
+}  // namespace baton::http
