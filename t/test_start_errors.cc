@@ -175,7 +175,12 @@ TEST(StartErrors, UnknownUserFromDashGFailsTest) {
 
 TEST(StartErrors, TestFindsAnAccessLogInAMissingDirectory) {
   BatonServer s;
-  s.set_config(make_config(kServer, "access_log = logs/missing/access.log\n"));
+  // The access log of make_config() replaced: one access_log per section.
+  std::string config = make_config(kServer);
+  const std::string standard = "access_log = logs/access.log combined\n";
+  ASSERT_NE(config.find(standard), std::string::npos);
+  config.replace(config.find(standard), standard.size(), "access_log = logs/missing/access.log\n");
+  s.set_config(config);
   int line = line_of(s.config_text(), "logs/missing/access.log");
   RunResult r = s.test_config();
   EXPECT_EQ(r.exit_code, 1) << describe(r);
