@@ -190,4 +190,28 @@ TEST(Review, CachedFilesFollowASwappedReleaseLink) {
   EXPECT_EQ(c.exchange(req("GET", "/assets/app.js")).body, "r2\n");
 }
 
+// A client that half-closes its side after its request (`nc -N`, a script's shutdown(SHUT_WR))
+// still wants the whole answer. On a connection that ends after this answer (Connection: close,
+// HTTP/1.0, the last of keepalive_requests, a drain), the server keeps reading while the file goes
+// out, takes the end of the client's stream for the end of the exchange, and closes with most of
+// the file unsent.
+TEST(Review, HalfClosedClientGetsTheWholeFileOnAClosingConnection) {
+  BatonServer s;
+  const size_t kSize = 16u << 20;  // more than the kernel buffers hold on loopback
+  s.write_generated("html/big.bin", kSize);
+  s.set_config(make_config(
+      "[server main]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "root = html\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port(), ClientOptions{.timeout = 10000ms, .rcvbuf = 8192});
+  ASSERT_TRUE(c.send(req("GET", "/big.bin", "Connection: close\r\n"))) << c.error();
+  ASSERT_EQ(::shutdown(c.fd(), SHUT_WR), 0);
+  std::this_thread::sleep_for(300ms);
+  std::string all = c.read_all_until_close(20000ms);
+  size_t head_end = all.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos);
+  EXPECT_EQ(all.size() - head_end - 4, kSize) << "the answer was cut short";
+}
+
 }  // namespace
