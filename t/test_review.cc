@@ -214,4 +214,46 @@ TEST(Review, HalfClosedClientGetsTheWholeFileOnAClosingConnection) {
   EXPECT_EQ(all.size() - head_end - 4, kSize) << "the answer was cut short";
 }
 
+// "One warning a second at most" holds for the warning about closing idle connections, but the
+// warning written when a full worker pauses accepting comes again at every pause: when every slot
+// is busy and clients keep coming, each request that ends lets one new client in, the worker is
+// full again and pauses again, and the error log gets one line per connection.
+TEST(Review, FullWorkerWarnsOnceASecondNotOncePerConnection) {
+  BatonServer s;
+  constexpr int kSlots = 16;
+  constexpr int kRounds = 20;
+  s.write_file("html/a.txt", "a");
+  s.set_config(make_config_main("worker_connections = " + std::to_string(kSlots) + "\n",
+                                "[server main]\n"
+                                "listen = 127.0.0.1:@PORT@\n"
+                                "root = html\n",
+                                "client_header_timeout = 60s\n", 1));
+  ASSERT_TRUE(s.start());
+  std::vector<Client> busy;
+  for (int i = 0; i < kSlots; i++) {
+    busy.emplace_back(s.port());
+    ASSERT_TRUE(busy.back().send("GET /a.txt HTTP/1.1\r\n"));
+  }
+  std::this_thread::sleep_for(200ms);
+  auto start = SteadyClock::now();
+  for (int i = 0; i < kRounds; i++) {
+    // A new client waits in the listen queue with its request begun; one busy client finishes.
+    busy.emplace_back(s.port());
+    ASSERT_TRUE(busy.back().send("GET /a.txt HTTP/1.1\r\n"));
+    Client& done = busy[static_cast<size_t>(i)];
+    ASSERT_TRUE(done.send("Host: localhost\r\n\r\n"));
+    std::optional<Response> r = done.read_response();
+    ASSERT_TRUE(r) << done.error();
+    EXPECT_EQ(r->status, 200);
+    std::this_thread::sleep_for(20ms);
+  }
+  double seconds = std::chrono::duration<double>(SteadyClock::now() - start).count();
+  std::string log = s.error_log();
+  size_t lines = 0;
+  for (size_t pos = log.find("worker_connections are not enough"); pos != std::string::npos;
+       pos = log.find("worker_connections are not enough", pos + 1))
+    lines++;
+  EXPECT_LE(lines, static_cast<size_t>(seconds) + 3) << kRounds << " rounds in " << seconds << " s:\n" << log;
+}
+
 }  // namespace
