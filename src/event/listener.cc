@@ -130,7 +130,17 @@ void Acceptor::accept_on(Watcher* w) {
   for (int i = 0; i < 64 && !self->stopped_; i++) {
     bool full = self->conns_->size() >= self->max_conns_;
     if (full && self->conns_->reusable() == 0) {
-      if (!self->paused_) log_warn("%zu worker_connections are not enough", self->max_conns_);
+      if (!self->paused_) {
+        // Once a second at most: a full worker pauses and resumes with every request that ends.
+        self->pauses_++;
+        double now = ev_now(self->loop_->raw());
+        if (now - self->pause_logged_ >= 1.0) {
+          log_warn("%zu worker_connections are not enough (accepting paused %zu time(s))", self->max_conns_,
+                   self->pauses_);
+          self->pause_logged_ = now;
+          self->pauses_ = 0;
+        }
+      }
       self->pause(true);
       return;
     }

@@ -65,6 +65,8 @@ class Acceptor {
   bool stopped_ = false;
   size_t reclaimed_ = 0;        // idle connections closed since the last warning
   double reclaim_logged_ = -1e9;  // when that warning was written (once a second at most)
+  size_t pauses_ = 0;             // pauses for worker_connections since the last warning
+  double pause_logged_ = -1e9;
 };
 
 }  // namespace baton

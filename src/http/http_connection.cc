@@ -199,6 +199,8 @@ const llhttp_settings_t* HttpConnection::settings() {
     st.on_header_value = on_header_value;
     st.on_headers_complete = on_headers_complete;
     st.on_chunk_header = on_chunk_header;
+    st.on_chunk_extension_name = on_body_framing;
+    st.on_chunk_extension_value = on_body_framing;
     st.on_body = on_body;
     st.on_message_complete = on_message_complete;
     return st;
@@ -255,8 +257,16 @@ void HttpConnection::on_readable() {
     // Nothing more will be answered: read and drop, until the client closes.
     for (int i = 0; i < 16; i++) {
       ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
-      if (n > 0) continue;
+      if (n > 0) {
+        unread_input_ = true;
+        continue;
+      }
       if (n < 0 && errno == EAGAIN) return;
+      if (n == 0 && blocked()) {
+        // The client only shut its sending side (as `nc -N` does): what it is owed still goes out.
+        want_read(false);
+        return;
+      }
       if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
       close();
       return;
@@ -266,16 +276,31 @@ void HttpConnection::on_readable() {
   ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
   if (n <= 0) {
     if (n < 0 && errno == EAGAIN) return;
+    if (n == 0 && blocked()) {
+      // End of the client's requests, not of its interest in the answer: finish sending, then close.
+      phase_ = Phase::kDone;
+      keep_alive_ = false;
+      clean_end_ = false;
+      want_read(false);
+      return;
+    }
     // The client closed or reset: nothing can be answered any more.
     if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
     close();
     return;
   }
+  // A read that filled the buffer may have left more in the socket, unseen: closing on it would
+  // answer with a reset that destroys what was sent.
+  unread_input_ = static_cast<size_t>(n) == worker_->in.size();
   set_reusable(false);
   if (phase_ == Phase::kIdle && in_.empty()) set_deadline(seconds(settings_now().client_header_timeout_ms));
   if (proxy_pending_) {
     in_.append(buf, static_cast<size_t>(n));
-    if (!read_proxy_header() || proxy_pending_ || in_.empty()) return;
+    if (!read_proxy_header()) return;
+    if (proxy_pending_ || in_.empty()) {
+      update_reusable();  // a connection that sent only its PROXY header has begun no request
+      return;
+    }
     size_t used = feed(in_.data(), in_.size());
     if (!closed()) {
       in_.erase(0, used);
@@ -283,8 +308,12 @@ void HttpConnection::on_readable() {
     }
   } else if (in_.empty()) {
     size_t used = feed(buf, static_cast<size_t>(n));
-    if (!closed() && used < static_cast<size_t>(n) && phase_ != Phase::kDone)
-      in_.assign(buf + used, static_cast<size_t>(n) - used);
+    if (!closed() && used < static_cast<size_t>(n)) {
+      // Bytes after the last request that will be answered are dropped, but they were sent: the
+      // connection lingers rather than close on them.
+      if (phase_ != Phase::kDone) in_.assign(buf + used, static_cast<size_t>(n) - used);
+      else unread_input_ = true;
+    }
   } else {
     in_.append(buf, static_cast<size_t>(n));
     size_t used = feed(in_.data(), in_.size());
@@ -404,9 +433,21 @@ int HttpConnection::on_url_complete(llhttp_t* p) {
   return 0;
 }
 
+int HttpConnection::on_body_framing(llhttp_t* p, const char*, size_t len) {
+  // Chunk extensions and trailer fields are not kept, but they are bytes of the body a client
+  // sends: they count against the same bound, or a discard could go on for ever.
+  auto* c = static_cast<HttpConnection*>(p->data);
+  c->body_received_ += len;
+  if (c->body_received_ > c->body_limit_) {
+    c->error_status_ = 413;
+    return -1;
+  }
+  return 0;
+}
+
 int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (c->phase_ != Phase::kHead) return 0;  // trailer fields of a chunked body are not kept
+  if (c->phase_ != Phase::kHead) return on_body_framing(p, at, len);  // a trailer field
   Request& r = *c->req_;
   if (r.header_count == kMaxHeaders) {
     c->error_status_ = 431;
@@ -418,7 +459,7 @@ int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (c->phase_ != Phase::kHead) return 0;
+  if (c->phase_ != Phase::kHead) return on_body_framing(p, at, len);
   Request& r = *c->req_;
   if (r.header_count == 0) return 0;
   Header& h = r.headers[r.header_count - 1];
@@ -753,7 +794,7 @@ bool HttpConnection::flush() {
     // MSG_MORE holds a short last segment back: for a file that follows, and for the last answer
     // of a connection that is closed right after it, so that the data leaves in one segment with
     // the FIN that close() sends (one segment and one ACK fewer per short connection).
-    bool more = file_pending_ || (phase_ == Phase::kDone && clean_end_ && in_.empty());
+    bool more = file_pending_ || (phase_ == Phase::kDone && closes_at_once());
     ssize_t sent = transport_->writev(fd(), iov, n, more);
     if (sent < 0) {
       if (errno != EAGAIN) {
@@ -876,7 +917,7 @@ void HttpConnection::finish_or_close() {
   // The request was read to its end and nothing else came: close at once. Otherwise the client may
   // still be sending; shut our side and read what comes for a moment, so that the kernel does not
   // answer those bytes with a reset that destroys the response before the client has read it.
-  if (clean_end_ && in_.empty()) {
+  if (closes_at_once()) {
     close();
     return;
   }

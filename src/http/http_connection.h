@@ -78,7 +78,9 @@ class HttpConnection final : public Connection {
   int unsent_bytes() const;  // SIOCOUTQ: what the kernel still holds for the client
   bool blocked() const { return out_pos_ < out_.size() || file_pending_; }
   // Waiting for a request and holding nothing: the worker may close it to make room.
-  void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked() && !proxy_pending_); }
+  void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked()); }
+  // The last request was read to its end and nothing else was sent: no reason to linger.
+  bool closes_at_once() const { return clean_end_ && in_.empty() && !unread_input_; }
   void after_output();
   void wait_for_output();
   void finish_or_close();
@@ -92,6 +94,7 @@ class HttpConnection final : public Connection {
   static int on_url(llhttp_t* p, const char* at, size_t len);
   static int on_url_complete(llhttp_t* p);
   static int on_chunk_header(llhttp_t* p);
+  static int on_body_framing(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
@@ -114,6 +117,7 @@ class HttpConnection final : public Connection {
   bool log_pending_ = false;   // the request is logged when the response is done
   bool proxy_pending_ = false; // a PROXY protocol header must come first
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
+  bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
   int error_status_ = 0;       // set by a callback that refuses the request
   uint32_t requests_ = 0;
   int send_queue_ = 0;         // bytes in the socket's send queue when the output last stalled

@@ -501,7 +501,9 @@ const CachedFile* cache_file(HttpWorker* w, const Location* loc, const std::stri
   RootDir* root = root_dir(*base, &err);
   if (!root || !cache.begin(*base, rel)) return nullptr;
   uint64_t generation = root->generation;
-  int fd = open_beneath(*base, rel, loc->s.disable_symlinks, &err);
+  // Only a path without a symbolic link below the root is cached: the watches cover the path's
+  // own directories, not those a link's target passes through. A link is served uncached.
+  int fd = open_beneath(*base, rel, Symlinks::kOn, &err);
   struct stat st;
   std::string content;
   bool ok = fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) &&

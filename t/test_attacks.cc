@@ -1,5 +1,7 @@
-// Defects found by reviewing the request, connection and file cache changes as a hostile client
-// would: each test is a reproduction over real sockets, and fails on the build it was found on.
+// Defects found by attacking the request, connection and file cache layers as a hostile client
+// would: closing with bytes unread, unbounded discards, silent PROXY-protocol connections, stale
+// files through links, half-closed clients, log floods. Each test is a reproduction over real
+// sockets and failed on the build it was found on.
 #include <stdio.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -18,7 +20,7 @@ namespace {
 // the same write by more than one read of pipelined bytes: the answers already due must still
 // reach the client. Closing with unread bytes in the socket makes the kernel send a reset, which
 // throws away the answers it still holds (they were written with MSG_MORE, to leave with the FIN).
-TEST(Review, LastRequestWithMorePipelinedBytesThanOneReadIsStillAnswered) {
+TEST(Attacks, LastRequestWithMorePipelinedBytesThanOneReadIsStillAnswered) {
   BatonServer s;
   s.write_file("html/a.txt", "a");
   s.set_config(make_config(
@@ -42,7 +44,7 @@ TEST(Review, LastRequestWithMorePipelinedBytesThanOneReadIsStillAnswered) {
 }
 
 // The same with `Connection: close` on the only request and a large pipelined tail.
-TEST(Review, ConnectionCloseWithLargePipelinedTailIsStillAnswered) {
+TEST(Attacks, ConnectionCloseWithLargePipelinedTailIsStillAnswered) {
   BatonServer s;
   s.write_file("html/a.txt", "a");
   s.set_config(make_config(
@@ -88,12 +90,12 @@ void expect_unbounded_framing_closed(const std::string& head) {
       << "1 MiB of chunk framing accepted with client_max_body_size = 1k";
 }
 
-TEST(Review, DiscardedChunkedTrailerIsBounded) {
+TEST(Attacks, DiscardedChunkedTrailerIsBounded) {
   expect_unbounded_framing_closed(
       "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nX-Trailer: ");
 }
 
-TEST(Review, DiscardedChunkExtensionIsBounded) {
+TEST(Attacks, DiscardedChunkExtensionIsBounded) {
   expect_unbounded_framing_closed(
       "POST /a.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n1;ext=");
 }
@@ -102,7 +104,7 @@ TEST(Review, DiscardedChunkExtensionIsBounded) {
 // are never counted as reusable: a full worker cannot make room, and every client - on every
 // listener of that worker - is shut out until client_header_timeout, the very thing a full worker
 // closing idle connections was meant to end.
-class ReviewProxyRoom : public ::testing::Test {
+class AttacksProxyRoom : public ::testing::Test {
  protected:
   static constexpr int kSlots = 16;
   void SetUp() override {
@@ -118,7 +120,7 @@ class ReviewProxyRoom : public ::testing::Test {
   BatonServer s;
 };
 
-TEST_F(ReviewProxyRoom, SilentProxyConnectionsDoNotShutOthersOut) {
+TEST_F(AttacksProxyRoom, SilentProxyConnectionsDoNotShutOthersOut) {
   std::vector<Client> silent;
   for (int i = 0; i < kSlots * 2; i++) silent.emplace_back(s.port(1));
   std::this_thread::sleep_for(300ms);
@@ -127,7 +129,7 @@ TEST_F(ReviewProxyRoom, SilentProxyConnectionsDoNotShutOthersOut) {
   EXPECT_EQ(r.status, 200) << c.error();
 }
 
-TEST_F(ReviewProxyRoom, ProxyConnectionsThatSentOnlyTheirHeaderDoNotShutOthersOut) {
+TEST_F(AttacksProxyRoom, ProxyConnectionsThatSentOnlyTheirHeaderDoNotShutOthersOut) {
   std::vector<Client> idle;
   for (int i = 0; i < kSlots; i++) idle.emplace_back(s.port(1));
   // The headers come after the connections were accepted, as from a proxy's pool.
@@ -145,7 +147,7 @@ TEST_F(ReviewProxyRoom, ProxyConnectionsThatSentOnlyTheirHeaderDoNotShutOthersOu
 // but not the directories a link's target passes through. A link whose target path changes
 // without touching those (a directory renamed in an unwatched directory, a deploy's "current"
 // link swapped) keeps the old bytes in memory for good, while the uncached path serves the new file.
-TEST(Review, FileReachedThroughALinkIsNotServedStaleAfterItsTargetDirectoryChanges) {
+TEST(Attacks, FileReachedThroughALinkIsNotServedStaleAfterItsTargetDirectoryChanges) {
   BatonServer s;
   s.write_file("html/b/sub/file.txt", "one\n");
   s.make_dir("html/a");
@@ -168,7 +170,7 @@ TEST(Review, FileReachedThroughALinkIsNotServedStaleAfterItsTargetDirectoryChang
 
 // The deploy layout: a directory under the root links to the release that "current" names
 // (disable_symlinks = off), and a deploy swaps "current" with a rename.
-TEST(Review, CachedFilesFollowASwappedReleaseLink) {
+TEST(Attacks, CachedFilesFollowASwappedReleaseLink) {
   BatonServer s;
   s.write_file("releases/r1/assets/app.js", "r1\n");
   s.write_file("releases/r2/assets/app.js", "r2\n");
@@ -195,7 +197,7 @@ TEST(Review, CachedFilesFollowASwappedReleaseLink) {
 // HTTP/1.0, the last of keepalive_requests, a drain), the server keeps reading while the file goes
 // out, takes the end of the client's stream for the end of the exchange, and closes with most of
 // the file unsent.
-TEST(Review, HalfClosedClientGetsTheWholeFileOnAClosingConnection) {
+TEST(Attacks, HalfClosedClientGetsTheWholeFileOnAClosingConnection) {
   BatonServer s;
   const size_t kSize = 16u << 20;  // more than the kernel buffers hold on loopback
   s.write_generated("html/big.bin", kSize);
@@ -221,7 +223,7 @@ TEST(Review, HalfClosedClientGetsTheWholeFileOnAClosingConnection) {
 // warning written when a full worker pauses accepting comes again at every pause: when every slot
 // is busy and clients keep coming, each request that ends lets one new client in, the worker is
 // full again and pauses again, and the error log gets one line per connection.
-TEST(Review, FullWorkerWarnsOnceASecondNotOncePerConnection) {
+TEST(Attacks, FullWorkerWarnsOnceASecondNotOncePerConnection) {
   BatonServer s;
   constexpr int kSlots = 16;
   constexpr int kRounds = 20;
