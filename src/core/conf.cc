@@ -579,6 +579,12 @@ void apply_main_entry(const ConfFile& conf, const ConfEntry& e, MainConf* m, con
     m->pid = e.value;
   } else if (e.key == "error_log") {
     if (e.value.empty()) bad("path");
+    // nginx's "error_log logs/error.log info" would name a file "error.log info" here.
+    size_t sp = e.value.find_last_of(" \t");
+    LogLevel level;
+    if (sp != std::string::npos && parse_log_level(trim(std::string_view(e.value).substr(sp + 1)), &level))
+      conf.fail(e.line, "\"error_log\" takes a path only; the level is set with \"log_level = " +
+                            std::string(trim(std::string_view(e.value).substr(sp + 1))) + "\" in [main]");
     m->error_log = e.value;
   } else if (e.key == "log_level") {
     if (!parse_log_level(e.value, &m->log_level)) bad("level");

@@ -530,6 +530,14 @@ TEST(ParseMainConf, UnknownKeyNamesItsLine) {
   EXPECT_NE(err.find("unknown key \"worker_proceses\""), std::string::npos) << err;
 }
 
+TEST(ParseMainConf, ErrorLogWithALevelIsRefused) {
+  // nginx's habit would otherwise name a file "error.log info".
+  std::string err = main_error("[main]\nerror_log = logs/error.log info\n");
+  EXPECT_NE(err.find("main.ini:2: "), std::string::npos) << err;
+  EXPECT_NE(err.find("log_level = info"), std::string::npos) << err;
+  EXPECT_EQ(main_conf("[main]\nerror_log = logs/my errors.log\n").error_log, "logs/my errors.log");
+}
+
 TEST(ParseMainConf, BadLogLevel) {
   std::string err = main_error("[main]\nlog_level = verbose\n");
   EXPECT_NE(err.find("main.ini:2: "), std::string::npos) << err;
