@@ -163,3 +163,34 @@ TEST(ReturnConfig, LoneDollarIsAnErrorThatSaysHowToWriteOne) {
 }
 
 }  // namespace
+
+TEST(ReturnInServer, AnswersEveryRequestOfTheServerBeforeItsLocations) {
+  // nginx's most common server: plain HTTP that only redirects to HTTPS.
+  BatonServer s;
+  s.write_file("html/a.txt", "a");
+  s.set_config(make_config(
+      "[server redirect]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "server_name = main.test\n"
+      "return = 301 https://$host$request_uri\n"
+      "\n"
+      "[location /a.txt]\n"
+      "return = 200 never\n"
+      "\n"
+      "[server other]\n"
+      "listen = 127.0.0.1:@PORT@\n"
+      "server_name = other.test\n"
+      "root = html\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  Response r = c.exchange("GET /a.txt?x=1 HTTP/1.1\r\nHost: main.test\r\n\r\n");
+  EXPECT_EQ(r.status, 301) << r;
+  EXPECT_EQ(r.header("Location"), "https://main.test/a.txt?x=1") << r;
+  r = c.exchange("GET / HTTP/1.1\r\nHost: MAIN.test:8080\r\n\r\n");
+  EXPECT_EQ(r.status, 301) << r;
+  EXPECT_EQ(r.header("Location"), "https://main.test/") << r;
+  // The other server on the same address is not affected.
+  r = c.exchange("GET /a.txt HTTP/1.1\r\nHost: other.test\r\n\r\n");
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, "a");
+}

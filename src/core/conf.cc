@@ -68,7 +68,7 @@ constexpr KeyInfo kKeys[] = {
 
     {"alias", kLocation, false},
     {"try_files", kLocation, false},
-    {"return", kLocation, false},
+    {"return", kServer | kLocation, false},
 };
 
 struct NginxDirective {

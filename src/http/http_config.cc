@@ -428,10 +428,17 @@ struct Parser {
           else if (name.find('*') != std::string::npos) conf.fail(e.line, "invalid server name \"" + name + "\" (only *.suffix wildcards)");
           else srv->exact_names.push_back(name);
         }
+      } else if (e.key == "return") {
+        srv->server_return = std::make_unique<Location>();
+        srv->server_return->line = e.line;
+        srv->server_return->match = "/";
+        parse_return(e, srv->server_return.get());
       } else if (!apply_setting(e, &srv->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [server]");
       }
     }
+    // The server's own settings, whatever their order relative to the return.
+    if (srv->server_return) srv->server_return->s = srv->s;
     if (listens.empty()) {
       PendingListen pl;
       pl.line = sec.line;

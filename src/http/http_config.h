@@ -66,6 +66,9 @@ struct Server {
   std::unordered_map<std::string, Location*> exact_locations;
   std::vector<Location*> prefix_locations;  // longest first
   std::unique_ptr<Location> fallback;       // serves what no location matches
+  // A `return` in [server] answers every request of the server before any location is looked at
+  // (nginx's habit for a plain-HTTP server that only redirects to HTTPS); null when there is none.
+  std::unique_ptr<Location> server_return;
 
   const Location* find_location(std::string_view path) const;
 };

@@ -665,7 +665,9 @@ void HttpConnection::answer(Request& req) {
   vars.server = server_;
   vars.peer = &peer_;
   vars.local = &listening_->addr;
-  if (location_->return_code) {
+  if (server_->server_return) {
+    reply_return(&r, server_->server_return.get(), vars);
+  } else if (location_->return_code) {
     reply_return(&r, location_, vars);
   } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
     serve_static(w, server_, location_, req, &r, vars);

@@ -455,7 +455,7 @@ TEST_F(HttpConfTest, KeysInTheWrongSection) {
 TEST_F(HttpConfTest, KeysOfOtherSectionsSayWhereTheyBelong) {
   expect_error("[http]\nworker_connections = 10\n", 2, "\"worker_connections\" belongs in [main]");
   expect_error("[http]\nlisten = 8080\n", 2, "\"listen\" belongs in [server]");
-  expect_error("[server a]\nreturn = 200 ok\n", 2, "\"return\" belongs in [location]");
+  expect_error("[server a]\nalias = /srv\n", 2, "\"alias\" belongs in [location]");
   expect_error("[server a]\n[location /]\ntypes = conf/mime.types\n", 3, "\"types\" belongs in [http]");
 }
 
