@@ -199,9 +199,9 @@ const llhttp_settings_t* HttpConnection::settings() {
     st.on_header_value = on_header_value;
     st.on_headers_complete = on_headers_complete;
     st.on_chunk_header = on_chunk_header;
-    st.on_chunk_extension_name = on_body_framing;
-    st.on_chunk_extension_value = on_body_framing;
-    st.on_body = on_body;
+    st.on_chunk_extension_name = on_body_bytes;
+    st.on_chunk_extension_value = on_body_bytes;
+    st.on_body = on_body_bytes;
     st.on_message_complete = on_message_complete;
     return st;
   }();
@@ -433,9 +433,9 @@ int HttpConnection::on_url_complete(llhttp_t* p) {
   return 0;
 }
 
-int HttpConnection::on_body_framing(llhttp_t* p, const char*, size_t len) {
-  // Chunk extensions and trailer fields are not kept, but they are bytes of the body a client
-  // sends: they count against the same bound, or a discard could go on for ever.
+int HttpConnection::on_body_bytes(llhttp_t* p, const char*, size_t len) {
+  // Body data, and also chunk extensions and trailer fields: those are not kept, but they are bytes
+  // of the body a client sends and count against the same bound, or a discard could go on for ever.
   auto* c = static_cast<HttpConnection*>(p->data);
   c->body_received_ += len;
   if (c->body_received_ > c->body_limit_) {
@@ -447,7 +447,7 @@ int HttpConnection::on_body_framing(llhttp_t* p, const char*, size_t len) {
 
 int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (c->phase_ != Phase::kHead) return on_body_framing(p, at, len);  // a trailer field
+  if (c->phase_ != Phase::kHead) return on_body_bytes(p, at, len);  // a trailer field
   Request& r = *c->req_;
   if (r.header_count == kMaxHeaders) {
     c->error_status_ = 431;
@@ -459,7 +459,7 @@ int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
 
 int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (c->phase_ != Phase::kHead) return on_body_framing(p, at, len);
+  if (c->phase_ != Phase::kHead) return on_body_bytes(p, at, len);
   Request& r = *c->req_;
   if (r.header_count == 0) return 0;
   Header& h = r.headers[r.header_count - 1];
@@ -521,16 +521,6 @@ int HttpConnection::on_chunk_header(llhttp_t* p) {
   // arrived.
   auto* c = static_cast<HttpConnection*>(p->data);
   if (p->content_length > c->body_limit_ - c->body_received_) {
-    c->error_status_ = 413;
-    return -1;
-  }
-  return 0;
-}
-
-int HttpConnection::on_body(llhttp_t* p, const char*, size_t len) {
-  auto* c = static_cast<HttpConnection*>(p->data);
-  c->body_received_ += len;
-  if (c->body_received_ > c->body_limit_) {
     c->error_status_ = 413;
     return -1;
   }

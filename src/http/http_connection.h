@@ -94,11 +94,10 @@ class HttpConnection final : public Connection {
   static int on_url(llhttp_t* p, const char* at, size_t len);
   static int on_url_complete(llhttp_t* p);
   static int on_chunk_header(llhttp_t* p);
-  static int on_body_framing(llhttp_t* p, const char* at, size_t len);
+  static int on_body_bytes(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
-  static int on_body(llhttp_t* p, const char* at, size_t len);
   static int on_message_complete(llhttp_t* p);
   static const llhttp_settings_t* settings();
 
