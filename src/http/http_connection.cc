@@ -133,32 +133,18 @@ int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end
 // answer: the only list accepted is "chunked" alone (no other transfer coding is implemented), and
 // anything else is 400 with the connection closed.
 int check_transfer_encoding(const Request& req, bool parser_chunked) {
-  bool chunked_last = false;
-  bool other = false;
-  int chunked_count = 0;
+  int lines = 0;
+  bool chunked = false;
   for (size_t i = 0; i < req.header_count; i++) {
     if (!iequals(req.headers[i].name, "transfer-encoding")) continue;
+    lines++;
+    // Only spaces around the coding: a tab or anything else is where readers part ways.
     std::string_view v = req.headers[i].value;
-    size_t pos = 0;
-    while (pos <= v.size()) {
-      size_t comma = v.find(',', pos);
-      if (comma == std::string_view::npos) comma = v.size();
-      std::string_view item = v.substr(pos, comma - pos);
-      // Only spaces around an item: a tab or anything else is where readers part ways.
-      while (!item.empty() && item.front() == ' ') item.remove_prefix(1);
-      while (!item.empty() && item.back() == ' ') item.remove_suffix(1);
-      if (item.empty()) return 400;
-      for (char ch : item)
-        if (!is_tchar(static_cast<unsigned char>(ch))) return 400;
-      bool is_chunked = iequals(item, "chunked");
-      if (is_chunked) chunked_count++;
-      else other = true;
-      chunked_last = is_chunked;
-      pos = comma + 1;
-    }
+    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
+    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
+    chunked = iequals(v, "chunked");
   }
-  if (!chunked_last || chunked_count > 1 || other || !parser_chunked) return 400;
-  return 0;
+  return lines == 1 && chunked && parser_chunked ? 0 : 400;
 }
 
 // The authority of an absolute-form target or a Host value, as the virtual-server key: without

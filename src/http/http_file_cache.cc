@@ -44,9 +44,9 @@ FileCache::~FileCache() {
   if (inotify_.valid()) ev_io_stop(loop_->raw(), &io_);
 }
 
-const CachedFile* FileCache::find(std::string_view key, uint64_t root_generation) {
+const CachedFile* FileCache::find(const std::string& key, uint64_t root_generation) {
   if (entries_.empty()) return nullptr;
-  auto it = entries_.find(std::string(key));
+  auto it = entries_.find(key);  // no copy of the key: this is every hit
   if (it == entries_.end()) return nullptr;
   Entry& e = it->second;
   bool valid = e.root_generation == root_generation;

@@ -43,7 +43,7 @@ class FileCache {
 
   // The entry for key when it is still valid, else nullptr. root_generation: the root directory's
   // identity as the static handler last saw it.
-  const CachedFile* find(std::string_view key, uint64_t root_generation);
+  const CachedFile* find(const std::string& key, uint64_t root_generation);
 
   // Starts an entry: watches base and every directory of rel down to the file, and the file. The
   // file must be read after this (with an open of its own), so that any change after the read is
