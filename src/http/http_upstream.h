@@ -90,6 +90,11 @@ struct ProxySettings {
   uint64_t buffer_size = 8192;    // proxy_buffer_size: the largest response head
   uint64_t buffers_size = 65536;  // proxy_buffers = N SIZE: the memory a response may be read ahead in
   bool redirect_default = true;   // proxy_redirect = default | off
+  // proxy_connect_timeout / proxy_read_timeout / proxy_send_timeout in a location: override the
+  // group's connect_timeout / read_timeout / send_timeout (nginx users set them there). -1: the group's.
+  int64_t connect_timeout_ms = -1;
+  int64_t read_timeout_ms = -1;
+  int64_t send_timeout_ms = -1;
 };
 
 }  // namespace baton::http
