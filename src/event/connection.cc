@@ -1,6 +1,10 @@
 #include "event/connection.h"
 
 #include <errno.h>
+#include <linux/sockios.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/ioctl.h>
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
@@ -9,16 +13,22 @@
 
 namespace baton {
 
+ssize_t Transport::sendfile(int, int, off_t*, size_t) {
+  errno = EOPNOTSUPP;
+  return kIoError;
+}
+
 PlainTransport* PlainTransport::instance() {
   static PlainTransport t;
   return &t;
 }
 
-ssize_t PlainTransport::recv(int fd, char* buf, size_t len) {
+ssize_t PlainTransport::read(int fd, char* buf, size_t len) {
   ssize_t n;
   do {
     n = ::recv(fd, buf, len, 0);
   } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? kIoWantRead : kIoError;
   return n;
 }
 
@@ -30,6 +40,7 @@ ssize_t PlainTransport::writev(int fd, const iovec* iov, int iovcnt, bool more) 
   do {
     n = ::sendmsg(fd, &msg, MSG_NOSIGNAL | (more ? MSG_MORE : 0));
   } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? kIoWantWrite : kIoError;
   return n;
 }
 
@@ -38,8 +49,11 @@ ssize_t PlainTransport::sendfile(int fd, int file, off_t* offset, size_t len) {
   do {
     n = ::sendfile(fd, file, offset, len);
   } while (n < 0 && errno == EINTR);
+  if (n < 0) return errno == EAGAIN ? kIoWantWrite : kIoError;
   return n;
 }
+
+void PlainTransport::shutdown_write(int fd) { ::shutdown(fd, SHUT_WR); }
 
 Connection::Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockAddr& peer, Listening* ls)
     : loop_(loop), fd_(std::move(fd)), peer_(PeerAddr(peer)), listening_(ls), transport_(PlainTransport::instance()), list_(list) {
@@ -52,13 +66,73 @@ Connection::Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockA
 
 Connection::~Connection() {
   assert(!fd_.valid());
+  if (!transport_->shared()) delete transport_;
+}
+
+Connection* Connection::connect(EventLoop* loop, ConnectionList* list, const SockAddr& addr) {
+  Fd fd(::socket(addr.family(), SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0));
+  if (!fd.valid()) return nullptr;
+  int r;
+  do {
+    r = ::connect(fd.get(), addr.sa(), addr.len);
+  } while (r < 0 && errno == EINTR);
+  if (r < 0 && errno != EINPROGRESS) return nullptr;
+  return new Connection(loop, list, std::move(fd), addr, nullptr);
+}
+
+int Connection::finish_connect() {
+  int err = 0;
+  socklen_t len = sizeof(err);
+  if (::getsockopt(fd_.get(), SOL_SOCKET, SO_ERROR, &err, &len) < 0) return errno;
+  return err;
+}
+
+void Connection::set_handler(std::unique_ptr<ConnectionHandler> h) {
+  // The old handler may be the caller: it goes after the callbacks.
+  if (handler_) loop_->defer_delete(handler_.release());
+  handler_ = std::move(h);
+}
+
+void Connection::set_nodelay() {
+  if (peer_.family() == AF_UNIX) return;
+  int one = 1;
+  ::setsockopt(fd_.get(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+int Connection::unsent_bytes() const {
+  int n = 0;
+  if (peer_.family() == AF_UNIX || ::ioctl(fd_.get(), SIOCOUTQ, &n) < 0) return 0;
+  return n;
+}
+
+bool Connection::flush_queue(bool more) {
+  if (out_.empty()) return true;
+  ssize_t r = out_.write(transport_, fd_.get(), more);
+  if (r == kIoError) {
+    failed_ = true;
+    return false;
+  }
+  if (r == kIoWantWrite) {
+    want_write(true);
+    return false;
+  }
+  if (r == kIoWantRead) {
+    want_read(true);
+    return false;
+  }
+  return out_.empty();
+}
+
+void Connection::drain() {
+  if (handler_) handler_->on_drain();
 }
 
 void Connection::close() {
   if (!fd_.valid()) return;
   ev_io_stop(loop_->raw(), &io_);
   ev_timer_stop(loop_->raw(), &timer_);
-  on_close();
+  if (handler_) handler_->on_close();
+  out_.clear();
   fd_.reset();
   set_reusable(false);
   list_->remove(this);
@@ -113,8 +187,9 @@ void Connection::set_deadline(double seconds) {
 
 void Connection::io_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* c = static_cast<Connection*>(w->data);
-  if ((revents & EV_WRITE) && !c->closed()) c->on_writable();
-  if ((revents & EV_READ) && !c->closed() && (c->events_ & EV_READ)) c->on_readable();
+  // The handler may be replaced by its own callback: each call looks it up again.
+  if ((revents & EV_WRITE) && !c->closed()) c->handler_->on_writable();
+  if ((revents & EV_READ) && !c->closed() && (c->events_ & EV_READ)) c->handler_->on_readable();
 }
 
 void Connection::timer_cb(struct ev_loop* loop, ev_timer* w, int) {
@@ -127,7 +202,7 @@ void Connection::timer_cb(struct ev_loop* loop, ev_timer* w, int) {
     return;
   }
   c->deadline_ = 0;
-  c->on_timeout();
+  c->handler_->on_timeout();
 }
 
 void ConnectionList::add(Connection* c) {

@@ -1,64 +1,127 @@
-// A client connection: it owns the descriptor, its read/write watchers, one timer and the transport
-// (plain now, TLS later) so that protocol code never touches the socket directly. Connections of a
-// worker are kept on one intrusive list so that a drain or a shutdown can reach every one of them.
+// A connection: the descriptor, its read/write watcher, one timer, the transport (plain now, TLS
+// later) and the output queue. What is spoken on it belongs to its handler: a connection *has* a
+// protocol handler (HTTP/1 for a client today; a PROXY protocol reader first where the listener asks
+// for one; an upstream's side for outgoing connections) and may change it as the conversation moves
+// on. Protocol code never calls a system call on the socket itself: it reads, writes and shuts down
+// through the connection, so that TLS slots in underneath without it knowing.
+//
+// Connections of a worker — accepted and outgoing — are kept on one intrusive list so that a drain
+// or a shutdown can reach every one of them.
 #pragma once
 
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <memory>
+
 #include "event/loop.h"
+#include "event/output_queue.h"
 #include "os/unix/fd.h"
 #include "os/unix/socket.h"
 
 namespace baton {
 
 struct Listening;
+class Connection;
 
+// Results of the transport calls below that are not byte counts.
+constexpr ssize_t kIoWantRead = -1;   // nothing now: call again when the socket is readable
+constexpr ssize_t kIoWantWrite = -2;  // nothing now: call again when the socket is writable
+constexpr ssize_t kIoError = -3;      // failed; errno says why
+
+// How bytes move on a socket. A plain socket needs no state, so one instance serves every plain
+// connection; a TLS transport will keep its session per connection. Reads return a byte count, 0 at
+// the end of the stream, or one of the kIo values; a TLS read may want the socket writable and a
+// write may want it readable, which is why the result says which.
 class Transport {
  public:
   virtual ~Transport() = default;
-  // These return what the system calls return: a byte count, or -1 with errno (EAGAIN included).
-  virtual ssize_t recv(int fd, char* buf, size_t len) = 0;
+  virtual ssize_t read(int fd, char* buf, size_t len) = 0;
   // more: further data follows at once (a file after its head): let the segments fill up.
-  virtual ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more = false) = 0;
-  virtual ssize_t sendfile(int fd, int file, off_t* offset, size_t len) = 0;
+  virtual ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more) = 0;
+  // Only where can_sendfile(): otherwise the output queue reads files itself and writes the bytes.
+  virtual bool can_sendfile() const { return false; }
+  virtual ssize_t sendfile(int fd, int file, off_t* offset, size_t len);
+  // Ends our sending side (a TLS transport sends close_notify first).
+  virtual void shutdown_write(int fd) = 0;
+  // Whether this transport owns per-connection state that the connection must delete.
+  virtual bool shared() const { return true; }
 };
 
 class PlainTransport final : public Transport {
  public:
   static PlainTransport* instance();
-  ssize_t recv(int fd, char* buf, size_t len) override;
-  ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more = false) override;
+  ssize_t read(int fd, char* buf, size_t len) override;
+  ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more) override;
+  bool can_sendfile() const override { return true; }
   ssize_t sendfile(int fd, int file, off_t* offset, size_t len) override;
+  void shutdown_write(int fd) override;
+};
+
+// The protocol spoken on a connection. Its callbacks run from the connection's watcher and timer;
+// the connection deletes its handler when it is itself deleted, or after the callbacks when the
+// handler is replaced.
+class ConnectionHandler : public Deletable {
+ public:
+  virtual void on_readable() = 0;
+  virtual void on_writable() = 0;
+  virtual void on_timeout() = 0;
+  // Asked to finish gracefully (quit, reload, upgrade): idle connections close now, busy ones
+  // after the exchange in flight.
+  virtual void on_drain() {}
+  // The connection is closing (called once, before the descriptor is closed): hand back what was
+  // borrowed, tell whoever waits on this connection.
+  virtual void on_close() {}
 };
 
 class ConnectionList;
 
-class Connection : public Deletable {
+class Connection final : public Deletable {
  public:
+  // ls: the listener it was accepted on; null for an outgoing connection.
   Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockAddr& peer, Listening* ls);
   ~Connection() override;
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+
+  // Opens a non-blocking connection to addr. The connect completes (or fails) when the socket
+  // becomes writable: the handler then calls finish_connect(). Returns null and sets errno when
+  // the connect failed at once.
+  static Connection* connect(EventLoop* loop, ConnectionList* list, const SockAddr& addr);
+  // 0 when the connect succeeded, else the error (errno value).
+  int finish_connect();
+
+  void set_handler(std::unique_ptr<ConnectionHandler> h);
+  ConnectionHandler* handler() const { return handler_.get(); }
 
   int fd() const { return fd_.get(); }
+  EventLoop* loop() const { return loop_; }
   const PeerAddr& peer() const { return peer_; }
+  void set_peer(const PeerAddr& p) { peer_ = p; }  // the client a PROXY protocol header names
   Listening* listening() const { return listening_; }
   bool closed() const { return !fd_.valid(); }
+  Transport* transport() const { return transport_; }
 
-  // Asked to finish gracefully (quit, drain): idle connections close now, busy ones after the
-  // response in flight.
-  virtual void drain() = 0;
-  // Closes now: stops the watchers, closes the socket and deletes the object after the callbacks.
-  void close();
+  // ---- transport ------------------------------------------------------------------------------
+  ssize_t read(char* buf, size_t len) { return transport_->read(fd_.get(), buf, len); }
+  ssize_t writev(const iovec* iov, int iovcnt, bool more) { return transport_->writev(fd_.get(), iov, iovcnt, more); }
+  void shutdown_write() { transport_->shutdown_write(fd_.get()); }
+  // Small writes leave at once, without waiting for the peer's delayed ACK (kept-alive connections).
+  void set_nodelay();
+  // Bytes the kernel still holds for the peer (0 where it cannot say).
+  int unsent_bytes() const;
 
- protected:
-  virtual void on_readable() = 0;
-  virtual void on_writable() = 0;
-  virtual void on_timeout() = 0;
-  // Called by close() while the connection's owner is still there: hand back what was borrowed.
-  virtual void on_close() {}
+  // ---- output ---------------------------------------------------------------------------------
+  // What could not be written at once, in order: memory and file ranges.
+  OutputQueue& out() { return out_; }
+  // Writes what the queue holds. true: all of it is out; false: the rest waits for the socket
+  // (want_write is set) or the connection failed (closed() says which; it is not closed here).
+  bool flush_queue(bool more);
 
+  // ---- events ---------------------------------------------------------------------------------
   void want_read(bool on);
   void want_write(bool on);
+  bool wants_read() const { return events_ & EV_READ; }
   // A reusable connection waits for a request and holds nothing (no request begun, no output
   // queued): when the worker is at worker_connections it may be closed, oldest first, to make room.
   void set_reusable(bool on);
@@ -66,11 +129,13 @@ class Connection : public Deletable {
   void set_deadline(double seconds);
   void clear_deadline() { deadline_ = 0; }
 
-  EventLoop* loop_;
-  Fd fd_;
-  PeerAddr peer_;
-  Listening* listening_;
-  Transport* transport_;
+  void drain();
+  // Closes now: stops the watchers, tells the handler, closes the socket and deletes the object
+  // (and its handler) after the callbacks.
+  void close();
+  // Failed writes close the connection from inside a call chain that still uses it: the failure is
+  // kept and the connection closed by whoever is at the top of that chain.
+  bool failed() const { return failed_; }
 
  private:
   friend class ConnectionList;
@@ -78,15 +143,23 @@ class Connection : public Deletable {
   void set_events(uint8_t events);
   static void timer_cb(struct ev_loop*, ev_timer* w, int revents);
 
+  EventLoop* loop_;
+  Fd fd_;
+  PeerAddr peer_;
+  Listening* listening_;
+  Transport* transport_;
+  std::unique_ptr<ConnectionHandler> handler_;
+  OutputQueue out_;
   ConnectionList* list_;
   Connection* prev_ = nullptr;
   Connection* next_ = nullptr;
   Connection* reusable_prev_ = nullptr;  // on the list's reusable queue when reusable_
   Connection* reusable_next_ = nullptr;
   bool reusable_ = false;
-  ev_io io_;        // one watcher; its events follow want_read / want_write
-  ev_timer timer_;
+  bool failed_ = false;
   uint8_t events_ = 0;
+  ev_io io_;  // one watcher; its events follow want_read / want_write
+  ev_timer timer_;
   double deadline_ = 0;
 };
 

@@ -187,17 +187,19 @@ const llhttp_settings_t* HttpConnection::settings() {
     st.on_chunk_header = on_chunk_header;
     st.on_chunk_extension_name = on_body_bytes;
     st.on_chunk_extension_value = on_body_bytes;
-    st.on_body = on_body_bytes;
+    st.on_body = on_body_data;
     st.on_message_complete = on_message_complete;
     return st;
   }();
   return &s;
 }
 
-HttpConnection::HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, Listening* ls)
-    : Connection(worker->loop, worker->conns, std::move(fd), peer, ls),
-      worker_(worker),
-      group_(static_cast<ListenGroup*>(ls->ctx)) {
+HttpConnection::HttpConnection(HttpWorker* worker, Connection* c)
+    : worker_(worker),
+      c_(c),
+      loop_(c->loop()),
+      listening_(c->listening()),
+      group_(static_cast<ListenGroup*>(c->listening()->ctx)) {
   llhttp_init(&parser_, HTTP_REQUEST, settings());
   parser_.data = this;
 }
@@ -207,6 +209,14 @@ HttpConnection::HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, 
 HttpConnection::~HttpConnection() = default;
 
 void HttpConnection::on_close() {
+  if (handler_) {
+    // The exchange ends with the connection: the handler lets go of its upstream side.
+    RequestHandler* h = handler_;
+    handler_ = nullptr;
+    streaming_ = false;
+    h->on_abort();
+    loop_->defer_delete(h);
+  }
   log_pending_ = false;  // every path that closes has written the entry it could
   release_request();
 }
@@ -223,7 +233,7 @@ void HttpConnection::start() {
   update_reusable();
 }
 
-void HttpConnection::drain() {
+void HttpConnection::on_drain() {
   draining_ = true;
   if (phase_ == Phase::kIdle && in_.empty() && !blocked()) {
     clear_deadline();
@@ -242,12 +252,12 @@ void HttpConnection::on_readable() {
   if (phase_ == Phase::kLinger || phase_ == Phase::kDone) {
     // Nothing more will be answered: read and drop, until the client closes.
     for (int i = 0; i < 16; i++) {
-      ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
+      ssize_t n = c_->read(buf, worker_->in.size());
       if (n > 0) {
         unread_input_ = true;
         continue;
       }
-      if (n < 0 && errno == EAGAIN) return;
+      if (n == kIoWantRead || n == kIoWantWrite) return;
       if (n == 0 && blocked()) {
         // The client only shut its sending side (as `nc -N` does): what it is owed still goes out.
         want_read(false);
@@ -259,10 +269,11 @@ void HttpConnection::on_readable() {
     }
     return;
   }
-  ssize_t n = transport_->recv(fd(), buf, worker_->in.size());
+  ssize_t n = c_->read(buf, worker_->in.size());
   if (n <= 0) {
-    if (n < 0 && errno == EAGAIN) return;
-    if (n == 0 && blocked()) {
+    if (n == kIoWantRead || n == kIoWantWrite) return;
+    bool answer_coming = blocked() || (handler_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
+    if (n == 0 && answer_coming) {
       // End of the client's requests, not of its interest in the answer: finish sending, then close.
       phase_ = Phase::kDone;
       keep_alive_ = false;
@@ -310,6 +321,7 @@ void HttpConnection::on_readable() {
   }
   if (closed()) return;
   if (phase_ == Phase::kBody) set_deadline(seconds(settings_now().client_body_timeout_ms));
+  if (body_paused_) want_read(false);  // the handler's side is full: the client waits
   if (flush()) after_output();
 }
 
@@ -321,13 +333,13 @@ bool HttpConnection::read_proxy_header() {
       [[fallthrough]];
     case ProxyResult::kError:
       // Not a proxy speaking to us: nothing is answered.
-      log_info("broken PROXY protocol header from %s, closing", peer_.to_string().c_str());
+      log_info("broken PROXY protocol header from %s, closing", c_->peer().to_string().c_str());
       close();
       return false;
     case ProxyResult::kDone:
       break;
   }
-  if (!ph.local) peer_ = PeerAddr(ph.source);
+  if (!ph.local) c_->set_peer(PeerAddr(ph.source));
   in_.erase(0, ph.length);
   proxy_pending_ = false;
   if (in_.empty()) std::string().swap(in_);
@@ -335,10 +347,16 @@ bool HttpConnection::read_proxy_header() {
 }
 
 size_t HttpConnection::feed(const char* data, size_t len) {
+  struct InFeed {
+    bool* flag;
+    explicit InFeed(bool* f) : flag(f) { *flag = true; }
+    ~InFeed() { *flag = false; }
+  } in_feed(&in_feed_);
   size_t pos = 0;
   while (pos < len && !closed()) {
     if (phase_ == Phase::kDone || phase_ == Phase::kLinger) break;
-    if (phase_ == Phase::kIdle && blocked()) break;  // answer in order: wait for the output
+    // Answer in order: wait for the output, and for the handler answering the request before.
+    if (phase_ == Phase::kIdle && (blocked() || handler_busy())) break;
     if (reparse_) {
       llhttp_init(&parser_, HTTP_REQUEST, settings());
       parser_.data = this;
@@ -360,12 +378,19 @@ size_t HttpConnection::feed(const char* data, size_t len) {
         // The head is not complete: keep it whole, and parse it again when the rest arrives.
         size_t have = static_cast<size_t>(data + len - msg_start_);
         if (have > group_->default_server->s.client_header_buffer_size) {
-          fail(url_end_ ? 431 : 414);
+          fail_request(url_end_ ? 431 : 414);
           return len;
         }
         reparse_ = true;
         return static_cast<size_t>(msg_start_ - data);
       }
+      return len;
+    }
+    if (phase_ == Phase::kBody && handler_ && !streaming_) {
+      // A handler is waiting for the body and has answered nothing yet: it stops, and the client
+      // hears why.
+      end_handler(true);
+      fail_request(error_status_ ? error_status_ : 400);
       return len;
     }
     if (phase_ == Phase::kBody) {
@@ -376,7 +401,7 @@ size_t HttpConnection::feed(const char* data, size_t len) {
     }
     int status = error_status_;
     if (!status) status = status_for_parse_error(err, msg_start_, data + len);
-    fail(status);
+    fail_request(status);
     return len;
   }
   return pos;
@@ -428,6 +453,15 @@ int HttpConnection::on_body_bytes(llhttp_t* p, const char*, size_t len) {
     c->error_status_ = 413;
     return -1;
   }
+  return 0;
+}
+
+int HttpConnection::on_body_data(llhttp_t* p, const char* at, size_t len) {
+  if (int r = on_body_bytes(p, at, len)) return r;
+  auto* c = static_cast<HttpConnection*>(p->data);
+  // Body bytes go to the handler that answers the request, if it is still there; otherwise they
+  // are dropped (the answer did not need them).
+  if (c->handler_ && !c->handler_->on_request_body(at, len)) c->body_paused_ = true;
   return 0;
 }
 
@@ -639,7 +673,7 @@ void HttpConnection::answer(Request& req) {
   VarContext vars;
   vars.req = &req;
   vars.server = server_;
-  vars.peer = &peer_;
+  vars.peer = &c_->peer();
   vars.local = &listening_->addr;
   if (server_->server_return) {
     reply_return(&r, server_->server_return.get(), vars);
@@ -690,7 +724,7 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   if (!s.access_log) return;
   const Request& req = *req_;
   LogEntry e;
-  e.peer = &peer_;
+  e.peer = &c_->peer();
   e.status = status;
   e.body_bytes = body_bytes;
   e.version_major = 1;
@@ -707,19 +741,28 @@ void HttpConnection::handle_message_complete() {
   phase_ = keep_alive_ ? Phase::kIdle : Phase::kDone;
   clean_end_ = true;
   url_end_ = nullptr;
-  if (log_pending_ && !file_pending_) log_request(slow_->log_status, slow_->log_bytes);
+  if (handler_) {
+    handler_->on_request_body_end();
+    return;
+  }
+  if (log_pending_ && !file_pending_ && !blocked()) log_request(slow_->log_status, slow_->log_bytes);
 }
 
 void HttpConnection::abandon(const char* why) {
-  log_info("client %s: request body %s, closing the connection after the response", peer_.to_string().c_str(), why);
-  if (log_pending_ && !file_pending_) log_request(slow_->log_status, slow_->log_bytes);
+  log_info("client %s: request body %s, closing the connection after the response", c_->peer().to_string().c_str(), why);
+  if (handler_) {
+    // The handler cannot have the whole body: it stops, and the client gets no more of an answer.
+    end_handler(true);
+    streaming_ = false;
+  }
+  if (log_pending_ && !file_pending_ && !blocked()) log_request(slow_->log_status, slow_->log_bytes);
   keep_alive_ = false;
   clean_end_ = false;
   phase_ = Phase::kDone;
   reparse_ = false;
 }
 
-void HttpConnection::fail(int status) {
+void HttpConnection::fail_request(int status) {
   HttpWorker* w = worker_;
   const Settings& s = settings_now();
   file_pending_ = false;
@@ -736,7 +779,7 @@ void HttpConnection::fail(int status) {
   }
   if (s.access_log) {
     LogEntry e{};
-    e.peer = &peer_;
+    e.peer = &c_->peer();
     e.status = status;
     e.body_bytes = r.body_bytes;
     e.version_major = 1;
@@ -761,74 +804,186 @@ void HttpConnection::fail(int status) {
 
 bool HttpConnection::flush() {
   HttpWorker* w = worker_;
-  if (out_pos_ < out_.size() || !w->out.empty()) {
-    // Output the socket did not take earlier goes first.
-    iovec iov[2];
-    int n = 0;
-    if (out_pos_ < out_.size()) iov[n++] = {out_.data() + out_pos_, out_.size() - out_pos_};
-    if (!w->out.empty()) iov[n++] = {w->out.data(), w->out.size()};
-    size_t total = 0;
-    for (int i = 0; i < n; i++) total += iov[i].iov_len;
-    // MSG_MORE holds a short last segment back: for a file that follows, and for the last answer
-    // of a connection that is closed right after it, so that the data leaves in one segment with
-    // the FIN that close() sends (one segment and one ACK fewer per short connection).
-    bool more = file_pending_ || (phase_ == Phase::kDone && closes_at_once());
-    ssize_t sent = transport_->writev(fd(), iov, n, more);
-    if (sent < 0) {
-      if (errno != EAGAIN) {
+  OutputQueue& q = c_->out();
+  // MSG_MORE holds a short last segment back: for a file that follows, and for the last answer of a
+  // connection that is closed right after it, so that the data leaves in one segment with the FIN
+  // that close() sends (one segment and one ACK fewer per short connection).
+  bool last = phase_ == Phase::kDone && closes_at_once() && !streaming_;
+  if (!w->out.empty()) {
+    if (q.empty()) {
+      // The common case: what this event produced leaves in one write, straight from the shared
+      // buffer; only what the socket does not take is copied into the queue.
+      iovec iov{w->out.data(), w->out.size()};
+      ssize_t sent = c_->writev(&iov, 1, file_pending_ || last);
+      if (sent == kIoError) {
         w->out.clear();
-        if (log_pending_) log_request(slow_->log_status, 0);
-        close();
+        output_failed();
         return false;
       }
-      sent = 0;
-    }
-    size_t done = static_cast<size_t>(sent);
-    if (done < total) {
-      // Keep what is left, in order, in the connection's own buffer.
-      size_t old_left = out_.size() - out_pos_;
-      if (done < old_left) {
-        out_pos_ += done;
-        out_.append(w->out);
-      } else {
-        out_.assign(w->out, done - old_left, std::string::npos);
-        out_pos_ = 0;
-      }
-      w->out.clear();
-      wait_for_output();
-      return false;
+      size_t done = sent > 0 ? static_cast<size_t>(sent) : 0;
+      if (done < w->out.size()) q.append(std::string_view(w->out).substr(done));
+    } else {
+      q.append(std::string_view(w->out));
     }
     w->out.clear();
-    if (out_.capacity()) std::string().swap(out_);
-    out_pos_ = 0;
   }
   if (file_pending_) {
     Slow& r = *slow_;
-    while (r.file_bytes > 0) {
-      size_t chunk = r.file_bytes > (1u << 20) ? (1u << 20) : static_cast<size_t>(r.file_bytes);
-      ssize_t sent = transport_->sendfile(fd(), r.file.get(), &r.file_offset, chunk);
-      if (sent < 0 && errno == EAGAIN) {
-        wait_for_output();
-        return false;
-      }
-      if (sent <= 0) {
-        if (sent == 0) log_error("file shrank while being sent to %s", peer_.to_string().c_str());
-        if (log_pending_) log_request(r.log_status, r.log_bytes - r.file_bytes);
-        close();
-        return false;
-      }
-      r.file_bytes -= static_cast<uint64_t>(sent);
-    }
-    r.file.reset();
+    q.append_file(std::move(r.file), r.file_offset, r.file_bytes);
     file_pending_ = false;
-    if (log_pending_) log_request(r.log_status, r.log_bytes);
   }
+  if (!q.empty()) {
+    if (!c_->flush_queue(last)) {
+      if (c_->failed()) {
+        if (errno == ENODATA) log_error("file shrank while being sent to %s", c_->peer().to_string().c_str());
+        output_failed();
+        return false;
+      }
+      wait_for_output();
+      return false;
+    }
+  }
+  if (log_pending_ && !streaming_ && !handler_busy() && phase_ != Phase::kBody && phase_ != Phase::kHead)
+    log_request(slow_->log_status, slow_->log_bytes);
   return true;
 }
 
+void HttpConnection::output_failed() {
+  // The client is gone: whatever is left of the response cannot be sent.
+  if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
+  close();
+}
+
+// ---- asynchronous handlers ------------------------------------------------------------------
+
+void HttpConnection::start_handler(RequestHandler* h) {
+  // The request now outlives the read buffer it was parsed from.
+  save_log(0, 0);
+  handler_ = h;
+  stream_bytes_ = 0;
+  streaming_ = false;
+  chunked_out_ = false;
+  body_paused_ = false;
+  head_request_ = req_->method_id == HTTP_HEAD;
+}
+
+void HttpConnection::end_handler(bool abort) {
+  RequestHandler* h = handler_;
+  if (!h) return;
+  handler_ = nullptr;
+  body_paused_ = false;
+  if (abort) h->on_abort();
+  loop_->defer_delete(h);
+  if (!closed() && !c_->wants_read() && phase_ != Phase::kLinger && !blocked()) want_read(true);
+}
+
+void HttpConnection::start(const ResponseStart& r) {
+  HttpWorker* w = worker_;
+  const Request& req = *req_;
+  ResponseHead h;
+  h.status = r.status;
+  h.http10 = req.version_minor == 0;
+  body_allowed_ = !r.no_body && !head_request_ && status_has_body(r.status);
+  h.content_length = r.content_length;
+  if (r.status < 200 || r.status == 204) h.content_length = -1;
+  if (r.content_length < 0 && body_allowed_) {
+    // The length is not known: chunked for HTTP/1.1, the end of the connection for HTTP/1.0 (it
+    // knows no chunks).
+    if (h.http10) keep_alive_ = false;
+    else chunked_out_ = true;
+  }
+  h.keep_alive = keep_alive_;
+  begin_head(&w->out, h);
+  for (size_t i = 0; i < r.header_count; i++) {
+    w->out.append(r.headers[i].name);
+    w->out.append(": ");
+    w->out.append(r.headers[i].value);
+    w->out.append("\r\n");
+  }
+  if (chunked_out_) w->out.append("Transfer-Encoding: chunked\r\n");
+  end_head(&w->out, h);
+  streaming_ = true;
+  slow().log_status = r.status;
+  if (!in_feed_) flush();
+}
+
+bool HttpConnection::write(const char* data, size_t len) {
+  if (!streaming_ || closed()) return false;
+  if (!body_allowed_ || len == 0) return true;
+  HttpWorker* w = worker_;
+  stream_bytes_ += len;
+  if (chunked_out_) {
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    w->out.append(size, static_cast<size_t>(n));
+    w->out.append(data, len);
+    w->out.append("\r\n");
+  } else {
+    w->out.append(data, len);
+  }
+  if (in_feed_) return true;
+  if (!flush()) return !closed() && !c_->out().above_high();
+  return true;
+}
+
+void HttpConnection::finish() {
+  if (!handler_) return;
+  if (streaming_ && chunked_out_ && body_allowed_) worker_->out.append("0\r\n\r\n");
+  streaming_ = false;
+  if (slow_) slow_->log_bytes = stream_bytes_;
+  end_handler(false);
+  if (in_feed_ || closed()) return;
+  if (flush()) after_output();
+}
+
+void HttpConnection::fail(int status) {
+  if (!handler_) return;
+  if (streaming_) {
+    abort();
+    return;
+  }
+  HttpWorker* w = worker_;
+  Reply r;
+  r.out = &w->out;
+  r.head_only = head_request_;
+  r.keep_alive = keep_alive_;
+  r.http10 = req_->version_minor == 0;
+  reply_error(&r, status, settings_now());
+  keep_alive_ = r.keep_alive;
+  if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
+  Slow& sl = slow();
+  sl.log_status = status;
+  sl.log_bytes = r.body_bytes;
+  end_handler(false);
+  if (in_feed_ || closed()) return;
+  if (flush()) after_output();
+}
+
+void HttpConnection::abort() {
+  if (!handler_) return;
+  // What was sent is all the client gets: the connection ends after it, without a clean end (no
+  // last chunk, fewer bytes than the length said), so that it cannot be taken for the whole.
+  streaming_ = false;
+  keep_alive_ = false;
+  clean_end_ = false;
+  if (slow_) slow_->log_bytes = stream_bytes_;
+  if (phase_ != Phase::kLinger) phase_ = Phase::kDone;
+  end_handler(false);
+  if (in_feed_ || closed()) return;
+  if (flush()) after_output();
+}
+
+void HttpConnection::resume_body() {
+  if (!body_paused_) return;
+  body_paused_ = false;
+  if (!closed() && phase_ == Phase::kBody) want_read(true);
+}
+
+uint64_t HttpConnection::body_bytes_sent() const { return stream_bytes_; }
+
 void HttpConnection::wait_for_output() {
   want_write(true);
-  send_queue_ = unsent_bytes();
+  send_queue_ = c_->unsent_bytes();
   // Back-pressure: no new request is read while its predecessor's answer cannot leave. A body that
   // is being discarded is still read.
   if (phase_ == Phase::kIdle) want_read(false);
@@ -843,6 +998,17 @@ void HttpConnection::on_writable() {
 
 void HttpConnection::after_output() {
   if (closed() || blocked()) return;
+  if (handler_) {
+    // The handler's answer is still coming: the output has drained, so it may go on. Reading waits
+    // for the handler unless the body is still coming and not held back.
+    if (phase_ == Phase::kBody && !body_paused_) want_read(true);
+    else if (phase_ != Phase::kBody) {
+      want_read(false);
+      clear_deadline();  // the upstream side keeps its own timers
+    }
+    if (streaming_) handler_->on_output_ready();
+    return;
+  }
   switch (phase_) {
     case Phase::kDone:
       finish_or_close();
@@ -859,8 +1025,7 @@ void HttpConnection::after_output() {
       update_reusable();
       if (!nodelay_) {
         // Kept alive: from now on small responses must not wait for the client's delayed ACK.
-        int one = 1;
-        if (peer_.family() != AF_UNIX) setsockopt(fd(), IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        c_->set_nodelay();
         nodelay_ = true;
       }
       if (draining_ || worker_->draining()) {
@@ -901,17 +1066,11 @@ void HttpConnection::finish_or_close() {
   }
   phase_ = Phase::kLinger;
   std::string().swap(in_);
-  ::shutdown(fd(), SHUT_WR);
+  c_->shutdown_write();
   want_write(false);
   want_read(true);
   clear_deadline();
   set_deadline(kLingerSeconds);
-}
-
-int HttpConnection::unsent_bytes() const {
-  int n = 0;
-  if (peer_.family() == AF_UNIX || ::ioctl(fd(), SIOCOUTQ, &n) < 0) return 0;
-  return n;
 }
 
 void HttpConnection::on_timeout() {
@@ -919,7 +1078,7 @@ void HttpConnection::on_timeout() {
     // send_timeout is meant for a client that stopped taking data. The loop hears of free space
     // only once a third of the send buffer is free, which for a slow but steady reader of a large
     // buffer can take longer than the timeout: so what counts is whether the queue shrank.
-    int queued = unsent_bytes();
+    int queued = c_->unsent_bytes();
     if (queued > 0 && queued < send_queue_) {
       send_queue_ = queued;
       set_deadline(seconds(settings_now().send_timeout_ms));

@@ -1,10 +1,13 @@
-// An HTTP/1.x connection: reads requests with llhttp, answers them in order (pipelining), keeps the
-// connection alive between requests, and enforces the header, body, send and keep-alive timeouts.
+// HTTP/1.x on a connection: reads requests with llhttp, answers them in order (pipelining), keeps
+// the connection alive between requests, and enforces the header, body, send and keep-alive
+// timeouts. It is the connection's handler (event/connection.h); a request is answered either at
+// once (static files, return, errors) or later by a RequestHandler through the ResponseStream this
+// class implements (the proxy).
 //
 // Buffers: requests are parsed straight out of the worker's shared read buffer, and responses are
 // built in the worker's shared output buffer. A connection copies bytes into buffers of its own only
-// when it must wait: a request head that arrived in pieces, or output the socket did not take. An
-// idle keep-alive connection owns no buffer at all.
+// when it must wait: a request head that arrived in pieces, or output the socket did not take (the
+// connection's output queue). An idle keep-alive connection owns no buffer at all.
 #pragma once
 
 #include <llhttp.h>
@@ -15,6 +18,7 @@
 #include "event/connection.h"
 #include "http/http_config.h"
 #include "http/http_request.h"
+#include "http/http_stream.h"
 
 namespace baton::http {
 
@@ -34,12 +38,27 @@ struct Reply {
   uint64_t file_bytes = 0;
 };
 
-class HttpConnection final : public Connection {
+class HttpConnection final : public ConnectionHandler, public ResponseStream {
  public:
-  HttpConnection(HttpWorker* worker, Fd fd, const SockAddr& peer, Listening* ls);
+  HttpConnection(HttpWorker* worker, Connection* c);
   ~HttpConnection() override;
   void start();
-  void drain() override;
+  void on_drain() override;
+
+  // ResponseStream, for the RequestHandler of the request in progress.
+  void start(const ResponseStart& r) override;
+  bool write(const char* data, size_t len) override;
+  void finish() override;
+  void fail(int status) override;
+  void abort() override;
+  void resume_body() override;
+  uint64_t body_bytes_sent() const override;
+
+  const Request& request() const { return *req_; }
+  const Server* server() const { return server_; }
+  const Location* location() const { return location_; }
+  Connection* connection() const { return c_; }
+  HttpWorker* worker() const { return worker_; }
 
  private:
   // Where the connection is in reading requests. Whether output is waiting is separate (blocked()).
@@ -69,14 +88,21 @@ class HttpConnection final : public Connection {
   const char* head_end() const;  // the end of the last header value (or of the target)
   void answer(Request& req);
   void handle_message_complete();
-  void fail(int status);  // answers an error that ends the connection
+  void fail_request(int status);  // answers an error that ends the connection
   // A request whose answer is already out broke its body framing or limit: nothing more is
   // answered, the connection ends once the output is out.
   void abandon(const char* why);
-  // Writes the worker's output buffer, then the file part; false when the socket is full.
+  // Writes the worker's output buffer, then the file part, after what is queued; false when the
+  // socket is full (or the connection failed and was closed).
   bool flush();
-  int unsent_bytes() const;  // SIOCOUTQ: what the kernel still holds for the client
-  bool blocked() const { return out_pos_ < out_.size() || file_pending_; }
+  void output_failed();
+  bool blocked() const { return !c_->out().empty(); }
+  // An asynchronous handler is answering the request in progress.
+  bool handler_busy() const { return handler_ != nullptr; }
+  // The handler is done (abort: the exchange ended early and it is told so); deleted after the
+  // callbacks.
+  void end_handler(bool abort);
+  void start_handler(RequestHandler* h);
   // Waiting for a request and holding nothing: the worker may close it to make room.
   void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked()); }
   // The last request was read to its end and nothing else was sent: no reason to linger.
@@ -95,13 +121,27 @@ class HttpConnection final : public Connection {
   static int on_url_complete(llhttp_t* p);
   static int on_chunk_header(llhttp_t* p);
   static int on_body_bytes(llhttp_t* p, const char* at, size_t len);
+  static int on_body_data(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
   static int on_message_complete(llhttp_t* p);
   static const llhttp_settings_t* settings();
 
+  // Forwarded to the connection, so that the HTTP code reads as it always did.
+  int fd() const { return c_->fd(); }
+  bool closed() const { return c_->closed(); }
+  void close() { c_->close(); }
+  void want_read(bool on) { c_->want_read(on); }
+  void want_write(bool on) { c_->want_write(on); }
+  void set_deadline(double s) { c_->set_deadline(s); }
+  void clear_deadline() { c_->clear_deadline(); }
+  void set_reusable(bool on) { c_->set_reusable(on); }
+
   HttpWorker* worker_;
+  Connection* c_;
+  EventLoop* loop_;
+  Listening* listening_;
   ListenGroup* group_;
   const Server* server_ = nullptr;
   const Location* location_ = nullptr;
@@ -112,7 +152,13 @@ class HttpConnection final : public Connection {
   bool keep_alive_ = true;     // the response in progress keeps the connection
   bool draining_ = false;
   bool clean_end_ = false;     // the last request was read to its end without error
-  bool file_pending_ = false;  // slow_->file is being sent after the memory output
+  bool file_pending_ = false;  // slow_->file goes out after the worker's output buffer
+  bool body_paused_ = false;   // the handler holds the request body back
+  bool streaming_ = false;     // the handler's response has started and is not finished
+  bool chunked_out_ = false;   // ... and is sent chunked
+  bool head_request_ = false;  // the request in progress is HEAD: no body is sent
+  bool body_allowed_ = false;  // the handler's response has a body to send
+  bool in_feed_ = false;       // parsing: what follows a response waits for the parser to return
   bool log_pending_ = false;   // the request is logged when the response is done
   bool proxy_pending_ = false; // a PROXY protocol header must come first
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
@@ -127,13 +173,15 @@ class HttpConnection final : public Connection {
   double request_start_ = 0;
 
   std::string in_;
-  std::string out_;
-  size_t out_pos_ = 0;
+  // The asynchronous handler of the request in progress (null when none). Deleted through the loop:
+  // it may be the caller when it ends.
+  RequestHandler* handler_ = nullptr;
+  uint64_t stream_bytes_ = 0;  // body bytes the handler sent
 
-  // What only some responses need: a file being sent, a log entry waiting for the end of the
+  // What only some responses need: a file to send, a log entry waiting for the end of the
   // response. Allocated on first use, so that the common connection stays small.
   struct Slow {
-    Fd file;                  // sent after the memory output
+    Fd file;                  // queued after the memory output
     off_t file_offset = 0;
     uint64_t file_bytes = 0;
     uint64_t log_bytes = 0;
@@ -143,7 +191,8 @@ class HttpConnection final : public Connection {
     if (!slow_) slow_ = std::make_unique<Slow>();
     return *slow_;
   }
-  uint64_t file_left() const { return slow_ ? slow_->file_bytes : 0; }
+  // What of the response is not out yet, for the log line of a response cut short.
+  uint64_t file_left() const { return c_->out().bytes(); }
   std::unique_ptr<Slow> slow_;
 };
 

@@ -26,8 +26,11 @@ void HttpWorker::flush_logs(void* arg) {
 
 void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
   auto* self = static_cast<HttpWorker*>(arg);
-  auto* c = new HttpConnection(self, std::move(fd), peer, ls);
-  c->start();
+  auto* c = new Connection(self->loop, self->conns, std::move(fd), peer, ls);
+  auto h = std::make_unique<HttpConnection>(self, c);
+  HttpConnection* http = h.get();
+  c->set_handler(std::move(h));
+  http->start();
 }
 
 std::unique_ptr<Request> HttpWorker::take_request() {
