@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_upstream.h"
 #include "http/http_variables.h"
 #include "os/unix/socket.h"
 
@@ -37,6 +38,7 @@ struct Settings {
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
   std::shared_ptr<AccessLogFile> access_log;  // null: off
   LogFormat access_log_format = LogFormat::kCombined;
+  ProxySettings proxy;
 };
 
 enum class MatchKind { kExact, kPrefix, kPrefixNoRegex };
@@ -53,6 +55,7 @@ struct Location {
   std::string return_text;  // as configured, quotes removed
   Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
+  std::unique_ptr<ProxyPass> proxy_pass;  // null: no proxy_pass
 };
 
 struct Server {

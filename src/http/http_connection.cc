@@ -18,6 +18,7 @@
 #include "event/listener.h"
 #include "event/proxy_protocol.h"
 #include "http/http_log.h"
+#include "http/http_proxy.h"
 #include "http/http_response.h"
 #include "http/http_static.h"
 #include "http/http_worker.h"
@@ -679,6 +680,9 @@ void HttpConnection::answer(Request& req) {
     reply_return(&r, server_->server_return.get(), vars);
   } else if (location_->return_code) {
     reply_return(&r, location_, vars);
+  } else if (location_->proxy_pass) {
+    start_proxy(this, *location_->proxy_pass);
+    return;
   } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
     serve_static(w, server_, location_, req, &r, vars);
   } else if (req.method_id == HTTP_OPTIONS) {

@@ -54,6 +54,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void resume_body() override;
   uint64_t body_bytes_sent() const override;
 
+  // Registers the asynchronous handler of the request in progress (from inside answering it).
+  void start_handler(RequestHandler* h);
   const Request& request() const { return *req_; }
   const Server* server() const { return server_; }
   const Location* location() const { return location_; }
@@ -102,7 +104,6 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   // The handler is done (abort: the exchange ended early and it is told so); deleted after the
   // callbacks.
   void end_handler(bool abort);
-  void start_handler(RequestHandler* h);
   // Waiting for a request and holding nothing: the worker may close it to make room.
   void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked()); }
   // The last request was read to its end and nothing else was sent: no reason to linger.

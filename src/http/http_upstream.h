@@ -69,7 +69,7 @@ enum NextUpstream : uint32_t {
   kNextNonIdempotent = 1u << 9,  // retry POST, LOCK, PATCH too (nginx's non_idempotent)
 };
 
-struct ProxyHeader {
+struct ProxySetHeader {
   std::string name;  // as written
   std::string lower; // lower-cased, for matching
   Template value;    // an empty value removes the header (nginx's habit)
@@ -78,7 +78,7 @@ struct ProxyHeader {
 // The inherited proxy_* keys ([http] -> [server] -> [location]).
 struct ProxySettings {
   // proxy_set_header: a level that sets any replaces the whole inherited list (nginx's rule).
-  std::vector<ProxyHeader> set_headers;
+  std::vector<ProxySetHeader> set_headers;
   std::vector<std::string> hide_headers;  // lower-cased; added to the default hidden ones
   std::vector<std::string> pass_headers;  // lower-cased; taken out of the default hidden ones
   uint32_t next_upstream = kNextError | kNextTimeout;  // 0: off

@@ -27,6 +27,7 @@ struct VarContext {
   const PeerAddr* peer = nullptr;    // $remote_addr
   const SockAddr* local = nullptr;   // the listening address: $server_port
   std::string_view uri;              // $uri when it is not the request's own path (an internal redirect)
+  std::string_view proxy_host;       // $proxy_host
 
   // $request_id: random, made on first use, the same for every use within the request.
   mutable char request_id[32] = {};

@@ -11,7 +11,7 @@ namespace {
 constexpr size_t kReadSize = 64 * 1024;
 }  // namespace
 
-HttpWorker::HttpWorker(EventLoop* l, ConnectionList* c, HttpConf* cf) : loop(l), conns(c), conf(cf), file_cache(l) {
+HttpWorker::HttpWorker(EventLoop* l, ConnectionList* c, HttpConf* cf) : loop(l), conns(c), conf(cf), file_cache(l), upstreams(l, c) {
   in.resize(std::max<size_t>(kReadSize, conf->max_header_buffer + 1));
   out.reserve(64 * 1024);
   loop->add_before_block(flush_logs, this);

@@ -11,6 +11,7 @@
 #include "http/http_file_cache.h"
 #include "http/http_range.h"
 #include "http/http_request.h"
+#include "http/http_upstream_pool.h"
 
 namespace baton::http {
 
@@ -37,6 +38,7 @@ class HttpWorker {
   std::string scratch;       // paths and other short-lived strings
   std::string cache_key;     // the file cache's key for the request at hand
   FileCache file_cache;
+  UpstreamRuntimes upstreams;  // balancing, passive health and keep-alive pools, per group
 
  private:
   static void flush_logs(void* arg);

@@ -1,0 +1,923 @@
+#include "http/http_proxy.h"
+
+#include <errno.h>
+#include <llhttp.h>
+#include <string.h>
+
+#include <string>
+#include <vector>
+
+#include "core/log.h"
+#include "core/strings.h"
+#include "event/listener.h"
+#include "http/http_config.h"
+#include "http/http_connection.h"
+#include "http/http_request.h"
+#include "http/http_stream.h"
+#include "http/http_upstream.h"
+#include "http/http_upstream_pool.h"
+#include "http/http_worker.h"
+
+namespace baton::http {
+
+namespace {
+
+double ms_to_s(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+// RFC 9110 9.2.2: a request with one of these methods may be sent again without changing its
+// effect. Anything else (POST, PATCH, LOCK...) that may have reached an upstream is never resent.
+bool idempotent(int method) {
+  switch (method) {
+    case HTTP_GET:
+    case HTTP_HEAD:
+    case HTTP_PUT:
+    case HTTP_DELETE:
+    case HTTP_OPTIONS:
+    case HTTP_TRACE:
+      return true;
+    default:
+      return false;
+  }
+}
+
+// Fields that describe one connection, not the message (RFC 9110 7.6.1), never forwarded in
+// either direction; nor is any field the Connection header names.
+bool hop_by_hop(std::string_view name) {
+  switch (name.size()) {
+    case 2:
+      return iequals(name, "te");
+    case 7:
+      return iequals(name, "upgrade") || iequals(name, "trailer");
+    case 10:
+      return iequals(name, "connection") || iequals(name, "keep-alive");
+    case 16:
+      return iequals(name, "proxy-connection");
+    case 17:
+      return iequals(name, "transfer-encoding");
+    default:
+      return false;
+  }
+}
+
+// Whether a Connection header value (a comma-separated list of field names) names `name`.
+bool connection_names(std::string_view connection, std::string_view name) {
+  while (!connection.empty()) {
+    size_t comma = connection.find(',');
+    std::string_view item = trim(connection.substr(0, comma));
+    if (iequals(item, name)) return true;
+    if (comma == std::string_view::npos) break;
+    connection.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
+// The upstream's request target for a decoded, normalised path: what is not a path character
+// is percent-encoded again.
+void append_escaped_path(std::string* out, std::string_view path) {
+  static const char kHex[] = "0123456789ABCDEF";
+  for (unsigned char c : path) {
+    bool plain = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                 strchr("-._~!$&'()*+,;=:@/", c) != nullptr;
+    if (plain && c != 0) {
+      out->push_back(static_cast<char>(c));
+    } else {
+      out->push_back('%');
+      out->push_back(kHex[c >> 4]);
+      out->push_back(kHex[c & 15]);
+    }
+  }
+}
+
+// "timeout=5, max=100": the upstream's Keep-Alive parameters.
+void parse_keep_alive(std::string_view v, double* timeout, int64_t* max) {
+  while (!v.empty()) {
+    size_t comma = v.find(',');
+    std::string_view item = trim(v.substr(0, comma));
+    size_t eq = item.find('=');
+    if (eq != std::string_view::npos) {
+      std::string_view key = trim(item.substr(0, eq));
+      std::string_view val = trim(item.substr(eq + 1));
+      uint64_t n = 0;
+      bool ok = !val.empty() && val.size() < 10;
+      for (char ch : val) {
+        ok = ok && ch >= '0' && ch <= '9';
+        n = n * 10 + static_cast<uint64_t>(ch - '0');
+      }
+      if (ok && iequals(key, "timeout")) *timeout = static_cast<double>(n);
+      if (ok && iequals(key, "max")) *max = static_cast<int64_t>(n);
+    }
+    if (comma == std::string_view::npos) break;
+    v.remove_prefix(comma + 1);
+  }
+}
+
+// Response fields the proxy does not pass on by default (nginx's list): the server writes its own
+// Date and Server, and X-Accel-* are instructions to a proxy, not to a client.
+bool hidden_by_default(std::string_view name) {
+  return iequals(name, "date") || iequals(name, "server") || iequals(name, "x-pad") || istarts_with(name, "x-accel-");
+}
+
+class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
+ public:
+  ProxyHandler(HttpConnection* hc, const ProxyPass& pass);
+  void begin();
+
+  // RequestHandler
+  bool on_request_body(const char* data, size_t len) override;
+  void on_request_body_end() override;
+  void on_output_ready() override;
+  void on_abort() override;
+
+  // UpstreamLink::User
+  void upstream_readable() override;
+  void upstream_writable() override;
+  void upstream_timeout() override;
+  void upstream_closed() override;
+
+ private:
+  enum class State : uint8_t { kWaitBody, kConnecting, kSending, kHead, kBody, kDone };
+  enum class Failure : uint8_t { kError, kTimeout, kStatus };
+
+  void next_attempt();
+  void connected();
+  void build_head(bool chunked_body, uint64_t length);
+  void send_body(const char* data, size_t len);
+  bool flush_upstream();
+  void read_response();
+  bool parse_head();
+  bool head_complete();
+  void response_complete();
+  void attempt_failed(Failure why, int status, const char* what);
+  bool can_try_another(bool sent) const;
+  void release_link(bool reusable);
+  void finish_with(int status);
+  double timeout_s(int64_t setting, int64_t group_value) const {
+    return ms_to_s(setting >= 0 ? setting : group_value);
+  }
+
+  static int on_status(llhttp_t* p, const char* at, size_t len);
+  static int on_header_field(llhttp_t* p, const char* at, size_t len);
+  static int on_header_value(llhttp_t* p, const char* at, size_t len);
+  static int on_headers_complete(llhttp_t* p);
+  static int on_body(llhttp_t* p, const char* at, size_t len);
+  static int on_message_complete(llhttp_t* p);
+  static const llhttp_settings_t* parser_settings();
+
+  HttpConnection* hc_;
+  HttpWorker* w_;
+  const Request& req_;
+  const Location* loc_;
+  const ProxyPass& pass_;
+  const ProxySettings& ps_;
+  UpstreamRuntime* rt_;
+  UpstreamLink* link_ = nullptr;
+  State state_ = State::kWaitBody;
+  int server_ = -1;
+  std::vector<bool> tried_;
+  uint32_t tries_ = 0;
+  double started_at_;
+  bool aborted_ = false;
+  bool reused_ = false;        // the current connection came from the pool
+  bool sent_any_ = false;      // bytes of this request went to the current connection
+  bool response_started_ = false;
+  bool upstream_paused_ = false;  // the client is slow: the upstream is not read
+  bool body_paused_ = false;      // the client's body is held back until the upstream takes more
+
+  // The request as sent upstream.
+  std::string head_;
+  bool has_body_;
+  bool body_chunked_ = false;   // sent with chunked framing (its length is not known)
+  bool body_complete_ = false;  // the client's body has all arrived
+  bool replayable_ = true;      // the whole body is still in body_ (none is a whole body too)
+  std::string body_;            // body bytes received and not yet sent (or kept for a retry)
+
+  // The response.
+  llhttp_t parser_;
+  std::string rhead_;           // the response head as received
+  size_t rhead_parsed_ = 0;
+  int status_ = 0;
+  std::vector<Header> rheaders_;
+  std::string location_rewritten_;
+  double ka_timeout_ = -1;
+  int64_t ka_max_ = -1;
+  bool response_done_ = false;
+  bool parse_error_ = false;
+  int fail_status_ = 502;  // the answer when no server is left to try
+};
+
+ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
+    : hc_(hc),
+      w_(hc->worker()),
+      req_(hc->request()),
+      loc_(hc->location()),
+      pass_(pass),
+      ps_(hc->location()->s.proxy),
+      rt_(hc->worker()->upstreams.get(pass.group)),
+      tried_(pass.group->servers.size(), false),
+      started_at_(hc->connection()->loop()->now()),
+      has_body_(hc->request().has_body) {}
+
+void ProxyHandler::begin() {
+  // With request buffering, a body is read before an upstream is bothered (a slow client does not
+  // hold an upstream connection); without, or with no body, the upstream is asked at once.
+  if (has_body_ && ps_.request_buffering) return;
+  next_attempt();
+}
+
+// ---- the request body ---------------------------------------------------------------------
+
+bool ProxyHandler::on_request_body(const char* data, size_t len) {
+  if (aborted_ || state_ == State::kDone) return true;
+  if (state_ == State::kSending || state_ == State::kHead || state_ == State::kBody) {
+    if (!replayable_ || body_.empty()) {
+      send_body(data, len);
+      return !link_ || !link_->conn->out().above_high();
+    }
+  }
+  body_.append(data, len);
+  if (state_ == State::kWaitBody && body_.size() > ps_.client_body_buffer_size) {
+    // Larger than the buffer: it streams from now on, and can no longer be sent twice.
+    replayable_ = false;
+    next_attempt();
+    return !link_ || !link_->conn->out().above_high();
+  }
+  return body_.size() <= ps_.client_body_buffer_size;
+}
+
+void ProxyHandler::on_request_body_end() {
+  if (aborted_) return;
+  body_complete_ = true;
+  if (state_ == State::kWaitBody) {
+    next_attempt();
+    return;
+  }
+  if (body_chunked_ && (state_ == State::kSending || state_ == State::kHead || state_ == State::kBody) &&
+      (!replayable_ || body_.empty())) {
+    link_->conn->out().append(std::string_view("0\r\n\r\n"));
+    flush_upstream();
+  }
+}
+
+void ProxyHandler::send_body(const char* data, size_t len) {
+  if (!link_ || len == 0) return;
+  OutputQueue& q = link_->conn->out();
+  if (body_chunked_) {
+    char size[24];
+    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
+    q.append(std::string_view(size, static_cast<size_t>(n)));
+    q.append(std::string_view(data, len));
+    q.append(std::string_view("\r\n"));
+  } else {
+    q.append(std::string_view(data, len));
+  }
+  flush_upstream();
+}
+
+// ---- choosing and connecting --------------------------------------------------------------
+
+void ProxyHandler::next_attempt() {
+  const UpstreamGroup& g = *pass_.group;
+  double now = hc_->connection()->loop()->now();
+  if (ps_.next_upstream_timeout_ms > 0 && tries_ > 0 && now - started_at_ >= ms_to_s(ps_.next_upstream_timeout_ms)) {
+    finish_with(502);
+    return;
+  }
+  PickInput in;
+  in.tried = &tried_;
+  in.client = &hc_->connection()->peer();
+  std::string key;
+  if (g.balance == Balance::kHash) {
+    VarContext vars;
+    vars.req = &req_;
+    vars.server = hc_->server();
+    vars.peer = &hc_->connection()->peer();
+    vars.local = &hc_->connection()->listening()->addr;
+    g.hash_key.evaluate(vars, &key);
+    in.key = key;
+  }
+  int picked = rt_->peers().pick(in, now);
+  if (picked < 0) {
+    if (tries_ > 0) {
+      finish_with(fail_status_);
+      return;
+    }
+    log_error("no live upstreams while connecting to upstream \"%s\", client: %s, request: \"%.*s %.*s\"",
+              g.name.c_str(), hc_->connection()->peer().to_string().c_str(), static_cast<int>(req_.method.size()),
+              req_.method.data(), static_cast<int>(req_.target.size()), req_.target.data());
+    finish_with(502);
+    return;
+  }
+  server_ = picked;
+  tried_[static_cast<size_t>(server_)] = true;
+  tries_++;
+  // A request that must not be sent twice takes only a connection that cannot be closing.
+  bool safe_only = !idempotent(req_.method_id);
+  link_ = rt_->take(server_, safe_only);
+  reused_ = link_ != nullptr;
+  sent_any_ = false;
+  if (!link_) {
+    link_ = rt_->connect(server_);
+    if (!link_) {
+      attempt_failed(Failure::kError, 502, strerror(errno));
+      return;
+    }
+  }
+  link_->user = this;
+  rt_->peers().acquired(server_);
+  if (reused_) {
+    connected();
+    return;
+  }
+  state_ = State::kConnecting;
+  link_->conn->want_write(true);
+  link_->conn->set_deadline(timeout_s(ps_.connect_timeout_ms, g.connect_timeout_ms));
+}
+
+void ProxyHandler::connected() {
+  state_ = State::kSending;
+  link_->requests++;
+  Connection* c = link_->conn;
+  c->clear_deadline();
+  if (!reused_) c->set_nodelay();
+  // The framing of the body is decided once, for every attempt: a whole body in hand goes with its
+  // length; one still coming goes as the client sent it.
+  if (head_.empty()) {
+    if (!has_body_) build_head(false, req_.content_length);
+    else if (replayable_ && body_complete_) build_head(false, body_.size());
+    else build_head(req_.chunked, req_.content_length);
+  }
+  c->out().append(std::string_view(head_));
+  if (!body_.empty()) {
+    if (body_chunked_) {
+      char size[24];
+      int n = snprintf(size, sizeof(size), "%zx\r\n", body_.size());
+      c->out().append(std::string_view(size, static_cast<size_t>(n)));
+      c->out().append(std::string_view(body_));
+      c->out().append(std::string_view("\r\n"));
+    } else {
+      c->out().append(std::string_view(body_));
+    }
+    // A body kept for another attempt stays; one that streams is gone once sent.
+    if (!replayable_) std::string().swap(body_);
+  }
+  if (body_chunked_ && body_complete_) c->out().append(std::string_view("0\r\n\r\n"));
+  rheaders_.clear();
+  rhead_.clear();
+  rhead_parsed_ = 0;
+  parse_error_ = false;
+  llhttp_init(&parser_, HTTP_RESPONSE, parser_settings());
+  parser_.data = this;
+  c->want_read(true);
+  if (!flush_upstream()) return;
+  if (body_paused_ && !c->out().above_high()) {
+    body_paused_ = false;
+    hc_->resume_body();
+  }
+}
+
+void ProxyHandler::build_head(bool chunked_body, uint64_t length) {
+  const UpstreamGroup& g = *pass_.group;
+  std::string& h = head_;
+  h.reserve(512 + req_.header_count * 32);
+  h.append(req_.method);
+  h.push_back(' ');
+  if (pass_.has_uri) {
+    h.append(pass_.uri);
+    std::string_view rest = req_.path;
+    if (loc_->kind != MatchKind::kExact && rest.size() >= loc_->match.size()) rest.remove_prefix(loc_->match.size());
+    else rest = {};
+    append_escaped_path(&h, rest);
+    if (!req_.query.empty()) {
+      h.push_back('?');
+      h.append(req_.query);
+    }
+  } else {
+    h.append(req_.uri.empty() ? std::string_view("/") : req_.uri);
+    if (req_.uri.empty() && !req_.query.empty()) {
+      h.push_back('?');
+      h.append(req_.query);
+    }
+  }
+  h.append(" HTTP/1.1\r\n");
+
+  VarContext vars;
+  vars.req = &req_;
+  vars.server = hc_->server();
+  vars.peer = &hc_->connection()->peer();
+  vars.local = &hc_->connection()->listening()->addr;
+  vars.proxy_host = pass_.proxy_host;
+
+  auto overridden = [&](std::string_view name) {
+    for (const ProxySetHeader& ph : ps_.set_headers)
+      if (iequals(ph.name, name)) return true;
+    return false;
+  };
+  // The defaults, each unless proxy_set_header sets the field itself.
+  if (!overridden("host")) {
+    h.append("Host: ");
+    h.append(pass_.proxy_host);
+    h.append("\r\n");
+  }
+  char addr[INET6_ADDRSTRLEN + 8];
+  size_t addr_len = hc_->connection()->peer().host_into(addr, sizeof(addr));
+  std::string_view client(addr, addr_len);
+  if (!overridden("x-forwarded-for")) {
+    h.append("X-Forwarded-For: ");
+    bool any = false;
+    for (size_t i = 0; i < req_.header_count; i++) {
+      if (!iequals(req_.headers[i].name, "x-forwarded-for")) continue;
+      std::string_view v = trim(req_.headers[i].value);
+      if (v.empty()) continue;
+      if (any) h.append(", ");
+      h.append(v);
+      any = true;
+    }
+    if (any) h.append(", ");
+    h.append(client);
+    h.append("\r\n");
+  }
+  if (!overridden("x-real-ip")) {
+    h.append("X-Real-IP: ");
+    h.append(client);
+    h.append("\r\n");
+  }
+  if (!overridden("x-forwarded-proto")) h.append("X-Forwarded-Proto: http\r\n");
+  for (const ProxySetHeader& ph : ps_.set_headers) {
+    size_t mark = h.size();
+    h.append(ph.name);
+    h.append(": ");
+    size_t value_at = h.size();
+    ph.value.evaluate(vars, &h);
+    // An empty value removes the field; a value with a line break in it (from a variable) would
+    // forge fields: it is cut there.
+    size_t bad = h.find_first_of("\r\n", value_at);
+    if (bad != std::string::npos) h.resize(bad);
+    if (h.size() == value_at) h.resize(mark);
+    else h.append("\r\n");
+  }
+
+  // The client's fields, less what belongs to its connection, what is rewritten above, and the
+  // body's framing, which is the proxy's own.
+  for (size_t i = 0; i < req_.header_count; i++) {
+    std::string_view name = req_.headers[i].name;
+    if (hop_by_hop(name) || iequals(name, "host") || iequals(name, "content-length") || iequals(name, "expect") ||
+        iequals(name, "x-forwarded-for") || iequals(name, "x-real-ip") || iequals(name, "x-forwarded-proto"))
+      continue;
+    if (!req_.connection.empty() && connection_names(req_.connection, name)) continue;
+    if (overridden(name)) continue;
+    h.append(name);
+    h.append(": ");
+    h.append(req_.headers[i].value);
+    h.append("\r\n");
+  }
+  if (chunked_body) {
+    body_chunked_ = true;
+    h.append("Transfer-Encoding: chunked\r\n");
+  } else if (has_body_ || req_.content_length > 0 || req_.method_id == HTTP_POST || req_.method_id == HTTP_PUT) {
+    h.append("Content-Length: ");
+    h.append(std::to_string(length));
+    h.append("\r\n");
+  }
+  if (g.keepalive == 0) h.append("Connection: close\r\n");
+  h.append("\r\n");
+}
+
+bool ProxyHandler::flush_upstream() {
+  Connection* c = link_->conn;
+  if (c->out().empty()) return true;
+  bool all = c->flush_queue(false);
+  if (c->failed()) {
+    attempt_failed(Failure::kError, 502, strerror(errno));
+    return false;
+  }
+  sent_any_ = true;
+  if (!all) {
+    c->set_deadline(timeout_s(ps_.send_timeout_ms, pass_.group->send_timeout_ms));
+    return true;
+  }
+  c->want_write(false);
+  if (state_ == State::kSending) {
+    state_ = State::kHead;
+    c->clear_deadline();
+    c->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+  }
+  return true;
+}
+
+// ---- upstream events ----------------------------------------------------------------------
+
+void ProxyHandler::upstream_writable() {
+  if (state_ == State::kConnecting) {
+    int err = link_->conn->finish_connect();
+    if (err) {
+      attempt_failed(Failure::kError, 502, strerror(err));
+      return;
+    }
+    link_->conn->want_write(false);
+    connected();
+    return;
+  }
+  if (!flush_upstream()) return;
+  if (link_ && link_->conn->out().empty()) {
+    link_->conn->want_write(false);
+    if (body_paused_) {
+      body_paused_ = false;
+      hc_->resume_body();
+    }
+  }
+}
+
+void ProxyHandler::upstream_timeout() {
+  switch (state_) {
+    case State::kConnecting:
+      attempt_failed(Failure::kTimeout, 504, "upstream timed out (connect)");
+      return;
+    case State::kSending:
+    case State::kHead:
+      attempt_failed(Failure::kTimeout, 504, "upstream timed out");
+      return;
+    case State::kBody:
+      log_error("upstream timed out while reading the response from \"%s\"",
+                pass_.group->servers[static_cast<size_t>(server_)].text.c_str());
+      release_link(false);
+      hc_->abort();
+      return;
+    default:
+      return;
+  }
+}
+
+void ProxyHandler::upstream_closed() {
+  // The worker closes every connection (shutdown): this exchange ends with it.
+  link_ = nullptr;
+  if (aborted_ || state_ == State::kDone) return;
+  state_ = State::kDone;
+  if (response_started_) hc_->abort();
+  else hc_->fail(502);
+}
+
+void ProxyHandler::upstream_readable() {
+  if (state_ == State::kConnecting) {
+    upstream_writable();
+    return;
+  }
+  read_response();
+}
+
+void ProxyHandler::read_response() {
+  Connection* c = link_->conn;
+  char* buf = w_->in.data();
+  size_t cap = w_->in.size();
+  for (int round = 0; round < 8; round++) {
+    if (upstream_paused_ || !link_) return;
+    ssize_t n = c->read(buf, cap);
+    if (n == kIoWantRead || n == kIoWantWrite) return;
+    if (n == kIoError || n == 0) {
+      bool eof = n == 0;
+      if (state_ == State::kBody) {
+        if (eof && llhttp_message_needs_eof(&parser_)) {
+          // A body delimited by the end of the connection: this is its end.
+          llhttp_finish(&parser_);
+          if (!response_done_) response_complete();
+          return;
+        }
+        log_error("upstream \"%s\" closed the connection before the end of the response",
+                  pass_.group->servers[static_cast<size_t>(server_)].text.c_str());
+        release_link(false);
+        state_ = State::kDone;
+        hc_->abort();
+        return;
+      }
+      if (reused_ && rhead_.empty() && idempotent(req_.method_id) && replayable_) {
+        // A pooled connection the upstream had closed: the request never reached it. Sent again on
+        // a new connection to the same server, as if nothing happened.
+        rt_->peers().released(server_);
+        release_link(false);
+        tried_[static_cast<size_t>(server_)] = false;
+        tries_--;
+        head_.clear();
+        next_attempt();
+        return;
+      }
+      attempt_failed(Failure::kError, 502,
+                     eof ? "upstream prematurely closed connection while reading response header" : strerror(errno));
+      return;
+    }
+    c->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+    if (state_ == State::kHead || state_ == State::kSending) {
+      if (rhead_.size() + static_cast<size_t>(n) > ps_.buffer_size + 4) {
+        attempt_failed(Failure::kError, 502, "upstream sent too big header");
+        return;
+      }
+      rhead_.append(buf, static_cast<size_t>(n));
+      if (!parse_head()) return;
+      continue;
+    }
+    if (state_ != State::kBody) return;
+    llhttp_errno_t err = llhttp_execute(&parser_, buf, static_cast<size_t>(n));
+    if (aborted_) return;
+    if (err == HPE_PAUSED) {
+      // The response is complete; anything after it is the upstream talking out of turn.
+      if (!response_done_) response_complete();
+      return;
+    }
+    if (err != HPE_OK) {
+      log_error("upstream \"%s\" sent an invalid response body (%s)",
+                pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
+      release_link(false);
+      state_ = State::kDone;
+      hc_->abort();
+      return;
+    }
+  }
+}
+
+// Parses the response head once it is all there; false when the exchange moved on (failed,
+// completed or aborted) and the caller must stop.
+bool ProxyHandler::parse_head() {
+  // Wait for the whole head: its fields are then views into one string that stays put.
+  size_t from = rhead_parsed_ > 3 ? rhead_parsed_ - 3 : 0;
+  size_t end = rhead_.find("\r\n\r\n", from);
+  if (end == std::string::npos) {
+    size_t lf = rhead_.find("\n\n", from);
+    if (lf == std::string::npos) {
+      rhead_parsed_ = rhead_.size();
+      return true;
+    }
+  }
+  state_ = State::kHead;
+  llhttp_errno_t err = llhttp_execute(&parser_, rhead_.data(), rhead_.size());
+  if (aborted_ || state_ == State::kDone) return false;
+  if (parse_error_ || (err != HPE_OK && err != HPE_PAUSED)) {
+    if (state_ == State::kBody) {
+      log_error("upstream \"%s\" sent an invalid response body (%s)",
+                pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
+      release_link(false);
+      state_ = State::kDone;
+      hc_->abort();
+      return false;
+    }
+    attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
+    return false;
+  }
+  if (err == HPE_PAUSED && !response_done_) {
+    response_complete();
+    return false;
+  }
+  if (state_ == State::kHead) {
+    // Only an interim (1xx) response so far: what follows it is the real head.
+    rhead_parsed_ = rhead_.size();
+    return true;
+  }
+  return state_ == State::kBody;
+}
+
+const llhttp_settings_t* ProxyHandler::parser_settings() {
+  static llhttp_settings_t s = [] {
+    llhttp_settings_t st;
+    llhttp_settings_init(&st);
+    st.on_status = on_status;
+    st.on_header_field = on_header_field;
+    st.on_header_value = on_header_value;
+    st.on_headers_complete = on_headers_complete;
+    st.on_body = on_body;
+    st.on_message_complete = on_message_complete;
+    return st;
+  }();
+  return &s;
+}
+
+int ProxyHandler::on_status(llhttp_t*, const char*, size_t) { return 0; }
+
+int ProxyHandler::on_header_field(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<ProxyHandler*>(p->data);
+  if (self->state_ != State::kHead) return 0;  // trailers are not passed on
+  if (self->rheaders_.size() >= kMaxHeaders) {
+    self->parse_error_ = true;
+    return -1;
+  }
+  self->rheaders_.push_back(Header{std::string_view(at, len), {}});
+  return 0;
+}
+
+int ProxyHandler::on_header_value(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<ProxyHandler*>(p->data);
+  if (self->state_ != State::kHead || self->rheaders_.empty()) return 0;
+  self->rheaders_.back().value = std::string_view(at, len);
+  return 0;
+}
+
+int ProxyHandler::on_headers_complete(llhttp_t* p) {
+  auto* self = static_cast<ProxyHandler*>(p->data);
+  int status = p->status_code;
+  if (status >= 100 && status < 200) {
+    // Interim responses (100 Continue, 103 Early Hints) are the upstream's business with us.
+    // 101 would switch protocols, which was not asked for.
+    if (status == 101) {
+      self->parse_error_ = true;
+      return -1;
+    }
+    self->rheaders_.clear();
+    return 0;
+  }
+  if (!self->head_complete()) return -1;
+  // A response to HEAD has no body whatever its fields say.
+  return self->req_.method_id == HTTP_HEAD ? 1 : 0;
+}
+
+int ProxyHandler::on_body(llhttp_t* p, const char* at, size_t len) {
+  auto* self = static_cast<ProxyHandler*>(p->data);
+  if (self->aborted_) return -1;
+  if (!self->hc_->write(at, len)) {
+    if (self->aborted_) return -1;
+    // The client is not keeping up: the upstream waits (what this read brought still goes out).
+    self->upstream_paused_ = true;
+    if (self->link_) self->link_->conn->want_read(false);
+  }
+  return 0;
+}
+
+int ProxyHandler::on_message_complete(llhttp_t* p) {
+  int status = p->status_code;
+  if (status >= 100 && status < 200) {
+    // After an interim response, the head that follows is parsed as a head again.
+    return 0;
+  }
+  return HPE_PAUSED;
+}
+
+bool ProxyHandler::head_complete() {
+  status_ = parser_.status_code;
+  const UpstreamServer& us = pass_.group->servers[static_cast<size_t>(server_)];
+  // One framing only, and one the client side can carry faithfully.
+  if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) {
+    log_error("upstream \"%s\" sent both Content-Length and Transfer-Encoding", us.text.c_str());
+    parse_error_ = true;
+    return false;
+  }
+  std::string_view connection;
+  int te_lines = 0;
+  bool te_chunked = false;
+  for (const Header& hd : rheaders_) {
+    if (iequals(hd.name, "connection")) connection = hd.value;
+    if (iequals(hd.name, "transfer-encoding")) {
+      te_lines++;
+      te_chunked = iequals(trim(hd.value), "chunked");
+    }
+    if (iequals(hd.name, "keep-alive")) parse_keep_alive(hd.value, &ka_timeout_, &ka_max_);
+  }
+  if (te_lines > 0 && (te_lines != 1 || !te_chunked || !(parser_.flags & F_CHUNKED))) {
+    log_error("upstream \"%s\" sent a Transfer-Encoding other than chunked", us.text.c_str());
+    parse_error_ = true;
+    return false;
+  }
+  // Passive health and proxy_next_upstream for the statuses it names.
+  uint32_t cond = 0;
+  switch (status_) {
+    case 500: cond = kNextHttp500; break;
+    case 502: cond = kNextHttp502; break;
+    case 503: cond = kNextHttp503; break;
+    case 504: cond = kNextHttp504; break;
+    case 403: cond = kNextHttp403; break;
+    case 404: cond = kNextHttp404; break;
+    case 429: cond = kNextHttp429; break;
+    default: break;
+  }
+  if (cond && (ps_.next_upstream & cond) && can_try_another(true)) {
+    // The next server is asked; this response is dropped with its connection. With no server
+    // left to ask, it goes to the client as it is.
+    char what[64];
+    snprintf(what, sizeof(what), "upstream answered %d", status_);
+    attempt_failed(Failure::kStatus, status_, what);
+    return false;
+  }
+  rt_->peers().succeeded(server_, hc_->connection()->loop()->now());
+
+  // The fields that go to the client.
+  std::vector<Header> out;
+  out.reserve(rheaders_.size());
+  std::string redirect_from;
+  if (ps_.redirect_default) {
+    redirect_from = "http://" + pass_.proxy_host + (pass_.has_uri ? pass_.uri : std::string("/"));
+  }
+  for (const Header& hd : rheaders_) {
+    std::string_view name = hd.name;
+    if (hop_by_hop(name) || iequals(name, "content-length")) continue;
+    if (!connection.empty() && connection_names(connection, name)) continue;
+    bool hidden = hidden_by_default(name);
+    for (const std::string& x : ps_.hide_headers) hidden = hidden || iequals(x, name);
+    if (hidden) {
+      bool passed = false;
+      for (const std::string& x : ps_.pass_headers) passed = passed || iequals(x, name);
+      if (!passed) continue;
+    }
+    if (!redirect_from.empty() && (iequals(name, "location") || iequals(name, "refresh")) &&
+        hd.value.starts_with(redirect_from)) {
+      location_rewritten_ = (pass_.has_uri ? loc_->match : std::string("/")) +
+                            std::string(hd.value.substr(redirect_from.size()));
+      out.push_back(Header{name, location_rewritten_});
+      continue;
+    }
+    out.push_back(hd);
+  }
+  ResponseStart rs;
+  rs.status = status_;
+  rs.headers = out.data();
+  rs.header_count = out.size();
+  rs.content_length = (parser_.flags & F_CONTENT_LENGTH) ? static_cast<int64_t>(parser_.content_length) : -1;
+  rs.no_body = req_.method_id == HTTP_HEAD || status_ == 204 || status_ == 304;
+  if (rs.no_body && !(parser_.flags & F_CONTENT_LENGTH)) rs.content_length = -1;
+  response_started_ = true;
+  state_ = State::kBody;
+  hc_->start(rs);
+  if (aborted_) return false;
+  if (rs.content_length == 0 || rs.no_body) {
+    // Nothing follows: llhttp completes the message next.
+  }
+  return true;
+}
+
+void ProxyHandler::response_complete() {
+  response_done_ = true;
+  bool reusable = llhttp_should_keep_alive(&parser_) && body_complete_ && link_ && link_->conn->out().empty() &&
+                  !llhttp_message_needs_eof(&parser_);
+  // Bytes after the response (none are expected) make the connection unusable.
+  release_link(reusable);
+  state_ = State::kDone;
+  hc_->finish();
+}
+
+void ProxyHandler::release_link(bool reusable) {
+  if (!link_) return;
+  UpstreamLink* l = link_;
+  link_ = nullptr;
+  rt_->peers().released(server_);
+  if (reusable && !upstream_paused_) {
+    rt_->give_back(l, ka_timeout_, ka_max_);
+  } else {
+    l->user = nullptr;
+    l->conn->close();
+  }
+}
+
+bool ProxyHandler::can_try_another(bool sent) const {
+  if (response_started_ || !replayable_) return false;
+  if (ps_.next_upstream_tries != 0 && tries_ >= ps_.next_upstream_tries) return false;
+  if (sent && !idempotent(req_.method_id) && !(ps_.next_upstream & kNextNonIdempotent)) return false;
+  double now = hc_->connection()->loop()->now();
+  if (ps_.next_upstream_timeout_ms > 0 && now - started_at_ >= ms_to_s(ps_.next_upstream_timeout_ms)) return false;
+  for (size_t i = 0; i < tried_.size(); i++)
+    if (!tried_[i] && rt_->peers().available(static_cast<int>(i), now)) return true;
+  return false;
+}
+
+void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
+  const UpstreamGroup& g = *pass_.group;
+  const UpstreamServer& us = g.servers[static_cast<size_t>(server_)];
+  rt_->peers().failed(server_, hc_->connection()->loop()->now());
+  bool sent = sent_any_;
+  release_link(false);
+  log_error("%s while proxying to upstream \"%s\" (%s), client: %s, request: \"%.*s %.*s\"", what, us.text.c_str(),
+            g.name.c_str(), hc_->connection()->peer().to_string().c_str(), static_cast<int>(req_.method.size()),
+            req_.method.data(), static_cast<int>(req_.target.size()), req_.target.data());
+  fail_status_ = why == Failure::kStatus ? 502 : status;
+  uint32_t cond = why == Failure::kTimeout ? uint32_t{kNextTimeout} : why == Failure::kError ? uint32_t{kNextError} : 0u;
+  bool allowed = why == Failure::kStatus || (ps_.next_upstream & cond);
+  if (allowed && can_try_another(sent)) {
+    state_ = State::kWaitBody;
+    next_attempt();
+    return;
+  }
+  finish_with(fail_status_);
+}
+
+void ProxyHandler::finish_with(int status) {
+  state_ = State::kDone;
+  release_link(false);
+  if (response_started_) hc_->abort();
+  else hc_->fail(status);
+}
+
+void ProxyHandler::on_output_ready() {
+  if (!upstream_paused_ || aborted_) return;
+  upstream_paused_ = false;
+  if (!link_) return;
+  link_->conn->want_read(true);
+  read_response();
+}
+
+void ProxyHandler::on_abort() {
+  aborted_ = true;
+  state_ = State::kDone;
+  release_link(false);
+}
+
+}  // namespace
+
+void start_proxy(HttpConnection* hc, const ProxyPass& pass) {
+  auto* h = new ProxyHandler(hc, pass);
+  hc->start_handler(h);
+  h->begin();
+}
+
+}  // namespace baton::http
