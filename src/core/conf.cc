@@ -22,13 +22,15 @@ namespace {
 // ---------------------------------------------------------------------------------------------
 // The table of keys
 
-enum : unsigned { kMain = 1, kHttp = 2, kServer = 4, kLocation = 8 };
+enum : unsigned { kMain = 1, kHttp = 2, kServer = 4, kLocation = 8, kUpstream = 16 };
 constexpr unsigned kInherited = kHttp | kServer | kLocation;  // the Settings keys
 
 struct KeyInfo {
   const char* name;
   unsigned sections;
   bool repeats;
+  // Added to "belongs in [...]" where a key of one section reads like one of another.
+  const char* hint = nullptr;
 };
 
 // Every key baton reads: the section parsers (parse_main_conf, http_config.cc) apply the values,
@@ -51,16 +53,32 @@ constexpr KeyInfo kKeys[] = {
     {"root", kInherited, false},
     {"index", kInherited, false},  // several names in one value
     {"default_type", kInherited, false},
-    {"keepalive_timeout", kInherited, false},
-    {"keepalive_requests", kInherited, false},
+    // In [upstream] these three are about the upstream connections, elsewhere about the clients'.
+    {"keepalive_timeout", kInherited | kUpstream, false},
+    {"keepalive_requests", kInherited | kUpstream, false},
     {"client_header_timeout", kInherited, false},
     {"client_body_timeout", kInherited, false},
-    {"send_timeout", kInherited, false},
+    {"send_timeout", kInherited | kUpstream, false},
     {"client_max_body_size", kInherited, false},
     {"client_header_buffer_size", kInherited, false},
     {"expires", kInherited, false},
     {"disable_symlinks", kInherited, false},
     {"access_log", kInherited, false},  // one log per level: a second one would silently replace the first
+    {"proxy_set_header", kInherited, true},
+    {"proxy_hide_header", kInherited, true},
+    {"proxy_pass_header", kInherited, true},
+    {"proxy_next_upstream", kInherited, false},
+    {"proxy_next_upstream_tries", kInherited, false},
+    {"proxy_next_upstream_timeout", kInherited, false},
+    {"proxy_buffering", kInherited, false},
+    {"proxy_request_buffering", kInherited, false},
+    {"client_body_buffer_size", kInherited, false},
+    {"proxy_buffer_size", kInherited, false},
+    {"proxy_buffers", kInherited, false},
+    {"proxy_redirect", kInherited, false},
+    {"proxy_connect_timeout", kInherited, false},
+    {"proxy_read_timeout", kInherited, false},
+    {"proxy_send_timeout", kInherited, false},
     {"types", kHttp, false},
 
     {"listen", kServer, true},
@@ -69,6 +87,13 @@ constexpr KeyInfo kKeys[] = {
     {"alias", kLocation, false},
     {"try_files", kLocation, false},
     {"return", kServer | kLocation, false},
+    {"proxy_pass", kLocation, false},
+
+    {"server", kUpstream, true, "; a virtual server is a section: [server NAME]"},
+    {"balance", kUpstream, false},
+    {"keepalive", kUpstream, false, "; for client connections it is \"keepalive_timeout\""},
+    {"connect_timeout", kUpstream, false, "; in a location it is \"proxy_connect_timeout\""},
+    {"read_timeout", kUpstream, false, "; in a location it is \"proxy_read_timeout\""},
 };
 
 struct NginxDirective {
@@ -90,16 +115,20 @@ constexpr NginxDirective kNginxDirectives[] = {
     // sections written as keys
     {"events", "is not a section here (\"worker_connections\" belongs in [main])"},
     {"http", "is a section here: write it as [http]"},
-    {"server", "is a section here: write it as [server NAME]"},
     {"location", "is a section here: write it as [location /path]"},
     {"upstream", "is a section here: write it as [upstream NAME]"},
+    // upstream balancing methods, keys of their own in nginx
+    {"least_conn", "is written \"balance = least_conn\" in [upstream] here"},
+    {"ip_hash", "is written \"balance = ip_hash\" in [upstream] here"},
+    {"hash", "is written \"balance = hash KEY\" in [upstream] here"},
+    {"random", nullptr}, {"zone", nullptr}, {"ntlm", nullptr}, {"sticky", nullptr},
     // http core
     {"include", nullptr}, {"sendfile", "is not needed: baton always sends files with sendfile()"},
     {"tcp_nodelay", "is not needed: baton sets TCP_NODELAY on kept-alive connections"},
     {"tcp_nopush", nullptr}, {"aio", nullptr}, {"directio", nullptr}, {"output_buffers", nullptr},
     {"sendfile_max_chunk", nullptr}, {"absolute_redirect", nullptr}, {"port_in_redirect", nullptr},
     {"server_name_in_redirect", nullptr}, {"server_tokens", nullptr}, {"chunked_transfer_encoding", nullptr},
-    {"client_body_buffer_size", nullptr}, {"client_body_temp_path", nullptr}, {"client_body_in_file_only", nullptr},
+    {"client_body_temp_path", nullptr}, {"client_body_in_file_only", nullptr},
     {"large_client_header_buffers", "is not supported (baton's \"client_header_buffer_size\" is the largest request head)"},
     {"keepalive_time", nullptr}, {"keepalive_disable", nullptr}, {"lingering_close", nullptr},
     {"lingering_time", nullptr}, {"lingering_timeout", nullptr}, {"reset_timedout_connection", nullptr},
@@ -135,13 +164,9 @@ constexpr NginxDirective kNginxDirectives[] = {
     // real ip
     {"set_real_ip_from", nullptr}, {"real_ip_header", nullptr}, {"real_ip_recursive", nullptr},
     // proxy and the other upstream modules
-    {"proxy_pass", nullptr}, {"proxy_set_header", nullptr}, {"proxy_http_version", nullptr},
-    {"proxy_connect_timeout", nullptr}, {"proxy_read_timeout", nullptr}, {"proxy_send_timeout", nullptr},
-    {"proxy_buffering", nullptr}, {"proxy_buffers", nullptr}, {"proxy_buffer_size", nullptr},
-    {"proxy_busy_buffers_size", nullptr}, {"proxy_request_buffering", nullptr}, {"proxy_redirect", nullptr},
-    {"proxy_hide_header", nullptr}, {"proxy_pass_header", nullptr}, {"proxy_ignore_headers", nullptr},
-    {"proxy_intercept_errors", nullptr}, {"proxy_next_upstream", nullptr}, {"proxy_next_upstream_tries", nullptr},
-    {"proxy_next_upstream_timeout", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},
+    {"proxy_http_version", nullptr},
+    {"proxy_busy_buffers_size", nullptr}, {"proxy_ignore_headers", nullptr},
+    {"proxy_intercept_errors", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},
     {"proxy_cache_key", nullptr}, {"proxy_cache_valid", nullptr}, {"proxy_cache_bypass", nullptr},
     {"proxy_no_cache", nullptr}, {"proxy_cookie_domain", nullptr}, {"proxy_cookie_path", nullptr},
     {"proxy_max_temp_file_size", nullptr}, {"proxy_temp_path", nullptr}, {"proxy_bind", nullptr},
@@ -169,14 +194,15 @@ unsigned section_bit(std::string_view kind) {
   if (kind == "http") return kHttp;
   if (kind == "server") return kServer;
   if (kind == "location") return kLocation;
+  if (kind == "upstream") return kUpstream;
   return 0;
 }
 
 // "[http], [server] or [location]"
 std::string section_names(unsigned sections) {
-  static const char* const kNames[] = {"[main]", "[http]", "[server]", "[location]"};
+  static const char* const kNames[] = {"[main]", "[http]", "[server]", "[location]", "[upstream]"};
   std::vector<const char*> names;
-  for (unsigned i = 0; i < 4; i++)
+  for (unsigned i = 0; i < 5; i++)
     if (sections & (1u << i)) names.push_back(kNames[i]);
   std::string out;
   for (size_t i = 0; i < names.size(); i++) {
@@ -480,7 +506,7 @@ void check_section_keys(const ConfFile& file, const ConfSection& sec) {
           file.fail(e.line, "\"" + e.key + "\" is duplicate (first at line " + std::to_string(sec.entries[j].line) + ")");
       continue;
     }
-    if (k) file.fail(e.line, "\"" + e.key + "\" belongs in " + section_names(k->sections));
+    if (k) file.fail(e.line, "\"" + e.key + "\" belongs in " + section_names(k->sections) + (k->hint ? k->hint : ""));
     if (const NginxDirective* d = find_nginx_directive(e.key))
       file.fail(e.line, "\"" + e.key + "\" " + (d->note ? d->note : "is not supported yet"));
     std::string msg = "unknown key \"" + e.key + "\" in " + where;

@@ -61,10 +61,10 @@ ConfFile read_conf_text_lenient(const std::string& name, std::string_view text);
 // -g 'key = value; key = value' as a [main] section named "-g".
 ConfFile read_conf_globals(std::string_view globals);
 
-// Checks the keys of a [main], [http], [server] or [location] section against the table of keys: a
-// key of another section says where it belongs, a known nginx directive that baton does not have
-// says so, any other unknown key gets the nearest valid key as a suggestion, and a key that cannot
-// repeat, given twice, is a duplicate. Throws ConfError at the first such line.
+// Checks the keys of a [main], [http], [server], [location] or [upstream] section against the table
+// of keys: a key of another section says where it belongs, a known nginx directive that baton does
+// not have says so, any other unknown key gets the nearest valid key as a suggestion, and a key that
+// cannot repeat, given twice, is a duplicate. Throws ConfError at the first such line.
 void check_section_keys(const ConfFile& file, const ConfSection& sec);
 
 // Value parsers: false on a malformed value.

@@ -1,6 +1,8 @@
 #include "http/http_config.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netdb.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -118,10 +120,115 @@ Server* ListenGroup::find_server(std::string_view host) const {
 
 namespace {
 
+bool is_tchar(char c) {
+  if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
+  return strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+}
+
+bool is_token(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!is_tchar(c)) return false;
+  return true;
+}
+
+std::string lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) c = ascii_lower(c);
+  return out;
+}
+
+// An upstream name: what may stand as the host of http://NAME, so that a proxy_pass can name it.
+bool is_upstream_name(std::string_view s) {
+  if (s.empty()) return false;
+  for (char c : s)
+    if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '-' || c == '.' ||
+          c == '_'))
+      return false;
+  return true;
+}
+
+// "host", "host:port", "[v6]" or "[v6]:port" (an upstream server, or the authority of a proxy_pass
+// URL), split; the port is 0 when none is written.
+struct HostPort {
+  std::string host;  // without the brackets
+  bool bracketed = false;
+  uint16_t port = 0;
+};
+
+std::string split_host_port(std::string_view text, HostPort* out) {
+  std::string_view host = text, port;
+  bool has_port = false;
+  if (text.starts_with("[")) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos) return "invalid IPv6 address \"" + std::string(text) + "\" (no \"]\")";
+    host = text.substr(1, close - 1);
+    std::string_view after = text.substr(close + 1);
+    if (!after.empty()) {
+      if (after[0] != ':') return "invalid address \"" + std::string(text) + "\"";
+      port = after.substr(1);
+      has_port = true;
+    }
+    out->bracketed = true;
+  } else if (size_t colon = text.find(':'); colon != std::string_view::npos) {
+    if (text.find(':', colon + 1) != std::string_view::npos)
+      return "invalid address \"" + std::string(text) + "\" (an IPv6 address is written in brackets: [::1]:8080)";
+    host = text.substr(0, colon);
+    port = text.substr(colon + 1);
+    has_port = true;
+  }
+  if (host.empty()) return "no host in \"" + std::string(text) + "\"";
+  // A name is letters, digits, "-", "." and "_"; what is in brackets the resolver checks as a
+  // numeric address.
+  if (!out->bracketed && !is_upstream_name(host)) return "invalid host in \"" + std::string(text) + "\"";
+  if (has_port) {
+    uint64_t p;
+    if (!parse_uint(port, &p) || p == 0 || p > 65535) return "invalid port in \"" + std::string(text) + "\"";
+    out->port = static_cast<uint16_t>(p);
+  }
+  out->host = std::string(host);
+  return "";
+}
+
+// Resolves a host name or a numeric address, as nginx does when it reads its configuration: every
+// address the name has, in the resolver's order, each once. "" or the reason it failed.
+std::string resolve_host(const HostPort& hp, uint16_t port, std::vector<SockAddr>* out) {
+  addrinfo hints{};
+  hints.ai_family = AF_UNSPEC;
+  hints.ai_socktype = SOCK_STREAM;
+  hints.ai_flags = hp.bracketed ? AI_NUMERICHOST : 0;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(hp.host.c_str(), nullptr, &hints, &res);
+  if (rc != 0) return rc == EAI_NONAME || rc == EAI_NODATA ? "" : gai_strerror(rc);
+  for (addrinfo* ai = res; ai; ai = ai->ai_next) {
+    SockAddr a;
+    if (ai->ai_family == AF_INET) {
+      memcpy(&a.storage, ai->ai_addr, sizeof(sockaddr_in));
+      reinterpret_cast<sockaddr_in*>(&a.storage)->sin_port = htons(port);
+      a.len = sizeof(sockaddr_in);
+    } else if (ai->ai_family == AF_INET6) {
+      memcpy(&a.storage, ai->ai_addr, sizeof(sockaddr_in6));
+      reinterpret_cast<sockaddr_in6*>(&a.storage)->sin6_port = htons(port);
+      a.len = sizeof(sockaddr_in6);
+    } else {
+      continue;
+    }
+    if (std::find(out->begin(), out->end(), a) == out->end()) out->push_back(a);
+  }
+  freeaddrinfo(res);
+  return "";
+}
+
 struct Parser {
   const ConfFile& conf;
   HttpConf* http;
   std::string prefix;
+  // [upstream] groups by lower-cased name (the first section of each name), made before any
+  // section is read so that a proxy_pass may name a section further down the file.
+  std::unordered_map<std::string, UpstreamGroup*> named_upstreams;
+  std::unordered_map<size_t, UpstreamGroup*> section_upstreams;  // by section index
+  // Implicit groups by lower-cased "host:port": one per address, whichever locations name it.
+  std::unordered_map<std::string, UpstreamGroup*> implicit_upstreams;
 
   [[noreturn]] void bad(const ConfEntry& e, const char* what) {
     conf.fail(e.line, std::string("invalid ") + what + " \"" + e.value + "\" in \"" + e.key + "\"");
@@ -132,6 +239,175 @@ struct Parser {
   }
   void size(const ConfEntry& e, uint64_t* dst) {
     if (!parse_size(e.value, dst)) bad(e, "size");
+  }
+  // A timeout of 0 would fail every attempt at once: refused rather than read as "none".
+  void timeout(const ConfEntry& e, int64_t* dst) {
+    duration(e, dst);
+    if (*dst == 0) conf.fail(e.line, "\"" + e.key + "\" must be more than 0");
+  }
+  template <typename T>
+  void number(const ConfEntry& e, T* dst, uint64_t lo, uint64_t hi) {
+    uint64_t v;
+    if (!parse_uint(e.value, &v)) bad(e, "number");
+    if (v < lo || v > hi)
+      conf.fail(e.line, "\"" + e.key + "\" must be between " + std::to_string(lo) + " and " + std::to_string(hi));
+    *dst = static_cast<T>(v);
+  }
+  void on_off(const ConfEntry& e, bool* dst) {
+    if (!parse_switch(e.value, dst)) bad(e, "switch (on or off)");
+  }
+
+  // A value in quotes ("..." or '...') is the text without them, with \" \' \\ \n \r \t inside
+  // standing for the character; unquoted, it is taken as it is.
+  std::string unquote(const ConfEntry& e, std::string_view rest) {
+    if (rest.empty() || (rest[0] != '"' && rest[0] != '\'')) return std::string(rest);
+    std::string text;
+    char q = rest[0];
+    size_t i = 1;
+    bool closed = false;
+    for (; i < rest.size(); i++) {
+      char c = rest[i];
+      if (c == q) {
+        closed = true;
+        break;
+      }
+      if (c == '\\' && i + 1 < rest.size()) {
+        char n = rest[++i];
+        switch (n) {
+          case 'n': text.push_back('\n'); break;
+          case 'r': text.push_back('\r'); break;
+          case 't': text.push_back('\t'); break;
+          case '"': case '\'': case '\\': text.push_back(n); break;
+          default: text.push_back('\\'); text.push_back(n); break;
+        }
+        continue;
+      }
+      text.push_back(c);
+    }
+    if (!closed) conf.fail(e.line, "unterminated quoted text in \"" + e.key + "\" (no closing " + q + ")");
+    if (i + 1 < rest.size())
+      conf.fail(e.line, "unexpected \"" + std::string(rest.substr(i + 1)) + "\" after the quoted text in \"" + e.key + "\"");
+    return text;
+  }
+
+  // The lists a level sets replace the inherited ones as a whole (nginx's rule for proxy_set_header,
+  // proxy_hide_header and proxy_pass_header): a level that sets one header does not add it to the
+  // headers of the level above, it starts a list of its own.
+  void begin_level(const ConfSection& sec, Settings* s) {
+    for (const ConfEntry& e : sec.entries) {
+      if (e.key == "proxy_set_header") s->proxy.set_headers.clear();
+      else if (e.key == "proxy_hide_header") s->proxy.hide_headers.clear();
+      else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
+    }
+  }
+
+  void parse_set_header(const ConfEntry& e, ProxySettings* p) {
+    std::string_view v = trim(e.value);
+    size_t sp = v.find_first_of(" \t");
+    if (sp == std::string_view::npos)
+      conf.fail(e.line, "\"proxy_set_header\" needs a header name and a value (\"\" for an empty value, which "
+                        "removes the header)");
+    ProxySetHeader h;
+    h.name = std::string(v.substr(0, sp));
+    if (!is_token(h.name)) conf.fail(e.line, "invalid header name \"" + h.name + "\" in \"proxy_set_header\"");
+    h.lower = lower(h.name);
+    // The proxy frames the request body itself: a second framing header would let the upstream
+    // read the body otherwise than the proxy sends it.
+    if (h.lower == "content-length" || h.lower == "transfer-encoding")
+      conf.fail(e.line, "\"proxy_set_header\" cannot set \"" + h.name + "\" (the proxy frames the request body itself)");
+    std::string text = unquote(e, trim(v.substr(sp)));
+    for (unsigned char c : text)
+      if ((c < 0x20 && c != '\t') || c == 0x7f) conf.fail(e.line, "control character in the value of \"proxy_set_header\"");
+    std::string err = h.value.compile(text);
+    if (!err.empty()) conf.fail(e.line, err + " in \"proxy_set_header\"");
+    p->set_headers.push_back(std::move(h));
+  }
+
+  void header_name(const ConfEntry& e, std::vector<std::string>* list) {
+    std::string_view v = trim(e.value);
+    if (!is_token(v)) conf.fail(e.line, "invalid header name \"" + e.value + "\" in \"" + e.key + "\" (one name per line)");
+    list->push_back(lower(v));
+  }
+
+  void parse_next_upstream(const ConfEntry& e, ProxySettings* p) {
+    static const struct {
+      const char* word;
+      uint32_t bit;
+    } kWords[] = {
+        {"error", kNextError},       {"timeout", kNextTimeout},   {"invalid_header", kNextError},
+        {"http_500", kNextHttp500},  {"http_502", kNextHttp502},  {"http_503", kNextHttp503},
+        {"http_504", kNextHttp504},  {"http_403", kNextHttp403},  {"http_404", kNextHttp404},
+        {"http_429", kNextHttp429},  {"non_idempotent", kNextNonIdempotent},
+    };
+    auto words = split_ws(e.value);
+    if (words.empty()) bad(e, "value");
+    uint32_t bits = 0;
+    for (std::string_view w : words) {
+      if (w == "off") {
+        if (words.size() != 1) conf.fail(e.line, "\"off\" in \"proxy_next_upstream\" stands alone");
+        break;
+      }
+      bool found = false;
+      for (const auto& k : kWords)
+        if (w == k.word) {
+          bits |= k.bit;
+          found = true;
+        }
+      if (!found)
+        conf.fail(e.line, "invalid value \"" + std::string(w) +
+                              "\" in \"proxy_next_upstream\" (error, timeout, invalid_header, http_500, http_502, "
+                              "http_503, http_504, http_403, http_404, http_429, non_idempotent or off)");
+    }
+    p->next_upstream = bits;
+  }
+
+  // Returns false when the key is not a proxy_* one.
+  bool apply_proxy_setting(const ConfEntry& e, ProxySettings* p) {
+    const std::string& k = e.key;
+    if (k == "proxy_set_header") {
+      parse_set_header(e, p);
+    } else if (k == "proxy_hide_header") {
+      header_name(e, &p->hide_headers);
+    } else if (k == "proxy_pass_header") {
+      header_name(e, &p->pass_headers);
+    } else if (k == "proxy_next_upstream") {
+      parse_next_upstream(e, p);
+    } else if (k == "proxy_next_upstream_tries") {
+      number(e, &p->next_upstream_tries, 0, 1000);
+    } else if (k == "proxy_next_upstream_timeout") {
+      duration(e, &p->next_upstream_timeout_ms);
+    } else if (k == "proxy_buffering") {
+      on_off(e, &p->buffering);
+    } else if (k == "proxy_request_buffering") {
+      on_off(e, &p->request_buffering);
+    } else if (k == "client_body_buffer_size") {
+      size(e, &p->client_body_buffer_size);
+    } else if (k == "proxy_buffer_size") {
+      size(e, &p->buffer_size);
+      if (p->buffer_size < 1024 || p->buffer_size > 1024 * 1024)
+        conf.fail(e.line, "\"proxy_buffer_size\" must be between 1k and 1m");
+    } else if (k == "proxy_buffers") {
+      auto words = split_ws(e.value);
+      uint64_t n, one;
+      if (words.size() != 2 || !parse_uint(words[0], &n) || !parse_size(words[1], &one))
+        conf.fail(e.line, "invalid value \"" + e.value + "\" in \"proxy_buffers\" (expected NUMBER SIZE, as 8 8k)");
+      if (n < 2) conf.fail(e.line, "there must be at least 2 \"proxy_buffers\"");
+      if (one == 0 || n > (uint64_t{1} << 40) / one) conf.fail(e.line, "invalid size in \"proxy_buffers\"");
+      p->buffers_size = n * one;
+    } else if (k == "proxy_redirect") {
+      if (e.value == "default") p->redirect_default = true;
+      else if (e.value == "off") p->redirect_default = false;
+      else conf.fail(e.line, "\"proxy_redirect = " + e.value + "\" is not supported yet (only default or off)");
+    } else if (k == "proxy_connect_timeout") {
+      timeout(e, &p->connect_timeout_ms);
+    } else if (k == "proxy_read_timeout") {
+      timeout(e, &p->read_timeout_ms);
+    } else if (k == "proxy_send_timeout") {
+      timeout(e, &p->send_timeout_ms);
+    } else {
+      return false;
+    }
+    return true;
   }
 
   std::string existing_dir(const ConfEntry& e) {
@@ -210,14 +486,13 @@ struct Parser {
       s->access_log = slot;
       s->access_log_format = fmt;
     } else {
-      return false;
+      return apply_proxy_setting(e, &s->proxy);
     }
     return true;
   }
 
-  // return = CODE [text or URL]. A text in quotes ("..." or '...') is the text without them, with
-  // \" \' \\ \n \r \t inside standing for the character; unquoted, it is taken as it is. Variables
-  // are compiled here, so an unknown one stops the configuration with its line.
+  // return = CODE [text or URL], the text quoted or not (unquote). Variables are compiled here, so
+  // an unknown one stops the configuration with its line.
   void parse_return(const ConfEntry& e, Location* loc) {
     auto v = std::string_view(e.value);
     size_t sp = v.find_first_of(" \t");
@@ -225,36 +500,7 @@ struct Parser {
     if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
     loc->return_code = static_cast<int>(code);
     std::string_view rest = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp));
-    std::string text;
-    if (!rest.empty() && (rest[0] == '"' || rest[0] == '\'')) {
-      char q = rest[0];
-      size_t i = 1;
-      bool closed = false;
-      for (; i < rest.size(); i++) {
-        char c = rest[i];
-        if (c == q) {
-          closed = true;
-          break;
-        }
-        if (c == '\\' && i + 1 < rest.size()) {
-          char n = rest[++i];
-          switch (n) {
-            case 'n': text.push_back('\n'); break;
-            case 'r': text.push_back('\r'); break;
-            case 't': text.push_back('\t'); break;
-            case '"': case '\'': case '\\': text.push_back(n); break;
-            default: text.push_back('\\'); text.push_back(n); break;
-          }
-          continue;
-        }
-        text.push_back(c);
-      }
-      if (!closed) conf.fail(e.line, std::string("unterminated quoted text in \"return\" (no closing ") + q + ")");
-      if (i + 1 < rest.size())
-        conf.fail(e.line, "unexpected \"" + std::string(rest.substr(i + 1)) + "\" after the quoted text in \"return\"");
-    } else {
-      text = std::string(rest);
-    }
+    std::string text = unquote(e, rest);
     bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
     if (redirect && text.empty()) conf.fail(e.line, "\"return\" with a redirect code needs a URL");
     for (unsigned char c : text) {
@@ -267,6 +513,238 @@ struct Parser {
     std::string err = loc->return_value.compile(text);
     if (!err.empty()) conf.fail(e.line, err + " in \"return\"");
     loc->return_text = std::move(text);
+  }
+
+  // ---- [upstream NAME] ----
+
+  // Every address of host:port, as servers of the group that read the line (a name with several
+  // addresses gives one server per address, as nginx does).
+  std::vector<SockAddr> resolve(const ConfEntry& e, const HostPort& hp, uint16_t port, std::string_view as_written,
+                                std::string_view hint = "") {
+    std::vector<SockAddr> addrs;
+    std::string why = resolve_host(hp, port, &addrs);
+    if (addrs.empty())
+      conf.fail(e.line, "host not found in upstream \"" + std::string(as_written) + "\"" +
+                            (why.empty() ? "" : " (" + why + ")") + std::string(hint));
+    return addrs;
+  }
+
+  // server = HOST[:PORT] [weight=N] [max_fails=N] [fail_timeout=TIME] [backup] [down]; a missing
+  // port is 80, as in nginx. unix:/path is a local socket.
+  void parse_upstream_server(const ConfEntry& e, UpstreamGroup* g) {
+    auto words = split_ws(e.value);
+    if (words.empty()) bad(e, "server");
+    UpstreamServer proto;
+    proto.line = e.line;
+    for (size_t i = 1; i < words.size(); i++) {
+      std::string_view w = words[i];
+      size_t eq = w.find('=');
+      std::string_view name = w.substr(0, eq);
+      for (size_t j = 1; j < i; j++)
+        if (words[j].substr(0, words[j].find('=')) == name)
+          conf.fail(e.line, "parameter \"" + std::string(name) + "\" is given twice");
+      std::string_view arg = eq == std::string_view::npos ? std::string_view() : w.substr(eq + 1);
+      uint64_t n;
+      if (name == "weight" && eq != std::string_view::npos) {
+        if (!parse_uint(arg, &n) || n == 0 || n > 1000)
+          conf.fail(e.line, "invalid parameter \"" + std::string(w) + "\" (a weight is from 1 to 1000)");
+        proto.weight = static_cast<int>(n);
+      } else if (name == "max_fails" && eq != std::string_view::npos) {
+        if (!parse_uint(arg, &n) || n > 1000000) conf.fail(e.line, "invalid parameter \"" + std::string(w) + "\"");
+        proto.max_fails = static_cast<int>(n);
+      } else if (name == "fail_timeout" && eq != std::string_view::npos) {
+        if (!parse_duration_ms(arg, &proto.fail_timeout_ms))
+          conf.fail(e.line, "invalid parameter \"" + std::string(w) + "\"");
+        if (proto.fail_timeout_ms == 0)
+          conf.fail(e.line, "invalid parameter \"" + std::string(w) +
+                                "\" (a server that should never be taken out has max_fails=0)");
+      } else if (w == "backup") {
+        proto.backup = true;
+      } else if (w == "down") {
+        proto.down = true;
+      } else if (name == "max_conns" || name == "slow_start" || name == "resolve" || name == "service" ||
+                 name == "route" || name == "drain") {
+        conf.fail(e.line, "parameter \"" + std::string(name) + "\" of \"server\" is not supported yet");
+      } else {
+        conf.fail(e.line, "invalid parameter \"" + std::string(w) +
+                              "\" (weight=N, max_fails=N, fail_timeout=TIME, backup or down)");
+      }
+    }
+    std::string_view addr = words[0];
+    if (addr.starts_with("unix:")) {
+      UpstreamServer srv = proto;
+      std::string err = parse_sockaddr(addr, &srv.addr);
+      if (!err.empty()) conf.fail(e.line, err);
+      srv.text = std::string(addr);
+      g->servers.push_back(std::move(srv));
+      return;
+    }
+    if (addr.find("://") != std::string_view::npos)
+      conf.fail(e.line, "invalid address \"" + std::string(addr) + "\" (a server is HOST:PORT, without a scheme)");
+    HostPort hp;
+    std::string err = split_host_port(addr, &hp);
+    if (!err.empty()) conf.fail(e.line, err);
+    uint16_t port = hp.port ? hp.port : 80;
+    std::string as_written = std::string(addr) + (hp.port ? "" : ":80");
+    for (const SockAddr& a : resolve(e, hp, port, as_written)) {
+      UpstreamServer srv = proto;
+      srv.addr = a;
+      srv.text = a.to_string();  // $upstream_addr: the address connected to, as nginx logs it
+      g->servers.push_back(std::move(srv));
+    }
+  }
+
+  // balance = round_robin | least_conn | ip_hash | hash KEY [consistent]
+  void parse_balance(const ConfEntry& e, UpstreamGroup* g) {
+    auto words = split_ws(e.value);
+    if (words.empty()) bad(e, "balance");
+    std::string_view m = words[0];
+    if (m == "hash") {
+      // Hashing is always consistent (servers added or removed move few keys); the word nginx
+      // needs for it is accepted.
+      if (words.size() == 3 && words[2] == "consistent") words.pop_back();
+      if (words.size() != 2)
+        conf.fail(e.line, "\"balance = hash\" takes one key (balance = hash $request_uri [consistent])");
+      g->balance = Balance::kHash;
+      std::string err = g->hash_key.compile(words[1]);
+      if (!err.empty()) conf.fail(e.line, err + " in \"balance\"");
+      return;
+    }
+    if (words.size() != 1) conf.fail(e.line, "unexpected \"" + std::string(words[1]) + "\" in \"balance\"");
+    if (m == "round_robin") g->balance = Balance::kRoundRobin;
+    else if (m == "least_conn") g->balance = Balance::kLeastConn;
+    else if (m == "ip_hash") g->balance = Balance::kIpHash;
+    else if (m == "random" || m == "least_time") conf.fail(e.line, "\"balance = " + std::string(m) + "\" is not supported yet");
+    else conf.fail(e.line, "invalid value \"" + e.value + "\" in \"balance\" (round_robin, least_conn, ip_hash or hash KEY)");
+  }
+
+  void parse_upstream(size_t index) {
+    const ConfSection& sec = conf.sections[index];
+    if (sec.arg.empty()) conf.fail(sec.line, "[upstream] needs a name: [upstream NAME]");
+    if (!is_upstream_name(sec.arg))
+      conf.fail(sec.line, "invalid upstream name \"" + sec.arg + "\" (letters, digits, \"-\", \".\" and \"_\")");
+    UpstreamGroup* g = section_upstreams.at(index);
+    UpstreamGroup* first = named_upstreams.at(lower(sec.arg));
+    if (first != g)
+      conf.fail(sec.line, "duplicate upstream \"" + sec.arg + "\" (first at line " + std::to_string(first->line) + ")");
+    check_section_keys(conf, sec);
+    int balance_line = 0;
+    for (const ConfEntry& e : sec.entries) {
+      if (e.key == "server") {
+        parse_upstream_server(e, g);
+      } else if (e.key == "balance") {
+        parse_balance(e, g);
+        balance_line = e.line;
+      } else if (e.key == "keepalive") {
+        number(e, &g->keepalive, 0, 65536);
+      } else if (e.key == "keepalive_timeout") {
+        duration(e, &g->keepalive_timeout_ms);
+      } else if (e.key == "keepalive_requests") {
+        number(e, &g->keepalive_requests, 1, UINT32_MAX);
+      } else if (e.key == "connect_timeout") {
+        timeout(e, &g->connect_timeout_ms);
+      } else if (e.key == "read_timeout") {
+        timeout(e, &g->read_timeout_ms);
+      } else if (e.key == "send_timeout") {
+        timeout(e, &g->send_timeout_ms);
+      } else {
+        conf.fail(e.line, "unknown key \"" + e.key + "\" in [upstream]");  // check_section_keys let it through
+      }
+    }
+    if (g->servers.empty()) conf.fail(sec.line, "no servers are inside upstream \"" + g->name + "\"");
+    // A hash (of the client address or of a key) picks one server per key: a backup server would
+    // move keys between servers whenever the primaries come and go. nginx refuses it too.
+    if (g->balance == Balance::kIpHash || g->balance == Balance::kHash)
+      for (const UpstreamServer& srv : g->servers)
+        if (srv.backup)
+          conf.fail(srv.line, std::string("balancing method \"") + (g->balance == Balance::kIpHash ? "ip_hash" : "hash") +
+                                  "\" (line " + std::to_string(balance_line) + ") does not support parameter \"backup\"");
+  }
+
+  // Makes a group for every [upstream] section before any section is read: a proxy_pass may name
+  // one that comes later in the file.
+  void declare_upstreams() {
+    for (size_t i = 0; i < conf.sections.size(); i++) {
+      const ConfSection& sec = conf.sections[i];
+      if (sec.kind != "upstream") continue;
+      auto g = std::make_unique<UpstreamGroup>();
+      g->name = sec.arg;
+      g->line = sec.line;
+      section_upstreams[i] = g.get();
+      named_upstreams.emplace(lower(sec.arg), g.get());  // a duplicate is reported where it stands
+      http->upstreams.push_back(std::move(g));
+    }
+  }
+
+  // proxy_pass = http://NAME-OR-HOST[:PORT][/URI]
+  void parse_proxy_pass(const ConfEntry& e, Location* loc) {
+    std::string_view v = trim(e.value);
+    if (v.empty()) bad(e, "URL");
+    if (v.find_first_of(" \t") != std::string_view::npos) conf.fail(e.line, "\"proxy_pass\" takes one URL");
+    if (v.find('$') != std::string_view::npos) conf.fail(e.line, "variables in \"proxy_pass\" are not supported yet");
+    if (istarts_with(v, "https://"))
+      conf.fail(e.line, "\"proxy_pass\" to https:// is not supported yet (no TLS to upstreams in this build): \"" +
+                            std::string(v) + "\"");
+    if (!istarts_with(v, "http://"))
+      conf.fail(e.line, "invalid URL prefix in \"" + std::string(v) + "\" (proxy_pass = http://HOST[:PORT][/URI])");
+    std::string_view rest = v.substr(7);
+    size_t slash = rest.find('/');
+    std::string_view authority = rest.substr(0, slash);
+    if (authority.empty()) conf.fail(e.line, "no host in \"" + std::string(v) + "\"");
+    if (authority.starts_with("unix:"))
+      conf.fail(e.line, "\"proxy_pass\" to a unix socket is not supported yet: name it in an [upstream] section");
+    if (authority.find('@') != std::string_view::npos)
+      conf.fail(e.line, "user info in \"proxy_pass\" is not supported: \"" + std::string(v) + "\"");
+    HostPort hp;
+    std::string err = split_host_port(authority, &hp);
+    if (!err.empty()) conf.fail(e.line, err + " in \"proxy_pass\"");
+
+    auto pp = std::make_unique<ProxyPass>();
+    pp->line = e.line;
+    if (slash != std::string_view::npos) {
+      pp->has_uri = true;
+      pp->uri = std::string(rest.substr(slash));
+      for (unsigned char c : pp->uri)
+        if (c <= 0x20 || c >= 0x7f || c == '#') conf.fail(e.line, "invalid URI in \"proxy_pass\": \"" + pp->uri + "\"");
+    }
+    std::string key = lower(hp.bracketed ? "[" + hp.host + "]" : hp.host);
+    if (!hp.bracketed) {
+      auto it = named_upstreams.find(key);
+      if (it != named_upstreams.end()) {
+        // nginx's rule: the servers of a section have their own ports.
+        if (hp.port)
+          conf.fail(e.line, "upstream \"" + it->second->name + "\" may not have port " + std::to_string(hp.port) +
+                                " (its servers have their own; [upstream " + it->second->name + "] is at line " +
+                                std::to_string(it->second->line) + ")");
+        pp->group = it->second;
+        pp->proxy_host = it->second->name;
+        loc->proxy_pass = std::move(pp);
+        return;
+      }
+    }
+    uint16_t port = hp.port ? hp.port : 80;
+    key += ":" + std::to_string(port);
+    // $proxy_host: what was written, without a port that is the default one.
+    pp->proxy_host = port == 80 ? std::string(hp.bracketed ? "[" + hp.host + "]" : hp.host) : std::string(authority);
+    auto it = implicit_upstreams.find(key);
+    if (it == implicit_upstreams.end()) {
+      auto g = std::make_unique<UpstreamGroup>();
+      g->name = key;
+      g->line = e.line;
+      g->implicit = true;
+      std::string hint = hp.port || hp.bracketed ? "" : " (and there is no [upstream " + hp.host + "] section)";
+      for (const SockAddr& a : resolve(e, hp, port, authority, hint)) {
+        UpstreamServer srv;
+        srv.addr = a;
+        srv.text = a.to_string();
+        srv.line = e.line;
+        g->servers.push_back(std::move(srv));
+      }
+      it = implicit_upstreams.emplace(key, g.get()).first;
+      http->upstreams.push_back(std::move(g));
+    }
+    pp->group = it->second;
+    loc->proxy_pass = std::move(pp);
   }
 
   void parse_location(const ConfSection& sec, Server* srv) {
@@ -295,8 +773,11 @@ struct Parser {
         conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at line " + std::to_string(other->line) + ")");
 
     check_section_keys(conf, sec);
+    begin_level(sec, &loc->s);
     for (const ConfEntry& e : sec.entries) {
-      if (e.key == "alias") {
+      if (e.key == "proxy_pass") {
+        parse_proxy_pass(e, loc.get());
+      } else if (e.key == "alias") {
         if (e.value.empty()) bad(e, "path");
         loc->has_alias = true;
         loc->alias = resolve_path(prefix, e.value);
@@ -316,6 +797,14 @@ struct Parser {
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
+    }
+    if (loc->proxy_pass) {
+      // Each of these would answer the request before the proxy or instead of it: one of the
+      // two would silently do nothing.
+      const char* other = loc->has_alias ? "alias" : !loc->try_files.empty() ? "try_files" : loc->return_code ? "return" : nullptr;
+      if (other)
+        conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
+                                             "\" cannot be combined in one location");
     }
     if (loc->has_alias && loc->kind != MatchKind::kExact && !loc->alias.empty() &&
         loc->match.back() == '/' && loc->alias.back() != '/')
@@ -416,6 +905,7 @@ struct Parser {
     srv->s = http->base;
     std::vector<PendingListen> listens;
     check_section_keys(conf, sec);
+    begin_level(sec, &srv->s);
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "listen") {
         parse_listen(e, &listens);
@@ -471,7 +961,8 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   auto http = std::make_unique<HttpConf>();
   http->prefix = prefix;
   http->base.root = resolve_path(prefix, "html");
-  Parser p{conf, http.get(), prefix};
+  Parser p{conf, http.get(), prefix, {}, {}, {}};
+  p.declare_upstreams();
   std::string types_path;
   int types_line = 0;
   int http_line = 0;
@@ -481,6 +972,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
     http_line = sec.line;
     if (!sec.arg.empty()) conf.fail(sec.line, "[http] takes no name");
     check_section_keys(conf, sec);
+    p.begin_level(sec, &http->base);
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "types") {
         if (e.value.empty()) p.bad(e, "path");
@@ -521,7 +1013,8 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
     } else if (sec.kind == "main" || sec.kind == "http") {
       in_server = false;
     } else if (sec.kind == "upstream") {
-      conf.fail(sec.line, "[upstream] is not supported by this build yet");
+      in_server = false;  // a [location] after it belongs to no server
+      p.parse_upstream(i);
     } else {
       conf.fail(sec.line, "unknown section [" + sec.kind + (sec.arg.empty() ? "" : " " + sec.arg) + "]");
     }

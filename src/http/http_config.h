@@ -1,5 +1,6 @@
-// The [http], [server] and [location] sections turned into the objects requests are routed by:
-// settings inherited http -> server -> location, listen addresses grouped with their servers.
+// The [http], [server], [location] and [upstream] sections turned into the objects requests are
+// routed by: settings inherited http -> server -> location, listen addresses grouped with their
+// servers, upstream groups with their servers resolved, and each location's proxy_pass.
 #pragma once
 
 #include <cstdint>
@@ -38,7 +39,7 @@ struct Settings {
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
   std::shared_ptr<AccessLogFile> access_log;  // null: off
   LogFormat access_log_format = LogFormat::kCombined;
-  ProxySettings proxy;
+  ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
 };
 
 enum class MatchKind { kExact, kPrefix, kPrefixNoRegex };
@@ -55,7 +56,9 @@ struct Location {
   std::string return_text;  // as configured, quotes removed
   Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
-  std::unique_ptr<ProxyPass> proxy_pass;  // null: no proxy_pass
+  // proxy_pass of this location (never inherited); null when there is none. Its group belongs to
+  // HttpConf::upstreams.
+  std::unique_ptr<ProxyPass> proxy_pass;
 };
 
 struct Server {
@@ -115,6 +118,10 @@ struct HttpConf {
   std::string prefix;
   Settings base;
   std::shared_ptr<MimeTypes> types;
+  // Every upstream group of this configuration: the [upstream] sections in file order, then one
+  // implicit group per distinct host:port named by a proxy_pass. Declared before the servers so
+  // that they outlive every location that points at them.
+  std::vector<std::unique_ptr<UpstreamGroup>> upstreams;
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::unique_ptr<ListenGroup>> listens;
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;

@@ -327,7 +327,7 @@ void HttpConnection::on_readable() {
 }
 
 bool HttpConnection::read_proxy_header() {
-  ProxyHeader ph;
+  baton::ProxyHeader ph;  // the PROXY protocol header, not http::ProxyHeader (proxy_set_header)
   switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
     case ProxyResult::kNeedMore:
       if (in_.size() < kProxyV2MaxLength) return true;

@@ -23,6 +23,8 @@ constexpr Known kKnown[] = {
     {"args", Var::kArgs},               {"query_string", Var::kArgs},
     {"is_args", Var::kIsArgs},          {"request_method", Var::kRequestMethod},
     {"remote_addr", Var::kRemoteAddr},  {"request_id", Var::kRequestId},
+    {"remote_port", Var::kRemotePort},  {"proxy_host", Var::kProxyHost},
+    {"proxy_add_x_forwarded_for", Var::kProxyAddXForwardedFor},
 };
 
 bool is_name_char(char c) {
@@ -62,11 +64,18 @@ void make_request_id(char* out) {
   }
 }
 
+void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) {
+  if (!ctx.peer) return;
+  char host[64];
+  size_t n = ctx.peer->host_into(host, sizeof(host));
+  append_value(out, std::string_view(host, n), escape);
+}
+
 }  // namespace
 
 const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
-         "$request_method $remote_addr $request_id $http_NAME";
+         "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $http_NAME";
 }
 
 std::string Template::compile(std::string_view in) {
@@ -173,12 +182,30 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
         append_value(out, req.method, escape);
         break;
       case Var::kRemoteAddr:
+        append_remote_addr(ctx, out, escape);
+        break;
+      case Var::kRemotePort:
+        if (ctx.peer && ctx.peer->family() == AF_INET) append_uint(out, ntohs(ctx.peer->u.in.sin_port));
+        else if (ctx.peer && ctx.peer->family() == AF_INET6) append_uint(out, ntohs(ctx.peer->u.in6.sin6_port));
+        break;
+      case Var::kProxyHost:
+        append_value(out, ctx.proxy_host, escape);
+        break;
+      case Var::kProxyAddXForwardedFor: {
+        // Every X-Forwarded-For line the client sent, in order, then the client itself: each hop
+        // appends the address it was reached from.
+        size_t start = out->size();
+        for (size_t i = 0; i < req.header_count; i++) {
+          if (!iequals(req.headers[i].name, "x-forwarded-for") || req.headers[i].value.empty()) continue;
+          if (out->size() > start) out->append(", ");
+          append_value(out, req.headers[i].value, escape);
+        }
         if (ctx.peer) {
-          char host[64];
-          size_t n = ctx.peer->host_into(host, sizeof(host));
-          append_value(out, std::string_view(host, n), escape);
+          if (out->size() > start) out->append(", ");
+          append_remote_addr(ctx, out, escape);
         }
         break;
+      }
       case Var::kRequestId:
         if (!ctx.has_request_id) {
           make_request_id(ctx.request_id);

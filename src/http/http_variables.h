@@ -27,7 +27,7 @@ struct VarContext {
   const PeerAddr* peer = nullptr;    // $remote_addr
   const SockAddr* local = nullptr;   // the listening address: $server_port
   std::string_view uri;              // $uri when it is not the request's own path (an internal redirect)
-  std::string_view proxy_host;       // $proxy_host
+  std::string_view proxy_host;       // $proxy_host: filled in by the proxy (its ProxyPass::proxy_host)
 
   // $request_id: random, made on first use, the same for every use within the request.
   mutable char request_id[32] = {};
@@ -46,7 +46,10 @@ enum class Var : uint8_t {
   kIsArgs,
   kRequestMethod,
   kRemoteAddr,
+  kRemotePort,
   kRequestId,
+  kProxyHost,
+  kProxyAddXForwardedFor,  // the request's X-Forwarded-For values and $remote_addr, joined with ", "
   kHttpHeader,     // $http_NAME: the request header NAME (`_` for `-`, any case)
 };
 

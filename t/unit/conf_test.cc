@@ -634,7 +634,7 @@ TEST(ParseMainConf, TypoGetsASuggestion) {
   // Close to a key of another section: named with its section.
   EXPECT_EQ(main_error("[main]\nkeepalive_timout = 5s\n"),
             "main.ini:2: unknown key \"keepalive_timout\" in [main]; did you mean \"keepalive_timeout\" (in [http], "
-            "[server] or [location])?");
+            "[server], [location] or [upstream])?");
 }
 
 TEST(ParseMainConf, DefaultPidPathIsTheConfiguredOne) {

@@ -438,7 +438,7 @@ TEST_F(HttpConfTest, ServerNamesAreKept) {
 // Errors, each with file:line
 
 TEST_F(HttpConfTest, UnknownKeyInEachSection) {
-  expect_error("[http]\nroot = html\nkeepalive = 5s\n", 3, "unknown key \"keepalive\" in [http]");
+  expect_error("[http]\nroot = html\nkeepalive_idle = 5s\n", 3, "unknown key \"keepalive_idle\" in [http]");
   expect_error("[server a]\nlisten = 8080\nservername = x\n", 3, "unknown key \"servername\" in [server]");
   expect_error("[server a]\n[location /]\n\nrot = html\n", 4, "unknown key \"rot\" in [location]");
 }
@@ -462,7 +462,7 @@ TEST_F(HttpConfTest, KeysOfOtherSectionsSayWhereTheyBelong) {
 TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[http]\ngzip = on\n", 2, "\"gzip\" is not supported yet");
   expect_error("[server a]\nssl_certificate = conf/cert.pem\n", 2, "\"ssl_certificate\" is not supported yet");
-  expect_error("[server a]\n[location /]\nproxy_pass = http://127.0.0.1:9000\n", 3, "\"proxy_pass\" is not supported yet");
+  expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
   for (const char* key : {"add_header", "error_page", "rewrite", "autoindex", "allow", "deny", "auth_basic", "limit_req",
                           "include", "server_tokens", "charset", "log_format"}) {
     std::string err = error("[server a]\n" + std::string(key) + " = x\n");
@@ -525,12 +525,14 @@ TEST_F(HttpConfTest, IndentedKeysAreKeys) {
 
 TEST_F(HttpConfTest, UnknownSections) {
   expect_error("[http]\n[servers a]\n", 2, "unknown section [servers a]");
-  expect_error("[upstream app]\nserver = 127.0.0.1:9000\n", 1, "upstream");
+  expect_error("[stream]\nlisten = 9000\n", 1, "unknown section [stream]");
 }
 
 TEST_F(HttpConfTest, LocationBeforeAnyServer) {
   expect_error("[http]\nroot = html\n[location /]\n[server a]\n", 3, "must follow a [server]");
   expect_error("[server a]\n[http]\n[location /]\n", 3, "must follow a [server]");
+  // A location after an [upstream] belongs to no server: never silently dropped.
+  expect_error("[server a]\n[upstream u]\nserver = 127.0.0.1:9000\n[location /]\n", 4, "must follow a [server]");
 }
 
 TEST_F(HttpConfTest, DuplicateLocation) {

@@ -187,6 +187,64 @@ TEST_F(VariablesTest, Errors) {
   EXPECT_NE(compile_error("${nope}").find("unknown \"nope\" variable"), std::string::npos);
 }
 
+// ---------------------------------------------------------------------------------------------
+// The proxy's variables
+
+TEST_F(VariablesTest, RemotePort) {
+  EXPECT_EQ(eval("$remote_port"), "40000");
+  EXPECT_EQ(eval("$remote_addr:$remote_port"), "198.51.100.4:40000");
+  SockAddr v6;
+  ASSERT_EQ(parse_sockaddr("[2001:db8::5]:61000", &v6), "");
+  peer_ = PeerAddr(v6);
+  EXPECT_EQ(eval("$remote_port"), "61000");
+  // A client on a unix socket has no port; no peer at all neither.
+  SockAddr un;
+  ASSERT_EQ(parse_sockaddr("unix:/tmp/x.sock", &un), "");
+  peer_ = PeerAddr(un);
+  EXPECT_EQ(eval("[$remote_port]"), "[]");
+  ctx_.peer = nullptr;
+  EXPECT_EQ(eval("[$remote_port]"), "[]");
+}
+
+TEST_F(VariablesTest, ProxyHostIsWhatTheProxyFillsIn) {
+  EXPECT_EQ(eval("[$proxy_host]"), "[]");  // outside a proxied request: empty, as in nginx
+  ctx_.proxy_host = "app.internal:8080";
+  EXPECT_EQ(eval("$proxy_host"), "app.internal:8080");
+  EXPECT_EQ(eval("Host: ${proxy_host}."), "Host: app.internal:8080.");
+}
+
+TEST_F(VariablesTest, ProxyAddXForwardedForAppendsTheClient) {
+  EXPECT_EQ(eval("$proxy_add_x_forwarded_for"), "192.0.2.7, 198.51.100.4");
+  // Several X-Forwarded-For lines, in any case, in the order they came; other headers between.
+  req_.headers[2] = {"Accept", "*/*"};
+  req_.headers[3] = {"x-forwarded-for", "203.0.113.1, 203.0.113.2"};
+  req_.header_count = 4;
+  EXPECT_EQ(eval("$proxy_add_x_forwarded_for"), "192.0.2.7, 203.0.113.1, 203.0.113.2, 198.51.100.4");
+  // None: the client alone.
+  req_.headers[1] = {"X-Other", "1"};
+  req_.headers[3] = {"X-Other", "2"};
+  EXPECT_EQ(eval("$proxy_add_x_forwarded_for"), "198.51.100.4");
+  // An empty one adds no empty item.
+  req_.headers[3] = {"X-Forwarded-For", ""};
+  EXPECT_EQ(eval("$proxy_add_x_forwarded_for"), "198.51.100.4");
+  // No peer (never for a TCP client): the values alone, no dangling comma.
+  req_.headers[3] = {"X-Forwarded-For", "192.0.2.9"};
+  ctx_.peer = nullptr;
+  EXPECT_EQ(eval("[$proxy_add_x_forwarded_for]"), "[192.0.2.9]");
+}
+
+TEST_F(VariablesTest, ProxyAddXForwardedForOfAnIPv6Client) {
+  SockAddr v6;
+  ASSERT_EQ(parse_sockaddr("[2001:db8::5]:61000", &v6), "");
+  peer_ = PeerAddr(v6);
+  EXPECT_EQ(eval("$proxy_add_x_forwarded_for"), "192.0.2.7, 2001:db8::5");
+}
+
+TEST_F(VariablesTest, TheProxyVariablesAreKnown) {
+  for (const char* name : {"remote_port", "proxy_host", "proxy_add_x_forwarded_for"})
+    EXPECT_NE(std::string_view(known_variables()).find(std::string("$") + name + " "), std::string_view::npos) << name;
+}
+
 TEST_F(VariablesTest, CompileStartsOver) {
   Template t;
   ASSERT_NE(t.compile("$nope"), "");
