@@ -605,12 +605,12 @@ void ProxyHandler::read_response() {
     }
     c->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
     if (state_ == State::kHead || state_ == State::kSending) {
-      if (rhead_.size() + static_cast<size_t>(n) > ps_.buffer_size + 4) {
+      rhead_.append(buf, static_cast<size_t>(n));
+      if (!parse_head()) return;
+      if (state_ != State::kBody && rhead_.size() > ps_.buffer_size) {
         attempt_failed(Failure::kError, 502, "upstream sent too big header");
         return;
       }
-      rhead_.append(buf, static_cast<size_t>(n));
-      if (!parse_head()) return;
       continue;
     }
     if (state_ != State::kBody) return;
