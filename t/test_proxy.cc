@@ -360,3 +360,88 @@ TEST_F(Proxy, ARedirectFromTheUpstreamPointsAtTheProxy) {
 }
 
 }  // namespace
+
+namespace {
+
+const char kWsRequest[] =
+    "GET /ws HTTP/1.1\r\n"
+    "Host: x\r\n"
+    "Upgrade: websocket\r\n"
+    "Connection: Upgrade\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+    "Sec-WebSocket-Version: 13\r\n"
+    "\r\n";
+
+// WebSocket with no extra configuration: the 101 passes through and the connection carries bytes
+// both ways until either side ends it.
+TEST_F(Proxy, WebSocketTunnelsWithoutExtraConfiguration) {
+  start_upstream();
+  start_baton();
+  Client c(s.port());
+  std::optional<Response> r;
+  ASSERT_TRUE(c.send(kWsRequest));
+  r = c.read_response();
+  ASSERT_TRUE(r.has_value()) << c.error();
+  ASSERT_EQ(r->status, 101) << *r;
+  EXPECT_EQ(to_lower(r->header("Upgrade")), "websocket");
+  EXPECT_TRUE(contains(to_lower(r->header("Connection")), "upgrade")) << *r;
+  // RFC 6455's example key and its answer: the upstream's own, passed through unchanged.
+  EXPECT_EQ(r->header("Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+  std::string sent;
+  for (int i = 0; i < 50; i++) {
+    std::string piece = "frame " + std::to_string(i) + " " + std::string(static_cast<size_t>(i * 97), 'x') + "\n";
+    ASSERT_TRUE(c.send(piece));
+    sent += piece;
+  }
+  std::string got;
+  for (int i = 0; i < 200 && got.size() < sent.size(); i++) {
+    std::string more = c.read_some(65536);
+    if (more.empty()) break;
+    got += more;
+  }
+  EXPECT_EQ(got, sent);
+  // A large burst both ways at once keeps its order.
+  std::string big = upstream_content(0, 2 * 1024 * 1024);
+  std::thread writer([&] { EXPECT_TRUE(c.send(big)); });
+  std::string echoed;
+  while (echoed.size() < big.size()) {
+    std::string more = c.read_some(1 << 20);
+    if (more.empty()) break;
+    echoed += more;
+  }
+  writer.join();
+  EXPECT_EQ(echoed.size(), big.size());
+  EXPECT_TRUE(echoed == big);
+  // The client ends: the upstream hears it, ends in turn, and so does the connection.
+  shutdown(c.fd(), SHUT_WR);
+  EXPECT_TRUE(c.is_closed_by_peer(5000ms));
+}
+
+TEST_F(Proxy, AnUpgradeTheUpstreamDeclinesIsAnOrdinaryLastResponse) {
+  start_upstream();
+  start_baton();
+  Client c(s.port());
+  std::string request = kWsRequest;
+  request.replace(4, 3, "/size/5");
+  Response r = c.exchange(request);
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, upstream_content(0, 5));
+  EXPECT_TRUE(c.is_closed_by_peer(5000ms));
+}
+
+TEST_F(Proxy, TheTunnelClosesAfterReadTimeoutOfSilence) {
+  start_upstream();
+  start_baton("read_timeout = 1s\n");
+  Client c(s.port());
+  ASSERT_TRUE(c.send(kWsRequest));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r.has_value());
+  ASSERT_EQ(r->status, 101);
+  ASSERT_TRUE(c.send("ping"));
+  EXPECT_EQ(c.read_some(100), "ping");
+  auto t0 = std::chrono::steady_clock::now();
+  EXPECT_TRUE(c.is_closed_by_peer(6000ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - t0, 800ms);
+}
+
+}  // namespace

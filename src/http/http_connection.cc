@@ -250,6 +250,10 @@ void HttpConnection::release_request() {
 
 void HttpConnection::on_readable() {
   char* buf = worker_->in.data();
+  if (phase_ == Phase::kTunnel) {
+    read_tunnel();
+    return;
+  }
   if (phase_ == Phase::kLinger || phase_ == Phase::kDone) {
     // Nothing more will be answered: read and drop, until the client closes.
     for (int i = 0; i < 16; i++) {
@@ -326,6 +330,31 @@ void HttpConnection::on_readable() {
   if (flush()) after_output();
 }
 
+void HttpConnection::read_tunnel() {
+  char* buf = worker_->in.data();
+  for (int i = 0; i < 8 && !closed() && !body_paused_; i++) {
+    ssize_t n = c_->read(buf, worker_->in.size());
+    if (n == kIoWantRead || n == kIoWantWrite) return;
+    if (n <= 0) {
+      want_read(false);
+      if (!handler_) {
+        // Nobody carries the tunnel any more: once the output is out, the connection ends.
+        if (!blocked()) close();
+        return;
+      }
+      if (n == 0) {
+        handler_->on_tunnel_eof();
+      } else {
+        close();
+      }
+      return;
+    }
+    if (!handler_) continue;  // the tunnel has ended: what still comes is dropped
+    if (!handler_->on_tunnel_data(buf, static_cast<size_t>(n))) body_paused_ = true;
+  }
+  if (body_paused_ && !closed()) want_read(false);
+}
+
 bool HttpConnection::read_proxy_header() {
   baton::ProxyHeader ph;  // the PROXY protocol header, not http::ProxyHeader (proxy_set_header)
   switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
@@ -373,6 +402,20 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       llhttp_resume(&parser_);
       pos = static_cast<size_t>(stop - data);
       continue;
+    }
+    if (err == HPE_PAUSED_UPGRADE) {
+      // The request asked to switch protocols and its handler carries the switch: what follows it
+      // is no longer HTTP. Whatever the handler answers, no other request is read here.
+      const char* stop = llhttp_get_error_pos(&parser_);
+      phase_ = Phase::kTunnel;
+      keep_alive_ = false;
+      clear_deadline();
+      size_t rest = static_cast<size_t>(data + len - stop);
+      if (rest > 0) {
+        if (handler_ && !handler_->on_tunnel_data(stop, rest)) body_paused_ = true;
+        else if (!handler_) unread_input_ = true;
+      }
+      return len;
     }
     if (err == HPE_OK) {
       if (phase_ == Phase::kHead) {
@@ -506,6 +549,7 @@ int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
       break;
     case 7:
       if (iequals(n, "referer")) r.referer = h.value;
+      else if (iequals(n, "upgrade")) r.upgrade = h.value;
       break;
     case 8:
       if (iequals(n, "if-range")) r.if_range = h.value;
@@ -527,11 +571,16 @@ int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
 
 int HttpConnection::on_headers_complete(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
-  // Upgrades (h2c, websocket) are declined: the answer is HTTP/1.1 and the connection goes on as
-  // HTTP/1.1, so llhttp must not stop at the end of this message. CONNECT is refused in
-  // handle_head and ends the connection.
-  if (p->method != HTTP_CONNECT) p->upgrade = 0;
+  // An upgrade (websocket...) is carried where a handler can tunnel it (the proxy): the parser then
+  // stops after this message, and what follows is the tunnel's. Elsewhere upgrades (h2c too) are
+  // declined: the answer is HTTP/1.1 and the connection goes on as HTTP/1.1, so llhttp must not
+  // stop at the end of this message. CONNECT is refused in handle_head and ends the connection.
+  c->req_->tunnel = p->upgrade && p->method != HTTP_CONNECT && !c->req_->upgrade.empty();
   c->handle_head();
+  if (p->method != HTTP_CONNECT && !(c->req_->tunnel && c->handler_)) {
+    p->upgrade = 0;
+    c->req_->tunnel = false;
+  }
   if (c->error_status_) return -1;
   c->phase_ = Phase::kBody;
   return 0;
@@ -551,7 +600,8 @@ int HttpConnection::on_chunk_header(llhttp_t* p) {
 int HttpConnection::on_message_complete(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
   c->handle_message_complete();
-  return HPE_PAUSED;
+  // A request that switches protocols stops the parser by itself (HPE_PAUSED_UPGRADE).
+  return p->upgrade ? 0 : HPE_PAUSED;
 }
 
 // ---- answering ------------------------------------------------------------------------------
@@ -876,6 +926,12 @@ void HttpConnection::end_handler(bool abort) {
   if (!h) return;
   handler_ = nullptr;
   body_paused_ = false;
+  if (phase_ == Phase::kTunnel) {
+    // A tunnel (or the answer that refused it) ends the connection: what the client still sends
+    // is not HTTP.
+    phase_ = Phase::kDone;
+    clean_end_ = false;
+  }
   if (abort) h->on_abort();
   loop_->defer_delete(h);
   if (!closed() && !c_->wants_read() && phase_ != Phase::kLinger && !blocked()) want_read(true);
@@ -896,7 +952,14 @@ void HttpConnection::start(const ResponseStart& r) {
     if (h.http10) keep_alive_ = false;
     else chunked_out_ = true;
   }
-  h.keep_alive = keep_alive_;
+  bool switching = r.status == 101 && phase_ == Phase::kTunnel;
+  if (switching) {
+    // The tunnel: raw bytes from now on, no framing, and the connection is the tunnel's.
+    body_allowed_ = true;
+    chunked_out_ = false;
+    h.content_length = -1;
+  }
+  h.keep_alive = keep_alive_ || switching;
   begin_head(&w->out, h);
   for (size_t i = 0; i < r.header_count; i++) {
     w->out.append(r.headers[i].name);
@@ -905,6 +968,7 @@ void HttpConnection::start(const ResponseStart& r) {
     w->out.append("\r\n");
   }
   if (chunked_out_) w->out.append("Transfer-Encoding: chunked\r\n");
+  if (switching) w->out.append("Connection: upgrade\r\n");
   end_head(&w->out, h);
   streaming_ = true;
   slow().log_status = r.status;
@@ -980,7 +1044,7 @@ void HttpConnection::abort() {
 void HttpConnection::resume_body() {
   if (!body_paused_) return;
   body_paused_ = false;
-  if (!closed() && phase_ == Phase::kBody) want_read(true);
+  if (!closed() && (phase_ == Phase::kBody || phase_ == Phase::kTunnel)) want_read(true);
 }
 
 uint64_t HttpConnection::body_bytes_sent() const { return stream_bytes_; }
@@ -1005,7 +1069,8 @@ void HttpConnection::after_output() {
   if (handler_) {
     // The handler's answer is still coming: the output has drained, so it may go on. Reading waits
     // for the handler unless the body is still coming and not held back.
-    if (phase_ == Phase::kBody && !body_paused_) want_read(true);
+    if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && !body_paused_) want_read(true);
+    if (phase_ == Phase::kTunnel) clear_deadline();
     else if (phase_ != Phase::kBody) {
       want_read(false);
       clear_deadline();  // the upstream side keeps its own timers
@@ -1018,6 +1083,7 @@ void HttpConnection::after_output() {
       finish_or_close();
       return;
     case Phase::kLinger:
+    case Phase::kTunnel:
       return;
     case Phase::kIdle:
       if (!in_.empty()) {

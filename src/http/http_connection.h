@@ -71,6 +71,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
               // and discarding the body, within client_max_body_size and client_body_timeout
     kDone,    // no more requests will be read: close once the output is out
     kLinger,  // our side is shut; reading what the client still sends, then close
+    kTunnel,  // switched protocols: raw bytes both ways between the client and the handler
   };
 
   void on_readable() override;
@@ -83,6 +84,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   size_t feed(const char* data, size_t len);
   // Consumes the PROXY protocol header from in_; false when the connection was closed.
   bool read_proxy_header();
+  void read_tunnel();
   void handle_head();
   // The checks llhttp leaves to the application, and where the request goes: the status of an
   // error, or 0.

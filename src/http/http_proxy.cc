@@ -127,6 +127,8 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void on_request_body_end() override;
   void on_output_ready() override;
   void on_abort() override;
+  bool on_tunnel_data(const char* data, size_t len) override;
+  void on_tunnel_eof() override;
 
   // UpstreamLink::User
   void upstream_readable() override;
@@ -135,7 +137,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void upstream_closed() override;
 
  private:
-  enum class State : uint8_t { kWaitBody, kConnecting, kSending, kHead, kBody, kDone };
+  enum class State : uint8_t { kWaitBody, kConnecting, kSending, kHead, kBody, kTunnel, kDone };
   enum class Failure : uint8_t { kError, kTimeout, kStatus };
 
   void next_attempt();
@@ -202,6 +204,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   int64_t ka_max_ = -1;
   bool response_done_ = false;
   bool parse_error_ = false;
+  bool client_eof_ = false;  // tunnel: the client's side ended; the upstream's follows once sent
   int fail_status_ = 502;  // the answer when no server is left to try
 };
 
@@ -478,7 +481,15 @@ void ProxyHandler::build_head(bool chunked_body, uint64_t length) {
     h.append(std::to_string(length));
     h.append("\r\n");
   }
-  if (g.keepalive == 0) h.append("Connection: close\r\n");
+  if (req_.tunnel) {
+    // The switch the client asked for goes on to the upstream (these fields are hop-by-hop: they
+    // are written here, for this hop).
+    h.append("Connection: upgrade\r\nUpgrade: ");
+    h.append(req_.upgrade);
+    h.append("\r\n");
+  } else if (g.keepalive == 0) {
+    h.append("Connection: close\r\n");
+  }
   h.append("\r\n");
 }
 
@@ -520,6 +531,7 @@ void ProxyHandler::upstream_writable() {
   if (!flush_upstream()) return;
   if (link_ && link_->conn->out().empty()) {
     link_->conn->want_write(false);
+    if (state_ == State::kTunnel && client_eof_) link_->conn->shutdown_write();
     if (body_paused_) {
       body_paused_ = false;
       hc_->resume_body();
@@ -535,6 +547,12 @@ void ProxyHandler::upstream_timeout() {
     case State::kSending:
     case State::kHead:
       attempt_failed(Failure::kTimeout, 504, "upstream timed out");
+      return;
+    case State::kTunnel:
+      // Silent both ways for read_timeout: the tunnel is closed.
+      release_link(false);
+      state_ = State::kDone;
+      hc_->finish();
       return;
     case State::kBody:
       log_error("upstream timed out while reading the response from \"%s\"",
@@ -572,6 +590,13 @@ void ProxyHandler::read_response() {
     if (upstream_paused_ || !link_) return;
     ssize_t n = c->read(buf, cap);
     if (n == kIoWantRead || n == kIoWantWrite) return;
+    if ((n == kIoError || n == 0) && state_ == State::kTunnel) {
+      // The upstream ended the tunnel: so does the client's side, once what is queued is out.
+      release_link(false);
+      state_ = State::kDone;
+      hc_->finish();
+      return;
+    }
     if (n == kIoError || n == 0) {
       bool eof = n == 0;
       if (state_ == State::kBody) {
@@ -613,6 +638,15 @@ void ProxyHandler::read_response() {
       }
       continue;
     }
+    if (state_ == State::kTunnel) {
+      if (!hc_->write(buf, static_cast<size_t>(n))) {
+        if (aborted_) return;
+        upstream_paused_ = true;
+        c->want_read(false);
+        return;
+      }
+      continue;
+    }
     if (state_ != State::kBody) return;
     llhttp_errno_t err = llhttp_execute(&parser_, buf, static_cast<size_t>(n));
     if (aborted_) return;
@@ -648,6 +682,23 @@ bool ProxyHandler::parse_head() {
   state_ = State::kHead;
   llhttp_errno_t err = llhttp_execute(&parser_, rhead_.data(), rhead_.size());
   if (aborted_ || state_ == State::kDone) return false;
+  if (err == HPE_PAUSED_UPGRADE && state_ == State::kTunnel) {
+    // Switched: what came after the head is the tunnel's first bytes; then what the client sent
+    // before the answer.
+    const char* stop = llhttp_get_error_pos(&parser_);
+    size_t rest = static_cast<size_t>(rhead_.data() + rhead_.size() - stop);
+    if (rest > 0 && !hc_->write(stop, rest) && !aborted_) {
+      upstream_paused_ = true;
+      if (link_) link_->conn->want_read(false);
+    }
+    if (aborted_ || !link_) return false;
+    if (!body_.empty()) {
+      link_->conn->out().append(std::string_view(body_));
+      std::string().swap(body_);
+      flush_upstream();
+    }
+    return link_ != nullptr && !aborted_;
+  }
   if (parse_error_ || (err != HPE_OK && err != HPE_PAUSED)) {
     if (state_ == State::kBody) {
       log_error("upstream \"%s\" sent an invalid response body (%s)",
@@ -714,8 +765,11 @@ int ProxyHandler::on_headers_complete(llhttp_t* p) {
     // Interim responses (100 Continue, 103 Early Hints) are the upstream's business with us.
     // 101 would switch protocols, which was not asked for.
     if (status == 101) {
-      self->parse_error_ = true;
-      return -1;
+      if (!self->req_.tunnel) {
+        self->parse_error_ = true;
+        return -1;
+      }
+      return self->head_complete() ? 0 : -1;
     }
     self->rheaders_.clear();
     return 0;
@@ -802,6 +856,10 @@ bool ProxyHandler::head_complete() {
   }
   for (const Header& hd : rheaders_) {
     std::string_view name = hd.name;
+    if (status_ == 101 && iequals(name, "upgrade")) {
+      out.push_back(hd);
+      continue;
+    }
     if (hop_by_hop(name) || iequals(name, "content-length")) continue;
     if (!connection.empty() && connection_names(connection, name)) continue;
     bool hidden = hidden_by_default(name);
@@ -827,8 +885,12 @@ bool ProxyHandler::head_complete() {
   rs.content_length = (parser_.flags & F_CONTENT_LENGTH) ? static_cast<int64_t>(parser_.content_length) : -1;
   rs.no_body = req_.method_id == HTTP_HEAD || status_ == 204 || status_ == 304;
   if (rs.no_body && !(parser_.flags & F_CONTENT_LENGTH)) rs.content_length = -1;
+  if (status_ == 101) {
+    rs.content_length = -1;
+    rs.no_body = false;
+  }
   response_started_ = true;
-  state_ = State::kBody;
+  state_ = status_ == 101 ? State::kTunnel : State::kBody;
   hc_->start(rs);
   if (aborted_) return false;
   if (rs.content_length == 0 || rs.no_body) {
@@ -904,6 +966,30 @@ void ProxyHandler::on_output_ready() {
   if (!link_) return;
   link_->conn->want_read(true);
   read_response();
+}
+
+bool ProxyHandler::on_tunnel_data(const char* data, size_t len) {
+  if (aborted_ || state_ == State::kDone) return true;
+  if (state_ != State::kTunnel || !link_) {
+    // Sent before the upstream agreed to switch: kept until it has.
+    body_.append(data, len);
+    return body_.size() <= ps_.client_body_buffer_size;
+  }
+  Connection* c = link_->conn;
+  c->out().append(std::string_view(data, len));
+  c->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+  if (!flush_upstream()) return true;
+  if (!link_) return true;
+  if (c->out().above_high()) {
+    body_paused_ = true;
+    return false;
+  }
+  return true;
+}
+
+void ProxyHandler::on_tunnel_eof() {
+  client_eof_ = true;
+  if (state_ == State::kTunnel && link_ && link_->conn->out().empty()) link_->conn->shutdown_write();
 }
 
 void ProxyHandler::on_abort() {

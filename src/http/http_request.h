@@ -42,6 +42,7 @@ struct Request {
   std::string_view if_range;
   std::string_view expect;
   std::string_view transfer_encoding;
+  std::string_view upgrade;
   int host_count = 0;
 
   std::string path;        // percent-decoded, normalised: always starts with '/'
@@ -49,18 +50,19 @@ struct Request {
   bool keep_alive = false;
   bool has_body = false;   // a Content-Length > 0 or chunked
   bool chunked = false;
+  bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
   uint64_t content_length = 0;
 
   void reset() {
     method = target = uri = query = {};
     header_count = 0;
     host = connection = user_agent = referer = if_none_match = if_modified_since = range = if_range =
-        expect = transfer_encoding = {};
+        expect = transfer_encoding = upgrade = {};
     host_count = 0;
     path.clear();
     host_lower.clear();
     keep_alive = false;
-    has_body = chunked = false;
+    has_body = chunked = tunnel = false;
     content_length = 0;
     owned.clear();
   }

@@ -31,7 +31,9 @@ struct ResponseStart {
 
 class ResponseStream {
  public:
-  // Sends the head. Only once, and before any body.
+  // Sends the head. Only once, and before any body. A 101 to a request that asked to switch
+  // protocols makes the connection a tunnel: write() then sends raw bytes, and finish() or abort()
+  // ends the connection.
   virtual void start(const ResponseStart& r) = 0;
   // Queues body bytes. false: the client is not keeping up; stop producing until on_output_ready().
   virtual bool write(const char* data, size_t len) = 0;
@@ -60,6 +62,11 @@ class RequestHandler : public Deletable {
   virtual void on_request_body_end() = 0;
   // The client can take more output (write() returned false before).
   virtual void on_output_ready() = 0;
+  // After a 101 answer the connection is a tunnel: what the client sends goes here, raw. false:
+  // hold the rest back until resume_body(). The end of the client's stream comes as
+  // on_tunnel_eof().
+  virtual bool on_tunnel_data(const char*, size_t) { return true; }
+  virtual void on_tunnel_eof() {}
   // The exchange ends before its time: the client went away, a timeout struck, the worker is
   // quitting. Let go of everything; the stream must not be used again. The handler is deleted
   // after the current callbacks.
