@@ -120,9 +120,10 @@ Server* ListenGroup::find_server(std::string_view host) const {
 
 namespace {
 
+// A character of an HTTP token (RFC 9110 §5.6.2): what a header name is made of.
 bool is_tchar(char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9')) return true;
-  return strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
+  return c != '\0' && strchr("!#$%&'*+-.^_`|~", c) != nullptr;
 }
 
 bool is_token(std::string_view s) {
@@ -801,7 +802,10 @@ struct Parser {
     if (loc->proxy_pass) {
       // Each of these would answer the request before the proxy or instead of it: one of the
       // two would silently do nothing.
-      const char* other = loc->has_alias ? "alias" : !loc->try_files.empty() ? "try_files" : loc->return_code ? "return" : nullptr;
+      const char* other = nullptr;
+      if (loc->has_alias) other = "alias";
+      else if (!loc->try_files.empty()) other = "try_files";
+      else if (loc->return_code) other = "return";
       if (other)
         conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
                                              "\" cannot be combined in one location");
