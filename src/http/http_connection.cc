@@ -356,7 +356,7 @@ void HttpConnection::read_tunnel() {
 }
 
 bool HttpConnection::read_proxy_header() {
-  baton::ProxyHeader ph;  // the PROXY protocol header, not http::ProxyHeader (proxy_set_header)
+  ProxyHeader ph;
   switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
     case ProxyResult::kNeedMore:
       if (in_.size() < kProxyV2MaxLength) return true;

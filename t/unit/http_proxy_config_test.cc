@@ -71,7 +71,7 @@ const Location* loc(const HttpConf& http, std::string_view path, size_t server =
 }
 
 // The value of a proxy_set_header template for a small request.
-std::string value_of(const ProxyHeader& h) {
+std::string value_of(const ProxySetHeader& h) {
   Request req;
   req.method = "GET";
   req.target = "/x?y=1";
@@ -593,7 +593,7 @@ TEST_F(ProxyConfTest, ProxySetHeaderListIsReplacedByALevelThatSetsAny) {
       "proxy_set_header = X-E e\n");
   auto names = [](const ProxySettings& p) {
     std::vector<std::string> out;
-    for (const ProxyHeader& h : p.set_headers) out.push_back(h.name);
+    for (const ProxySetHeader& h : p.set_headers) out.push_back(h.name);
     return out;
   };
   using V = std::vector<std::string>;
