@@ -445,3 +445,27 @@ TEST_F(Proxy, TheTunnelClosesAfterReadTimeoutOfSilence) {
 }
 
 }  // namespace
+
+namespace {
+
+TEST_F(Proxy, TheAccessLogNamesTheUpstreamsTried) {
+  start_upstream();
+  int dead = 0;
+  {
+    BatonServer other;
+    dead = other.port();
+  }
+  std::string dead_addr = "127.0.0.1:" + std::to_string(dead);
+  s.set_config(proxy_config({dead_addr, up.address()}, "", "access_log = logs/access.json json\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/size/10").status, 200);
+  EXPECT_EQ(get(s.port(), "/size/10").status, 200);  // the dead one is out now: one attempt
+  ASSERT_TRUE(wait_for([&] { return count_occurrences(read_file(s.path("logs/access.json")), "\n") >= 2; }, 5000ms));
+  std::string log = read_file(s.path("logs/access.json"));
+  EXPECT_TRUE(contains(log, "\"upstream_addr\":\"" + dead_addr + ", " + up.address() + "\",\"upstream_status\":\"502, 200\""))
+      << log;
+  EXPECT_TRUE(contains(log, "\"upstream_addr\":\"" + up.address() + "\",\"upstream_status\":\"200\"")) << log;
+  EXPECT_TRUE(contains(log, "\"upstream_response_time\":\"0.")) << log;
+}
+
+}  // namespace

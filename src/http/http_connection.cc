@@ -788,7 +788,17 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   e.version_minor = req.version_minor;
   e.referer = req.referer;
   e.user_agent = req.user_agent;
+  if (slow_ && !slow_->upstream_addr.empty()) {
+    e.upstream_addr = slow_->upstream_addr;
+    e.upstream_status = slow_->upstream_status;
+    e.upstream_response_time = slow_->upstream_time;
+  }
   access_log(s, e);
+  if (slow_) {
+    slow_->upstream_addr.clear();
+    slow_->upstream_status.clear();
+    slow_->upstream_time.clear();
+  }
 }
 
 void HttpConnection::handle_message_complete() {
@@ -913,6 +923,9 @@ void HttpConnection::output_failed() {
 void HttpConnection::start_handler(RequestHandler* h) {
   // The request now outlives the read buffer it was parsed from.
   save_log(0, 0);
+  slow_->upstream_addr.clear();
+  slow_->upstream_status.clear();
+  slow_->upstream_time.clear();
   handler_ = h;
   stream_bytes_ = 0;
   streaming_ = false;
@@ -1048,6 +1061,21 @@ void HttpConnection::resume_body() {
 }
 
 uint64_t HttpConnection::body_bytes_sent() const { return stream_bytes_; }
+
+void HttpConnection::note_upstream(std::string_view addr, int status, double seconds) {
+  Slow& sl = slow();
+  if (!sl.upstream_addr.empty()) {
+    sl.upstream_addr.append(", ");
+    sl.upstream_status.append(", ");
+    sl.upstream_time.append(", ");
+  }
+  sl.upstream_addr.append(addr);
+  if (status > 0) sl.upstream_status.append(std::to_string(status));
+  else sl.upstream_status.push_back('-');
+  char t[32];
+  int n = snprintf(t, sizeof(t), "%.3f", seconds < 0 ? 0.0 : seconds);
+  sl.upstream_time.append(t, static_cast<size_t>(n));
+}
 
 void HttpConnection::wait_for_output() {
   want_write(true);

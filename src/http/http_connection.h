@@ -53,6 +53,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void abort() override;
   void resume_body() override;
   uint64_t body_bytes_sent() const override;
+  // One attempt of the proxied request in progress, for the access log (status 0: no answer).
+  void note_upstream(std::string_view addr, int status, double seconds);
 
   // Registers the asynchronous handler of the request in progress (from inside answering it).
   void start_handler(RequestHandler* h);
@@ -189,6 +191,10 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
     uint64_t file_bytes = 0;
     uint64_t log_bytes = 0;
     int log_status = 0;
+    // The servers a proxied request tried, for the access log.
+    std::string upstream_addr;
+    std::string upstream_status;
+    std::string upstream_time;
   };
   Slow& slow() {
     if (!slow_) slow_ = std::make_unique<Slow>();

@@ -111,6 +111,15 @@ void access_log(const Settings& s, const LogEntry& e) {
     int n = snprintf(rt, sizeof(rt), "%.3f", e.request_time < 0 ? 0.0 : e.request_time);
     b.append("\",\"request_time\":");
     b.append(rt, static_cast<size_t>(n));
+    if (!e.upstream_addr.empty()) {
+      b.append(",\"upstream_addr\":\"");
+      append_json_escaped(&b, e.upstream_addr);
+      b.append("\",\"upstream_status\":\"");
+      append_json_escaped(&b, e.upstream_status);
+      b.append("\",\"upstream_response_time\":\"");
+      append_json_escaped(&b, e.upstream_response_time);
+      b.append("\"");
+    }
     b.append("}\n");
   }
   if (b.size() >= kFlushAt) f->flush();

@@ -20,6 +20,10 @@ struct LogEntry {
   std::string_view referer;
   std::string_view user_agent;
   double request_time;
+  // A proxied request: each server tried, in order, as nginx writes them ("10.0.0.1:80, 10.0.0.2:80").
+  std::string_view upstream_addr;
+  std::string_view upstream_status;
+  std::string_view upstream_response_time;
 };
 
 void access_log(const Settings& s, const LogEntry& e);

@@ -206,6 +206,14 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   bool parse_error_ = false;
   bool client_eof_ = false;  // tunnel: the client's side ended; the upstream's follows once sent
   int fail_status_ = 502;  // the answer when no server is left to try
+  double attempt_started_ = 0;
+  bool noted_ = false;     // this attempt is in the access log's upstream fields
+  void note(int status) {
+    if (noted_ || server_ < 0 || aborted_) return;
+    noted_ = true;
+    hc_->note_upstream(pass_.group->servers[static_cast<size_t>(server_)].text, status,
+                       hc_->connection()->loop()->now() - attempt_started_);
+  }
 };
 
 ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
@@ -311,6 +319,9 @@ void ProxyHandler::next_attempt() {
     return;
   }
   server_ = picked;
+  attempt_started_ = now;
+  noted_ = false;
+  status_ = 0;
   tried_[static_cast<size_t>(server_)] = true;
   tries_++;
   // A request that must not be sent twice takes only a connection that cannot be closing.
@@ -616,7 +627,6 @@ void ProxyHandler::read_response() {
       if (reused_ && rhead_.empty() && idempotent(req_.method_id) && replayable_) {
         // A pooled connection the upstream had closed: the request never reached it. Sent again on
         // a new connection to the same server, as if nothing happened.
-        rt_->peers().released(server_);
         release_link(false);
         tried_[static_cast<size_t>(server_)] = false;
         tries_--;
@@ -911,6 +921,7 @@ void ProxyHandler::response_complete() {
 
 void ProxyHandler::release_link(bool reusable) {
   if (!link_) return;
+  note(response_started_ || status_ ? status_ : 502);
   UpstreamLink* l = link_;
   link_ = nullptr;
   rt_->peers().released(server_);
@@ -937,6 +948,7 @@ void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
   const UpstreamGroup& g = *pass_.group;
   const UpstreamServer& us = g.servers[static_cast<size_t>(server_)];
   rt_->peers().failed(server_, hc_->connection()->loop()->now());
+  note(status);
   bool sent = sent_any_;
   release_link(false);
   log_error("%s while proxying to upstream \"%s\" (%s), client: %s, request: \"%.*s %.*s\"", what, us.text.c_str(),
