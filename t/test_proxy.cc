@@ -469,3 +469,40 @@ TEST_F(Proxy, TheAccessLogNamesTheUpstreamsTried) {
 }
 
 }  // namespace
+
+namespace {
+
+// A reload sends new requests to the new configuration's upstream, and an old worker with pooled
+// upstream connections exits as soon as its clients are served, not at quit_timeout.
+TEST_F(Proxy, AReloadMovesToTheNewUpstreamAndOldWorkersLeaveAtOnce) {
+  TestUpstream second;
+  start_upstream({"--name", "old"});
+  ASSERT_TRUE(second.start({"--name", "new"})) << second.error();
+  s.set_config(replace_all(proxy_config({up.address()}), "[main]\n", "[main]\nquit_timeout = 60s\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  for (int i = 0; i < 3; i++) EXPECT_EQ(c.exchange(req("GET", "/size/10")).header("X-Upstream"), "old");
+  std::vector<pid_t> old_workers = s.worker_pids();
+  ASSERT_FALSE(old_workers.empty());
+  s.set_config(replace_all(proxy_config({second.address()}), "[main]\n", "[main]\nquit_timeout = 60s\n"));
+  // A request in flight across the reload: its upstream connection is free again only after the
+  // old worker began to drain.
+  ASSERT_TRUE(c.send(req("GET", "/delay/1500/size/10")));
+  std::this_thread::sleep_for(200ms);
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::optional<Response> last = c.read_response();
+  ASSERT_TRUE(last.has_value());
+  EXPECT_EQ(last->status, 200);
+  EXPECT_EQ(last->header("X-Upstream"), "old");
+  EXPECT_TRUE(wait_for([&] { return get(s.port(), "/size/10").header("X-Upstream") == "new"; }, 5000ms));
+  EXPECT_TRUE(wait_for(
+      [&] {
+        for (pid_t p : old_workers)
+          if (process_alive(p)) return false;
+        return true;
+      },
+      10000ms));
+}
+
+}  // namespace

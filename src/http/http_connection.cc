@@ -236,7 +236,7 @@ void HttpConnection::start() {
 
 void HttpConnection::on_drain() {
   draining_ = true;
-  if (phase_ == Phase::kIdle && in_.empty() && !blocked()) {
+  if (phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
     clear_deadline();
     set_deadline(kDrainIdleSeconds);
   }
@@ -1183,7 +1183,7 @@ void HttpConnection::on_timeout() {
       return;
     }
   }
-  if (draining_ && phase_ == Phase::kIdle && in_.empty() && !blocked()) {
+  if (draining_ && phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
     // One last look: a request that arrived just now is answered (with Connection: close).
     on_readable();
     if (closed() || phase_ != Phase::kIdle || blocked()) return;

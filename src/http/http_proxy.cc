@@ -240,19 +240,26 @@ void ProxyHandler::begin() {
 bool ProxyHandler::on_request_body(const char* data, size_t len) {
   if (aborted_ || state_ == State::kDone) return true;
   if (state_ == State::kSending || state_ == State::kHead || state_ == State::kBody) {
-    if (!replayable_ || body_.empty()) {
-      send_body(data, len);
-      return !link_ || !link_->conn->out().above_high();
+    // Connected and streaming: the bytes go on as they come, while the upstream keeps up.
+    send_body(data, len);
+    if (link_ && link_->conn->out().above_high()) {
+      body_paused_ = true;
+      return false;
     }
+    return true;
   }
   body_.append(data, len);
   if (state_ == State::kWaitBody && body_.size() > ps_.client_body_buffer_size) {
     // Larger than the buffer: it streams from now on, and can no longer be sent twice.
     replayable_ = false;
     next_attempt();
-    return !link_ || !link_->conn->out().above_high();
   }
-  return body_.size() <= ps_.client_body_buffer_size;
+  if (body_.size() > ps_.client_body_buffer_size) {
+    // Still connecting: the client waits until the buffer has gone to the upstream.
+    body_paused_ = true;
+    return false;
+  }
+  return true;
 }
 
 void ProxyHandler::on_request_body_end() {
@@ -262,8 +269,7 @@ void ProxyHandler::on_request_body_end() {
     next_attempt();
     return;
   }
-  if (body_chunked_ && (state_ == State::kSending || state_ == State::kHead || state_ == State::kBody) &&
-      (!replayable_ || body_.empty())) {
+  if (body_chunked_ && (state_ == State::kSending || state_ == State::kHead || state_ == State::kBody)) {
     link_->conn->out().append(std::string_view("0\r\n\r\n"));
     flush_upstream();
   }
@@ -355,6 +361,8 @@ void ProxyHandler::connected() {
   if (!reused_) c->set_nodelay();
   // The framing of the body is decided once, for every attempt: a whole body in hand goes with its
   // length; one still coming goes as the client sent it.
+  // A body not all here yet streams: from now on it cannot be sent again.
+  if (has_body_ && !body_complete_) replayable_ = false;
   if (head_.empty()) {
     if (!has_body_) build_head(false, req_.content_length);
     else if (replayable_ && body_complete_) build_head(false, body_.size());

@@ -55,8 +55,16 @@ UpstreamRuntime::~UpstreamRuntime() {
 
 UpstreamRuntime* UpstreamRuntimes::get(const UpstreamGroup* g) {
   auto& slot = map_[g];
-  if (!slot) slot = std::make_unique<UpstreamRuntime>(loop_, conns_, g);
+  if (!slot) {
+    slot = std::make_unique<UpstreamRuntime>(loop_, conns_, g);
+    if (draining_) slot->set_draining();
+  }
   return slot.get();
+}
+
+void UpstreamRuntimes::drain() {
+  draining_ = true;
+  for (auto& [group, rt] : map_) rt->set_draining();
 }
 
 UpstreamLink* UpstreamRuntime::connect(int server) {
@@ -103,7 +111,7 @@ void UpstreamRuntime::give_back(UpstreamLink* l, double keepalive_timeout_s, int
     if (left < max_requests) max_requests = left;
   }
   if (keepalive_timeout_s >= 0) l->retire_at = now + keepalive_timeout_s - retire_margin(keepalive_timeout_s);
-  if (group_->keepalive == 0 || l->requests >= max_requests || (l->retire_at > 0 && now >= l->retire_at) ||
+  if (draining_ || group_->keepalive == 0 || l->requests >= max_requests || (l->retire_at > 0 && now >= l->retire_at) ||
       !c->out().empty()) {
     c->close();
     return;

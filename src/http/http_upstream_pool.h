@@ -79,6 +79,9 @@ class UpstreamRuntime {
   void idle_event(UpstreamLink* l, bool timed_out);
   void unlink(UpstreamLink* l);
   size_t idle_count() const { return idle_count_; }
+  // A draining worker keeps no idle connection: each closes when its exchange ends, so that the
+  // worker can exit as soon as its clients are served.
+  void set_draining() { draining_ = true; }
 
  private:
   double idle_limit(int server) const;
@@ -96,6 +99,7 @@ class UpstreamRuntime {
   };
   std::vector<ServerPool> pools_;
   size_t idle_count_ = 0;
+  bool draining_ = false;
 };
 
 // The runtimes of one worker, made on first use.
@@ -103,8 +107,10 @@ class UpstreamRuntimes {
  public:
   UpstreamRuntimes(EventLoop* loop, ConnectionList* conns) : loop_(loop), conns_(conns) {}
   UpstreamRuntime* get(const UpstreamGroup* g);
+  void drain();
 
  private:
+  bool draining_ = false;
   EventLoop* loop_;
   ConnectionList* conns_;
   std::unordered_map<const UpstreamGroup*, std::unique_ptr<UpstreamRuntime>> map_;

@@ -49,6 +49,7 @@ void HttpWorker::give_back(std::unique_ptr<Request> r) {
 
 void HttpWorker::drain() {
   draining_ = true;
+  upstreams.drain();
   conns->drain_all();
 }
 
