@@ -1003,8 +1003,8 @@ bool HttpConnection::write(const char* data, size_t len) {
     w->out.append(data, len);
   }
   if (in_feed_) return true;
-  if (!flush()) return !closed() && !c_->out().above_high();
-  return true;
+  flush();
+  return !closed();
 }
 
 void HttpConnection::finish() {

@@ -4,6 +4,7 @@
 #include <llhttp.h>
 #include <string.h>
 
+#include <algorithm>
 #include <string>
 #include <vector>
 
@@ -204,6 +205,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   int64_t ka_max_ = -1;
   bool response_done_ = false;
   bool parse_error_ = false;
+  size_t read_ahead_;        // response bytes that may wait for a slow client before the upstream waits
   bool client_eof_ = false;  // tunnel: the client's side ended; the upstream's follows once sent
   int fail_status_ = 502;  // the answer when no server is left to try
   double attempt_started_ = 0;
@@ -226,7 +228,10 @@ ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
       rt_(hc->worker()->upstreams.get(pass.group)),
       tried_(pass.group->servers.size(), false),
       started_at_(hc->connection()->loop()->now()),
-      has_body_(hc->request().has_body) {}
+      has_body_(hc->request().has_body),
+      // proxy_buffering: the response is read ahead of a slow client, up to proxy_buffers; without
+      // it, no more than proxy_buffer_size waits.
+      read_ahead_(ps_.buffering ? std::max<uint64_t>(ps_.buffers_size, 16384) : ps_.buffer_size) {}
 
 void ProxyHandler::begin() {
   // With request buffering, a body is read before an upstream is bothered (a slow client does not
@@ -657,8 +662,8 @@ void ProxyHandler::read_response() {
       continue;
     }
     if (state_ == State::kTunnel) {
-      if (!hc_->write(buf, static_cast<size_t>(n))) {
-        if (aborted_) return;
+      if (!hc_->write(buf, static_cast<size_t>(n)) || aborted_) return;
+      if (hc_->queued() >= OutputQueue::kHighWater) {
         upstream_paused_ = true;
         c->want_read(false);
         return;
@@ -705,7 +710,7 @@ bool ProxyHandler::parse_head() {
     // before the answer.
     const char* stop = llhttp_get_error_pos(&parser_);
     size_t rest = static_cast<size_t>(rhead_.data() + rhead_.size() - stop);
-    if (rest > 0 && !hc_->write(stop, rest) && !aborted_) {
+    if (rest > 0 && hc_->write(stop, rest) && hc_->queued() >= OutputQueue::kHighWater) {
       upstream_paused_ = true;
       if (link_) link_->conn->want_read(false);
     }
@@ -800,8 +805,8 @@ int ProxyHandler::on_headers_complete(llhttp_t* p) {
 int ProxyHandler::on_body(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
   if (self->aborted_) return -1;
-  if (!self->hc_->write(at, len)) {
-    if (self->aborted_) return -1;
+  if (!self->hc_->write(at, len) || self->aborted_) return -1;
+  if (self->hc_->queued() >= self->read_ahead_) {
     // The client is not keeping up: the upstream waits (what this read brought still goes out).
     self->upstream_paused_ = true;
     if (self->link_) self->link_->conn->want_read(false);

@@ -35,8 +35,12 @@ class ResponseStream {
   // protocols makes the connection a tunnel: write() then sends raw bytes, and finish() or abort()
   // ends the connection.
   virtual void start(const ResponseStart& r) = 0;
-  // Queues body bytes. false: the client is not keeping up; stop producing until on_output_ready().
+  // Queues body bytes. false: the stream is gone (the client went away; on_abort() has been
+  // called). A producer watches queued() and pauses while the client does not keep up, until
+  // on_output_ready().
   virtual bool write(const char* data, size_t len) = 0;
+  // Bytes written and not yet taken by the client's socket.
+  virtual size_t queued() const = 0;
   // The response is complete (the last chunk goes out when chunked). The handler is deleted after
   // the current callbacks: it must have let go of everything by now.
   virtual void finish() = 0;
