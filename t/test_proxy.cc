@@ -226,8 +226,13 @@ TEST_F(Proxy, ASlowUpstreamIs504AfterReadTimeout) {
 TEST_F(Proxy, InvalidUpstreamResponsesAre502) {
   start_upstream();
   start_baton();
-  for (std::string bad : {"status-line", "cl-and-te", "two-cl", "invalid-cl", "truncated-head", "not-http"}) {
+  for (std::string bad : {"status-line", "cl-and-te", "two-cl", "invalid-cl", "no-crlf", "truncated-head", "not-http"}) {
     Response r = get(s.port(), "/bad/" + bad);
+    EXPECT_TRUE(is_error_page(r, 502, "Bad Gateway")) << bad << "\n" << r;
+  }
+  // Held to the rules a client's request is held to: no control bytes, field names are tokens.
+  for (std::string bad : {"/size/1?header=X-Bad:a%01b", "/size/1?header=X%20Y:1"}) {
+    Response r = get(s.port(), bad);
     EXPECT_TRUE(is_error_page(r, 502, "Bad Gateway")) << bad << "\n" << r;
   }
   std::string log = read_file(s.path("logs/error.log"));

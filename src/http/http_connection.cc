@@ -17,6 +17,7 @@
 #include "core/strings.h"
 #include "event/listener.h"
 #include "event/proxy_protocol.h"
+#include "http/http1.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
 #include "http/http_response.h"
@@ -36,67 +37,6 @@ constexpr double kLingerSeconds = 2.0;
 constexpr double kDrainIdleSeconds = 1.0;
 
 inline double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
-
-// Byte classes of a request head, looked up once per byte.
-enum : uint8_t { kTchar = 1, kPlain = 2 };
-constexpr auto kByteClass = [] {
-  std::array<uint8_t, 256> t{};
-  for (int c = 0; c < 256; c++) {
-    bool alnum = (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z');
-    bool punct = false;
-    for (const char* p = "!#$%&'*+-.^_`|~"; *p; p++) punct = punct || c == *p;
-    if (alnum || punct) t[static_cast<size_t>(c)] |= kTchar;
-    // What a head may hold outside line ends: visible bytes, space, tab, obs-text.
-    if ((c >= 0x20 && c != 0x7f) || c == '\t') t[static_cast<size_t>(c)] |= kPlain;
-  }
-  return t;
-}();
-
-bool is_tchar(unsigned char c) { return kByteClass[c] & kTchar; }
-
-// RFC 9112 asks for CRLF line endings and forbids obs-fold in requests, and control characters have
-// no place in a head. llhttp accepts some of these forms, so the head is checked once more as a whole.
-bool head_is_clean(const char* p, const char* end) {
-  // Eight bytes at a time while none of them is below 0x20 or is 0x7f (the common case: a line's
-  // text), byte by byte around line ends, tabs and anything suspect.
-  constexpr uint64_t kOnes = 0x0101010101010101ull, kHigh = 0x8080808080808080ull;
-  const char* s = p;
-  while (s < end) {
-    if (end - s >= 8) {
-      uint64_t x;
-      memcpy(&x, s, 8);
-      uint64_t below_space = (x - 0x20 * kOnes) & ~x & kHigh;
-      uint64_t y = x ^ (0x7f * kOnes);
-      uint64_t del = (y - kOnes) & ~y & kHigh;
-      uint64_t hits = below_space | del;
-      if (!hits) {
-        s += 8;
-        continue;
-      }
-      // The lowest flagged byte is a real one (a borrow only flags bytes above a real hit): the
-      // bytes before it are plain.
-      s += std::countr_zero(hits) / 8;
-    }
-    unsigned char c = static_cast<unsigned char>(*s);
-    if (kByteClass[c] & kPlain) {
-      s++;
-      continue;
-    }
-    if (c == '\r') {
-      if (s + 1 >= end || s[1] != '\n') return false;
-      s++;
-      continue;
-    }
-    if (c == '\n') {
-      if (s == p || s[-1] != '\r') return false;
-      if (s + 1 < end && (s[1] == ' ' || s[1] == '\t')) return false;  // obs-fold
-      s++;
-      continue;
-    }
-    return false;
-  }
-  return true;
-}
 
 // The status for a head llhttp refused.
 int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end) {
@@ -124,28 +64,6 @@ int status_for_parse_error(llhttp_errno_t err, const char* head, const char* end
     return 400;
   }
   return 400;
-}
-
-// RFC 9110 5.3 / 9112 6.1: every Transfer-Encoding line together make one list of codings. A
-// request's body can be framed only when chunked is the last of them (RFC 9112 6.3: 400 otherwise).
-// The parser frames the body by its own reading of the same lines: where its reading and this one
-// could differ ("chunked\t", "chunked, chunked", "gzip" and "chunked" on two lines), the request is
-// refused rather than read one way here and another way by whatever sits behind. One rule, one
-// answer: the only list accepted is "chunked" alone (no other transfer coding is implemented), and
-// anything else is 400 with the connection closed.
-int check_transfer_encoding(const Request& req, bool parser_chunked) {
-  int lines = 0;
-  bool chunked = false;
-  for (size_t i = 0; i < req.header_count; i++) {
-    if (!iequals(req.headers[i].name, "transfer-encoding")) continue;
-    lines++;
-    // Only spaces around the coding: a tab or anything else is where readers part ways.
-    std::string_view v = req.headers[i].value;
-    while (!v.empty() && v.front() == ' ') v.remove_prefix(1);
-    while (!v.empty() && v.back() == ' ') v.remove_suffix(1);
-    chunked = iequals(v, "chunked");
-  }
-  return lines == 1 && chunked && parser_chunked ? 0 : 400;
 }
 
 // The authority of an absolute-form target or a Host value, as the virtual-server key: without
@@ -629,7 +547,7 @@ int HttpConnection::check_head(Request& req) {
   if (parser_.flags & F_TRANSFER_ENCODING || !req.transfer_encoding.empty()) {
     // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
     if (req.version_minor == 0) return 400;
-    if (int st = check_transfer_encoding(req, (parser_.flags & F_CHUNKED) != 0)) return st;
+    if (!transfer_encoding_is_chunked(req.headers, req.header_count, (parser_.flags & F_CHUNKED) != 0)) return 400;
   }
   if (req.host_count > 1 || (req.host_count == 0 && req.version_minor >= 1)) return 400;
   if (!host_key(trim(req.host), &req.host_lower)) return 400;

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/listener.h"
+#include "http/http1.h"
 #include "http/http_config.h"
 #include "http/http_connection.h"
 #include "http/http_request.h"
@@ -41,37 +42,6 @@ bool idempotent(int method) {
   }
 }
 
-// Fields that describe one connection, not the message (RFC 9110 7.6.1), never forwarded in
-// either direction; nor is any field the Connection header names.
-bool hop_by_hop(std::string_view name) {
-  switch (name.size()) {
-    case 2:
-      return iequals(name, "te");
-    case 7:
-      return iequals(name, "upgrade") || iequals(name, "trailer");
-    case 10:
-      return iequals(name, "connection") || iequals(name, "keep-alive");
-    case 16:
-      return iequals(name, "proxy-connection");
-    case 17:
-      return iequals(name, "transfer-encoding");
-    default:
-      return false;
-  }
-}
-
-// Whether a Connection header value (a comma-separated list of field names) names `name`.
-bool connection_names(std::string_view connection, std::string_view name) {
-  while (!connection.empty()) {
-    size_t comma = connection.find(',');
-    std::string_view item = trim(connection.substr(0, comma));
-    if (iequals(item, name)) return true;
-    if (comma == std::string_view::npos) break;
-    connection.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // The upstream's request target for a decoded, normalised path: what is not a path character
 // is percent-encoded again.
 void append_escaped_path(std::string* out, std::string_view path) {
@@ -86,29 +56,6 @@ void append_escaped_path(std::string* out, std::string_view path) {
       out->push_back(kHex[c >> 4]);
       out->push_back(kHex[c & 15]);
     }
-  }
-}
-
-// "timeout=5, max=100": the upstream's Keep-Alive parameters.
-void parse_keep_alive(std::string_view v, double* timeout, int64_t* max) {
-  while (!v.empty()) {
-    size_t comma = v.find(',');
-    std::string_view item = trim(v.substr(0, comma));
-    size_t eq = item.find('=');
-    if (eq != std::string_view::npos) {
-      std::string_view key = trim(item.substr(0, eq));
-      std::string_view val = trim(item.substr(eq + 1));
-      uint64_t n = 0;
-      bool ok = !val.empty() && val.size() < 10;
-      for (char ch : val) {
-        ok = ok && ch >= '0' && ch <= '9';
-        n = n * 10 + static_cast<uint64_t>(ch - '0');
-      }
-      if (ok && iequals(key, "timeout")) *timeout = static_cast<double>(n);
-      if (ok && iequals(key, "max")) *max = static_cast<int64_t>(n);
-    }
-    if (comma == std::string_view::npos) break;
-    v.remove_prefix(comma + 1);
   }
 }
 
@@ -198,6 +145,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   llhttp_t parser_;
   std::string rhead_;           // the response head as received
   size_t rhead_parsed_ = 0;
+  size_t head_start_ = 0;       // where the head being read begins (after interim responses)
   int status_ = 0;
   std::vector<Header> rheaders_;
   std::string location_rewritten_;
@@ -391,6 +339,7 @@ void ProxyHandler::connected() {
   rheaders_.clear();
   rhead_.clear();
   rhead_parsed_ = 0;
+  head_start_ = 0;
   parse_error_ = false;
   llhttp_init(&parser_, HTTP_RESPONSE, parser_settings());
   parser_.data = this;
@@ -696,11 +645,17 @@ bool ProxyHandler::parse_head() {
   size_t from = rhead_parsed_ > 3 ? rhead_parsed_ - 3 : 0;
   size_t end = rhead_.find("\r\n\r\n", from);
   if (end == std::string::npos) {
-    size_t lf = rhead_.find("\n\n", from);
-    if (lf == std::string::npos) {
-      rhead_parsed_ = rhead_.size();
-      return true;
+    if (rhead_.find("\n\n", from) != std::string::npos) {
+      attempt_failed(Failure::kError, 502, "upstream sent a response head with bare LF line ends");
+      return false;
     }
+    rhead_parsed_ = rhead_.size();
+    return true;
+  }
+  // The same rules as for a client's request: CRLF line ends only, no obs-fold, no control bytes.
+  if (!head_is_clean(rhead_.data() + head_start_, rhead_.data() + end)) {
+    attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
+    return false;
   }
   state_ = State::kHead;
   llhttp_errno_t err = llhttp_execute(&parser_, rhead_.data(), rhead_.size());
@@ -741,6 +696,7 @@ bool ProxyHandler::parse_head() {
   if (state_ == State::kHead) {
     // Only an interim (1xx) response so far: what follows it is the real head.
     rhead_parsed_ = rhead_.size();
+    head_start_ = end + 4;
     return true;
   }
   return state_ == State::kBody;
@@ -836,6 +792,11 @@ bool ProxyHandler::head_complete() {
   int te_lines = 0;
   bool te_chunked = false;
   for (const Header& hd : rheaders_) {
+    if (!is_token(hd.name)) {
+      log_error("upstream \"%s\" sent an invalid field name", us.text.c_str());
+      parse_error_ = true;
+      return false;
+    }
     if (iequals(hd.name, "connection")) connection = hd.value;
     if (iequals(hd.name, "transfer-encoding")) {
       te_lines++;
