@@ -8,6 +8,8 @@
 #include <cstring>
 #include <string_view>
 
+#include "core/log.h"
+
 namespace baton {
 namespace {
 
@@ -379,5 +381,47 @@ ProxyResult parse_proxy_header(const char* data, size_t len, ProxyHeader* out) {
   if (data[0] == '\r') return parse_v2(reinterpret_cast<const unsigned char*>(data), len, out);
   return ProxyResult::kError;
 }
+
+ProxyProtocolReader::ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg)
+    : c_(c), timeout_(timeout), next_(next), arg_(arg) {}
+
+void ProxyProtocolReader::start() {
+  c_->set_deadline(timeout_);
+  // Silent so far: like an idle keep-alive connection, it may make room for others.
+  c_->set_reusable(true);
+  on_readable();
+  if (!c_->closed() && c_->handler() == this) c_->want_read(true);
+}
+
+void ProxyProtocolReader::on_readable() {
+  char buf[kProxyV2MaxLength];
+  ssize_t n = c_->read(buf, sizeof(buf) - in_.size());
+  if (n == kIoWantRead || n == kIoWantWrite) return;
+  if (n <= 0) {
+    c_->close();
+    return;
+  }
+  c_->set_reusable(false);
+  in_.append(buf, static_cast<size_t>(n));
+  ProxyHeader ph;
+  switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
+    case ProxyResult::kNeedMore:
+      if (in_.size() < kProxyV2MaxLength) return;
+      [[fallthrough]];
+    case ProxyResult::kError:
+      log_info("broken PROXY protocol header from %s, closing", c_->peer().to_string().c_str());
+      c_->close();
+      return;
+    case ProxyResult::kDone:
+      break;
+  }
+  if (!ph.local) c_->set_peer(PeerAddr(ph.source));
+  // This handler is replaced (and deleted after the callbacks): what it read goes on with the
+  // connection.
+  std::string rest = in_.substr(ph.length);
+  next_(arg_, c_, rest);
+}
+
+void ProxyProtocolReader::on_timeout() { c_->close(); }
 
 }  // namespace baton

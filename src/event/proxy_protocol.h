@@ -32,3 +32,35 @@ struct ProxyHeader {
 ProxyResult parse_proxy_header(const char* data, size_t len, ProxyHeader* out);
 
 }  // namespace baton
+
+#include <string>
+
+#include "event/connection.h"
+
+namespace baton {
+
+// The first handler of a connection on a `proxy_protocol` listener: it reads the header, makes the
+// client it names the connection's peer, and hands the connection (with the bytes that followed the
+// header) to the protocol that comes next. A connection that never completes its header within the
+// timeout, or sends one that cannot be valid, is closed without an answer: whoever is on the other
+// side is not a proxy speaking to us.
+class ProxyProtocolReader final : public ConnectionHandler {
+ public:
+  // Installs the next handler on c and starts it with what was read after the header.
+  using Next = void (*)(void* arg, Connection* c, std::string_view preread);
+  ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg);
+  void start();
+
+  void on_readable() override;
+  void on_writable() override {}
+  void on_timeout() override;
+
+ private:
+  Connection* c_;
+  double timeout_;
+  Next next_;
+  void* arg_;
+  std::string in_;
+};
+
+}  // namespace baton

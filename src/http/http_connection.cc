@@ -16,7 +16,6 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/listener.h"
-#include "event/proxy_protocol.h"
 #include "http/http1.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
@@ -140,10 +139,20 @@ void HttpConnection::on_close() {
   release_request();
 }
 
-void HttpConnection::start() {
+void HttpConnection::start(std::string_view preread) {
   const Settings& s = group_->default_server->s;
-  proxy_pending_ = listening_->opts.proxy_protocol;
   set_deadline(seconds(s.client_header_timeout_ms));
+  if (!preread.empty()) {
+    // What came after a PROXY protocol header: the start of the first request.
+    set_reusable(false);
+    in_.assign(preread);
+    size_t used = feed(in_.data(), in_.size());
+    if (closed()) return;
+    in_.erase(0, used);
+    if (in_.empty()) std::string().swap(in_);
+    if (flush()) after_output();
+    if (closed()) return;
+  }
   // The request has often arrived with the connection: read it now, and a short-lived connection
   // may be answered and closed without ever being registered with the loop.
   on_readable();
@@ -214,19 +223,7 @@ void HttpConnection::on_readable() {
   unread_input_ = static_cast<size_t>(n) == worker_->in.size();
   set_reusable(false);
   if (phase_ == Phase::kIdle && in_.empty()) set_deadline(seconds(settings_now().client_header_timeout_ms));
-  if (proxy_pending_) {
-    in_.append(buf, static_cast<size_t>(n));
-    if (!read_proxy_header()) return;
-    if (proxy_pending_ || in_.empty()) {
-      update_reusable();  // a connection that sent only its PROXY header has begun no request
-      return;
-    }
-    size_t used = feed(in_.data(), in_.size());
-    if (!closed()) {
-      in_.erase(0, used);
-      if (in_.empty()) std::string().swap(in_);
-    }
-  } else if (in_.empty()) {
+  if (in_.empty()) {
     size_t used = feed(buf, static_cast<size_t>(n));
     if (!closed() && used < static_cast<size_t>(n)) {
       // Bytes after the last request that will be answered are dropped, but they were sent: the
@@ -271,27 +268,6 @@ void HttpConnection::read_tunnel() {
     if (!handler_->on_tunnel_data(buf, static_cast<size_t>(n))) body_paused_ = true;
   }
   if (body_paused_ && !closed()) want_read(false);
-}
-
-bool HttpConnection::read_proxy_header() {
-  ProxyHeader ph;
-  switch (parse_proxy_header(in_.data(), in_.size(), &ph)) {
-    case ProxyResult::kNeedMore:
-      if (in_.size() < kProxyV2MaxLength) return true;
-      [[fallthrough]];
-    case ProxyResult::kError:
-      // Not a proxy speaking to us: nothing is answered.
-      log_info("broken PROXY protocol header from %s, closing", c_->peer().to_string().c_str());
-      close();
-      return false;
-    case ProxyResult::kDone:
-      break;
-  }
-  if (!ph.local) c_->set_peer(PeerAddr(ph.source));
-  in_.erase(0, ph.length);
-  proxy_pending_ = false;
-  if (in_.empty()) std::string().swap(in_);
-  return true;
 }
 
 size_t HttpConnection::feed(const char* data, size_t len) {

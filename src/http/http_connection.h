@@ -42,7 +42,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
  public:
   HttpConnection(HttpWorker* worker, Connection* c);
   ~HttpConnection() override;
-  void start();
+  // preread: bytes of the connection already read (after a PROXY protocol header).
+  void start(std::string_view preread = {});
   void on_drain() override;
 
   // ResponseStream, for the RequestHandler of the request in progress.
@@ -86,7 +87,6 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   // by the caller (the start of a head, or requests held back while output drains).
   size_t feed(const char* data, size_t len);
   // Consumes the PROXY protocol header from in_; false when the connection was closed.
-  bool read_proxy_header();
   void read_tunnel();
   void handle_head();
   // The checks llhttp leaves to the application, and where the request goes: the status of an
@@ -166,7 +166,6 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool body_allowed_ = false;  // the handler's response has a body to send
   bool in_feed_ = false;       // parsing: what follows a response waits for the parser to return
   bool log_pending_ = false;   // the request is logged when the response is done
-  bool proxy_pending_ = false; // a PROXY protocol header must come first
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
   int error_status_ = 0;       // set by a callback that refuses the request

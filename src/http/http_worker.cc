@@ -2,6 +2,7 @@
 
 #include <algorithm>
 
+#include "event/proxy_protocol.h"
 #include "http/http_connection.h"
 
 namespace baton::http {
@@ -27,10 +28,25 @@ void HttpWorker::flush_logs(void* arg) {
 void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
   auto* self = static_cast<HttpWorker*>(arg);
   auto* c = new Connection(self->loop, self->conns, std::move(fd), peer, ls);
+  if (ls->opts.proxy_protocol) {
+    // The PROXY protocol header comes first, then HTTP (and, later, TLS before HTTP).
+    const Settings& s = static_cast<ListenGroup*>(ls->ctx)->default_server->s;
+    auto reader = std::make_unique<ProxyProtocolReader>(c, static_cast<double>(s.client_header_timeout_ms) / 1000.0,
+                                                        start_http, self);
+    ProxyProtocolReader* r = reader.get();
+    c->set_handler(std::move(reader));
+    r->start();
+    return;
+  }
+  start_http(self, c, {});
+}
+
+void HttpWorker::start_http(void* arg, Connection* c, std::string_view preread) {
+  auto* self = static_cast<HttpWorker*>(arg);
   auto h = std::make_unique<HttpConnection>(self, c);
   HttpConnection* http = h.get();
   c->set_handler(std::move(h));
-  http->start();
+  http->start(preread);
 }
 
 std::unique_ptr<Request> HttpWorker::take_request() {

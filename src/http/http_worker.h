@@ -21,6 +21,8 @@ class HttpWorker {
   ~HttpWorker();
 
   static void on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls);
+  // Makes HTTP/1 the connection's protocol; preread: bytes already read from it.
+  static void start_http(void* arg, Connection* c, std::string_view preread);
   // Graceful stop: idle connections close, busy ones finish their response with Connection: close.
   void drain();
   bool draining() const { return draining_; }
