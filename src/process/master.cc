@@ -1,4 +1,4 @@
-#include "core/master.h"
+#include "process/master.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -17,11 +17,11 @@
 #include "config.h"
 #include "core/clock.h"
 #include "core/log.h"
-#include "core/worker.h"
 #include "event/loop.h"
 #include "os/unix/control.h"
 #include "os/unix/process.h"
 #include "os/unix/sd_notify.h"
+#include "process/worker.h"
 
 namespace baton {
 
