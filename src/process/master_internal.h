@@ -1,6 +1,9 @@
 // The inside of the master process: its constants, the records it keeps of workers, restart slots
-// and control connections, and the Master class, so that the master can be written in more than
-// one file. Nothing outside the master includes it.
+// and control connections, and the Master class, shared by the files that make up the master:
+// master.cc (the loop and the entry points), master_workers.cc (forking and supervising workers),
+// master_signals.cc (signals and stopping), master_control.cc (the control socket and status),
+// master_reload.cc, master_upgrade.cc (a live upgrade, as the old master) and master_takeover.cc
+// (as the new one). Nothing outside the master includes it.
 #pragma once
 
 #include <sys/types.h>
