@@ -3,8 +3,8 @@
 // USR1 (reopen logs).
 #pragma once
 
-#include "core/cycle.h"
 #include "os/unix/fd.h"
+#include "process/cycle.h"
 
 namespace baton {
 

@@ -1,4 +1,4 @@
-#include "core/start_checks.h"
+#include "process/start_checks.h"
 
 #include <dirent.h>
 #include <errno.h>
@@ -14,9 +14,9 @@
 #include <fstream>
 #include <set>
 
-#include "core/cycle.h"
 #include "core/strings.h"
 #include "os/unix/process.h"
+#include "process/cycle.h"
 
 namespace baton {
 

@@ -6,7 +6,7 @@
 
 #include <memory>
 
-#include "core/cycle.h"
+#include "process/cycle.h"
 
 namespace baton {
 

@@ -1,8 +1,8 @@
-#include "core/cycle.h"
+#include "process/cycle.h"
 
 #include "config.h"
-#include "core/start_checks.h"
 #include "core/strings.h"
+#include "process/start_checks.h"
 
 namespace baton {
 

@@ -12,12 +12,12 @@
 
 #include "config.h"
 #include "core/clock.h"
-#include "core/cycle.h"
 #include "core/log.h"
-#include "core/master.h"
-#include "core/start_checks.h"
 #include "os/unix/control.h"
 #include "os/unix/process.h"
+#include "process/cycle.h"
+#include "process/master.h"
+#include "process/start_checks.h"
 
 namespace baton {
 namespace {

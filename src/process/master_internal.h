@@ -1,0 +1,229 @@
+// The inside of the master process: its constants, the records it keeps of workers, restart slots
+// and control connections, and the Master class, shared by the files that make up the master:
+// master.cc (the loop and the entry points), master_workers.cc (forking and supervising workers),
+// master_signals.cc (signals and stopping), master_control.cc (the control socket and status),
+// master_reload.cc, master_upgrade.cc (a live upgrade, as the old master) and master_takeover.cc
+// (as the new one). Nothing outside the master includes it.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <deque>
+#include <list>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "event/loop.h"
+#include "os/unix/control.h"
+#include "os/unix/fd.h"
+#include "process/cycle.h"
+
+namespace baton::master {
+
+// A worker that ran this long counts as stable: its slot's backoff starts over.
+constexpr double kStableSeconds = 60.0;
+// How long TERM waits for workers before it kills them.
+constexpr double kFastStopSeconds = 5.0;
+// The master pings every worker this often (a status request, which the worker answers with its
+// counts), and shows a worker that leaves a ping unanswered this long as not responding.
+constexpr double kPingIntervalSeconds = 1.0;
+constexpr double kPingTimeoutSeconds = 1.0;
+// How long a status request waits for the workers' answers: as long as a ping may take.
+constexpr double kStatusWaitSeconds = kPingTimeoutSeconds;
+// Each step of the listener hand-over between two masters, which are both alive and local: an
+// answer that takes longer means the other master is stuck.
+constexpr int kHandoverStepMs = 5000;
+constexpr double kHandoverStepSeconds = kHandoverStepMs / 1000.0;
+
+inline double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
+
+class Master;
+
+struct WorkerProc {
+  Master* master = nullptr;
+  pid_t pid = 0;
+  int generation = 0;
+  int slot = -1;  // in the current generation; -1 once draining
+  std::shared_ptr<Cycle> cycle;
+  Fd channel;
+  ev_io io;
+  bool ready = false;
+  bool draining = false;
+  double started = 0;
+  long long connections = 0;
+  bool status_answered = true;
+  double ping_sent = 0;     // when the oldest unanswered ping was sent; 0 when none is
+  double last_answer = 0;   // when the worker last said anything
+  bool silent = false;      // logged as not responding, until it answers again
+
+  // It has left a ping unanswered for kPingTimeoutSeconds (stopped, or stuck in a long task).
+  bool not_responding(double now) const { return ping_sent > 0 && now - ping_sent >= kPingTimeoutSeconds; }
+};
+
+struct Slot {
+  Master* master = nullptr;
+  size_t index = 0;
+  double backoff = 0;
+  ev_timer restart;
+};
+
+// A connection to the control socket: `baton -s`, or a new master during an upgrade.
+struct ControlConn : Deletable {
+  Master* master = nullptr;
+  Fd fd;
+  ev_io io;
+  pid_t peer_pid = 0;
+  bool dead = false;
+};
+
+struct StatusQuery {
+  std::vector<ControlConn*> waiters;
+  ev_timer timer;
+  bool active = false;
+};
+
+class Master {
+ public:
+  Master(std::shared_ptr<Cycle> cycle, int generation) : current_(std::move(cycle)), generation_(generation) {}
+
+  // conn: for an upgraded master, its connection to the old master, which is told "ready" once all
+  // workers accept.
+  int run(Fd upgrade_conn = Fd());
+
+ private:
+  friend struct WorkerProc;
+
+  // --- workers
+  WorkerProc* spawn(const std::shared_ptr<Cycle>& cycle, int generation, int slot);
+  void make_slots();
+  void schedule_restart(size_t slot);
+  static void on_restart_cb(struct ev_loop*, ev_timer* w, int);
+  static void on_channel_cb(struct ev_loop*, ev_io* w, int);
+  void on_channel(WorkerProc* w);
+  bool ping(WorkerProc* w);
+  static void on_ping_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void on_worker_ready(WorkerProc* w);
+  void reap();
+  void on_worker_exit(WorkerProc* w, int status);
+  void on_worker_crash(size_t slot, double started);
+  void drain_workers(int generation_below_or_all);
+  void send_shutdown(WorkerProc* w, const char* mode);
+  size_t live_workers() const { return workers_.size(); }
+  bool generation_ready(int generation) const;
+
+  // --- signals and stopping
+  static void on_signal_cb(struct ev_loop*, ev_io* w, int) ;
+  void on_signals();
+  void stop(int how);
+  static void on_kill_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void maybe_exit();
+  void reopen_logs();
+  void chown_logs(Cycle* c);
+
+  // --- control socket
+  std::string open_control_socket();
+  static void on_control_accept_cb(struct ev_loop*, ev_io* w, int);
+  static void on_control_conn_cb(struct ev_loop*, ev_io* w, int);
+  void on_control_message(ControlConn* c, Message& m);
+  void close_conn(ControlConn* c);
+  void reply(ControlConn* c, bool ok, const std::string& text, const Message* extra = nullptr);
+  void start_status(ControlConn* c);
+  static void on_status_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void finish_status();
+  void finish_status_if_answered();
+
+  // --- reload
+  void start_reload(ControlConn* waiter);
+  void commit_reload();
+  void fail_reload(const std::string& reason);
+  static void on_reload_timer_cb(struct ev_loop*, ev_timer* w, int);
+
+  // --- upgrade (this master is the old one)
+  void start_upgrade(ControlConn* waiter);
+  static void on_exec_result_cb(struct ev_loop*, ev_io* w, int);
+  void on_exec_result();
+  void start_handover(ControlConn* c);
+  void on_handover_message(ControlConn* c, const Message& m);
+  void send_handover_listeners();
+  void reset_handover();
+  static void on_handover_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void upgrade_succeeded(ControlConn* c, const Message& m);
+  void rollback(const std::string& reason);
+  static void on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int);
+
+  // --- upgrade (this master is the new one)
+  void tell_old_master_ready();
+  static void on_old_master_cb(struct ev_loop*, ev_io* w, int);
+  static void on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int);
+  void take_over();
+  void old_master_refused();
+
+  std::shared_ptr<Cycle> current_;
+  int generation_;
+  EventLoop* loop_ = nullptr;
+  int sfd_ = -1;
+  std::list<std::unique_ptr<WorkerProc>> workers_;
+  std::vector<std::unique_ptr<Slot>> slots_;
+  std::deque<double> restarts_;
+  ev_timer kill_timer_;
+  ev_timer ping_timer_;
+  bool stopping_ = false;
+  bool winched_ = false;      // WINCH: no workers until the next reload
+  bool replaced_ = false;     // a new master took over: drain and leave its files alone
+  bool announced_ready_ = false;
+  int exit_code_ = 0;
+
+  Fd control_fd_;
+  ControlAddress control_addr_;
+  ev_io control_io_;
+  std::list<ControlConn*> conns_;
+  StatusQuery status_;
+
+  struct Reload {
+    bool active = false;
+    std::shared_ptr<Cycle> cycle;
+    int generation = 0;
+    std::vector<ControlConn*> waiters;
+    ev_timer timer;
+  } reload_;
+
+  struct Upgrade {
+    bool active = false;
+    pid_t pid = 0;
+    std::string reason;  // what the new master said before failing
+    std::vector<ControlConn*> waiters;
+    ControlConn* registration = nullptr;
+    bool ready = false;  // the new master reported ready and was told to take over
+    long long new_generation = 0;
+    ev_timer timer;
+    // Until the new binary runs: the child writes execv()'s errno into it, or closes it by exec.
+    Fd exec_result;
+    ev_io exec_io;
+  } upgrade_;
+  std::vector<pid_t> abandoned_;  // new masters killed during a rollback, still to be reaped
+
+  // The hand-over of the listeners to the new master, on the connection it asked on: a state
+  // machine that the loop drives one message at a time, so that signals, worker exits and `-s`
+  // requests are served while the new master takes its time. Each step has kHandoverStepMs.
+  struct Handover {
+    enum class Step { kIdle, kAwaitStartAck, kSending, kAwaitDoneAck, kDone };
+    Step step = Step::kIdle;
+    ControlConn* conn = nullptr;
+    std::vector<Message> listeners;  // one message per listener, each with its own duplicate
+    size_t sent = 0;
+    ev_timer timer;
+  } handover_;
+  void next_handover_step(Handover::Step step);
+
+  // As a new master: the connection to the old one, until the old one acknowledges "ready".
+  Fd old_master_;
+  ev_io old_master_io_;
+  ev_timer old_master_timer_;
+};
+
+bool write_pid_file(const std::string& path);
+void set_master_title(const Options& opts);
+
+}  // namespace baton::master

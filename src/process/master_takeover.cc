@@ -1,0 +1,167 @@
+// A live upgrade, on the side of the new master: started by the old one, it takes the listeners,
+// starts its workers, and takes over the pid file and the control socket once the old master agrees.
+#include "process/master.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include <map>
+
+#include "config.h"
+#include "core/log.h"
+#include "os/unix/process.h"
+#include "os/unix/sd_notify.h"
+#include "process/master_internal.h"
+
+namespace baton {
+namespace master {
+
+// Every worker accepts: ask the old master for the go-ahead, and wait for it in the loop (this
+// master's workers serve already, and their exits and the signals must not wait).
+void Master::tell_old_master_ready() {
+  Message ready(MsgType::kReady);
+  ready.set("pid", static_cast<long long>(getpid()));
+  ready.set("generation", static_cast<long long>(generation_));
+  int fd = old_master_.get();
+  if (fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK) < 0 || send_message(fd, ready) < 0) return old_master_refused();
+  ev_io_set(&old_master_io_, fd, EV_READ);
+  ev_io_start(loop_->raw(), &old_master_io_);
+  ev_timer_set(&old_master_timer_, kHandoverStepSeconds, 0.);
+  ev_timer_start(loop_->raw(), &old_master_timer_);
+}
+
+void Master::on_old_master_cb(struct ev_loop*, ev_io* w, int) {
+  auto* self = static_cast<Master*>(w->data);
+  Message ack;
+  int r = recv_message(self->old_master_.get(), &ack);
+  if (r < 0 && errno == EAGAIN) return;
+  if (r == 1 && ack.type == MsgType::kAck) self->take_over();
+  else self->old_master_refused();
+}
+
+void Master::on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int) {
+  static_cast<Master*>(w->data)->old_master_refused();
+}
+
+void Master::old_master_refused() {
+  ev_io_stop(loop_->raw(), &old_master_io_);
+  ev_timer_stop(loop_->raw(), &old_master_timer_);
+  old_master_.reset();
+  // The old master rolled back (or is gone): this generation must not take over.
+  log_alert("upgrade: the old master did not accept this master; exiting");
+  exit_code_ = 1;
+  stop(SIGTERM);
+}
+
+void Master::take_over() {
+  ev_io_stop(loop_->raw(), &old_master_io_);
+  ev_timer_stop(loop_->raw(), &old_master_timer_);
+  // Only now the files that name the running master are this master's.
+  write_pid_file(current_->pid_path());
+  std::string err = open_control_socket();
+  if (!err.empty()) log_alert("%s", err.c_str());
+  // The old master answers `baton -s upgrade` once this confirmation arrives, so that whoever asked
+  // finds the pid file and the control socket already naming this master.
+  send_message(old_master_.get(), Message(MsgType::kAck));
+  old_master_.reset();
+  sd_notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\n");
+  log_notice("upgrade: this master (generation %d) has taken over", generation_);
+}
+
+}  // namespace master
+
+int upgraded_master_main(const Options& opts) {
+  master::set_master_title(opts);
+  std::string encoded = getenv("BATON_CONTROL_SOCKET") ? getenv("BATON_CONTROL_SOCKET") : "";
+  unsetenv("BATON_UPGRADE");
+  unsetenv("BATON_CONTROL_SOCKET");
+  std::string text;
+  ControlAddress old_addr;
+  if (!base64_decode(encoded, &text) || !control_address_from_text(text, &old_addr)) {
+    fprintf(stderr, "baton: [emerg] BATON_CONTROL_SOCKET does not name a control socket\n");
+    return 1;
+  }
+  std::string err;
+  Fd conn = connect_control(old_addr, &err);
+  if (!conn) {
+    fprintf(stderr, "baton: [emerg] upgrade: %s\n", err.c_str());
+    return 1;
+  }
+  auto fail = [&](const std::string& why) {
+    Message m(MsgType::kResult);
+    m.set("ok", "0");
+    m.set("reason", why);
+    send_message(conn.get(), m);
+    log_emerg("upgrade: %s", why.c_str());
+    return 1;
+  };
+
+  std::unique_ptr<Cycle> cycle;
+  try {
+    cycle = load_cycle(opts);
+  } catch (const ConfError& e) {
+    fprintf(stderr, "baton: [emerg] %s\n", e.what());
+    return fail(e.what());
+  }
+  err = ErrorLog::open(cycle->error_log_path(), cycle->main.log_level);
+  if (!err.empty()) {
+    fprintf(stderr, "baton: [emerg] %s\n", err.c_str());
+    return fail(err);
+  }
+
+  // The steps up to here and the hand-over below wait in place, each for at most kHandoverStepMs:
+  // this process has no loop, no workers and nothing to serve yet, and the old master ends the
+  // upgrade by itself (upgrade_timeout) should it wait too long. From Master::run() on, waiting
+  // for the old master is an event of the loop like any other.
+  Message reg(MsgType::kRegister);
+  reg.set("role", "upgrade");
+  reg.set("pid", static_cast<long long>(getpid()));
+  Message ack;
+  if (send_message(conn.get(), reg) < 0 || recv_message_timeout(conn.get(), &ack, master::kHandoverStepMs) != 1 ||
+      ack.type != MsgType::kAck)
+    return fail("the old master did not accept the registration");
+  int generation = static_cast<int>(ack.get_int("generation", 0)) + 1;
+
+  // The listeners, on a connection of their own.
+  std::map<std::string, Fd> adopt;
+  {
+    Fd fdc = connect_control(old_addr, &err);
+    if (!fdc) return fail(err);
+    Message start;
+    if (send_message(fdc.get(), Message(MsgType::kFdRequest)) < 0 ||
+        recv_message_timeout(fdc.get(), &start, master::kHandoverStepMs) != 1 || start.type != MsgType::kFdTransferStart)
+      return fail("the old master did not start the listener transfer");
+    long long count = start.get_int("count", -1);
+    if (count < 0) return fail("bad listener transfer announcement");
+    if (send_message(fdc.get(), Message(MsgType::kAck)) < 0) return fail("listener transfer interrupted");
+    for (long long i = 0; i < count; i++) {
+      Message m;
+      if (recv_message_timeout(fdc.get(), &m, master::kHandoverStepMs) != 1 || m.type != MsgType::kFd || m.fds.size() != 1)
+        return fail("listener transfer interrupted (" + std::string(strerror(errno)) + ")");
+      adopt[m.get("key")] = std::move(m.fds[0]);
+    }
+    Message done(MsgType::kAck);
+    done.set("count", count);
+    send_message(fdc.get(), done);
+  }
+  log_notice("upgrade: received %zu listener(s) from the old master", adopt.size());
+
+  err = cycle->open_listeners(&adopt);
+  if (err.empty()) err = cycle->http->open_logs();
+  if (!err.empty()) return fail(err);
+  if (!adopt.empty())
+    log_notice("upgrade: %zu listener(s) no longer configured are left to the old master", adopt.size());
+  adopt.clear();
+  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128);
+  log_notice("baton/%s started by an upgrade, master process %d, generation %d", BATON_VERSION,
+             static_cast<int>(getpid()), generation);
+  std::shared_ptr<Cycle> shared(std::move(cycle));
+  master::Master master(std::move(shared), generation);
+  return master.run(std::move(conn));
+}
+
+}  // namespace baton

@@ -1,0 +1,250 @@
+// The master's workers: forking them, their channels and pings, their exits, and restarting a
+// crashed one after a backoff.
+#include "process/master_internal.h"
+
+#include <errno.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <algorithm>
+
+#include "core/log.h"
+#include "os/unix/sd_notify.h"
+#include "process/worker.h"
+
+namespace baton::master {
+
+WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, int slot) {
+  Fd parent_end, child_end;
+  if (!control_socketpair(&parent_end, &child_end)) {
+    log_alert("socketpair() failed (%s)", strerror(errno));
+    return nullptr;
+  }
+  pid_t pid = fork();
+  if (pid < 0) {
+    log_alert("fork() failed (%s)", strerror(errno));
+    return nullptr;
+  }
+  if (pid == 0) worker_process_main(cycle.get(), std::move(child_end));
+  auto w = std::make_unique<WorkerProc>();
+  w->master = this;
+  w->pid = pid;
+  w->generation = generation;
+  w->slot = slot;
+  w->cycle = cycle;
+  w->channel = std::move(parent_end);
+  w->started = loop_->now();
+  w->last_answer = w->started;
+  ev_io_init(&w->io, on_channel_cb, w->channel.get(), EV_READ);
+  w->io.data = w.get();
+  ev_io_start(loop_->raw(), &w->io);
+  log_notice("start worker process %d (generation %d)", static_cast<int>(pid), generation);
+  WorkerProc* raw = w.get();
+  workers_.push_back(std::move(w));
+  return raw;
+}
+
+// One restart slot per configured worker of the current generation, each with its own backoff.
+void Master::make_slots() {
+  for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+  slots_.clear();
+  for (int i = 0; i < current_->main.worker_processes; i++) {
+    auto s = std::make_unique<Slot>();
+    s->master = this;
+    s->index = static_cast<size_t>(i);
+    s->backoff = seconds(current_->main.restart_initial_backoff_ms);
+    ev_init(&s->restart, on_restart_cb);
+    s->restart.data = s.get();
+    slots_.push_back(std::move(s));
+  }
+}
+
+void Master::schedule_restart(size_t slot) {
+  Slot& s = *slots_[slot];
+  ev_timer_set(&s.restart, s.backoff, 0.);
+  ev_timer_start(loop_->raw(), &s.restart);
+  s.backoff = std::min(s.backoff * 2, seconds(current_->main.restart_max_backoff_ms));
+}
+
+void Master::on_restart_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* s = static_cast<Slot*>(w->data);
+  Master* m = s->master;
+  if (m->stopping_ || m->winched_ || m->replaced_) return;
+  m->spawn(m->current_, m->generation_, static_cast<int>(s->index));
+}
+
+void Master::on_channel_cb(struct ev_loop*, ev_io* w, int) {
+  auto* wp = static_cast<WorkerProc*>(w->data);
+  wp->master->on_channel(wp);
+}
+
+void Master::on_channel(WorkerProc* w) {
+  for (;;) {
+    Message m;
+    int r = recv_message(w->channel.get(), &m);
+    if (r < 0 && errno == EAGAIN) return;
+    if (r <= 0) {
+      // The worker is gone; SIGCHLD tells how.
+      ev_io_stop(loop_->raw(), &w->io);
+      return;
+    }
+    w->last_answer = loop_->now();
+    if (m.type == MsgType::kReady) {
+      on_worker_ready(w);
+    } else if (m.type == MsgType::kResult) {
+      w->connections = m.get_int("connections");
+      w->status_answered = true;
+      w->ping_sent = 0;
+      if (w->silent) {
+        w->silent = false;
+        log_notice("worker process %d responds again", static_cast<int>(w->pid));
+      }
+      finish_status_if_answered();
+    }
+  }
+}
+
+// One ping in flight per worker at most: a stopped worker does not collect a queue of them.
+bool Master::ping(WorkerProc* w) {
+  if (w->ping_sent > 0) return true;
+  if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) return false;
+  w->ping_sent = loop_->now();
+  return true;
+}
+
+void Master::on_ping_timer_cb(struct ev_loop*, ev_timer* t, int) {
+  auto* self = static_cast<Master*>(t->data);
+  double now = self->loop_->now();
+  for (auto& w : self->workers_) {
+    self->ping(w.get());
+    if (!w->silent && w->not_responding(now)) {
+      w->silent = true;
+      log_warn("worker process %d does not respond (last answer %.1f s ago)", static_cast<int>(w->pid),
+               now - w->last_answer);
+    }
+  }
+}
+
+bool Master::generation_ready(int generation) const {
+  size_t n = 0;
+  for (const auto& w : workers_) {
+    if (w->generation != generation) continue;
+    if (!w->ready) return false;
+    n++;
+  }
+  return n > 0;
+}
+
+void Master::on_worker_ready(WorkerProc* w) {
+  w->ready = true;
+  if (w->draining) return;
+  if (reload_.active && w->generation == reload_.generation) {
+    if (generation_ready(reload_.generation)) commit_reload();
+    return;
+  }
+  if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) {
+    announced_ready_ = true;
+    ErrorLog::echo_emerg_to_stderr(false);  // started: from now on the error log alone
+    if (old_master_) {
+      tell_old_master_ready();
+    } else {
+      sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
+    }
+  }
+}
+
+void Master::send_shutdown(WorkerProc* w, const char* mode) {
+  Message m(MsgType::kShutdown);
+  m.set("mode", mode);
+  if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, strcmp(mode, "fast") == 0 ? SIGTERM : SIGQUIT);
+}
+
+// Drains every worker of a generation older than `below` (all of them when below is 0).
+void Master::drain_workers(int below) {
+  for (auto& w : workers_) {
+    if (w->draining || (below && w->generation >= below)) continue;
+    w->draining = true;
+    w->slot = -1;
+    send_shutdown(w.get(), "drain");
+  }
+}
+
+void Master::reap() {
+  for (;;) {
+    int status;
+    pid_t pid = waitpid(-1, &status, WNOHANG);
+    if (pid <= 0) break;
+    if (upgrade_.active && pid == upgrade_.pid) {
+      // Why exec failed, and what the new master said before it exited, may still wait in the
+      // pipe and in its connections (which may not even be accepted yet).
+      if (upgrade_.exec_result) on_exec_result();
+      if (control_fd_) on_control_accept_cb(loop_->raw(), &control_io_, 0);
+      for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) {
+        if (c->dead || c->peer_pid != pid) continue;
+        Message m;
+        while (!c->dead && recv_message(c->fd.get(), &m) == 1) on_control_message(c, m);
+      }
+      std::string why = upgrade_.reason;
+      if (why.empty()) {
+        if (WIFEXITED(status)) why = "the new master exited with code " + std::to_string(WEXITSTATUS(status));
+        else why = "the new master was killed by signal " + std::to_string(WTERMSIG(status));
+        if (WIFEXITED(status) && WEXITSTATUS(status) == 127) why += " (it could not be executed)";
+      }
+      upgrade_.pid = 0;
+      rollback(why);
+      continue;
+    }
+    auto ab = std::find(abandoned_.begin(), abandoned_.end(), pid);
+    if (ab != abandoned_.end()) {
+      abandoned_.erase(ab);
+      continue;
+    }
+    for (auto it = workers_.begin(); it != workers_.end(); ++it) {
+      if ((*it)->pid != pid) continue;
+      std::unique_ptr<WorkerProc> w = std::move(*it);
+      workers_.erase(it);
+      ev_io_stop(loop_->raw(), &w->io);
+      on_worker_exit(w.get(), status);
+      break;
+    }
+  }
+  finish_status_if_answered();
+  maybe_exit();
+}
+
+void Master::on_worker_exit(WorkerProc* w, int status) {
+  if (WIFSIGNALED(status))
+    log_notice("worker process %d exited on signal %d%s", static_cast<int>(w->pid), WTERMSIG(status),
+               WCOREDUMP(status) ? " (core dumped)" : "");
+  else
+    log_notice("worker process %d exited with code %d", static_cast<int>(w->pid), WEXITSTATUS(status));
+  if (stopping_ || w->draining) return;
+  if (reload_.active && w->generation == reload_.generation) {
+    fail_reload("a worker of the new configuration exited before it was ready");
+    return;
+  }
+  if (w->generation != generation_ || winched_ || replaced_ || w->slot < 0) return;
+  // A worker never leaves on its own while its master runs: this is a crash.
+  on_worker_crash(static_cast<size_t>(w->slot), w->started);
+}
+
+void Master::on_worker_crash(size_t slot, double started) {
+  Slot& s = *slots_[slot];
+  double now = loop_->now();
+  if (now - started >= kStableSeconds) s.backoff = seconds(current_->main.restart_initial_backoff_ms);
+  while (!restarts_.empty() && now - restarts_.front() > 60.0) restarts_.pop_front();
+  restarts_.push_back(now);
+  if (static_cast<int>(restarts_.size()) > current_->main.restart_max_per_minute) {
+    log_alert("workers crashed %zu times in the last minute (restart_max_per_minute = %d): giving up",
+              restarts_.size(), current_->main.restart_max_per_minute);
+    exit_code_ = 2;
+    stop(SIGTERM);
+    return;
+  }
+  log_notice("restarting worker in slot %zu in %.3fs", slot, s.backoff);
+  schedule_restart(slot);
+}
+
+}  // namespace baton::master
