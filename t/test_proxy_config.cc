@@ -44,6 +44,7 @@ const char* kProxyServer =
     "[location /api/]\n"
     "proxy_pass = http://app/v1/\n"
     "proxy_read_timeout = 90s\n"
+    "proxy_http_version = 1.1\n"  // an nginx habit, accepted: baton always speaks 1.1 upstream
     "\n"
     "[location /hashed/]\n"
     "proxy_pass = http://hashed\n"

@@ -76,6 +76,7 @@ constexpr KeyInfo kKeys[] = {
     {"proxy_buffer_size", kInherited, false},
     {"proxy_buffers", kInherited, false},
     {"proxy_redirect", kInherited, false},
+    {"proxy_http_version", kInherited, false},  // accepted for nginx configurations: always 1.1
     {"proxy_connect_timeout", kInherited, false},
     {"proxy_read_timeout", kInherited, false},
     {"proxy_send_timeout", kInherited, false},
@@ -164,7 +165,6 @@ constexpr NginxDirective kNginxDirectives[] = {
     // real ip
     {"set_real_ip_from", nullptr}, {"real_ip_header", nullptr}, {"real_ip_recursive", nullptr},
     // proxy and the other upstream modules
-    {"proxy_http_version", nullptr},
     {"proxy_busy_buffers_size", nullptr}, {"proxy_ignore_headers", nullptr},
     {"proxy_intercept_errors", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},
     {"proxy_cache_key", nullptr}, {"proxy_cache_valid", nullptr}, {"proxy_cache_bypass", nullptr},

@@ -399,6 +399,11 @@ struct Parser {
       if (e.value == "default") p->redirect_default = true;
       else if (e.value == "off") p->redirect_default = false;
       else conf.fail(e.line, "\"proxy_redirect = " + e.value + "\" is not supported yet (only default or off)");
+    } else if (k == "proxy_http_version") {
+      // nginx speaks HTTP/1.0 to upstreams unless told otherwise; baton always speaks 1.1 (its
+      // pools need it), so the usual `proxy_http_version 1.1` is accepted and changes nothing.
+      if (e.value != "1.1")
+        conf.fail(e.line, "\"proxy_http_version = " + e.value + "\" is not supported: baton speaks HTTP/1.1 to upstreams");
     } else if (k == "proxy_connect_timeout") {
       timeout(e, &p->connect_timeout_ms);
     } else if (k == "proxy_read_timeout") {
