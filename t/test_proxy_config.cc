@@ -182,8 +182,8 @@ TEST(ProxyConfig, ProxySettingErrors) {
   expect_error_at(with("[location /]\nproxy_buffering = on\nproxy_buffering = off ; again\n"), "; again",
                   "\"proxy_buffering\" is duplicate");
   // A proxy directive baton does not have yet is said to be one.
-  expect_error_at(with("[location /]\nproxy_http_version = 1.1\n"), "proxy_http_version",
-                  "\"proxy_http_version\" is not supported yet");
+  expect_error_at(with("[location /]\nproxy_http_version = 1.0\n"), "proxy_http_version",
+                  "\"proxy_http_version = 1.0\" is not supported: baton speaks HTTP/1.1 to upstreams");
 }
 
 TEST(ProxyConfig, UnresolvableUpstreamStopsTheStart) {

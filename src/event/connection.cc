@@ -123,6 +123,29 @@ bool Connection::flush_queue(bool more) {
   return out_.empty();
 }
 
+bool Connection::send(const iovec* iov, int iovcnt) {
+  if (failed_) return false;
+  size_t done = 0;
+  if (out_.empty()) {
+    ssize_t r = transport_->writev(fd_.get(), iov, iovcnt, false);
+    if (r == kIoError) {
+      failed_ = true;
+      return false;
+    }
+    if (r > 0) done = static_cast<size_t>(r);
+  }
+  for (int i = 0; i < iovcnt; i++) {
+    size_t len = iov[i].iov_len;
+    if (done >= len) {
+      done -= len;
+      continue;
+    }
+    out_.append(std::string_view(static_cast<const char*>(iov[i].iov_base) + done, len - done));
+    done = 0;
+  }
+  return true;
+}
+
 void Connection::drain() {
   if (handler_) handler_->on_drain();
 }

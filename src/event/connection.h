@@ -117,6 +117,10 @@ class Connection final : public Deletable {
   // Writes what the queue holds. true: all of it is out; false: the rest waits for the socket
   // (want_write is set) or the connection failed (closed() says which; it is not closed here).
   bool flush_queue(bool more);
+  // Sends the parts in order: written at once while nothing is queued, and what the socket does
+  // not take (or all of it, behind queued output) is copied into the queue. false: the connection
+  // failed (failed() is set; it is not closed here).
+  bool send(const iovec* iov, int iovcnt);
 
   // ---- events ---------------------------------------------------------------------------------
   void want_read(bool on);

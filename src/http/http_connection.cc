@@ -879,7 +879,14 @@ void HttpConnection::start(const ResponseStart& r) {
   end_head(&w->out, h);
   streaming_ = true;
   slow().log_status = r.status;
-  if (!in_feed_) flush();
+  // A tunnel's client waits for the 101 before it sends anything: it leaves now. Otherwise the head
+  // waits for push() or the first body bytes, to leave with them.
+  if (switching && !in_feed_) flush();
+}
+
+void HttpConnection::push() {
+  if (in_feed_ || closed() || worker_->out.empty()) return;
+  flush();
 }
 
 bool HttpConnection::write(const char* data, size_t len) {
@@ -896,8 +903,8 @@ bool HttpConnection::write(const char* data, size_t len) {
   } else {
     w->out.append(data, len);
   }
-  if (in_feed_) return true;
-  flush();
+  // Gathered up to a bound, then sent; push() sends the rest.
+  if (!in_feed_ && w->out.size() >= OutputQueue::kHighWater) flush();
   return !closed();
 }
 

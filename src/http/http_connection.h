@@ -55,6 +55,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void resume_body() override;
   uint64_t body_bytes_sent() const override;
   size_t queued() const override { return c_->out().memory(); }
+  void push() override;
   // One attempt of the proxied request in progress, for the access log (status 0: no answer).
   void note_upstream(std::string_view addr, int status, double seconds);
 

@@ -99,6 +99,10 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void response_complete();
   void attempt_failed(Failure why, int status, const char* what);
   bool can_try_another(bool sent) const;
+  bool retry_stale();
+  // Sends what was written to the client; false when the upstream must wait (a slow client) or
+  // the exchange has ended.
+  bool push_and_check();
   void release_link(bool reusable);
   void finish_with(int status);
   double timeout_s(int64_t setting, int64_t group_value) const {
@@ -158,6 +162,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   int fail_status_ = 502;  // the answer when no server is left to try
   double attempt_started_ = 0;
   bool noted_ = false;     // this attempt is in the access log's upstream fields
+  bool fresh_only_ = false;  // a pooled connection failed: the next one is new
   void note(int status) {
     if (noted_ || server_ < 0 || aborted_) return;
     noted_ = true;
@@ -230,16 +235,16 @@ void ProxyHandler::on_request_body_end() {
 
 void ProxyHandler::send_body(const char* data, size_t len) {
   if (!link_ || len == 0) return;
-  OutputQueue& q = link_->conn->out();
+  char size[24];
+  iovec iov[3];
+  int n = 0;
   if (body_chunked_) {
-    char size[24];
-    int n = snprintf(size, sizeof(size), "%zx\r\n", len);
-    q.append(std::string_view(size, static_cast<size_t>(n)));
-    q.append(std::string_view(data, len));
-    q.append(std::string_view("\r\n"));
-  } else {
-    q.append(std::string_view(data, len));
+    int sn = snprintf(size, sizeof(size), "%zx\r\n", len);
+    iov[n++] = {size, static_cast<size_t>(sn)};
   }
+  iov[n++] = {const_cast<char*>(data), len};
+  if (body_chunked_) iov[n++] = {const_cast<char*>("\r\n"), 2};
+  link_->conn->send(iov, n);
   flush_upstream();
 }
 
@@ -285,7 +290,8 @@ void ProxyHandler::next_attempt() {
   tries_++;
   // A request that must not be sent twice takes only a connection that cannot be closing.
   bool safe_only = !idempotent(req_.method_id);
-  link_ = rt_->take(server_, safe_only);
+  link_ = fresh_only_ ? nullptr : rt_->take(server_, safe_only);
+  fresh_only_ = false;
   reused_ = link_ != nullptr;
   sent_any_ = false;
   if (!link_) {
@@ -321,21 +327,24 @@ void ProxyHandler::connected() {
     else if (replayable_ && body_complete_) build_head(false, body_.size());
     else build_head(req_.chunked, req_.content_length);
   }
-  c->out().append(std::string_view(head_));
+  // The head and what there is of the body leave in one write (what the socket does not take is
+  // queued).
+  char size[24];
+  iovec iov[5];
+  int n = 0;
+  iov[n++] = {head_.data(), head_.size()};
   if (!body_.empty()) {
     if (body_chunked_) {
-      char size[24];
-      int n = snprintf(size, sizeof(size), "%zx\r\n", body_.size());
-      c->out().append(std::string_view(size, static_cast<size_t>(n)));
-      c->out().append(std::string_view(body_));
-      c->out().append(std::string_view("\r\n"));
-    } else {
-      c->out().append(std::string_view(body_));
+      int sn = snprintf(size, sizeof(size), "%zx\r\n", body_.size());
+      iov[n++] = {size, static_cast<size_t>(sn)};
     }
-    // A body kept for another attempt stays; one that streams is gone once sent.
-    if (!replayable_) std::string().swap(body_);
+    iov[n++] = {body_.data(), body_.size()};
+    if (body_chunked_) iov[n++] = {const_cast<char*>("\r\n"), 2};
   }
-  if (body_chunked_ && body_complete_) c->out().append(std::string_view("0\r\n\r\n"));
+  if (body_chunked_ && body_complete_) iov[n++] = {const_cast<char*>("0\r\n\r\n"), 5};
+  c->send(iov, n);
+  // A body kept for another attempt stays; one that streams is gone once sent.
+  if (!replayable_) std::string().swap(body_);
   rheaders_.clear();
   rhead_.clear();
   rhead_parsed_ = 0;
@@ -468,16 +477,17 @@ void ProxyHandler::build_head(bool chunked_body, uint64_t length) {
 
 bool ProxyHandler::flush_upstream() {
   Connection* c = link_->conn;
-  if (c->out().empty()) return true;
-  bool all = c->flush_queue(false);
+  sent_any_ = true;
+  if (!c->failed() && !c->out().empty()) {
+    if (!c->flush_queue(false) && !c->failed()) {
+      // The upstream is not taking the request as fast as it comes: send_timeout between writes.
+      c->set_deadline(timeout_s(ps_.send_timeout_ms, pass_.group->send_timeout_ms));
+      return true;
+    }
+  }
   if (c->failed()) {
     attempt_failed(Failure::kError, 502, strerror(errno));
     return false;
-  }
-  sent_any_ = true;
-  if (!all) {
-    c->set_deadline(timeout_s(ps_.send_timeout_ms, pass_.group->send_timeout_ms));
-    return true;
   }
   c->want_write(false);
   if (state_ == State::kSending) {
@@ -586,16 +596,6 @@ void ProxyHandler::read_response() {
         hc_->abort();
         return;
       }
-      if (reused_ && rhead_.empty() && idempotent(req_.method_id) && replayable_) {
-        // A pooled connection the upstream had closed: the request never reached it. Sent again on
-        // a new connection to the same server, as if nothing happened.
-        release_link(false);
-        tried_[static_cast<size_t>(server_)] = false;
-        tries_--;
-        head_.clear();
-        next_attempt();
-        return;
-      }
       attempt_failed(Failure::kError, 502,
                      eof ? "upstream prematurely closed connection while reading response header" : strerror(errno));
       return;
@@ -612,11 +612,7 @@ void ProxyHandler::read_response() {
     }
     if (state_ == State::kTunnel) {
       if (!hc_->write(buf, static_cast<size_t>(n)) || aborted_) return;
-      if (hc_->queued() >= OutputQueue::kHighWater) {
-        upstream_paused_ = true;
-        c->want_read(false);
-        return;
-      }
+      if (!push_and_check()) return;
       continue;
     }
     if (state_ != State::kBody) return;
@@ -627,6 +623,7 @@ void ProxyHandler::read_response() {
       if (!response_done_) response_complete();
       return;
     }
+    if (err == HPE_OK && !push_and_check()) return;
     if (err != HPE_OK) {
       log_error("upstream \"%s\" sent an invalid response body (%s)",
                 pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
@@ -665,11 +662,8 @@ bool ProxyHandler::parse_head() {
     // before the answer.
     const char* stop = llhttp_get_error_pos(&parser_);
     size_t rest = static_cast<size_t>(rhead_.data() + rhead_.size() - stop);
-    if (rest > 0 && hc_->write(stop, rest) && hc_->queued() >= OutputQueue::kHighWater) {
-      upstream_paused_ = true;
-      if (link_) link_->conn->want_read(false);
-    }
-    if (aborted_ || !link_) return false;
+    if (rest > 0) hc_->write(stop, rest);
+    if (aborted_ || !link_ || !push_and_check()) return false;
     if (!body_.empty()) {
       link_->conn->out().append(std::string_view(body_));
       std::string().swap(body_);
@@ -699,7 +693,22 @@ bool ProxyHandler::parse_head() {
     head_start_ = end + 4;
     return true;
   }
-  return state_ == State::kBody;
+  if (state_ != State::kBody) return false;
+  // The head, with the body bytes that came with it, leaves in one write.
+  return push_and_check();
+}
+
+bool ProxyHandler::push_and_check() {
+  hc_->push();
+  if (aborted_ || !link_) return false;
+  size_t limit = state_ == State::kTunnel ? OutputQueue::kHighWater : read_ahead_;
+  if (hc_->queued() >= limit) {
+    // The client is not keeping up: the upstream waits until on_output_ready().
+    upstream_paused_ = true;
+    link_->conn->want_read(false);
+    return false;
+  }
+  return true;
 }
 
 const llhttp_settings_t* ProxyHandler::parser_settings() {
@@ -762,11 +771,6 @@ int ProxyHandler::on_body(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
   if (self->aborted_) return -1;
   if (!self->hc_->write(at, len) || self->aborted_) return -1;
-  if (self->hc_->queued() >= self->read_ahead_) {
-    // The client is not keeping up: the upstream waits (what this read brought still goes out).
-    self->upstream_paused_ = true;
-    if (self->link_) self->link_->conn->want_read(false);
-  }
   return 0;
 }
 
@@ -918,7 +922,21 @@ bool ProxyHandler::can_try_another(bool sent) const {
   return false;
 }
 
+bool ProxyHandler::retry_stale() {
+  if (!reused_ || !rhead_.empty() || response_started_ || !idempotent(req_.method_id) || !replayable_) return false;
+  // A pooled connection the upstream had closed before our request could reach it (it failed
+  // before any byte of an answer): the request goes again, on a new connection, as if nothing
+  // happened. Not a failure of the server, not one of the tries.
+  release_link(false);
+  tried_[static_cast<size_t>(server_)] = false;
+  tries_--;
+  fresh_only_ = true;
+  next_attempt();
+  return true;
+}
+
 void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
+  if (why == Failure::kError && retry_stale()) return;
   const UpstreamGroup& g = *pass_.group;
   const UpstreamServer& us = g.servers[static_cast<size_t>(server_)];
   rt_->peers().failed(server_, hc_->connection()->loop()->now());

@@ -39,8 +39,12 @@ class ResponseStream {
   // called). A producer watches queued() and pauses while the client does not keep up, until
   // on_output_ready().
   virtual bool write(const char* data, size_t len) = 0;
-  // Bytes written and not yet taken by the client's socket.
+  // Bytes written and not yet taken by the client's socket (after push()).
   virtual size_t queued() const = 0;
+  // start() and write() gather what they are given, so that a head and the body that came with it
+  // leave in one write: push() sends what is gathered. A handler calls it before it returns to
+  // the event loop (finish(), fail() and abort() push by themselves).
+  virtual void push() = 0;
   // The response is complete (the last chunk goes out when chunked). The handler is deleted after
   // the current callbacks: it must have let go of everything by now.
   virtual void finish() = 0;

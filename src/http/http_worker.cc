@@ -1,6 +1,7 @@
 #include "http/http_worker.h"
 
 #include <algorithm>
+#include <cassert>
 
 #include "event/proxy_protocol.h"
 #include "http/http_connection.h"
@@ -22,6 +23,10 @@ HttpWorker::~HttpWorker() { conf->flush_logs(); }
 
 void HttpWorker::flush_logs(void* arg) {
   auto* self = static_cast<HttpWorker*>(arg);
+  // The shared output buffer belongs to whoever writes into it only until its event handler
+  // returns: bytes left here would go out on the next connection that writes. That is a bug to
+  // stop at, never a response to send to someone else.
+  assert(self->out.empty());
   self->conf->flush_logs();
 }
 

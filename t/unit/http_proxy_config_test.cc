@@ -326,7 +326,8 @@ TEST_F(ProxyConfTest, KeysInsideAndOutsideUpstream) {
   expect_error("[upstream app]\nserver = 127.0.0.1:9000\nproxy_connect_timeout = 1s\n", 3,
                "\"proxy_connect_timeout\" belongs in [http], [server] or [location]");
   // Other nginx proxy directives are still said to be unsupported.
-  expect_error("[server a]\n[location /]\nproxy_http_version = 1.1\n", 3, "\"proxy_http_version\" is not supported yet");
+  expect_error("[server a]\n[location /]\nproxy_http_version = 1.0\n", 3,
+               "\"proxy_http_version = 1.0\" is not supported: baton speaks HTTP/1.1 to upstreams");
   expect_error("[http]\nproxy_cache_path = /tmp\n", 2, "\"proxy_cache_path\" is not supported yet");
 }
 
