@@ -129,6 +129,7 @@ bool TestUpstream::start(const std::vector<std::string>& args) {
   };
   if (pid_ > 0) return fail("already running");
   error_.clear();
+  args_ = args;
 
   bool has_log = false;
   for (size_t i = 0; i < args.size(); i++) {
@@ -149,7 +150,6 @@ bool TestUpstream::start(const std::vector<std::string>& args) {
       dir_ = buf.data();
     }
     log_path_ = dir_ + "/upstream.log";
-    ::unlink(log_path_.c_str());  // a restarted upstream starts a new log
     argv_store.push_back("--log");
     argv_store.push_back(log_path_);
   }
@@ -243,6 +243,26 @@ void TestUpstream::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   pid_ = -1;
+}
+
+bool TestUpstream::restart() {
+  if (port_ <= 0) {
+    error_ = "test upstream: restart() before a successful start()";
+    std::cerr << error_ << "\n";
+    return false;
+  }
+  std::vector<std::string> args;
+  for (size_t i = 0; i < args_.size(); i++) {
+    if (args_[i] == "--listen" && i + 1 < args_.size()) {
+      i++;
+      continue;
+    }
+    args.push_back(args_[i]);
+  }
+  args.push_back("--listen");
+  args.push_back(address());
+  stop();
+  return start(args);
 }
 
 TestUpstream::Stats TestUpstream::stats() {

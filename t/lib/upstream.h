@@ -27,7 +27,8 @@
 //   --log FILE          one line per request, appended and flushed once the request (its body
 //                       included) has been read and before anything of the response is sent:
 //                         conn=C req=R method=M target=T body=LEN hash=HHHHHHHHHHHHHHHH complete=1
-//                       C the connection's number (1, 2, ... in the order of accept), R the request's
+//                       C the connection's number (1, 2, ... in the order of accept, the
+//                       harness's stats() connections included), R the request's
 //                       number on its connection (1, 2, ...), T the request-target as received, LEN
 //                       the body length (de-chunked), H its fnv1a() in 16 lowercase hex digits.
 //                       complete=0 when the peer closed before the whole body arrived (LEN and H
@@ -61,6 +62,8 @@
 // Modifiers, which may be stacked in front of a behaviour:
 //   /delay/MS/<rest>      waits MS milliseconds (after reading and logging the request), then behaves
 //                         as /<rest> (/delay/MS alone behaves as /).
+//   /body-delay/MS/<rest> sends the head of a /size, /chunked or /close response at once and its
+//                         body MS milliseconds later (an upstream that stalls in the middle).
 //   /slow-sink/KBPS/<rest> reads the request body at no more than KBPS KiB per second, with the
 //                         connection's receive buffer made small (64 KiB) so that the sender feels
 //                         the back-pressure; then behaves as /<rest> (/slow-sink/KBPS alone: /sink).
@@ -233,7 +236,8 @@ class TestUpstream {
   TestUpstream& operator=(const TestUpstream&) = delete;
 
   // Starts the program with `args` (the options above) and waits up to 10 s for its `port N` line.
-  // Unless `args` has --log, a log in a temporary directory is added. false (with the reason in
+  // Unless `args` has --log, a log in a temporary directory is added (the same for every start of
+  // this object: the lines of earlier runs stay, with their own connection numbers). false (with the reason in
   // error(), also written to stderr) when it does not come up. The process dies with the thread
   // that called start() (PR_SET_PDEATHSIG), so call it from the test's own thread. No descriptor of
   // the test process leaks into it, and none of its descriptors stays open in the test process.
@@ -248,6 +252,9 @@ class TestUpstream {
   bool running();
   // SIGTERM, then SIGKILL after 2 s if needed; reaps the process. The log stays readable.
   void stop();
+  // stop(), then start() again with the same arguments on the same port (a server that comes back,
+  // for passive health tests). Its counters start from 0.
+  bool restart();
 
   // GET /__stats on a fresh connection (which is not counted). {-1, -1} when it fails.
   Stats stats();
@@ -260,6 +267,7 @@ class TestUpstream {
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  std::vector<std::string> args_;  // of the last start()
   std::string dir_;  // temporary directory of the default log, "" when none
   std::string log_path_;
   std::string error_;
