@@ -188,6 +188,29 @@ TEST_F(UpstreamServer, ListensOnAGivenAddress) {
   EXPECT_EQ(get(port, "/").status, 200);
 }
 
+TEST_F(UpstreamServer, SeveralInAVectorAndMoved) {
+  std::vector<pid_t> pids;
+  {
+    std::vector<TestUpstream> ups;
+    for (const char* name : {"one", "two", "three"}) {
+      ups.emplace_back();
+      ASSERT_TRUE(ups.back().start({"--name", name})) << ups.back().error();
+      pids.push_back(ups.back().pid());
+    }
+    EXPECT_EQ(get(ups[0].port(), "/").header("X-Upstream"), "one");
+    EXPECT_EQ(get(ups[2].port(), "/").header("X-Upstream"), "three");
+    TestUpstream moved = std::move(ups[1]);
+    EXPECT_EQ(ups[1].pid(), -1);
+    EXPECT_EQ(moved.pid(), pids[1]);
+    EXPECT_EQ(get(moved.port(), "/size/1").header("X-Upstream"), "two");
+    EXPECT_EQ(moved.received("GET", "/size/1"), 1u);
+    moved = TestUpstream();  // stops "two"
+    EXPECT_FALSE(process_alive(pids[1]));
+    EXPECT_TRUE(process_alive(pids[0]));
+  }
+  for (pid_t p : pids) EXPECT_FALSE(process_alive(p));
+}
+
 TEST_F(UpstreamServer, RestartComesBackOnTheSamePort) {
   start({"--name", "A", "--max-requests", "1"});
   EXPECT_EQ(get(port, "/size/1").status, 200);

@@ -24,6 +24,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -117,6 +118,27 @@ TestUpstream::TestUpstream() = default;
 TestUpstream::~TestUpstream() {
   stop();
   if (!dir_.empty() && !std::getenv("BATON_TEST_KEEP")) ::nftw(dir_.c_str(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
+}
+
+TestUpstream::TestUpstream(TestUpstream&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      port_(std::exchange(other.port_, 0)),
+      args_(std::move(other.args_)),
+      dir_(std::exchange(other.dir_, std::string())),
+      log_path_(std::exchange(other.log_path_, std::string())),
+      error_(std::move(other.error_)) {}
+
+TestUpstream& TestUpstream::operator=(TestUpstream&& other) noexcept {
+  if (this != &other) {
+    TestUpstream old(std::move(*this));  // stops and cleans up what this one had, on return
+    pid_ = std::exchange(other.pid_, -1);
+    port_ = std::exchange(other.port_, 0);
+    args_ = std::move(other.args_);
+    dir_ = std::exchange(other.dir_, std::string());
+    log_path_ = std::exchange(other.log_path_, std::string());
+    error_ = std::move(other.error_);
+  }
+  return *this;
 }
 
 std::string TestUpstream::address() const { return "127.0.0.1:" + std::to_string(port_); }

@@ -234,6 +234,9 @@ class TestUpstream {
   ~TestUpstream();  // stop(), and removes the log unless it was given with --log
   TestUpstream(const TestUpstream&) = delete;
   TestUpstream& operator=(const TestUpstream&) = delete;
+  // The process (and the log) move with the object: std::vector<TestUpstream> works.
+  TestUpstream(TestUpstream&& other) noexcept;
+  TestUpstream& operator=(TestUpstream&& other) noexcept;
 
   // Starts the program with `args` (the options above) and waits up to 10 s for its `port N` line.
   // Unless `args` has --log, a log in a temporary directory is added (the same for every start of
@@ -261,7 +264,9 @@ class TestUpstream {
   // The log, parsed; lines that do not parse are skipped (log_text() has them all).
   std::vector<LogLine> log_lines() const;
   std::string log_text() const;
-  // How many logged requests have this method and target (exact match of the target as received).
+  // How many logged requests have this method and target (exact match of the target as received),
+  // complete or not: a request counts once its head has arrived, as for a proxy deciding whether a
+  // retry would send it twice.
   size_t received(std::string_view method, std::string_view target) const;
 
  private:
