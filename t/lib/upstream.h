@@ -17,8 +17,9 @@
 //   --idle-close S      (fractional seconds) closes a connection, with a plain close(), when no byte
 //                       of a request has arrived for S seconds since the connection was accepted or
 //                       since the last byte of the previous response was written, like the
-//                       keep-alive timeout of many application servers. Without it connections stay
-//                       open until the peer closes them.
+//                       keep-alive timeout of many application servers. It never applies while a
+//                       request is being read or answered. Without it connections stay open until
+//                       the peer closes them.
 //   --keepalive-header  with --idle-close: responses on a connection that stays open carry
 //                       `Connection: keep-alive` and `Keep-Alive: timeout=N`, N the whole seconds of
 //                       S rounded down (so 1.5 announces 1). No effect without --idle-close.
@@ -43,7 +44,9 @@
 // `Connection: close` when the server closes the connection after this response because the request
 // asked for it (`Connection: close`, or HTTP/1.0 without `Connection: keep-alive`) or --max-requests
 // was reached. HTTP/1.0 requests get keep-alive only with `Connection: keep-alive` (echoed in the
-// response), and never a chunked response (close-delimited instead).
+// response), and never a chunked response (close-delimited instead). Content-Type is
+// application/octet-stream for the content bodies (/size, /chunked, /close), text/plain otherwise.
+// No Date header.
 //
 // Extra response headers: each query parameter `header=NAME:VALUE` (percent-decoded; repeatable) adds
 // the line `NAME: VALUE` to the response head, whatever the behaviour, e.g.
@@ -92,7 +95,7 @@
 //                         `Sec-WebSocket-Accept` computed from `Sec-WebSocket-Key` (RFC 6455; without
 //                         a key: 400). Then every byte received is sent back, both ways at once, until
 //                         the peer half-closes or closes, and the server closes in turn. Without the
-//                         upgrade headers: 426.
+//                         upgrade headers, or in HTTP/1.0: 426.
 //   /__stats              200, application/json `{"connections":N,"requests":M}`: connections accepted
 //                         and requests read (head parsed) since start. The /__stats request is not
 //                         counted, nor its connection when it is that connection's first request.
@@ -107,7 +110,8 @@
 //     bad-chunk             a chunked 200 whose first chunk-size line is `zz`
 //     not-http              `SSH-2.0-OpenSSH_9.2\r\n` (a server that speaks another protocol)
 //   anything else         200, text/plain, body `NAME METHOD TARGET\n` (TARGET as received).
-// A malformed number in a behaviour's path → 400.
+// A malformed number in a behaviour's path, an unknown /bad/ kind, or a Content-Length over 1 GiB
+// for /echo → 400 with `Connection: close` (counted and logged: the request itself was valid).
 //
 // Closing: after a response that says `Connection: close`, /close/N, /close-after-response and the
 // /bad ones the server half-closes (FIN), reads and drops what still comes for up to 2 s and then
