@@ -24,6 +24,7 @@
 #include <iostream>
 #include <sstream>
 #include <thread>
+#include <utility>
 
 extern char** environ;
 
@@ -119,6 +120,27 @@ TestUpstream::~TestUpstream() {
   if (!dir_.empty() && !std::getenv("BATON_TEST_KEEP")) ::nftw(dir_.c_str(), remove_entry, 8, FTW_DEPTH | FTW_PHYS);
 }
 
+TestUpstream::TestUpstream(TestUpstream&& other) noexcept
+    : pid_(std::exchange(other.pid_, -1)),
+      port_(std::exchange(other.port_, 0)),
+      args_(std::move(other.args_)),
+      dir_(std::exchange(other.dir_, std::string())),
+      log_path_(std::exchange(other.log_path_, std::string())),
+      error_(std::move(other.error_)) {}
+
+TestUpstream& TestUpstream::operator=(TestUpstream&& other) noexcept {
+  if (this != &other) {
+    TestUpstream old(std::move(*this));  // stops and cleans up what this one had, on return
+    pid_ = std::exchange(other.pid_, -1);
+    port_ = std::exchange(other.port_, 0);
+    args_ = std::move(other.args_);
+    dir_ = std::exchange(other.dir_, std::string());
+    log_path_ = std::exchange(other.log_path_, std::string());
+    error_ = std::move(other.error_);
+  }
+  return *this;
+}
+
 std::string TestUpstream::address() const { return "127.0.0.1:" + std::to_string(port_); }
 
 bool TestUpstream::start(const std::vector<std::string>& args) {
@@ -129,6 +151,7 @@ bool TestUpstream::start(const std::vector<std::string>& args) {
   };
   if (pid_ > 0) return fail("already running");
   error_.clear();
+  args_ = args;
 
   bool has_log = false;
   for (size_t i = 0; i < args.size(); i++) {
@@ -149,7 +172,6 @@ bool TestUpstream::start(const std::vector<std::string>& args) {
       dir_ = buf.data();
     }
     log_path_ = dir_ + "/upstream.log";
-    ::unlink(log_path_.c_str());  // a restarted upstream starts a new log
     argv_store.push_back("--log");
     argv_store.push_back(log_path_);
   }
@@ -243,6 +265,26 @@ void TestUpstream::stop() {
     std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
   pid_ = -1;
+}
+
+bool TestUpstream::restart() {
+  if (port_ <= 0) {
+    error_ = "test upstream: restart() before a successful start()";
+    std::cerr << error_ << "\n";
+    return false;
+  }
+  std::vector<std::string> args;
+  for (size_t i = 0; i < args_.size(); i++) {
+    if (args_[i] == "--listen" && i + 1 < args_.size()) {
+      i++;
+      continue;
+    }
+    args.push_back(args_[i]);
+  }
+  args.push_back("--listen");
+  args.push_back(address());
+  stop();
+  return start(args);
 }
 
 TestUpstream::Stats TestUpstream::stats() {

@@ -17,8 +17,9 @@
 //   --idle-close S      (fractional seconds) closes a connection, with a plain close(), when no byte
 //                       of a request has arrived for S seconds since the connection was accepted or
 //                       since the last byte of the previous response was written, like the
-//                       keep-alive timeout of many application servers. Without it connections stay
-//                       open until the peer closes them.
+//                       keep-alive timeout of many application servers. It never applies while a
+//                       request is being read or answered. Without it connections stay open until
+//                       the peer closes them.
 //   --keepalive-header  with --idle-close: responses on a connection that stays open carry
 //                       `Connection: keep-alive` and `Keep-Alive: timeout=N`, N the whole seconds of
 //                       S rounded down (so 1.5 announces 1). No effect without --idle-close.
@@ -27,7 +28,8 @@
 //   --log FILE          one line per request, appended and flushed once the request (its body
 //                       included) has been read and before anything of the response is sent:
 //                         conn=C req=R method=M target=T body=LEN hash=HHHHHHHHHHHHHHHH complete=1
-//                       C the connection's number (1, 2, ... in the order of accept), R the request's
+//                       C the connection's number (1, 2, ... in the order of accept, the
+//                       harness's stats() connections included), R the request's
 //                       number on its connection (1, 2, ...), T the request-target as received, LEN
 //                       the body length (de-chunked), H its fnv1a() in 16 lowercase hex digits.
 //                       complete=0 when the peer closed before the whole body arrived (LEN and H
@@ -42,7 +44,9 @@
 // `Connection: close` when the server closes the connection after this response because the request
 // asked for it (`Connection: close`, or HTTP/1.0 without `Connection: keep-alive`) or --max-requests
 // was reached. HTTP/1.0 requests get keep-alive only with `Connection: keep-alive` (echoed in the
-// response), and never a chunked response (close-delimited instead).
+// response), and never a chunked response (close-delimited instead). Content-Type is
+// application/octet-stream for the content bodies (/size, /chunked, /close), text/plain otherwise.
+// No Date header.
 //
 // Extra response headers: each query parameter `header=NAME:VALUE` (percent-decoded; repeatable) adds
 // the line `NAME: VALUE` to the response head, whatever the behaviour, e.g.
@@ -61,6 +65,8 @@
 // Modifiers, which may be stacked in front of a behaviour:
 //   /delay/MS/<rest>      waits MS milliseconds (after reading and logging the request), then behaves
 //                         as /<rest> (/delay/MS alone behaves as /).
+//   /body-delay/MS/<rest> sends the head of a /size, /chunked or /close response at once and its
+//                         body MS milliseconds later (an upstream that stalls in the middle).
 //   /slow-sink/KBPS/<rest> reads the request body at no more than KBPS KiB per second, with the
 //                         connection's receive buffer made small (64 KiB) so that the sender feels
 //                         the back-pressure; then behaves as /<rest> (/slow-sink/KBPS alone: /sink).
@@ -89,7 +95,7 @@
 //                         `Sec-WebSocket-Accept` computed from `Sec-WebSocket-Key` (RFC 6455; without
 //                         a key: 400). Then every byte received is sent back, both ways at once, until
 //                         the peer half-closes or closes, and the server closes in turn. Without the
-//                         upgrade headers: 426.
+//                         upgrade headers, or in HTTP/1.0: 426.
 //   /__stats              200, application/json `{"connections":N,"requests":M}`: connections accepted
 //                         and requests read (head parsed) since start. The /__stats request is not
 //                         counted, nor its connection when it is that connection's first request.
@@ -104,7 +110,8 @@
 //     bad-chunk             a chunked 200 whose first chunk-size line is `zz`
 //     not-http              `SSH-2.0-OpenSSH_9.2\r\n` (a server that speaks another protocol)
 //   anything else         200, text/plain, body `NAME METHOD TARGET\n` (TARGET as received).
-// A malformed number in a behaviour's path → 400.
+// A malformed number in a behaviour's path, an unknown /bad/ kind, or a Content-Length over 1 GiB
+// for /echo → 400 with `Connection: close` (counted and logged: the request itself was valid).
 //
 // Closing: after a response that says `Connection: close`, /close/N, /close-after-response and the
 // /bad ones the server half-closes (FIN), reads and drops what still comes for up to 2 s and then
@@ -231,9 +238,13 @@ class TestUpstream {
   ~TestUpstream();  // stop(), and removes the log unless it was given with --log
   TestUpstream(const TestUpstream&) = delete;
   TestUpstream& operator=(const TestUpstream&) = delete;
+  // The process (and the log) move with the object: std::vector<TestUpstream> works.
+  TestUpstream(TestUpstream&& other) noexcept;
+  TestUpstream& operator=(TestUpstream&& other) noexcept;
 
   // Starts the program with `args` (the options above) and waits up to 10 s for its `port N` line.
-  // Unless `args` has --log, a log in a temporary directory is added. false (with the reason in
+  // Unless `args` has --log, a log in a temporary directory is added (the same for every start of
+  // this object: the lines of earlier runs stay, with their own connection numbers). false (with the reason in
   // error(), also written to stderr) when it does not come up. The process dies with the thread
   // that called start() (PR_SET_PDEATHSIG), so call it from the test's own thread. No descriptor of
   // the test process leaks into it, and none of its descriptors stays open in the test process.
@@ -248,18 +259,24 @@ class TestUpstream {
   bool running();
   // SIGTERM, then SIGKILL after 2 s if needed; reaps the process. The log stays readable.
   void stop();
+  // stop(), then start() again with the same arguments on the same port (a server that comes back,
+  // for passive health tests). Its counters start from 0.
+  bool restart();
 
   // GET /__stats on a fresh connection (which is not counted). {-1, -1} when it fails.
   Stats stats();
   // The log, parsed; lines that do not parse are skipped (log_text() has them all).
   std::vector<LogLine> log_lines() const;
   std::string log_text() const;
-  // How many logged requests have this method and target (exact match of the target as received).
+  // How many logged requests have this method and target (exact match of the target as received),
+  // complete or not: a request counts once its head has arrived, as for a proxy deciding whether a
+  // retry would send it twice.
   size_t received(std::string_view method, std::string_view target) const;
 
  private:
   pid_t pid_ = -1;
   int port_ = 0;
+  std::vector<std::string> args_;  // of the last start()
   std::string dir_;  // temporary directory of the default log, "" when none
   std::string log_path_;
   std::string error_;

@@ -324,6 +324,7 @@ bool parse_head(Request* r) {
 // The path's modifiers and behaviour.
 struct Plan {
   long delay_ms = 0;
+  long body_delay_ms = 0;
   long sink_kbps = 0;
   std::string_view action;  // "/size/10", ...
 };
@@ -331,23 +332,28 @@ struct Plan {
 std::optional<Plan> make_plan(std::string_view path) {
   Plan p;
   while (true) {
-    bool delay = path.rfind("/delay/", 0) == 0;
-    bool slow = path.rfind("/slow-sink/", 0) == 0;
-    if (!delay && !slow) break;
-    path.remove_prefix(delay ? 7 : 11);
+    long* value;
+    std::string_view prefix;
+    if (path.rfind("/delay/", 0) == 0) {
+      prefix = "/delay/";
+      value = &p.delay_ms;
+    } else if (path.rfind("/body-delay/", 0) == 0) {
+      prefix = "/body-delay/";
+      value = &p.body_delay_ms;
+    } else if (path.rfind("/slow-sink/", 0) == 0) {
+      prefix = "/slow-sink/";
+      value = &p.sink_kbps;
+    } else {
+      break;
+    }
+    path.remove_prefix(prefix.size());
     size_t slash = path.find('/');
     auto n = parse_number(path.substr(0, slash));
-    if (!n || *n > 3600 * 1000) return std::nullopt;
-    if (delay) {
-      p.delay_ms += static_cast<long>(*n);
-    } else {
-      if (*n == 0) return std::nullopt;
-      p.sink_kbps = static_cast<long>(*n);
-    }
+    if (!n || *n > 3600 * 1000 || (value == &p.sink_kbps && *n == 0)) return std::nullopt;
+    *value = value == &p.sink_kbps ? static_cast<long>(*n) : *value + static_cast<long>(*n);
     path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
     if (path.empty() || path == "/") {
-      path = delay ? "/" : "/sink";
-      if (delay && p.sink_kbps > 0) path = "/sink";
+      path = p.sink_kbps > 0 ? "/sink" : "/";
       break;
     }
   }
@@ -418,7 +424,9 @@ class Connection {
                    std::string_view content_type = "text/plain") const;
   bool respond_simple(int code, const Request& r, std::string_view body, bool closing,
                       std::string_view content_type = "text/plain");
+  // /size, /chunked and /close bodies: the content, after the /body-delay
   bool send_content(uint64_t n);
+  void pause_before_body();
 
   void close_gracefully();
   void reset();
@@ -431,6 +439,7 @@ class Connection {
   std::string in_;
   size_t pos_ = 0;
   std::string extra_;  // header= lines of the current request
+  long body_delay_ms_ = 0;
   Clock::time_point pace_start_;
   uint64_t paced_ = 0;
 };
@@ -563,6 +572,7 @@ bool Connection::handle_one() {
     return false;
   }
   if (plan->delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(plan->delay_ms));
+  body_delay_ms_ = plan->body_delay_ms;
 
   auto finish = [&](bool sent) {
     if (!sent) return false;
@@ -594,6 +604,7 @@ bool Connection::handle_one() {
       std::string h = head(200, r, "Transfer-Encoding: chunked\r\n", closing, "application/octet-stream");
       if (!send_all(h)) return false;
       if (head_only) return finish(true);
+      pause_before_body();
       uint64_t offset = 0;
       size_t k = 0;
       std::string out;
@@ -837,7 +848,12 @@ bool Connection::respond_simple(int code, const Request& r, std::string_view bod
   return send_all(out);
 }
 
+void Connection::pause_before_body() {
+  if (body_delay_ms_ > 0) std::this_thread::sleep_for(std::chrono::milliseconds(body_delay_ms_));
+}
+
 bool Connection::send_content(uint64_t n) {
+  pause_before_body();
   std::string block(65536, '\0');
   for (uint64_t offset = 0; offset < n;) {
     size_t k = static_cast<size_t>(std::min<uint64_t>(block.size(), n - offset));
