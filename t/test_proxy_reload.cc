@@ -24,11 +24,11 @@ std::string describe(const RunResult& r) {
 
 // [upstream app] with one server, and a server proxying everything to it, with the process
 // runtime's short timeouts (quit_timeout = 2s, upgrade_timeout = 3s).
-std::string runtime_proxy_config(const TestUpstream& u, int workers = 2) {
+std::string runtime_proxy_config(const TestUpstream& u, int workers = 2, std::string_view main_extra = "") {
   return make_runtime_config("[upstream app]\nserver = " + u.address() +
                                  "\n\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
                                  "\n[location /]\nproxy_pass = http://app\n",
-                             "", workers);
+                             main_extra, workers);
 }
 
 std::vector<pid_t> wait_for_workers(BatonServer& s, pid_t master, size_t n) {
@@ -144,7 +144,10 @@ TEST(ProxyReload, ReloadAndUpgradeUnderProxiedKeepAliveLoadLoseNothing) {
   uint64_t before = gets.requests() + posts.ok();
   RunResult r = s.ctl("reload");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
-  EXPECT_TRUE(wait_for([&] { return none_alive(first_workers); }, 5000ms)) << s.census().describe();
+  // (They should leave as soon as their requests are done; until the defect that
+  // DISABLED_ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone shows is fixed, they stay until
+  // quit_timeout, 2 s.)
+  EXPECT_TRUE(wait_for([&] { return none_alive(first_workers); }, 10000ms)) << s.census().describe();
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(gets.requests() + posts.ok(), before) << "nothing was served around the reload";
 
@@ -154,7 +157,7 @@ TEST(ProxyReload, ReloadAndUpgradeUnderProxiedKeepAliveLoadLoseNothing) {
   r = s.ctl("upgrade");
   std::optional<UpgradeOutcome> outcome = parse_upgrade_success(r.out);
   ASSERT_TRUE(r.exit_code == 0 && outcome) << describe(r);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old_master); }, 5000ms)) << s.census().describe();
+  EXPECT_TRUE(wait_for([&] { return !process_alive(old_master); }, 10000ms)) << s.census().describe();
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(gets.requests() + posts.ok(), before) << "nothing was served around the upgrade";
 
@@ -236,4 +239,40 @@ TEST(ProxyReload, AfterAReloadNewRequestsGoToTheNewUpstream) {
 
   EXPECT_TRUE(wait_for([&] { return none_alive(old); }, 5000ms)) << s.census().describe();
   EXPECT_EQ(a.received("GET", "/size/1?i=0"), 0u);
+}
+
+// A draining worker leaves as soon as the requests it had in flight are done, proxied ones
+// included: the upstream connection such a request used is closed at its end, not kept for
+// requests the worker will never take. (quit_timeout is the bound for requests that do not end.)
+// fails: the old worker stays until quit_timeout (10 s here, 30 s by default), and so does the old
+// master of a live upgrade: UpstreamLink::on_drain (src/http/http_upstream_pool.cc) closes the
+// connections idle in the pool when the drain starts, but UpstreamRuntime::give_back() still pools
+// the connection of a request that ends after it (nothing tells it the worker drains), and the
+// worker waits for its last connection (core/worker.cc: stop_gracefully, on_connections_changed).
+TEST(ProxyReload, DISABLED_ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({"--name", "a"})) << up.error();
+  BatonServer s;
+  s.set_config(runtime_proxy_config(up, 1, "quit_timeout = 10s\n"));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> old = wait_for_workers(s, s.master_pid(), 1);
+  ASSERT_EQ(old.size(), 1u);
+
+  Client slow(s.port());
+  ASSERT_TRUE(slow.send(req("GET", "/delay/500/size/10")));
+  ASSERT_TRUE(wait_for([&] { return up.received("GET", "/delay/500/size/10") == 1; }, 2000ms));
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  std::optional<Response> done = slow.read_response();
+  ASSERT_TRUE(done) << slow.error();
+  EXPECT_EQ(done->body, upstream_content(0, 10));
+  // The draining worker closes the client connection, now idle.
+  EXPECT_TRUE(slow.is_closed_by_peer(2000ms));
+
+  auto t0 = SteadyClock::now();
+  EXPECT_TRUE(wait_for([&] { return none_alive(old); }, 3000ms))
+      << "the old worker still runs 3 s after its last request ended (quit_timeout = 10s)\n"
+      << s.census().describe() << s.error_log();
+  RecordProperty("old_worker_exit_ms",
+                 std::to_string(std::chrono::duration_cast<Millis>(SteadyClock::now() - t0).count()));
 }
