@@ -212,6 +212,45 @@ TEST_F(ProxyBalance, HashOfTheRequestUriPinsEachUriToOneServer) {
   EXPECT_EQ(with_query.size(), 2u) << "24 different query strings all went to one server";
 }
 
+// Consistent hashing: while a server is out only its keys move (to the others), and they come
+// back to it when it does.
+TEST_F(ProxyBalance, HashMovesOnlyTheKeysOfAServerThatIsOut) {
+  start_upstreams(3);
+  s.set_config(proxy_conf({up(0).address() + " fail_timeout=1s", up(1).address() + " fail_timeout=1s",
+                           up(2).address() + " fail_timeout=1s"},
+                          "balance = hash $request_uri\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  std::map<std::string, std::string> home;
+  std::map<std::string, int> count;
+  for (int i = 0; i < 36; i++) {
+    std::string uri = "/key/" + std::to_string(i);
+    home[uri] = served_by(c, uri);
+    count[home[uri]]++;
+  }
+  ASSERT_GE(count["b"], 4) << "36 keys, " << count["b"] << " on b";
+  ASSERT_EQ(count["a"] + count["b"] + count["c"], 36);
+
+  up(1).stop();
+  std::this_thread::sleep_for(200ms);
+  auto out_at = SteadyClock::now();
+  std::set<std::string> b_keys_went_to;
+  for (const auto& [uri, server] : home) {
+    std::string now = served_by(c, uri);
+    if (server == "b") {
+      EXPECT_TRUE(now == "a" || now == "c") << uri << ": " << now;
+      b_keys_went_to.insert(now);
+    } else {
+      EXPECT_EQ(now, server) << uri << " moved although its server is up";
+    }
+  }
+  EXPECT_EQ(b_keys_went_to.size(), 2u) << "b's keys all went to one server";
+
+  restart(1);
+  std::this_thread::sleep_for(1000ms - (SteadyClock::now() - out_at) + 200ms);
+  for (const auto& [uri, server] : home) EXPECT_EQ(served_by(c, uri), server) << uri << " after b came back";
+}
+
 TEST_F(ProxyBalance, ADownServerIsNeverChosenByAnyMethod) {
   start_upstreams(3);
   for (std::string method : {"round_robin", "least_conn", "ip_hash", "hash $request_uri"}) {

@@ -98,8 +98,8 @@ class ProxyStream : public ::testing::Test {
     worker = w[0];
   }
 
-  // POSTs `n` bytes of the upstream's content to `target` in pieces of up to 256 KiB, with
-  // Content-Length or chunked, and expects /sink's answer for them, with the worker's memory
+  // POSTs `n` bytes of the upstream's content to `target` in pieces of 256 KiB - 7 and 1000 bytes
+  // in turn (as chunks of those sizes when `chunked`, else with Content-Length), and expects /sink's answer for them, with the worker's memory
   // growing by less than `rss_bound_kib` meanwhile.
   void upload(const std::string& target, uint64_t n, bool chunked, long rss_bound_kib = kRssBoundKiB) {
     RssWatch rss(worker);
@@ -110,7 +110,7 @@ class ProxyStream : public ::testing::Test {
                                    : "Content-Length: " + std::to_string(n) + "\r\n")));
     uint64_t hash = kFnv1aBasis;
     uint64_t offset = 0;
-    size_t piece_size = 256 * 1024 - 7;  // odd sizes: the pieces do not line up with anything
+    size_t piece_size = 256 * 1024 - 7;  // odd sizes: the pieces line up with no buffer
     std::string piece;
     while (offset < n) {
       size_t k = static_cast<size_t>(std::min<uint64_t>(piece_size, n - offset));
