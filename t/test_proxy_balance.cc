@@ -329,7 +329,7 @@ TEST_F(ProxyBalance, AFailingServerIsTakenOutAfterMaxFailsAndComesBack) {
 // value only ever goes down, and a connection retired before it can never show it wrong, so one
 // restart disables keep-alive to that server for the rest of the worker's life: here every
 // request 300 ms after the previous one opens a new upstream connection.
-TEST_F(ProxyBalance, DISABLED_AServerThatRestartedIsKeptAliveAsBefore) {
+TEST_F(ProxyBalance, AServerThatRestartedIsKeptAliveAsBefore) {
   start_upstreams(1);
   s.set_config(proxy_conf({up(0).address()}));
   ASSERT_TRUE(s.start());

@@ -144,9 +144,7 @@ TEST(ProxyReload, ReloadAndUpgradeUnderProxiedKeepAliveLoadLoseNothing) {
   uint64_t before = gets.requests() + posts.ok();
   RunResult r = s.ctl("reload");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
-  // (They should leave as soon as their requests are done; until the defect that
-  // DISABLED_ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone shows is fixed, they stay until
-  // quit_timeout, 2 s.)
+  // (They leave as soon as their requests are done: ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone.)
   EXPECT_TRUE(wait_for([&] { return none_alive(first_workers); }, 10000ms)) << s.census().describe();
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(gets.requests() + posts.ok(), before) << "nothing was served around the reload";
@@ -249,7 +247,7 @@ TEST(ProxyReload, AfterAReloadNewRequestsGoToTheNewUpstream) {
 // connections idle in the pool when the drain starts, but UpstreamRuntime::give_back() still pools
 // the connection of a request that ends after it (nothing tells it the worker drains), and the
 // worker waits for its last connection (core/worker.cc: stop_gracefully, on_connections_changed).
-TEST(ProxyReload, DISABLED_ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone) {
+TEST(ProxyReload, ADrainingWorkerLeavesOnceItsProxiedRequestsAreDone) {
   TestUpstream up;
   ASSERT_TRUE(up.start({"--name", "a"})) << up.error();
   BatonServer s;

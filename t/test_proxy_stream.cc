@@ -174,7 +174,7 @@ TEST_F(ProxyStream, A200MBDownloadIsByteExactInBoundedMemory) {
 // reading the client, but the handler never sets its own body_paused_, and upstream_writable() and
 // connected() resume the client's body only `if (body_paused_)`: HttpConnection::resume_body() is
 // never called. The same for the `return body_.size() <= client_body_buffer_size` while connecting.
-TEST_F(ProxyStream, DISABLED_A100MBUploadWithContentLengthIsByteExactInBoundedMemory) {
+TEST_F(ProxyStream, A100MBUploadWithContentLengthIsByteExactInBoundedMemory) {
   start();
   upload("/sink", transfer_size(100 * kMiB), false);
   std::vector<TestUpstream::LogLine> log = up.log_lines();
@@ -184,7 +184,7 @@ TEST_F(ProxyStream, DISABLED_A100MBUploadWithContentLengthIsByteExactInBoundedMe
 }
 
 // fails: as the one above (the upload stalls; the client body is never resumed).
-TEST_F(ProxyStream, DISABLED_A100MBChunkedUploadIsByteExactInBoundedMemory) {
+TEST_F(ProxyStream, A100MBChunkedUploadIsByteExactInBoundedMemory) {
   start();
   upload("/sink", transfer_size(100 * kMiB), true);
 }
@@ -214,7 +214,7 @@ TEST_F(ProxyStream, ASlowClientHoldsTheUpstreamBackInBoundedMemory) {
 }
 
 // fails: every time, as the uploads above (the client body is never resumed once paused).
-TEST_F(ProxyStream, DISABLED_ASlowUpstreamReaderGetsTheWholeUploadInBoundedMemory) {
+TEST_F(ProxyStream, ASlowUpstreamReaderGetsTheWholeUploadInBoundedMemory) {
   start();
   // 32 MiB read at 16 MiB/s: two seconds during which the client could send far faster. More than
   // the kernel's socket buffers can hide, so a proxy that kept what the upstream cannot take yet
@@ -278,7 +278,7 @@ TEST_F(ProxyStream, AClientLeavingMidResponseClosesTheUpstreamConnection) {
 // again after a reused connection ended before any byte of the response calls
 // rt_->peers().released(server_) and then release_link(false), which releases the server a second
 // time. Without assertions the least_conn count would go wrong instead.
-TEST_F(ProxyStream, DISABLED_ARequestRightAfterTheUpstreamClosedThePooledConnectionSucceeds) {
+TEST_F(ProxyStream, ARequestRightAfterTheUpstreamClosedThePooledConnectionSucceeds) {
   start();
   for (int i = 0; i < 20; i++) {
     Client c(s.port());
@@ -329,7 +329,7 @@ TEST_F(ProxyStream, AClientLeavingMidUploadEndsTheUpstreamRequest) {
 // (HttpConnection::after_output: `want_read(false)` outside Phase::kBody), so the client's close is
 // not seen until the proxy writes to it; with an upstream that does not answer, the client's socket
 // and the upstream connection stay open until read_timeout (60 s by default).
-TEST_F(ProxyStream, DISABLED_AClientLeavingBeforeTheResponseCancelsTheUpstreamRequest) {
+TEST_F(ProxyStream, AClientLeavingBeforeTheResponseCancelsTheUpstreamRequest) {
   start();
   // The pooled connection of start()'s exchange is among them; /hang takes it.
   int fds = settled_fds(worker);

@@ -190,7 +190,7 @@ void HttpConnection::on_readable() {
         continue;
       }
       if (n == kIoWantRead || n == kIoWantWrite) return;
-      if (n == 0 && blocked()) {
+      if (n == 0 && (blocked() || streaming_)) {
         // The client only shut its sending side (as `nc -N` does): what it is owed still goes out.
         want_read(false);
         return;
@@ -204,7 +204,14 @@ void HttpConnection::on_readable() {
   ssize_t n = c_->read(buf, worker_->in.size());
   if (n <= 0) {
     if (n == kIoWantRead || n == kIoWantWrite) return;
-    bool answer_coming = blocked() || (handler_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
+    // A client that leaves while its answer is being prepared (a slow upstream, a long poll)
+    // cancels it, as in nginx (logged as 499); once the answer is flowing, a client that only
+    // shut its sending side still gets all of it.
+    if (n == 0 && handler_ && !streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead) {
+      log_info("client %s closed the connection while its request was being answered", c_->peer().to_string().c_str());
+      if (log_pending_) slow_->log_status = 499;
+    }
+    bool answer_coming = blocked() || (handler_ && streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
     if (n == 0 && answer_coming) {
       // End of the client's requests, not of its interest in the answer: finish sending, then close.
       phase_ = Phase::kDone;
@@ -242,6 +249,8 @@ void HttpConnection::on_readable() {
   if (closed()) return;
   if (phase_ == Phase::kBody) set_deadline(seconds(settings_now().client_body_timeout_ms));
   if (body_paused_) want_read(false);  // the handler's side is full: the client waits
+  if (handler_ && phase_ == Phase::kIdle && in_.size() >= group_->default_server->s.client_header_buffer_size)
+    want_read(false);  // enough of the next request is waiting for the handler to finish
   if (flush()) after_output();
 }
 
@@ -1001,7 +1010,9 @@ void HttpConnection::after_output() {
     if ((phase_ == Phase::kBody || phase_ == Phase::kTunnel) && !body_paused_) want_read(true);
     if (phase_ == Phase::kTunnel) clear_deadline();
     else if (phase_ != Phase::kBody) {
-      want_read(false);
+      // The request is read: the client is still watched, so that its leaving cancels the
+      // upstream side; what it sends meanwhile (a next request) waits, within a bound.
+      want_read(in_.size() < group_->default_server->s.client_header_buffer_size);
       clear_deadline();  // the upstream side keeps its own timers
     }
     if (streaming_) handler_->on_output_ready();

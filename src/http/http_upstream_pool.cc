@@ -149,9 +149,19 @@ void UpstreamRuntime::idle_event(UpstreamLink* l, bool timed_out) {
     ssize_t n = l->conn->read(b, sizeof(b));
     if (n == kIoWantRead) return;
     if (n == 0) {
-      double idle = loop_->now() - l->idle_since;
+      double now = loop_->now();
+      double idle = now - l->idle_since;
       ServerPool& p = pools_[static_cast<size_t>(l->server)];
-      if (idle > 0.05 && (p.observed_close == 0 || idle < p.observed_close)) p.observed_close = idle;
+      // A server that restarts closes every idle connection at once, whatever their idle times;
+      // one that times them out closes each after the same idle time.
+      bool like = p.candidate > 0 && idle > p.candidate * 0.8 && idle < p.candidate * 1.25;
+      if (like && now - p.candidate_at > 0.1) {
+        double t = idle < p.candidate ? idle : p.candidate;
+        if (p.observed_close == 0 || t < p.observed_close) p.observed_close = t;
+      } else if (idle > 0.05) {
+        p.candidate = idle;
+        p.candidate_at = now;
+      }
     }
   }
   l->conn->close();

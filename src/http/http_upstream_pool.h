@@ -93,9 +93,12 @@ class UpstreamRuntime {
   // Per server: idle connections, the most recently used first.
   struct ServerPool {
     UpstreamLink* head = nullptr;
-    // The shortest idle time after which this server was seen closing a pooled connection (0:
-    // never seen): the pool retires connections before it.
+    // The shortest idle time after which this server was seen closing pooled connections (0: not
+    // known): the pool retires connections before it. It is learnt only from two closes at about
+    // the same idle time, at different moments: one close alone may be a restart, not a timeout.
     double observed_close = 0;
+    double candidate = 0;     // a close seen once, waiting for a second like it
+    double candidate_at = 0;
   };
   std::vector<ServerPool> pools_;
   size_t idle_count_ = 0;
