@@ -104,7 +104,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   // socket is full (or the connection failed and was closed).
   bool flush();
   void output_failed();
-  bool blocked() const { return !c_->out().empty(); }
+  bool blocked() const { return !c_->out().empty() || file_pending_; }
   // An asynchronous handler is answering the request in progress.
   bool handler_busy() const { return handler_ != nullptr; }
   // The handler is done (abort: the exchange ended early and it is told so); deleted after the
