@@ -80,6 +80,7 @@ constexpr KeyInfo kKeys[] = {
     {"proxy_connect_timeout", kInherited, false},
     {"proxy_read_timeout", kInherited, false},
     {"proxy_send_timeout", kInherited, false},
+    {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"types", kHttp, false},
 
     {"listen", kServer, true},
@@ -133,7 +134,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"large_client_header_buffers", "is not supported (baton's \"client_header_buffer_size\" is the largest request head)"},
     {"keepalive_time", nullptr}, {"keepalive_disable", nullptr}, {"lingering_close", nullptr},
     {"lingering_time", nullptr}, {"lingering_timeout", nullptr}, {"reset_timedout_connection", nullptr},
-    {"error_page", nullptr}, {"recursive_error_pages", nullptr}, {"internal", nullptr}, {"limit_except", nullptr},
+    {"recursive_error_pages", nullptr}, {"internal", nullptr}, {"limit_except", nullptr},
     {"limit_rate", nullptr}, {"limit_rate_after", nullptr}, {"log_not_found", nullptr}, {"log_subrequest", nullptr},
     {"etag", nullptr}, {"if_modified_since", nullptr}, {"max_ranges", nullptr}, {"merge_slashes", nullptr},
     {"open_file_cache", nullptr}, {"open_file_cache_valid", nullptr}, {"open_file_cache_min_uses", nullptr},

@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "http/http_mime.h"
+#include "http/http_request.h"
 
 namespace baton::http {
 
@@ -292,13 +293,95 @@ struct Parser {
   }
 
   // The lists a level sets replace the inherited ones as a whole (nginx's rule for proxy_set_header,
-  // proxy_hide_header and proxy_pass_header): a level that sets one header does not add it to the
-  // headers of the level above, it starts a list of its own.
+  // proxy_hide_header, proxy_pass_header and error_page): a level that sets one header (or page) does
+  // not add it to those of the level above, it starts a list of its own.
   void begin_level(const ConfSection& sec, Settings* s) {
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "proxy_set_header") s->proxy.set_headers.clear();
       else if (e.key == "proxy_hide_header") s->proxy.hide_headers.clear();
       else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
+      else if (e.key == "error_page") s->error_pages.clear();
+    }
+  }
+
+  // error_page = CODE [CODE...] [=[RESPONSE]] URI. The URI is a local page (a path, looked up as a
+  // location of the server when the error happens) or an http(s) URL the client is redirected to.
+  void parse_error_page(const ConfEntry& e, Settings* s) {
+    auto words = split_ws(e.value);
+    if (words.size() < 2)
+      conf.fail(e.line, "\"error_page\" needs one or more status codes and a page (error_page = 404 /404.html)");
+    std::string_view uri = words.back();
+    size_t codes_end = words.size() - 1;
+    ErrorPage proto;
+    proto.line = e.line;
+    proto.uri = std::string(uri);
+    if (words[codes_end - 1].starts_with("=")) {
+      std::string_view r = words[codes_end - 1].substr(1);
+      codes_end--;
+      if (codes_end == 0) conf.fail(e.line, "\"error_page\" needs a status code before \"=" + std::string(r) + "\"");
+      if (r.empty()) {
+        proto.response = 0;
+      } else {
+        uint64_t code;
+        // A page is a body: a status that has none (1xx, 204, 304) cannot carry it.
+        if (!parse_uint(r, &code) || code < 200 || code > 599 || code == 204 || code == 304)
+          conf.fail(e.line, "invalid response code \"=" + std::string(r) +
+                                "\" in \"error_page\" (200 to 599, not 204 or 304)");
+        proto.response = static_cast<int>(code);
+      }
+    }
+    for (unsigned char c : uri)
+      if (c < 0x20 || c == 0x7f) conf.fail(e.line, "control character in the page of \"error_page\"");
+    if (uri.find('$') != std::string_view::npos)
+      conf.fail(e.line, "variables in \"error_page\" are not supported yet: \"" + proto.uri + "\"");
+    if (uri.starts_with("/")) {
+      std::string_view args;
+      if (!normalize_path(uri, &proto.path, &args) || uri.find('#') != std::string_view::npos)
+        conf.fail(e.line, "invalid page \"" + proto.uri + "\" in \"error_page\"");
+      proto.args = std::string(args);
+    } else if (istarts_with(uri, "http://") || istarts_with(uri, "https://")) {
+      proto.redirect = true;
+      int r = proto.response;
+      if (r == 0 || (r > 0 && r != 301 && r != 302 && r != 303 && r != 307 && r != 308))
+        conf.fail(e.line, "\"error_page\" to a URL redirects: its response code is 301, 302, 303, 307 or 308 "
+                          "(302 when none is given)");
+    } else if (uri.starts_with("@")) {
+      conf.fail(e.line, "named locations are not supported: \"error_page\" takes a path or an http(s) URL");
+    } else {
+      conf.fail(e.line, "invalid page \"" + proto.uri + "\" in \"error_page\" (a path starting with \"/\" or an "
+                        "http(s) URL)");
+    }
+    for (size_t i = 0; i < codes_end; i++) {
+      uint64_t code;
+      if (!parse_uint(words[i], &code) || code < 300 || code > 599)
+        conf.fail(e.line, "invalid status code \"" + std::string(words[i]) + "\" in \"error_page\" (300 to 599)");
+      // A 304 answers a conditional request; it is no error and has no body to replace.
+      if (code == 304) conf.fail(e.line, "\"error_page\" cannot replace 304 (it is not an error and has no body)");
+      for (const ErrorPage& other : s->error_pages)
+        if (other.status == static_cast<int>(code) && other.line != e.line)
+          conf.fail(e.line, "the error page for " + std::to_string(code) + " is already set at line " +
+                                std::to_string(other.line));
+        else if (other.status == static_cast<int>(code))
+          conf.fail(e.line, "status code " + std::to_string(code) + " is given twice in \"error_page\"");
+      ErrorPage p = proto;
+      p.status = static_cast<int>(code);
+      s->error_pages.push_back(std::move(p));
+    }
+  }
+
+  // A local error page is served by the location its path falls in: one that proxies cannot serve
+  // it (an error page is a file or a `return`), and this is said now rather than found out when an
+  // upstream fails.
+  void check_error_pages(const Server& srv, const Settings& s) {
+    for (const ErrorPage& p : s.error_pages) {
+      if (p.redirect) continue;
+      const Location* loc = srv.find_location(p.path);
+      if (!loc->proxy_pass) continue;
+      const char* kind = loc->kind == MatchKind::kExact ? "= " : loc->kind == MatchKind::kPrefixNoRegex ? "^~ " : "";
+      conf.fail(p.line, "the error page \"" + p.uri + "\" falls in [location " + kind + loc->match + "] (line " +
+                            std::to_string(loc->line) + ") of [server " + srv.name +
+                            "], which has \"proxy_pass\": an error page is served from a file or a \"return\" "
+                            "(add a [location = " + p.path + "] with a root)");
     }
   }
 
@@ -491,6 +574,8 @@ struct Parser {
       }
       s->access_log = slot;
       s->access_log_format = fmt;
+    } else if (k == "error_page") {
+      parse_error_page(e, s);
     } else {
       return apply_proxy_setting(e, &s->proxy);
     }
@@ -959,6 +1044,9 @@ struct Parser {
     srv->fallback->s = srv->s;
     srv->fallback->implicit = true;
     srv->fallback->line = sec.line;
+    for (const auto& loc : srv->locations) check_error_pages(*srv, loc->s);
+    check_error_pages(*srv, srv->fallback->s);
+    if (srv->server_return) check_error_pages(*srv, srv->server_return->s);
     for (const PendingListen& pl : listens) add_listen(srv.get(), pl);
     http->servers.push_back(std::move(srv));
   }

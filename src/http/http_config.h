@@ -23,6 +23,18 @@ struct AccessLogFile;
 enum class Symlinks { kOff, kOn, kOutsideRoot };
 enum class LogFormat { kCombined, kJson };
 
+// error_page = CODE [CODE...] [=[RESPONSE]] URI: what a client gets instead of the built-in page for
+// one status. A line with several codes is one ErrorPage per code.
+struct ErrorPage {
+  int status = 0;     // the error it replaces (300..599)
+  int response = -1;  // =RESPONSE: -1 none (the error's own status), 0 `=` alone (the page's status)
+  bool redirect = false;  // uri is a URL: the client is sent there (302, or RESPONSE when given)
+  std::string uri;        // as written
+  std::string path;       // a local page: its path, decoded and normalised (looked up as a location)
+  std::string args;       // a local page: what follows '?' ($args of a `return` that serves it)
+  int line = 0;
+};
+
 // Every key that may stand in [http], [server] or [location] and is inherited downwards.
 struct Settings {
   std::string root;  // absolute; empty = the prefix's html/
@@ -40,6 +52,13 @@ struct Settings {
   std::shared_ptr<AccessLogFile> access_log;  // null: off
   LogFormat access_log_format = LogFormat::kCombined;
   ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
+  // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
+  std::vector<ErrorPage> error_pages;
+  const ErrorPage* error_page_for(int status) const {
+    for (const ErrorPage& p : error_pages)
+      if (p.status == status) return &p;
+    return nullptr;
+  }
 };
 
 enum class MatchKind { kExact, kPrefix, kPrefixNoRegex };

@@ -618,6 +618,7 @@ void HttpConnection::handle_head() {
 void HttpConnection::answer(Request& req) {
   HttpWorker* w = worker_;
   const Settings& s = location_->s;
+  const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
   r.out = &w->out;
   r.head_only = req.method_id == HTTP_HEAD;
@@ -654,6 +655,11 @@ void HttpConnection::answer(Request& req) {
     size_t head_end_pos = r.out->find("\r\n\r\n", mark);
     if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
   }
+  // error_page, for the errors answered here; not for a `return` with a text, which is the answer
+  // it asks for.
+  const Location* by = server_->server_return ? server_->server_return.get() : location_;
+  if (r.status >= 300 && !by->s.error_pages.empty() && (!by->return_code || by->return_text.empty()))
+    reply_error_page(w, server_, req, &r, start, by->s, vars);
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;
   if (file_pending_) {
@@ -934,17 +940,34 @@ void HttpConnection::fail(int status) {
     return;
   }
   HttpWorker* w = worker_;
+  const size_t start = w->out.size();
   Reply r;
   r.out = &w->out;
   r.head_only = head_request_;
   r.keep_alive = keep_alive_;
   r.http10 = req_->version_minor == 0;
-  reply_error(&r, status, settings_now());
+  const Settings& s = settings_now();
+  reply_error(&r, status, s);
+  if (!s.error_pages.empty()) {
+    VarContext vars;
+    vars.req = req_.get();
+    vars.server = server_;
+    vars.peer = &c_->peer();
+    vars.local = &listening_->addr;
+    reply_error_page(w, server_, *req_, &r, start, s, vars);
+  }
   keep_alive_ = r.keep_alive;
   if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
   Slow& sl = slow();
-  sl.log_status = status;
+  sl.log_status = r.status;
   sl.log_bytes = r.body_bytes;
+  // A page large enough to go by sendfile follows the head.
+  file_pending_ = r.file.valid() && r.file_bytes > 0;
+  if (file_pending_) {
+    sl.file = std::move(r.file);
+    sl.file_offset = r.file_offset;
+    sl.file_bytes = r.file_bytes;
+  }
   end_handler(false);
   if (in_feed_ || closed()) return;
   if (flush()) after_output();

@@ -241,6 +241,37 @@ void reply_redirect(Reply* r, int status, std::string_view location, const Setti
   }
 }
 
+// Header fields of an error reply that go with its status, kept when a page replaces its body and the
+// status stays: Allow (405), Location (3xx), Content-Range (416).
+constexpr std::string_view kStatusFields[] = {"Allow", "Location", "Content-Range"};
+// Fields that describe a file served as itself; under an error status they would give a cache a
+// validator or a freshness for the error (nginx drops them too).
+constexpr std::string_view kFileFields[] = {"Last-Modified", "ETag", "Accept-Ranges", "Expires", "Cache-Control"};
+
+// line is "Name: value" (without its CRLF).
+template <size_t N>
+bool field_in(std::string_view line, const std::string_view (&names)[N]) {
+  size_t colon = line.find(':');
+  if (colon == std::string_view::npos) return false;
+  std::string_view name = line.substr(0, colon);
+  for (std::string_view n : names)
+    if (iequals(name, n)) return true;
+  return false;
+}
+
+// Calls f for each header line of the head that starts at from (each without its CRLF).
+template <typename F>
+void for_each_field(std::string_view text, size_t from, F f) {
+  size_t end = text.find("\r\n\r\n", from);
+  if (end == std::string_view::npos) return;
+  size_t line = text.find("\r\n", from) + 2;  // after the status line
+  while (line <= end) {
+    size_t eol = text.find("\r\n", line);
+    f(text.substr(line, eol - line));
+    line = eol + 2;
+  }
+}
+
 bool file_exists(const std::string& base, const char* rel, Symlinks policy, bool want_dir) {
   int err = 0;
   int fd = open_beneath(base, rel, policy, &err);
@@ -681,6 +712,87 @@ void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const R
     return;
   }
   serve_path(w, srv, loc, req, r, req.path, 0, vars);
+}
+
+bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Reply* r, size_t mark, const Settings& s,
+                      const VarContext& vars) {
+  const int status = r->status;
+  const ErrorPage* page = s.error_page_for(status);
+  if (!page) return false;
+  std::string& out = *r->out;
+  // The reply as it stands is kept aside: it is the answer again if the page cannot be served.
+  std::string original = out.substr(mark);
+  Fd original_file = std::move(r->file);
+  const off_t original_offset = r->file_offset;
+  const uint64_t original_file_bytes = r->file_bytes, original_body = r->body_bytes;
+  out.resize(mark);
+  r->file_offset = 0;
+  r->file_bytes = 0;
+  r->body_bytes = 0;
+
+  if (page->redirect) {
+    reply_redirect(r, page->response > 0 ? page->response : 302, page->uri, s);
+    return true;
+  }
+
+  // The internal redirect: the same request for the page's path, as a plain GET (HEAD stays HEAD:
+  // no body). Conditions and ranges were about the resource asked for, not the page.
+  Request sub = req;
+  sub.method_id = req.method_id == HTTP_HEAD ? HTTP_HEAD : HTTP_GET;
+  sub.method = req.method_id == HTTP_HEAD ? "HEAD" : "GET";
+  sub.path = page->path;
+  sub.query = page->args;
+  sub.if_none_match = sub.if_modified_since = sub.range = sub.if_range = {};
+  VarContext here = vars;
+  here.req = &sub;
+  const Location* loc = srv->find_location(sub.path);
+  int got = 500;
+  // A page in a proxied location is refused when the configuration is read; were one to get here,
+  // it gets the built-in page.
+  if (!loc->proxy_pass) {
+    serve_static(w, srv, loc, sub, r, here);
+    got = r->status;
+  }
+  // `=` alone sends the page's own answer, whatever it is short of an error; otherwise the page
+  // must be a success to be sent under another status.
+  bool served = page->response == 0 ? got < 400 : got >= 200 && got < 300;
+  if (!served) {
+    log_error("error page \"%s\" for status %d could not be served (%d), sending the built-in page", page->uri.c_str(),
+              status, got);
+    out.resize(mark);
+    out.append(original);
+    r->file = std::move(original_file);
+    r->file_offset = original_offset;
+    r->file_bytes = original_file_bytes;
+    r->body_bytes = original_body;
+    r->status = status;
+    return false;
+  }
+  int final_status = page->response > 0 ? page->response : page->response == 0 ? got : status;
+  if (final_status == got) return true;
+
+  // The status line becomes the error's; the page's fields follow, less those that describe the
+  // file as a resource of its own, and the error's own fields are kept with its status.
+  std::string head;
+  head.append("HTTP/1.1 ");
+  append_uint(&head, static_cast<uint64_t>(final_status));
+  head.push_back(' ');
+  head.append(status_reason(final_status));
+  head.append("\r\n");
+  for_each_field(out, mark, [&](std::string_view f) {
+    if (final_status >= 300 && field_in(f, kFileFields)) return;
+    head.append(f).append("\r\n");
+  });
+  if (final_status == status) {
+    for_each_field(original, 0, [&](std::string_view f) {
+      if (field_in(f, kStatusFields)) head.append(f).append("\r\n");
+    });
+  }
+  head.append("\r\n");
+  size_t head_end = out.find("\r\n\r\n", mark) + 4;
+  out.replace(mark, head_end - mark, head);
+  r->status = final_status;
+  return true;
 }
 
 }  // namespace baton::http

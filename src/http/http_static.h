@@ -15,5 +15,12 @@ void reply_return(Reply* r, const Location* loc, const VarContext& vars);
 // vars: for a `return` reached by an internal redirect (try_files).
 void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
                   const VarContext& vars);
+// error_page: replaces the reply that starts at mark in *r->out (its status in r->status) by the page
+// s names for that status, and returns true; false when there is none (the reply stays). A local
+// page is an internal redirect: its path is served by the location of srv it falls in, as a GET
+// (HEAD stays HEAD) without conditions or ranges, under the error's status (or =RESPONSE). A URL is
+// a redirect. A page that cannot be served puts the reply back as it was, the built-in page.
+bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Reply* r, size_t mark, const Settings& s,
+                      const VarContext& vars);
 
 }  // namespace baton::http
