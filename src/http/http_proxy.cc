@@ -109,7 +109,6 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
     return ms_to_s(setting >= 0 ? setting : group_value);
   }
 
-  static int on_status(llhttp_t* p, const char* at, size_t len);
   static int on_header_field(llhttp_t* p, const char* at, size_t len);
   static int on_header_value(llhttp_t* p, const char* at, size_t len);
   static int on_headers_complete(llhttp_t* p);
@@ -715,7 +714,6 @@ const llhttp_settings_t* ProxyHandler::parser_settings() {
   static llhttp_settings_t s = [] {
     llhttp_settings_t st;
     llhttp_settings_init(&st);
-    st.on_status = on_status;
     st.on_header_field = on_header_field;
     st.on_header_value = on_header_value;
     st.on_headers_complete = on_headers_complete;
@@ -726,7 +724,6 @@ const llhttp_settings_t* ProxyHandler::parser_settings() {
   return &s;
 }
 
-int ProxyHandler::on_status(llhttp_t*, const char*, size_t) { return 0; }
 
 int ProxyHandler::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
@@ -881,9 +878,6 @@ bool ProxyHandler::head_complete() {
   state_ = status_ == 101 ? State::kTunnel : State::kBody;
   hc_->start(rs);
   if (aborted_) return false;
-  if (rs.content_length == 0 || rs.no_body) {
-    // Nothing follows: llhttp completes the message next.
-  }
   return true;
 }
 

@@ -10,7 +10,6 @@ namespace baton::http {
 
 class HttpConnection;
 struct ProxyPass;
-class RequestHandler;
 
 // Starts proxying the request in progress of hc; the handler is registered with hc.
 void start_proxy(HttpConnection* hc, const ProxyPass& pass);
