@@ -146,7 +146,7 @@ class ProxyStream : public ::testing::Test {
 
 TEST_F(ProxyStream, A200MBDownloadIsByteExactInBoundedMemory) {
   start();
-  const uint64_t n = transfer_size(200 * kMiB);
+  const uint64_t n = 200 * kMiB;
   RssWatch rss(worker);
   auto t0 = SteadyClock::now();
   Client c(s.port(), {.timeout = 10000ms});
@@ -176,24 +176,24 @@ TEST_F(ProxyStream, A200MBDownloadIsByteExactInBoundedMemory) {
 // never called. The same for the `return body_.size() <= client_body_buffer_size` while connecting.
 TEST_F(ProxyStream, A100MBUploadWithContentLengthIsByteExactInBoundedMemory) {
   start();
-  upload("/sink", transfer_size(100 * kMiB), false);
+  upload("/sink", 100 * kMiB, false);
   std::vector<TestUpstream::LogLine> log = up.log_lines();
   ASSERT_FALSE(log.empty());
   EXPECT_TRUE(log.back().complete);
-  EXPECT_EQ(log.back().body_length, transfer_size(100 * kMiB));
+  EXPECT_EQ(log.back().body_length, 100 * kMiB);
 }
 
 // fails: as the one above (the upload stalls; the client body is never resumed).
 TEST_F(ProxyStream, A100MBChunkedUploadIsByteExactInBoundedMemory) {
   start();
-  upload("/sink", transfer_size(100 * kMiB), true);
+  upload("/sink", 100 * kMiB, true);
 }
 
 // ---- back-pressure ----
 
 TEST_F(ProxyStream, ASlowClientHoldsTheUpstreamBackInBoundedMemory) {
   start();
-  const uint64_t n = transfer_size(50 * kMiB);
+  const uint64_t n = 50 * kMiB;
   RssWatch rss(worker);
   Client c(s.port(), {.timeout = 10000ms, .rcvbuf = 64 * 1024});
   ASSERT_TRUE(c.send(req("GET", "/size/" + std::to_string(n))));
@@ -219,7 +219,7 @@ TEST_F(ProxyStream, ASlowUpstreamReaderGetsTheWholeUploadInBoundedMemory) {
   // 32 MiB read at 16 MiB/s: two seconds during which the client could send far faster. More than
   // the kernel's socket buffers can hide, so a proxy that kept what the upstream cannot take yet
   // would show in its memory.
-  const uint64_t n = transfer_size(32 * kMiB);
+  const uint64_t n = 32 * kMiB;
   auto t0 = SteadyClock::now();
   upload("/slow-sink/16384/sink", n, false, 16 * 1024);
   // The upstream did read slowly (the test measures what it means to measure).

@@ -1,6 +1,6 @@
 // Small pieces the proxy's black-box tests share (t/test_proxy_*.cc): the configuration of a baton
-// in front of an [upstream app], a watch on a process's resident memory, and the sizes of the big
-// transfers, scaled down in a sanitizer build. Header-only, on top of harness.h.
+// in front of an [upstream app], and a watch on a process's resident memory that a sanitizer build
+// does not blur. Header-only, on top of harness.h.
 #pragma once
 
 #include <stdio.h>
@@ -32,14 +32,6 @@ inline constexpr bool kSanitizerBuild = false;
 #else
 inline constexpr bool kSanitizerBuild = false;
 #endif
-
-// The size of a big transfer: `full` bytes, a quarter of it in a sanitizer build (everything runs
-// 2-5 times slower there), unless BATON_TEST_FULL_SIZE=1 asks for the full size anyway.
-inline uint64_t transfer_size(uint64_t full) {
-  const char* force = std::getenv("BATON_TEST_FULL_SIZE");
-  if (kSanitizerBuild && !(force && std::string_view(force) == "1")) return full / 4;
-  return full;
-}
 
 // One baton (one worker unless told) in front of the given servers ("127.0.0.1:PORT [params]"
 // lines of an [upstream app]), `location /` passing everything there.
