@@ -87,7 +87,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   // Parses and answers what data holds; returns how many bytes were used. What is left must be kept
   // by the caller (the start of a head, or requests held back while output drains).
   size_t feed(const char* data, size_t len);
-  // Consumes the PROXY protocol header from in_; false when the connection was closed.
+  // After a 101: reads what the client sends and hands it to the handler, raw.
   void read_tunnel();
   void handle_head();
   // The checks llhttp leaves to the application, and where the request goes: the status of an
