@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "harness.h"
+#include "lib/proxy_util.h"
 #include "lib/upstream.h"
 
 using namespace baton_test;
@@ -20,20 +21,10 @@ size_t count_occurrences(std::string_view text, std::string_view needle) {
   return n;
 }
 
-// One baton in front of the given upstream servers ("127.0.0.1:PORT" lines of an [upstream app]).
+// One baton in front of the given upstream servers: proxy_conf() of t/lib/proxy_util.h.
 std::string proxy_config(const std::vector<std::string>& servers, std::string_view upstream_extra = "",
                          std::string_view location_extra = "", std::string_view http_extra = "") {
-  std::string conf = "[upstream app]\n";
-  for (const std::string& s : servers) conf += "server = " + s + "\n";
-  conf += upstream_extra;
-  conf +=
-      "\n[server main]\n"
-      "listen = 127.0.0.1:@PORT@\n"
-      "root = html\n"
-      "\n[location /]\n"
-      "proxy_pass = http://app\n";
-  conf += location_extra;
-  return make_config(conf, http_extra);
+  return proxy_conf(servers, upstream_extra, location_extra, http_extra);
 }
 
 class Proxy : public ::testing::Test {

@@ -167,7 +167,10 @@ void Connection::set_events(uint8_t events) {
   events_ = events;
   ev_io_stop(loop_->raw(), &io_);
   if (!events) return;
-  ev_io_set(&io_, fd_.get(), events);
+  // The descriptor never changes: ev_io_modify changes the events only, where ev_io_set would mark
+  // the descriptor as new and make libev register it with the kernel again (an epoll_ctl ADD that
+  // fails with EEXIST, then a MOD) each time interest changes.
+  ev_io_modify(&io_, events);
   ev_io_start(loop_->raw(), &io_);
 }
 
