@@ -230,6 +230,19 @@ TEST_F(Proxy, InvalidUpstreamResponsesAre502) {
   EXPECT_TRUE(contains(log, up.address())) << log;
 }
 
+TEST_F(Proxy, InterimHeadsAndHeadsInPiecesAreReadWhole) {
+  start_upstream();
+  start_baton();
+  for (std::string kind : {"hints-then-200", "split-head", "hints-split"}) {
+    Response r = get(s.port(), "/shape/" + kind);
+    EXPECT_EQ(r.status, 200) << kind << "\n" << r;
+    EXPECT_EQ(r.body, "ok") << kind;
+    // The interim response was the upstream's business with the proxy.
+    EXPECT_FALSE(r.has("Link")) << kind << "\n" << r;
+  }
+  EXPECT_EQ(get(s.port(), "/shape/split-head").header("X-Part"), "1");
+}
+
 TEST_F(Proxy, AResponseBrokenInTheBodyIsNotTakenForWhole) {
   start_upstream();
   start_baton();

@@ -809,6 +809,7 @@ struct Parser {
                                 std::to_string(it->second->line) + ")");
         pp->group = it->second;
         pp->proxy_host = it->second->name;
+        pp->redirect_from = "http://" + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
         loc->proxy_pass = std::move(pp);
         return;
       }
@@ -835,6 +836,7 @@ struct Parser {
       http->upstreams.push_back(std::move(g));
     }
     pp->group = it->second;
+    pp->redirect_from = "http://" + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
     loc->proxy_pass = std::move(pp);
   }
 

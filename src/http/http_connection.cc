@@ -113,14 +113,7 @@ const llhttp_settings_t* HttpConnection::settings() {
 }
 
 HttpConnection::HttpConnection(HttpWorker* worker, Connection* c)
-    : worker_(worker),
-      c_(c),
-      loop_(c->loop()),
-      listening_(c->listening()),
-      group_(static_cast<ListenGroup*>(c->listening()->ctx)) {
-  llhttp_init(&parser_, HTTP_REQUEST, settings());
-  parser_.data = this;
-}
+    : worker_(worker), c_(c), group_(static_cast<ListenGroup*>(c->listening()->ctx)) {}
 
 // Connections are deleted after the loop's callbacks, possibly after the worker itself is gone:
 // the request goes back to the worker in on_close(), and is only freed here.
@@ -133,7 +126,7 @@ void HttpConnection::on_close() {
     handler_ = nullptr;
     streaming_ = false;
     h->on_abort();
-    loop_->defer_delete(h);
+    c_->loop()->defer_delete(h);
   }
   log_pending_ = false;  // every path that closes has written the entry it could
   release_request();
@@ -148,8 +141,7 @@ void HttpConnection::start(std::string_view preread) {
     in_.assign(preread);
     size_t used = feed(in_.data(), in_.size());
     if (closed()) return;
-    in_.erase(0, used);
-    if (in_.empty()) std::string().swap(in_);
+    in_.consume(used);
     if (flush()) after_output();
     if (closed()) return;
   }
@@ -170,7 +162,9 @@ void HttpConnection::on_drain() {
 }
 
 void HttpConnection::release_request() {
-  if (req_ && !log_pending_) worker_->give_back(std::move(req_));
+  if (!req_ || log_pending_) return;
+  req_->answer.file.reset();
+  worker_->give_back(std::move(req_));
 }
 
 // ---- reading --------------------------------------------------------------------------------
@@ -195,7 +189,7 @@ void HttpConnection::on_readable() {
         want_read(false);
         return;
       }
-      if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
+      if (log_pending_) log_request(req_->answer.log_status, req_->answer.log_bytes - file_left());
       close();
       return;
     }
@@ -209,7 +203,7 @@ void HttpConnection::on_readable() {
     // shut its sending side still gets all of it.
     if (n == 0 && handler_ && !streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead) {
       log_info("client %s closed the connection while its request was being answered", c_->peer().to_string().c_str());
-      if (log_pending_) slow_->log_status = 499;
+      if (log_pending_) req_->answer.log_status = 499;
     }
     bool answer_coming = blocked() || (handler_ && streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
     if (n == 0 && answer_coming) {
@@ -221,7 +215,7 @@ void HttpConnection::on_readable() {
       return;
     }
     // The client closed or reset: nothing can be answered any more.
-    if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
+    if (log_pending_) log_request(req_->answer.log_status, req_->answer.log_bytes - file_left());
     close();
     return;
   }
@@ -235,15 +229,14 @@ void HttpConnection::on_readable() {
     if (!closed() && used < static_cast<size_t>(n)) {
       // Bytes after the last request that will be answered are dropped, but they were sent: the
       // connection lingers rather than close on them.
-      if (phase_ != Phase::kDone) in_.assign(buf + used, static_cast<size_t>(n) - used);
+      if (phase_ != Phase::kDone) in_.assign(std::string_view(buf + used, static_cast<size_t>(n) - used));
       else unread_input_ = true;
     }
   } else {
     in_.append(buf, static_cast<size_t>(n));
     size_t used = feed(in_.data(), in_.size());
     if (!closed()) {
-      in_.erase(0, used);
-      if (in_.empty()) std::string().swap(in_);
+      in_.consume(used);
     }
   }
   if (closed()) return;
@@ -290,26 +283,29 @@ size_t HttpConnection::feed(const char* data, size_t len) {
     if (phase_ == Phase::kDone || phase_ == Phase::kLinger) break;
     // Answer in order: wait for the output, and for the handler answering the request before.
     if (phase_ == Phase::kIdle && (blocked() || handler_busy())) break;
-    if (reparse_) {
-      llhttp_init(&parser_, HTTP_REQUEST, settings());
-      parser_.data = this;
+    if (!req_ || reparse_) {
+      // A new head: the parser starts afresh (it lives in the request, taken now when the
+      // connection was idle).
+      if (!req_) req_ = worker_->take_request();
+      llhttp_init(&req_->parser, HTTP_REQUEST, settings());
+      req_->parser.data = this;
       reparse_ = false;
       phase_ = Phase::kIdle;
     }
     const char* start = data + pos;
-    if (phase_ == Phase::kIdle) msg_start_ = start;
-    llhttp_errno_t err = llhttp_execute(&parser_, start, len - pos);
+    if (phase_ == Phase::kIdle) req_->msg_start = start;
+    llhttp_errno_t err = llhttp_execute(&req_->parser, start, len - pos);
     if (err == HPE_PAUSED) {
       // A message is complete and answered; go on with what follows it (pipelining).
-      const char* stop = llhttp_get_error_pos(&parser_);
-      llhttp_resume(&parser_);
+      const char* stop = llhttp_get_error_pos(&req_->parser);
+      llhttp_resume(&req_->parser);
       pos = static_cast<size_t>(stop - data);
       continue;
     }
     if (err == HPE_PAUSED_UPGRADE) {
       // The request asked to switch protocols and its handler carries the switch: what follows it
       // is no longer HTTP. Whatever the handler answers, no other request is read here.
-      const char* stop = llhttp_get_error_pos(&parser_);
+      const char* stop = llhttp_get_error_pos(&req_->parser);
       phase_ = Phase::kTunnel;
       keep_alive_ = false;
       clear_deadline();
@@ -323,13 +319,13 @@ size_t HttpConnection::feed(const char* data, size_t len) {
     if (err == HPE_OK) {
       if (phase_ == Phase::kHead) {
         // The head is not complete: keep it whole, and parse it again when the rest arrives.
-        size_t have = static_cast<size_t>(data + len - msg_start_);
+        size_t have = static_cast<size_t>(data + len - req_->msg_start);
         if (have > group_->default_server->s.client_header_buffer_size) {
-          fail_request(url_end_ ? 431 : 414);
+          fail_request(req_->url_end ? 431 : 414);
           return len;
         }
         reparse_ = true;
-        return static_cast<size_t>(msg_start_ - data);
+        return static_cast<size_t>(req_->msg_start - data);
       }
       return len;
     }
@@ -337,17 +333,17 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       // A handler is waiting for the body and has answered nothing yet: it stops, and the client
       // hears why.
       end_handler(true);
-      fail_request(error_status_ ? error_status_ : 400);
+      fail_request(req_->error_status ? req_->error_status : 400);
       return len;
     }
     if (phase_ == Phase::kBody) {
       // The answer is out already: a body that breaks its framing or its limit ends the
       // connection, and nothing is answered twice.
-      abandon(error_status_ == 413 ? "client_max_body_size exceeded" : llhttp_get_error_reason(&parser_));
+      abandon(req_->error_status == 413 ? "client_max_body_size exceeded" : llhttp_get_error_reason(&req_->parser));
       return len;
     }
-    int status = error_status_;
-    if (!status) status = status_for_parse_error(err, msg_start_, data + len);
+    int status = req_->error_status;
+    if (!status) status = status_for_parse_error(err, req_->msg_start, data + len);
     fail_request(status);
     return len;
   }
@@ -357,11 +353,11 @@ size_t HttpConnection::feed(const char* data, size_t len) {
 int HttpConnection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
   c->phase_ = Phase::kHead;
-  c->url_end_ = nullptr;
-  c->error_status_ = 0;
+  c->req_->url_end = nullptr;
+  c->req_->error_status = 0;
   c->clean_end_ = false;
-  c->body_received_ = 0;
-  c->request_start_ = c->loop_->now();
+  c->req_->body_received = 0;
+  c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
   return 0;
@@ -371,10 +367,10 @@ int HttpConnection::on_url(llhttp_t* p, const char* at, size_t len) {
   auto* c = static_cast<HttpConnection*>(p->data);
   Request& r = *c->req_;
   r.target = std::string_view(at, len);
-  c->url_end_ = at + len;
+  c->req_->url_end = at + len;
   uint64_t limit = c->group_->default_server->s.client_header_buffer_size;
-  if (static_cast<uint64_t>(c->url_end_ - c->msg_start_) > limit) {
-    c->error_status_ = 414;
+  if (static_cast<uint64_t>(c->req_->url_end - c->req_->msg_start) > limit) {
+    c->req_->error_status = 414;
     return -1;
   }
   return 0;
@@ -384,8 +380,8 @@ int HttpConnection::on_url_complete(llhttp_t* p) {
   // llhttp reads "GET /" followed by the end of the line as HTTP/0.9 and waits for headers that
   // will never come. A request line must carry a version: 400 at once.
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (c->url_end_ && *c->url_end_ != ' ') {
-    c->error_status_ = 400;
+  if (c->req_->url_end && *c->req_->url_end != ' ') {
+    c->req_->error_status = 400;
     return -1;
   }
   return 0;
@@ -395,9 +391,9 @@ int HttpConnection::on_body_bytes(llhttp_t* p, const char*, size_t len) {
   // Body data, and also chunk extensions and trailer fields: those are not kept, but they are bytes
   // of the body a client sends and count against the same bound, or a discard could go on for ever.
   auto* c = static_cast<HttpConnection*>(p->data);
-  c->body_received_ += len;
-  if (c->body_received_ > c->body_limit_) {
-    c->error_status_ = 413;
+  c->req_->body_received += len;
+  if (c->req_->body_received > c->req_->body_limit) {
+    c->req_->error_status = 413;
     return -1;
   }
   return 0;
@@ -417,7 +413,7 @@ int HttpConnection::on_header_field(llhttp_t* p, const char* at, size_t len) {
   if (c->phase_ != Phase::kHead) return on_body_bytes(p, at, len);  // a trailer field
   Request& r = *c->req_;
   if (r.header_count == kMaxHeaders) {
-    c->error_status_ = 431;
+    c->req_->error_status = 431;
     return -1;
   }
   r.headers[r.header_count++] = Header{std::string_view(at, len), {}};
@@ -432,8 +428,8 @@ int HttpConnection::on_header_value(llhttp_t* p, const char* at, size_t len) {
   Header& h = r.headers[r.header_count - 1];
   h.value = std::string_view(at, len);
   uint64_t limit = c->group_->default_server->s.client_header_buffer_size;
-  if (c->msg_start_ && static_cast<uint64_t>(at + len - c->msg_start_) > limit) {
-    c->error_status_ = 431;
+  if (c->req_->msg_start && static_cast<uint64_t>(at + len - c->req_->msg_start) > limit) {
+    c->req_->error_status = 431;
     return -1;
   }
   std::string_view n = h.name;
@@ -484,7 +480,7 @@ int HttpConnection::on_headers_complete(llhttp_t* p) {
     p->upgrade = 0;
     c->req_->tunnel = false;
   }
-  if (c->error_status_) return -1;
+  if (c->req_->error_status) return -1;
   c->phase_ = Phase::kBody;
   return 0;
 }
@@ -493,8 +489,8 @@ int HttpConnection::on_chunk_header(llhttp_t* p) {
   // The size is known before the bytes: a chunk that cannot fit is refused now, not after it
   // arrived.
   auto* c = static_cast<HttpConnection*>(p->data);
-  if (p->content_length > c->body_limit_ - c->body_received_) {
-    c->error_status_ = 413;
+  if (p->content_length > c->req_->body_limit - c->req_->body_received) {
+    c->req_->error_status = 413;
     return -1;
   }
   return 0;
@@ -511,7 +507,7 @@ int HttpConnection::on_message_complete(llhttp_t* p) {
 
 const char* HttpConnection::head_end() const {
   const Request& req = *req_;
-  if (req.header_count == 0) return url_end_;
+  if (req.header_count == 0) return req_->url_end;
   const Header& last = req.headers[req.header_count - 1];
   return last.value.data() ? last.value.data() + last.value.size() : last.name.data() + last.name.size();
 }
@@ -520,7 +516,7 @@ int HttpConnection::check_head(Request& req) {
   if (req.version_major != 1) return 505;
   // Bytes up to the end of the last header value; the terminating CRLF pair was checked by llhttp.
   const char* end = head_end();
-  if (end && !head_is_clean(msg_start_, end)) return 400;
+  if (end && !head_is_clean(req_->msg_start, end)) return 400;
   // A field name is a token: llhttp lets "Name : value" and "Na me: value" through.
   for (size_t i = 0; i < req.header_count; i++) {
     std::string_view name = req.headers[i].name;
@@ -528,11 +524,11 @@ int HttpConnection::check_head(Request& req) {
     for (char ch : name) ok = ok && is_tchar(static_cast<unsigned char>(ch));
     if (!ok) return 400;
   }
-  if ((parser_.flags & F_CONTENT_LENGTH) && (parser_.flags & F_TRANSFER_ENCODING)) return 400;
-  if (parser_.flags & F_TRANSFER_ENCODING || !req.transfer_encoding.empty()) {
+  if ((req_->parser.flags & F_CONTENT_LENGTH) && (req_->parser.flags & F_TRANSFER_ENCODING)) return 400;
+  if (req_->parser.flags & F_TRANSFER_ENCODING || !req.transfer_encoding.empty()) {
     // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
     if (req.version_minor == 0) return 400;
-    if (!transfer_encoding_is_chunked(req.headers, req.header_count, (parser_.flags & F_CHUNKED) != 0)) return 400;
+    if (!transfer_encoding_is_chunked(req.headers, req.header_count, (req_->parser.flags & F_CHUNKED) != 0)) return 400;
   }
   if (req.host_count > 1 || (req.host_count == 0 && req.version_minor >= 1)) return 400;
   if (!host_key(trim(req.host), &req.host_lower)) return 400;
@@ -574,35 +570,35 @@ int HttpConnection::check_head(Request& req) {
 void HttpConnection::handle_head() {
   HttpWorker* w = worker_;
   Request& req = *req_;
-  if (!msg_start_) msg_start_ = req.target.data();
-  req.method_id = parser_.method;
-  req.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
-  req.version_major = parser_.http_major;
-  req.version_minor = parser_.http_minor;
+  if (!req_->msg_start) req_->msg_start = req.target.data();
+  req.method_id = req_->parser.method;
+  req.method = llhttp_method_name(static_cast<llhttp_method_t>(req_->parser.method));
+  req.version_major = req_->parser.http_major;
+  req.version_minor = req_->parser.http_minor;
   requests_++;
 
-  error_status_ = check_head(req);
-  if (error_status_) return;
+  req_->error_status = check_head(req);
+  if (req_->error_status) return;
 
   server_ = group_->find_server(req.host_lower);
   location_ = server_->find_location(req.path);
   const Settings& s = location_->s;
 
-  req.chunked = (parser_.flags & F_CHUNKED) != 0;
-  req.content_length = (parser_.flags & F_CONTENT_LENGTH) ? parser_.content_length : 0;
+  req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
+  req.content_length = (req_->parser.flags & F_CONTENT_LENGTH) ? req_->parser.content_length : 0;
   req.has_body = req.chunked || req.content_length > 0;
-  body_limit_ = s.client_max_body_size ? s.client_max_body_size : UINT64_MAX;
-  if (req.content_length > body_limit_) {
-    error_status_ = 413;
+  req_->body_limit = s.client_max_body_size ? s.client_max_body_size : UINT64_MAX;
+  if (req.content_length > req_->body_limit) {
+    req_->error_status = 413;
     return;
   }
 
-  keep_alive_ = llhttp_should_keep_alive(&parser_) && !draining_ && !w->draining() &&
+  keep_alive_ = llhttp_should_keep_alive(&req_->parser) && !draining_ && !w->draining() &&
                 requests_ < s.keepalive_requests && s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
 
   if (!req.expect.empty()) {
     if (!iequals(trim(req.expect), "100-continue")) {
-      error_status_ = 417;
+      req_->error_status = 417;
       return;
     }
     // The body is read (and discarded) after the answer: a client waiting for leave to send it
@@ -629,7 +625,7 @@ void HttpConnection::answer(Request& req) {
   vars.req = &req;
   vars.server = server_;
   vars.peer = &c_->peer();
-  vars.local = &listening_->addr;
+  vars.local = &c_->listening()->addr;
   if (server_->server_return) {
     reply_return(&r, server_->server_return.get(), vars);
   } else if (location_->return_code) {
@@ -663,7 +659,7 @@ void HttpConnection::answer(Request& req) {
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;
   if (file_pending_) {
-    Slow& sl = slow();
+    Request::Answer& sl = req_->answer;
     sl.file = std::move(r.file);
     sl.file_offset = r.file_offset;
     sl.file_bytes = r.file_bytes;
@@ -674,8 +670,8 @@ void HttpConnection::answer(Request& req) {
 
 void HttpConnection::save_log(int status, uint64_t body_bytes) {
   // The entry is written when the response is done, after the read buffer has moved on.
-  req_->own(msg_start_, head_end());
-  Slow& sl = slow();
+  req_->own(req_->msg_start, head_end());
+  Request::Answer& sl = req_->answer;
   log_pending_ = true;
   sl.log_status = status;
   sl.log_bytes = body_bytes;
@@ -691,34 +687,44 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   e.status = status;
   e.body_bytes = body_bytes;
   e.version_major = 1;
-  e.request_time = loop_->now() - request_start_;
+  e.request_time = c_->loop()->now() - req_->start_time;
   e.method = req.method;
   e.target = req.target;
   e.version_minor = req.version_minor;
   e.referer = req.referer;
   e.user_agent = req.user_agent;
-  if (slow_ && !slow_->upstream_addr.empty()) {
-    e.upstream_addr = slow_->upstream_addr;
-    e.upstream_status = slow_->upstream_status;
-    e.upstream_response_time = slow_->upstream_time;
+  std::string addrs, statuses, times;
+  if (!req.answer.upstream_tries.empty()) {
+    // Each server asked, in order, as nginx's $upstream_addr / _status / _response_time.
+    for (const UpstreamTry& t : req.answer.upstream_tries) {
+      if (!addrs.empty()) {
+        addrs.append(", ");
+        statuses.append(", ");
+        times.append(", ");
+      }
+      addrs.append(t.addr);
+      if (t.status > 0) statuses.append(std::to_string(t.status));
+      else statuses.push_back('-');
+      char buf[32];
+      int n = snprintf(buf, sizeof(buf), "%.3f", t.seconds < 0 ? 0.0 : t.seconds);
+      times.append(buf, static_cast<size_t>(n));
+    }
+    e.upstream_addr = addrs;
+    e.upstream_status = statuses;
+    e.upstream_response_time = times;
   }
   access_log(s, e);
-  if (slow_) {
-    slow_->upstream_addr.clear();
-    slow_->upstream_status.clear();
-    slow_->upstream_time.clear();
-  }
 }
 
 void HttpConnection::handle_message_complete() {
   phase_ = keep_alive_ ? Phase::kIdle : Phase::kDone;
   clean_end_ = true;
-  url_end_ = nullptr;
+  req_->url_end = nullptr;
   if (handler_) {
     handler_->on_request_body_end();
     return;
   }
-  if (log_pending_ && !file_pending_ && !blocked()) log_request(slow_->log_status, slow_->log_bytes);
+  if (log_pending_ && !file_pending_ && !blocked()) log_request(req_->answer.log_status, req_->answer.log_bytes);
 }
 
 void HttpConnection::abandon(const char* why) {
@@ -728,7 +734,7 @@ void HttpConnection::abandon(const char* why) {
     end_handler(true);
     streaming_ = false;
   }
-  if (log_pending_ && !file_pending_ && !blocked()) log_request(slow_->log_status, slow_->log_bytes);
+  if (log_pending_ && !file_pending_ && !blocked()) log_request(req_->answer.log_status, req_->answer.log_bytes);
   keep_alive_ = false;
   clean_end_ = false;
   phase_ = Phase::kDone;
@@ -739,7 +745,7 @@ void HttpConnection::fail_request(int status) {
   HttpWorker* w = worker_;
   const Settings& s = settings_now();
   file_pending_ = false;
-  if (slow_) slow_->file.reset();
+  if (req_) req_->answer.file.reset();
   log_pending_ = false;
   Reply r;
   r.out = &w->out;
@@ -759,12 +765,12 @@ void HttpConnection::fail_request(int status) {
     e.version_minor = 1;
     // The request line, when this connection's parser read one whole (its own bytes, still in
     // the buffer being parsed).
-    if (req_ && url_end_ && status != 414) {
-      e.method = llhttp_method_name(static_cast<llhttp_method_t>(parser_.method));
+    if (req_ && req_->url_end && status != 414) {
+      e.method = llhttp_method_name(static_cast<llhttp_method_t>(req_->parser.method));
       e.target = req_->target;
-      if (parser_.http_major == 1) e.version_minor = parser_.http_minor;
+      if (req_->parser.http_major == 1) e.version_minor = req_->parser.http_minor;
     }
-    e.request_time = loop_->now() - request_start_;
+    e.request_time = c_->loop()->now() - req_->start_time;
     access_log(s, e);
   }
   keep_alive_ = false;
@@ -801,7 +807,7 @@ bool HttpConnection::flush() {
     w->out.clear();
   }
   if (file_pending_) {
-    Slow& r = *slow_;
+    Request::Answer& r = req_->answer;
     q.append_file(std::move(r.file), r.file_offset, r.file_bytes);
     file_pending_ = false;
   }
@@ -817,13 +823,13 @@ bool HttpConnection::flush() {
     }
   }
   if (log_pending_ && !streaming_ && !handler_busy() && phase_ != Phase::kBody && phase_ != Phase::kHead)
-    log_request(slow_->log_status, slow_->log_bytes);
+    log_request(req_->answer.log_status, req_->answer.log_bytes);
   return true;
 }
 
 void HttpConnection::output_failed() {
   // The client is gone: whatever is left of the response cannot be sent.
-  if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
+  if (log_pending_) log_request(req_->answer.log_status, req_->answer.log_bytes - file_left());
   close();
 }
 
@@ -832,11 +838,9 @@ void HttpConnection::output_failed() {
 void HttpConnection::start_handler(RequestHandler* h) {
   // The request now outlives the read buffer it was parsed from.
   save_log(0, 0);
-  slow_->upstream_addr.clear();
-  slow_->upstream_status.clear();
-  slow_->upstream_time.clear();
+  req_->answer.upstream_tries.clear();
   handler_ = h;
-  stream_bytes_ = 0;
+  req_->stream_bytes = 0;
   streaming_ = false;
   chunked_out_ = false;
   body_paused_ = false;
@@ -855,7 +859,7 @@ void HttpConnection::end_handler(bool abort) {
     clean_end_ = false;
   }
   if (abort) h->on_abort();
-  loop_->defer_delete(h);
+  c_->loop()->defer_delete(h);
   if (!closed() && !c_->wants_read() && phase_ != Phase::kLinger && !blocked()) want_read(true);
 }
 
@@ -893,7 +897,7 @@ void HttpConnection::start(const ResponseStart& r) {
   if (switching) w->out.append("Connection: upgrade\r\n");
   end_head(&w->out, h);
   streaming_ = true;
-  slow().log_status = r.status;
+  req_->answer.log_status = r.status;
   // A tunnel's client waits for the 101 before it sends anything: it leaves now. Otherwise the head
   // waits for push() or the first body bytes, to leave with them.
   if (switching && !in_feed_) flush();
@@ -908,7 +912,7 @@ bool HttpConnection::write(const char* data, size_t len) {
   if (!streaming_ || closed()) return false;
   if (!body_allowed_ || len == 0) return true;
   HttpWorker* w = worker_;
-  stream_bytes_ += len;
+  req_->stream_bytes += len;
   if (chunked_out_) {
     char size[24];
     int n = snprintf(size, sizeof(size), "%zx\r\n", len);
@@ -927,7 +931,7 @@ void HttpConnection::finish() {
   if (!handler_) return;
   if (streaming_ && chunked_out_ && body_allowed_) worker_->out.append("0\r\n\r\n");
   streaming_ = false;
-  if (slow_) slow_->log_bytes = stream_bytes_;
+  req_->answer.log_bytes = req_->stream_bytes;
   end_handler(false);
   if (in_feed_ || closed()) return;
   if (flush()) after_output();
@@ -953,12 +957,12 @@ void HttpConnection::fail(int status) {
     vars.req = req_.get();
     vars.server = server_;
     vars.peer = &c_->peer();
-    vars.local = &listening_->addr;
+    vars.local = &c_->listening()->addr;
     reply_error_page(w, server_, *req_, &r, start, s, vars);
   }
   keep_alive_ = r.keep_alive;
   if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
-  Slow& sl = slow();
+  Request::Answer& sl = req_->answer;
   sl.log_status = r.status;
   sl.log_bytes = r.body_bytes;
   // A page large enough to go by sendfile follows the head.
@@ -980,7 +984,7 @@ void HttpConnection::abort() {
   streaming_ = false;
   keep_alive_ = false;
   clean_end_ = false;
-  if (slow_) slow_->log_bytes = stream_bytes_;
+  req_->answer.log_bytes = req_->stream_bytes;
   if (phase_ != Phase::kLinger) phase_ = Phase::kDone;
   end_handler(false);
   if (in_feed_ || closed()) return;
@@ -993,21 +997,10 @@ void HttpConnection::resume_body() {
   if (!closed() && (phase_ == Phase::kBody || phase_ == Phase::kTunnel)) want_read(true);
 }
 
-uint64_t HttpConnection::body_bytes_sent() const { return stream_bytes_; }
+uint64_t HttpConnection::body_bytes_sent() const { return req_->stream_bytes; }
 
 void HttpConnection::note_upstream(std::string_view addr, int status, double seconds) {
-  Slow& sl = slow();
-  if (!sl.upstream_addr.empty()) {
-    sl.upstream_addr.append(", ");
-    sl.upstream_status.append(", ");
-    sl.upstream_time.append(", ");
-  }
-  sl.upstream_addr.append(addr);
-  if (status > 0) sl.upstream_status.append(std::to_string(status));
-  else sl.upstream_status.push_back('-');
-  char t[32];
-  int n = snprintf(t, sizeof(t), "%.3f", seconds < 0 ? 0.0 : seconds);
-  sl.upstream_time.append(t, static_cast<size_t>(n));
+  req_->answer.upstream_tries.push_back(UpstreamTry{addr, status, seconds});
 }
 
 void HttpConnection::wait_for_output() {
@@ -1084,8 +1077,7 @@ void HttpConnection::process_held_input() {
   set_deadline(seconds(settings_now().client_header_timeout_ms));
   size_t used = feed(in_.data(), in_.size());
   if (closed()) return;
-  in_.erase(0, used);
-  if (in_.empty()) std::string().swap(in_);
+  in_.consume(used);
   if (flush()) after_output();
 }
 
@@ -1098,7 +1090,7 @@ void HttpConnection::finish_or_close() {
     return;
   }
   phase_ = Phase::kLinger;
-  std::string().swap(in_);
+  in_.clear();
   c_->shutdown_write();
   want_write(false);
   want_read(true);
@@ -1127,7 +1119,7 @@ void HttpConnection::on_timeout() {
   }
   // Header, body, send, keep-alive and linger timeouts all end the connection without a response:
   // a client that stalls gets nothing more from us.
-  if (log_pending_) log_request(slow_->log_status, slow_->log_bytes - file_left());
+  if (log_pending_) log_request(req_->answer.log_status, req_->answer.log_bytes - file_left());
   close();
 }
 

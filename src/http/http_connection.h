@@ -147,19 +147,16 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
 
   HttpWorker* worker_;
   Connection* c_;
-  EventLoop* loop_;
-  Listening* listening_;
   ListenGroup* group_;
   const Server* server_ = nullptr;
   const Location* location_ = nullptr;
-  llhttp_t parser_;
   std::unique_ptr<Request> req_;  // the request being read or answered; taken from the worker
   Phase phase_ = Phase::kIdle;
   bool reparse_ = false;       // in_ holds the start of a head: parse it again from its start
   bool keep_alive_ = true;     // the response in progress keeps the connection
   bool draining_ = false;
   bool clean_end_ = false;     // the last request was read to its end without error
-  bool file_pending_ = false;  // slow_->file goes out after the worker's output buffer
+  bool file_pending_ = false;  // req_->file goes out after the worker's output buffer
   bool body_paused_ = false;   // the handler holds the request body back
   bool streaming_ = false;     // the handler's response has started and is not finished
   bool chunked_out_ = false;   // ... and is sent chunked
@@ -169,41 +166,42 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool log_pending_ = false;   // the request is logged when the response is done
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
-  int error_status_ = 0;       // set by a callback that refuses the request
   uint32_t requests_ = 0;
   int send_queue_ = 0;         // bytes in the socket's send queue when the output last stalled
-  const char* msg_start_ = nullptr;  // first byte of the head being parsed
-  const char* url_end_ = nullptr;
-  uint64_t body_received_ = 0;
-  uint64_t body_limit_ = 0;
-  double request_start_ = 0;
 
-  std::string in_;
+  // Bytes read and not yet parsed: an unfinished head, or what a client sent ahead (pipelining).
+  // Rare, so held out of line: a connection without any costs one pointer.
+  class HeldInput {
+   public:
+    bool empty() const { return !s_; }
+    size_t size() const { return s_ ? s_->size() : 0; }
+    const char* data() const { return s_ ? s_->data() : nullptr; }
+    void assign(std::string_view v) {
+      if (v.empty()) return clear();
+      if (!s_) s_ = std::make_unique<std::string>();
+      s_->assign(v);
+    }
+    void append(const char* p, size_t n) {
+      if (!s_) s_ = std::make_unique<std::string>();
+      s_->append(p, n);
+    }
+    void consume(size_t n) {
+      if (!s_) return;
+      if (n >= s_->size()) return clear();
+      s_->erase(0, n);
+    }
+    void clear() { s_.reset(); }
+
+   private:
+    std::unique_ptr<std::string> s_;  // never empty when set
+  };
+  HeldInput in_;
   // The asynchronous handler of the request in progress (null when none). Deleted through the loop:
   // it may be the caller when it ends.
   RequestHandler* handler_ = nullptr;
-  uint64_t stream_bytes_ = 0;  // body bytes the handler sent
 
-  // What only some responses need: a file to send, a log entry waiting for the end of the
-  // response. Allocated on first use, so that the common connection stays small.
-  struct Slow {
-    Fd file;                  // queued after the memory output
-    off_t file_offset = 0;
-    uint64_t file_bytes = 0;
-    uint64_t log_bytes = 0;
-    int log_status = 0;
-    // The servers a proxied request tried, for the access log.
-    std::string upstream_addr;
-    std::string upstream_status;
-    std::string upstream_time;
-  };
-  Slow& slow() {
-    if (!slow_) slow_ = std::make_unique<Slow>();
-    return *slow_;
-  }
-  // What of the response is not out yet, for the log line of a response cut short.
+  // The part of a file response not yet sent (the request keeps the log entry's figures).
   uint64_t file_left() const { return c_->out().bytes(); }
-  std::unique_ptr<Slow> slow_;
 };
 
 }  // namespace baton::http

@@ -90,13 +90,14 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
 
   void next_attempt();
   void connected();
-  void build_head(bool chunked_body, uint64_t length);
+  void build_head(std::string* out, bool chunked_body, uint64_t length);
   void send_body(const char* data, size_t len);
   bool flush_upstream();
   void read_response();
-  bool parse_head();
+  bool parse_heads(const char* data, size_t len);
+  bool feed_body(const char* data, size_t len);
   bool head_complete();
-  void response_complete();
+  void response_complete(bool clean = true);
   void attempt_failed(Failure why, int status, const char* what);
   bool can_try_another(bool sent) const;
   bool retry_stale();
@@ -126,7 +127,20 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   UpstreamLink* link_ = nullptr;
   State state_ = State::kWaitBody;
   int server_ = -1;
-  std::vector<bool> tried_;
+  uint64_t tried_bits_ = 0;         // the servers tried so far: the first 64 here,
+  std::vector<bool> tried_more_;    // any others here
+  bool was_tried(size_t i) const {
+    return i < 64 ? (tried_bits_ >> i) & 1 : i < tried_more_.size() && tried_more_[i];
+  }
+  void set_tried(size_t i, bool on) {
+    if (i < 64) {
+      if (on) tried_bits_ |= uint64_t{1} << i;
+      else tried_bits_ &= ~(uint64_t{1} << i);
+      return;
+    }
+    if (tried_more_.size() <= i) tried_more_.resize(pass_.group->servers.size(), false);
+    tried_more_[i] = on;
+  }
   uint32_t tries_ = 0;
   double started_at_;
   bool aborted_ = false;
@@ -136,8 +150,11 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   bool upstream_paused_ = false;  // the client is slow: the upstream is not read
   bool body_paused_ = false;      // the client's body is held back until the upstream takes more
 
-  // The request as sent upstream.
-  std::string head_;
+  // The request as sent upstream: its head is built again for each attempt, with the body's framing
+  // decided at the first.
+  bool framing_set_ = false;
+  bool frame_chunked_ = false;
+  uint64_t frame_length_ = 0;
   bool has_body_;
   bool body_chunked_ = false;   // sent with chunked framing (its length is not known)
   bool body_complete_ = false;  // the client's body has all arrived
@@ -146,15 +163,17 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
 
   // The response.
   llhttp_t parser_;
-  std::string rhead_;           // the response head as received
-  size_t rhead_parsed_ = 0;
-  size_t head_start_ = 0;       // where the head being read begins (after interim responses)
+  // A response head that did not arrive in one read, kept until it is whole (a head that did is
+  // parsed where it was read). Its fields are read while it is parsed, into the worker's
+  // upstream_headers, and used before the parse returns.
+  std::string rhead_;
+  size_t rhead_scanned_ = 0;    // rhead_ has no end of head before this
   int status_ = 0;
-  std::vector<Header> rheaders_;
   std::string location_rewritten_;
   double ka_timeout_ = -1;
   int64_t ka_max_ = -1;
   bool response_done_ = false;
+  bool got_bytes_ = false;      // the current connection has sent something of an answer
   bool parse_error_ = false;
   size_t read_ahead_;        // response bytes that may wait for a slow client before the upstream waits
   bool client_eof_ = false;  // tunnel: the client's side ended; the upstream's follows once sent
@@ -178,7 +197,6 @@ ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
       pass_(pass),
       ps_(hc->location()->s.proxy),
       rt_(hc->worker()->upstreams.get(pass.group)),
-      tried_(pass.group->servers.size(), false),
       started_at_(hc->connection()->loop()->now()),
       has_body_(hc->request().has_body),
       // proxy_buffering: the response is read ahead of a slow client, up to proxy_buffers; without
@@ -257,7 +275,8 @@ void ProxyHandler::next_attempt() {
     return;
   }
   PickInput in;
-  in.tried = &tried_;
+  in.tried_bits = tried_bits_;
+  in.tried = tried_more_.empty() ? nullptr : &tried_more_;
   in.client = &hc_->connection()->peer();
   std::string key;
   if (g.balance == Balance::kHash) {
@@ -285,7 +304,7 @@ void ProxyHandler::next_attempt() {
   attempt_started_ = now;
   noted_ = false;
   status_ = 0;
-  tried_[static_cast<size_t>(server_)] = true;
+  set_tried(static_cast<size_t>(server_), true);
   tries_++;
   // A request that must not be sent twice takes only a connection that cannot be closing.
   bool safe_only = !idempotent(req_.method_id);
@@ -321,17 +340,21 @@ void ProxyHandler::connected() {
   // length; one still coming goes as the client sent it.
   // A body not all here yet streams: from now on it cannot be sent again.
   if (has_body_ && !body_complete_) replayable_ = false;
-  if (head_.empty()) {
-    if (!has_body_) build_head(false, req_.content_length);
-    else if (replayable_ && body_complete_) build_head(false, body_.size());
-    else build_head(req_.chunked, req_.content_length);
+  if (!framing_set_) {
+    framing_set_ = true;
+    if (!has_body_) frame_length_ = req_.content_length;
+    else if (replayable_ && body_complete_) frame_length_ = body_.size();
+    else frame_chunked_ = req_.chunked, frame_length_ = req_.content_length;
   }
+  std::string& head = w_->upstream_head;
+  head.clear();
+  build_head(&head, frame_chunked_, frame_length_);
   // The head and what there is of the body leave in one write (what the socket does not take is
   // queued).
   char size[24];
   iovec iov[5];
   int n = 0;
-  iov[n++] = {head_.data(), head_.size()};
+  iov[n++] = {head.data(), head.size()};
   if (!body_.empty()) {
     if (body_chunked_) {
       int sn = snprintf(size, sizeof(size), "%zx\r\n", body_.size());
@@ -344,10 +367,9 @@ void ProxyHandler::connected() {
   c->send(iov, n);
   // A body kept for another attempt stays; one that streams is gone once sent.
   if (!replayable_) std::string().swap(body_);
-  rheaders_.clear();
   rhead_.clear();
-  rhead_parsed_ = 0;
-  head_start_ = 0;
+  rhead_scanned_ = 0;
+  got_bytes_ = false;
   parse_error_ = false;
   llhttp_init(&parser_, HTTP_RESPONSE, parser_settings());
   parser_.data = this;
@@ -359,9 +381,9 @@ void ProxyHandler::connected() {
   }
 }
 
-void ProxyHandler::build_head(bool chunked_body, uint64_t length) {
+void ProxyHandler::build_head(std::string* out, bool chunked_body, uint64_t length) {
   const UpstreamGroup& g = *pass_.group;
-  std::string& h = head_;
+  std::string& h = *out;
   h.reserve(512 + req_.header_count * 32);
   h.append(req_.method);
   h.push_back(' ');
@@ -600,12 +622,14 @@ void ProxyHandler::read_response() {
       return;
     }
     c->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+    got_bytes_ = true;
     if (state_ == State::kHead || state_ == State::kSending) {
-      rhead_.append(buf, static_cast<size_t>(n));
-      if (!parse_head()) return;
-      if (state_ != State::kBody && rhead_.size() > ps_.buffer_size) {
-        attempt_failed(Failure::kError, 502, "upstream sent too big header");
-        return;
+      // A head is parsed where it lies: in this read, or in rhead_ when it came in pieces.
+      if (rhead_.empty()) {
+        if (!parse_heads(buf, static_cast<size_t>(n))) return;
+      } else {
+        rhead_.append(buf, static_cast<size_t>(n));
+        if (!parse_heads(rhead_.data(), rhead_.size())) return;
       }
       continue;
     }
@@ -615,85 +639,108 @@ void ProxyHandler::read_response() {
       continue;
     }
     if (state_ != State::kBody) return;
-    llhttp_errno_t err = llhttp_execute(&parser_, buf, static_cast<size_t>(n));
-    if (aborted_) return;
-    if (err == HPE_PAUSED) {
-      // The response is complete; anything after it is the upstream talking out of turn.
-      if (!response_done_) response_complete();
-      return;
-    }
-    if (err == HPE_OK && !push_and_check()) return;
-    if (err != HPE_OK) {
-      log_error("upstream \"%s\" sent an invalid response body (%s)",
-                pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
-      release_link(false);
-      state_ = State::kDone;
-      hc_->abort();
-      return;
-    }
+    if (!feed_body(buf, static_cast<size_t>(n))) return;
   }
 }
 
-// Parses the response head once it is all there; false when the exchange moved on (failed,
+// The response's heads in data (interim ones, then the final one) and what follows them. Each head
+// is parsed once it is whole, by itself: its fields are views into data until the parse returns.
+// What is left of an unfinished head is kept in rhead_. False when the exchange moved on (failed,
 // completed or aborted) and the caller must stop.
-bool ProxyHandler::parse_head() {
-  // Wait for the whole head: its fields are then views into one string that stays put.
-  size_t from = rhead_parsed_ > 3 ? rhead_parsed_ - 3 : 0;
-  size_t end = rhead_.find("\r\n\r\n", from);
-  if (end == std::string::npos) {
-    if (rhead_.find("\n\n", from) != std::string::npos) {
+bool ProxyHandler::parse_heads(const char* data, size_t len) {
+  const bool kept = !rhead_.empty() && data == rhead_.data();
+  size_t start = 0;
+  size_t scanned = kept ? rhead_scanned_ : 0;
+  for (;;) {
+    std::string_view view(data, len);
+    size_t from = std::max(start, scanned > 3 ? scanned - 3 : 0);
+    size_t end = view.find("\r\n\r\n", from);
+    size_t head_end = end == std::string_view::npos ? len : end + 4;
+    if (view.substr(start, head_end - start).find("\n\n") != std::string_view::npos) {
       attempt_failed(Failure::kError, 502, "upstream sent a response head with bare LF line ends");
       return false;
     }
-    rhead_parsed_ = rhead_.size();
-    return true;
-  }
-  // The same rules as for a client's request: CRLF line ends only, no obs-fold, no control bytes.
-  if (!head_is_clean(rhead_.data() + head_start_, rhead_.data() + end)) {
-    attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
-    return false;
-  }
-  state_ = State::kHead;
-  llhttp_errno_t err = llhttp_execute(&parser_, rhead_.data(), rhead_.size());
-  if (aborted_ || state_ == State::kDone) return false;
-  if (err == HPE_PAUSED_UPGRADE && state_ == State::kTunnel) {
-    // Switched: what came after the head is the tunnel's first bytes; then what the client sent
-    // before the answer.
-    const char* stop = llhttp_get_error_pos(&parser_);
-    size_t rest = static_cast<size_t>(rhead_.data() + rhead_.size() - stop);
-    if (rest > 0) hc_->write(stop, rest);
-    if (aborted_ || !link_ || !push_and_check()) return false;
-    if (!body_.empty()) {
-      link_->conn->out().append(std::string_view(body_));
-      std::string().swap(body_);
-      flush_upstream();
-    }
-    return link_ != nullptr && !aborted_;
-  }
-  if (parse_error_ || (err != HPE_OK && err != HPE_PAUSED)) {
-    if (state_ == State::kBody) {
-      log_error("upstream \"%s\" sent an invalid response body (%s)",
-                pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
-      release_link(false);
-      state_ = State::kDone;
-      hc_->abort();
+    if (head_end - start > ps_.buffer_size) {
+      attempt_failed(Failure::kError, 502, "upstream sent too big header");
       return false;
     }
-    attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
+    if (end == std::string_view::npos) {
+      // Not whole yet: kept (from its start) until the rest arrives.
+      if (kept) rhead_.erase(0, start);
+      else rhead_.assign(data + start, len - start);
+      rhead_scanned_ = rhead_.size();
+      return true;
+    }
+    // The same rules as for a client's request: CRLF line ends only, no obs-fold, no control bytes.
+    if (!head_is_clean(data + start, data + end)) {
+      attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
+      return false;
+    }
+    state_ = State::kHead;
+    w_->upstream_headers.clear();
+    llhttp_errno_t err = llhttp_execute(&parser_, data + start, head_end - start);
+    if (aborted_ || state_ == State::kDone) return false;
+    if (parse_error_ || (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)) {
+      attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
+      return false;
+    }
+    if (state_ == State::kHead) {
+      // An interim (1xx) response: what follows it is the next head.
+      start = scanned = head_end;
+      continue;
+    }
+    // The final head has gone to the client; the bytes after it are the body's (or the tunnel's).
+    // They are copied on before rhead_, which may hold them, is let go.
+    const char* rest = data + head_end;
+    size_t rest_len = len - head_end;
+    bool go_on;
+    if (err == HPE_PAUSED_UPGRADE && state_ == State::kTunnel) {
+      // Switched: what came after the head is the tunnel's first bytes; then what the client sent
+      // before the answer.
+      if (rest_len > 0) hc_->write(rest, rest_len);
+      go_on = !aborted_ && link_ && push_and_check();
+      if (go_on && !body_.empty()) {
+        link_->conn->out().append(std::string_view(body_));
+        std::string().swap(body_);
+        flush_upstream();
+        go_on = link_ != nullptr && !aborted_;
+      }
+    } else if (err == HPE_PAUSED) {
+      // A response without a body: complete. Anything after it is the upstream talking out of turn.
+      if (!response_done_) response_complete(rest_len == 0);
+      go_on = false;
+    } else if (state_ != State::kBody) {
+      go_on = false;
+    } else if (rest_len > 0) {
+      // The head and the body bytes that came with it leave in one write.
+      go_on = feed_body(rest, rest_len);
+    } else {
+      go_on = push_and_check();
+    }
+    std::string().swap(rhead_);
+    rhead_scanned_ = 0;
+    return go_on;
+  }
+}
+
+// Body bytes of the response: on to the client as they come.
+bool ProxyHandler::feed_body(const char* data, size_t len) {
+  llhttp_errno_t err = llhttp_execute(&parser_, data, len);
+  if (aborted_) return false;
+  if (err == HPE_PAUSED) {
+    // The response is complete; anything after it is the upstream talking out of turn.
+    const char* stop = llhttp_get_error_pos(&parser_);
+    if (!response_done_) response_complete(stop == data + len);
     return false;
   }
-  if (err == HPE_PAUSED && !response_done_) {
-    response_complete();
+  if (err != HPE_OK) {
+    log_error("upstream \"%s\" sent an invalid response body (%s)",
+              pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
+    release_link(false);
+    state_ = State::kDone;
+    hc_->abort();
     return false;
   }
-  if (state_ == State::kHead) {
-    // Only an interim (1xx) response so far: what follows it is the real head.
-    rhead_parsed_ = rhead_.size();
-    head_start_ = end + 4;
-    return true;
-  }
-  if (state_ != State::kBody) return false;
-  // The head, with the body bytes that came with it, leaves in one write.
   return push_and_check();
 }
 
@@ -728,18 +775,20 @@ const llhttp_settings_t* ProxyHandler::parser_settings() {
 int ProxyHandler::on_header_field(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
   if (self->state_ != State::kHead) return 0;  // trailers are not passed on
-  if (self->rheaders_.size() >= kMaxHeaders) {
+  std::vector<Header>& hs = self->w_->upstream_headers;
+  if (hs.size() >= kMaxHeaders) {
     self->parse_error_ = true;
     return -1;
   }
-  self->rheaders_.push_back(Header{std::string_view(at, len), {}});
+  hs.push_back(Header{std::string_view(at, len), {}});
   return 0;
 }
 
 int ProxyHandler::on_header_value(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
-  if (self->state_ != State::kHead || self->rheaders_.empty()) return 0;
-  self->rheaders_.back().value = std::string_view(at, len);
+  std::vector<Header>& hs = self->w_->upstream_headers;
+  if (self->state_ != State::kHead || hs.empty()) return 0;
+  hs.back().value = std::string_view(at, len);
   return 0;
 }
 
@@ -756,7 +805,7 @@ int ProxyHandler::on_headers_complete(llhttp_t* p) {
       }
       return self->head_complete() ? 0 : -1;
     }
-    self->rheaders_.clear();
+    self->w_->upstream_headers.clear();
     return 0;
   }
   if (!self->head_complete()) return -1;
@@ -792,7 +841,8 @@ bool ProxyHandler::head_complete() {
   std::string_view connection;
   int te_lines = 0;
   bool te_chunked = false;
-  for (const Header& hd : rheaders_) {
+  const std::vector<Header>& rheaders = w_->upstream_headers;
+  for (const Header& hd : rheaders) {
     if (!is_token(hd.name)) {
       log_error("upstream \"%s\" sent an invalid field name", us.text.c_str());
       parse_error_ = true;
@@ -833,13 +883,11 @@ bool ProxyHandler::head_complete() {
   rt_->peers().succeeded(server_, hc_->connection()->loop()->now());
 
   // The fields that go to the client.
-  std::vector<Header> out;
-  out.reserve(rheaders_.size());
-  std::string redirect_from;
-  if (ps_.redirect_default) {
-    redirect_from = "http://" + pass_.proxy_host + (pass_.has_uri ? pass_.uri : std::string("/"));
-  }
-  for (const Header& hd : rheaders_) {
+  std::vector<Header>& out = w_->response_headers;
+  out.clear();
+  std::string_view redirect_from;
+  if (ps_.redirect_default) redirect_from = pass_.redirect_from;
+  for (const Header& hd : rheaders) {
     std::string_view name = hd.name;
     if (status_ == 101 && iequals(name, "upgrade")) {
       out.push_back(hd);
@@ -881,9 +929,9 @@ bool ProxyHandler::head_complete() {
   return true;
 }
 
-void ProxyHandler::response_complete() {
+void ProxyHandler::response_complete(bool clean) {
   response_done_ = true;
-  bool reusable = llhttp_should_keep_alive(&parser_) && body_complete_ && link_ && link_->conn->out().empty() &&
+  bool reusable = clean && llhttp_should_keep_alive(&parser_) && body_complete_ && link_ && link_->conn->out().empty() &&
                   !llhttp_message_needs_eof(&parser_);
   // Bytes after the response (none are expected) make the connection unusable.
   release_link(reusable);
@@ -911,18 +959,18 @@ bool ProxyHandler::can_try_another(bool sent) const {
   if (sent && !idempotent(req_.method_id) && !(ps_.next_upstream & kNextNonIdempotent)) return false;
   double now = hc_->connection()->loop()->now();
   if (ps_.next_upstream_timeout_ms > 0 && now - started_at_ >= ms_to_s(ps_.next_upstream_timeout_ms)) return false;
-  for (size_t i = 0; i < tried_.size(); i++)
-    if (!tried_[i] && rt_->peers().available(static_cast<int>(i), now)) return true;
+  for (size_t i = 0; i < pass_.group->servers.size(); i++)
+    if (!was_tried(i) && rt_->peers().available(static_cast<int>(i), now)) return true;
   return false;
 }
 
 bool ProxyHandler::retry_stale() {
-  if (!reused_ || !rhead_.empty() || response_started_ || !idempotent(req_.method_id) || !replayable_) return false;
+  if (!reused_ || got_bytes_ || response_started_ || !idempotent(req_.method_id) || !replayable_) return false;
   // A pooled connection the upstream had closed before our request could reach it (it failed
   // before any byte of an answer): the request goes again, on a new connection, as if nothing
   // happened. Not a failure of the server, not one of the tries.
   release_link(false);
-  tried_[static_cast<size_t>(server_)] = false;
+  set_tried(static_cast<size_t>(server_), false);
   tries_--;
   fresh_only_ = true;
   next_attempt();

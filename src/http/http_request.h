@@ -7,9 +7,14 @@
 
 #include <llhttp.h>
 
+#include <sys/types.h>
+
 #include <cstdint>
 #include <string>
 #include <string_view>
+#include <vector>
+
+#include "os/unix/fd.h"
 
 namespace baton::http {
 
@@ -20,7 +25,18 @@ struct Header {
 
 constexpr size_t kMaxHeaders = 100;
 
+// One upstream server asked for the request: what the access log's upstream fields show.
+struct UpstreamTry {
+  std::string_view addr;  // the server's text in the configuration, which outlives the worker's requests
+  int status = 0;         // 0: no status (the exchange failed before one)
+  double seconds = 0;
+};
+
 struct Request {
+  // The connection's parser, while this request is read; parked with the request between requests,
+  // so that an idle keep-alive connection carries none.
+  llhttp_t parser;
+
   std::string_view method;
   std::string_view target;  // as sent (logs, $request_uri)
   std::string_view uri;     // origin-form part of target: the path and query of an absolute-form
@@ -53,6 +69,32 @@ struct Request {
   bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
   uint64_t content_length = 0;
 
+  // The connection's reading of the request and its answer (set by the connection; reset() leaves
+  // them alone).
+  const char* msg_start = nullptr;  // first byte of the head being parsed
+  const char* url_end = nullptr;
+  int error_status = 0;             // set by a parser callback that refuses the request
+  uint64_t body_received = 0;
+  uint64_t body_limit = 0;
+  uint64_t stream_bytes = 0;        // body bytes a handler sent
+  double start_time = 0;
+
+  // The answer, as far as it outlives the event that produced it: a file that follows the head, and
+  // what the access log says once the last byte is out. A copy of the request (an internal
+  // redirect's) starts with no answer of its own.
+  struct Answer {
+    Fd file;
+    off_t file_offset = 0;
+    uint64_t file_bytes = 0;
+    int log_status = 0;
+    uint64_t log_bytes = 0;
+    std::vector<UpstreamTry> upstream_tries;
+
+    Answer() = default;
+    Answer(const Answer&) {}
+    Answer& operator=(const Answer&) { return *this; }
+  } answer;
+
   void reset() {
     method = target = uri = query = {};
     header_count = 0;
@@ -64,6 +106,10 @@ struct Request {
     keep_alive = false;
     has_body = chunked = tunnel = false;
     content_length = 0;
+    answer.file.reset();
+    answer.file_offset = answer.file_bytes = answer.log_bytes = 0;
+    answer.log_status = 0;
+    answer.upstream_tries.clear();
     owned.clear();
   }
   std::string_view header(std::string_view name) const;

@@ -53,6 +53,8 @@ struct ProxyPass {
   // (has_uri false) the request's URI goes as the client sent it.
   bool has_uri = false;
   std::string uri;
+  // proxy_redirect default: a Location or Refresh that starts with this is rewritten.
+  std::string redirect_from;
 };
 
 // Conditions of proxy_next_upstream.

@@ -63,6 +63,7 @@ inline bool in_service(const Peer& p, double now) {
 }
 
 inline bool tried(const PickInput& in, uint32_t i) {
+  if (i < 64 && (in.tried_bits >> i) & 1) return true;
   return in.tried != nullptr && i < in.tried->size() && (*in.tried)[i];
 }
 

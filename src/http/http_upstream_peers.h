@@ -14,7 +14,9 @@
 namespace baton::http {
 
 struct PickInput {
-  // Servers this request has tried already (index into the group's servers); empty: none.
+  // Servers this request has tried already (index into the group's servers): the first 64 as bits,
+  // any others in the vector (null: none).
+  uint64_t tried_bits = 0;
   const std::vector<bool>* tried = nullptr;
   const PeerAddr* client = nullptr;  // ip_hash
   std::string_view key;              // hash: the evaluated key

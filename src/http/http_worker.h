@@ -39,6 +39,12 @@ class HttpWorker {
   std::vector<ByteRange> ranges;
   std::string scratch;       // paths and other short-lived strings
   std::string cache_key;     // the file cache's key for the request at hand
+  // The proxy's short-lived parts, which every exchange would otherwise allocate: the request head
+  // for an upstream (built, then sent or queued), the fields of a response head being parsed, and
+  // those that go on to the client.
+  std::string upstream_head;
+  std::vector<Header> upstream_headers;
+  std::vector<Header> response_headers;
   FileCache file_cache;
   UpstreamRuntimes upstreams;  // balancing, passive health and keep-alive pools, per group
 

@@ -109,8 +109,13 @@
 //     truncated-body        a 200 with Content-Length: 1000, the first 10 bytes of the content, close
 //     bad-chunk             a chunked 200 whose first chunk-size line is `zz`
 //     not-http              `SSH-2.0-OpenSSH_9.2\r\n` (a server that speaks another protocol)
+//   /shape/...            a valid 200 with body `ok` sent raw in a given shape, then the connection is
+//                         closed:
+//     hints-then-200        a 103 Early Hints head and the 200 in one write
+//     split-head            the 200's head cut inside a field name, the rest 100 ms later
+//     hints-split           a 103 and the start of the 200's head in one write, the rest 100 ms later
 //   anything else         200, text/plain, body `NAME METHOD TARGET\n` (TARGET as received).
-// A malformed number in a behaviour's path, an unknown /bad/ kind, or a Content-Length over 1 GiB
+// A malformed number in a behaviour's path, an unknown /bad/ or /shape/ kind, or a Content-Length over 1 GiB
 // for /echo → 400 with `Connection: close` (counted and logged: the request itself was valid).
 //
 // Closing: after a response that says `Connection: close`, /close/N, /close-after-response and the

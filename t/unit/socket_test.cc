@@ -240,6 +240,21 @@ TEST(PeerAddr, KeepsIpv4AndIpv6HostAndPort) {
   EXPECT_EQ(std::string(host, n), "2001:db8::1");
 }
 
+TEST(PeerAddr, Ipv4HostIsWrittenAsInetNtopWritesIt) {
+  // Octets of one, two and three digits, zeros and the extremes, against the C library's text.
+  for (const char* text : {"0.0.0.0", "255.255.255.255", "10.0.99.100", "1.22.103.9", "192.168.0.1", "127.0.0.1"}) {
+    SockAddr a;
+    ASSERT_EQ(parse_sockaddr(std::string(text) + ":80", &a), "");
+    PeerAddr p(a);
+    char host[64];
+    size_t n = p.host_into(host, sizeof(host));
+    char want[INET_ADDRSTRLEN];
+    ASSERT_NE(inet_ntop(AF_INET, &reinterpret_cast<const sockaddr_in*>(&a.storage)->sin_addr, want, sizeof(want)), nullptr);
+    EXPECT_EQ(std::string(host, n), want);
+    EXPECT_EQ(std::string(host), text);  // NUL-terminated too
+  }
+}
+
 TEST(PeerAddr, UnixPeerHasNoPath) {
   SockAddr a;
   ASSERT_EQ(parse_sockaddr("unix:/tmp/some.sock", &a), "");

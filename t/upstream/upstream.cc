@@ -705,6 +705,30 @@ bool Connection::handle_one() {
     tunnel();
     return false;
   }
+  if (action.rfind("/shape/", 0) == 0) {
+    // Valid responses in shapes a proxy must cope with: interim heads, heads split across writes.
+    std::string_view what = action.substr(7);
+    std::vector<std::string> parts;
+    if (what == "hints-then-200") {
+      parts = {"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\n"
+               "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"};
+    } else if (what == "split-head") {
+      parts = {"HTTP/1.1 200 OK\r\nX-Part: 1\r\nContent-Le", "ngth: 2\r\n\r\nok"};
+    } else if (what == "hints-split") {
+      parts = {"HTTP/1.1 103 Early Hints\r\nLink: </s.css>; rel=preload\r\n\r\nHTTP/1.1 200 OK\r\nContent-Le",
+               "ngth: 2\r\n\r\nok"};
+    } else {
+      respond_simple(400, r, "unknown /shape/ kind\n", true);
+      close_gracefully();
+      return false;
+    }
+    for (size_t i = 0; i < parts.size(); i++) {
+      if (i > 0) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+      if (!send_all(parts[i])) return false;
+    }
+    close_gracefully();
+    return false;
+  }
   if (action.rfind("/bad/", 0) == 0) {
     std::string_view what = action.substr(5);
     std::string raw;

@@ -41,6 +41,21 @@ PeerAddr::PeerAddr(const SockAddr& a) {
 }
 
 size_t PeerAddr::host_into(char* out, size_t cap) const {
+  if (family() == AF_INET && cap >= INET_ADDRSTRLEN) {
+    // Dotted quad by hand: inet_ntop formats through sprintf, and this runs for every proxied
+    // request (X-Forwarded-For, X-Real-IP) and every access log line.
+    const auto* b = reinterpret_cast<const unsigned char*>(&u.in.sin_addr);
+    size_t n = 0;
+    for (int i = 0; i < 4; i++) {
+      unsigned v = b[i];
+      if (v >= 100) out[n++] = static_cast<char>('0' + v / 100);
+      if (v >= 10) out[n++] = static_cast<char>('0' + v / 10 % 10);
+      out[n++] = static_cast<char>('0' + v % 10);
+      if (i < 3) out[n++] = '.';
+    }
+    out[n] = '\0';
+    return n;
+  }
   SockAddr a;
   if (family() == AF_INET) memcpy(&a.storage, &u.in, sizeof(u.in));
   else if (family() == AF_INET6) memcpy(&a.storage, &u.in6, sizeof(u.in6));
