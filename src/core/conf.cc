@@ -83,6 +83,15 @@ constexpr KeyInfo kKeys[] = {
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"types", kHttp, false},
 
+    // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
+    // replaces the inherited ones.
+    {"ssl_certificate", kHttp | kServer, true},
+    {"ssl_certificate_key", kHttp | kServer, true},
+    {"ssl_protocols", kHttp | kServer, false},
+    {"ssl_ciphers", kHttp | kServer, false},
+    {"ssl_prefer_server_ciphers", kHttp | kServer, false},
+    {"ssl_conf_command", kHttp | kServer, true},
+
     {"listen", kServer, true},
     {"server_name", kServer, false},  // several names in one value
 
@@ -179,13 +188,13 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"fastcgi_param", nullptr}, {"fastcgi_index", nullptr}, {"uwsgi_pass", nullptr}, {"scgi_pass", nullptr},
     {"grpc_pass", nullptr}, {"memcached_pass", nullptr},
     // ssl and http2
-    {"ssl", nullptr}, {"ssl_certificate", nullptr}, {"ssl_certificate_key", nullptr}, {"ssl_protocols", nullptr},
-    {"ssl_ciphers", nullptr}, {"ssl_prefer_server_ciphers", nullptr}, {"ssl_session_cache", nullptr},
+    {"ssl", "is not supported (an address speaks TLS with \"listen = ADDR:PORT ssl\")"},
+    {"ssl_session_cache", nullptr},
     {"ssl_session_timeout", nullptr}, {"ssl_session_tickets", nullptr}, {"ssl_session_ticket_key", nullptr},
     {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling", nullptr}, {"ssl_stapling_verify", nullptr},
     {"ssl_trusted_certificate", nullptr}, {"ssl_client_certificate", nullptr}, {"ssl_verify_client", nullptr},
     {"ssl_verify_depth", nullptr}, {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},
-    {"ssl_early_data", nullptr}, {"ssl_conf_command", nullptr}, {"ssl_crl", nullptr},
+    {"ssl_early_data", nullptr}, {"ssl_crl", nullptr},
     {"ssl_reject_handshake", nullptr}, {"http2", nullptr}, {"http2_max_concurrent_streams", nullptr},
     {"http3", nullptr}, {"quic_retry", nullptr},
 };

@@ -46,6 +46,8 @@ class Transport {
   virtual void shutdown_write(int fd) = 0;
   // Whether this transport owns per-connection state that the connection must delete.
   virtual bool shared() const { return true; }
+  // True when the bytes are protected on the wire (TLS): $scheme is https.
+  virtual bool secure() const { return false; }
 };
 
 class PlainTransport final : public Transport {
@@ -101,6 +103,11 @@ class Connection final : public Deletable {
   Listening* listening() const { return listening_; }
   bool closed() const { return !fd_.valid(); }
   Transport* transport() const { return transport_; }
+  // Replaces the transport (TLS after its handshake has begun); one that is not shared is owned.
+  void set_transport(Transport* t) {
+    if (!transport_->shared()) delete transport_;
+    transport_ = t;
+  }
 
   // ---- transport ------------------------------------------------------------------------------
   ssize_t read(char* buf, size_t len) { return transport_->read(fd_.get(), buf, len); }

@@ -1,7 +1,9 @@
 #include "event/proxy_protocol.h"
 
 #include <arpa/inet.h>
+#include <errno.h>
 #include <netinet/in.h>
+#include <sys/socket.h>
 
 #include <algorithm>
 #include <cstdint>
@@ -382,8 +384,8 @@ ProxyResult parse_proxy_header(const char* data, size_t len, ProxyHeader* out) {
   return ProxyResult::kError;
 }
 
-ProxyProtocolReader::ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg)
-    : c_(c), timeout_(timeout), next_(next), arg_(arg) {}
+ProxyProtocolReader::ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg, bool exact)
+    : c_(c), timeout_(timeout), next_(next), arg_(arg), exact_(exact) {}
 
 void ProxyProtocolReader::start() {
   c_->set_deadline(timeout_);
@@ -394,6 +396,10 @@ void ProxyProtocolReader::start() {
 }
 
 void ProxyProtocolReader::on_readable() {
+  if (exact_) {
+    read_exact();
+    return;
+  }
   char buf[kProxyV2MaxLength];
   ssize_t n = c_->read(buf, sizeof(buf) - in_.size());
   if (n == kIoWantRead || n == kIoWantWrite) return;
@@ -420,6 +426,49 @@ void ProxyProtocolReader::on_readable() {
   // connection.
   std::string rest = in_.substr(ph.length);
   next_(arg_, c_, rest);
+}
+
+// Reads the header and not one byte more (TLS comes next, and its library reads the socket itself):
+// what is there is looked at first, and only the header's bytes are taken.
+void ProxyProtocolReader::read_exact() {
+  char buf[kProxyV2MaxLength];
+  size_t room = sizeof(buf) - in_.size();
+  ssize_t n;
+  do {
+    n = ::recv(c_->fd(), buf, room, MSG_PEEK);
+  } while (n < 0 && errno == EINTR);
+  if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+  if (n <= 0) {
+    c_->close();
+    return;
+  }
+  c_->set_reusable(false);
+  std::string seen = in_;
+  seen.append(buf, static_cast<size_t>(n));
+  ProxyHeader ph;
+  ProxyResult res = parse_proxy_header(seen.data(), seen.size(), &ph);
+  if (res == ProxyResult::kNeedMore && seen.size() >= kProxyV2MaxLength) res = ProxyResult::kError;
+  if (res == ProxyResult::kError) {
+    log_info("broken PROXY protocol header from %s, closing", c_->peer().to_string().c_str());
+    c_->close();
+    return;
+  }
+  // Everything seen is header so far (kNeedMore), or the header ends within it (kDone): take that.
+  size_t take = res == ProxyResult::kDone ? ph.length - in_.size() : static_cast<size_t>(n);
+  ssize_t got;
+  do {
+    got = ::recv(c_->fd(), buf, take, 0);
+  } while (got < 0 && errno == EINTR);
+  if (got != static_cast<ssize_t>(take)) {
+    c_->close();
+    return;
+  }
+  if (res == ProxyResult::kNeedMore) {
+    in_.append(buf, take);
+    return;
+  }
+  if (!ph.local) c_->set_peer(PeerAddr(ph.source));
+  next_(arg_, c_, {});
 }
 
 void ProxyProtocolReader::on_timeout() { c_->close(); }

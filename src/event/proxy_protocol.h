@@ -48,7 +48,9 @@ class ProxyProtocolReader final : public ConnectionHandler {
  public:
   // Installs the next handler on c and starts it with what was read after the header.
   using Next = void (*)(void* arg, Connection* c, std::string_view preread);
-  ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg);
+  // exact: take the header's bytes only and leave what follows in the socket (for TLS, whose
+  // library reads the socket itself); next then gets no preread.
+  ProxyProtocolReader(Connection* c, double timeout, Next next, void* arg, bool exact = false);
   void start();
 
   void on_readable() override;
@@ -56,10 +58,12 @@ class ProxyProtocolReader final : public ConnectionHandler {
   void on_timeout() override;
 
  private:
+  void read_exact();
   Connection* c_;
   double timeout_;
   Next next_;
   void* arg_;
+  bool exact_;
   std::string in_;
 };
 

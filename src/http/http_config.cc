@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "core/strings.h"
+#include "event/tls.h"
 #include "http/http_mime.h"
 #include "http/http_request.h"
 
@@ -301,6 +302,9 @@ struct Parser {
       else if (e.key == "proxy_hide_header") s->proxy.hide_headers.clear();
       else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
       else if (e.key == "error_page") s->error_pages.clear();
+      else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
+      else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
+      else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
     }
   }
 
@@ -536,6 +540,42 @@ struct Parser {
     } else if (k == "send_timeout") {
       duration(e, &s->send_timeout_ms);
       if (s->send_timeout_ms == 0) bad(e, "duration");
+    } else if (k == "ssl_certificate" || k == "ssl_certificate_key") {
+      if (e.value.empty() || e.value.find('$') != std::string::npos) bad(e, "path");
+      bool cert = k == "ssl_certificate";
+      (cert ? s->tls.certificates : s->tls.keys).push_back(resolve_path(prefix, e.value));
+      (cert ? s->tls.certificate_lines : s->tls.key_lines).push_back(e.line);
+    } else if (k == "ssl_protocols") {
+      static const struct {
+        const char* name;
+        int version;
+      } kVersions[] = {{"TLSv1", 0x0301}, {"TLSv1.1", 0x0302}, {"TLSv1.2", 0x0303}, {"TLSv1.3", 0x0304}};
+      int lo = 0, hi = 0;
+      auto words = split_ws(e.value);
+      if (words.empty()) bad(e, "ssl_protocols");
+      for (std::string_view w : words) {
+        int v = 0;
+        for (const auto& kv : kVersions)
+          if (w == kv.name) v = kv.version;
+        if (!v) conf.fail(e.line, "unknown protocol \"" + std::string(w) + "\" in \"ssl_protocols\" (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
+        if (!lo || v < lo) lo = v;
+        if (v > hi) hi = v;
+      }
+      if (static_cast<size_t>(hi - lo + 1) != words.size())
+        conf.fail(e.line, "\"ssl_protocols\" must name a range of versions without a gap (\"" + e.value + "\")");
+      s->tls.min_version = lo;
+      s->tls.max_version = hi;
+      s->tls.protocols_line = e.line;
+    } else if (k == "ssl_ciphers") {
+      if (e.value.empty()) bad(e, "cipher list");
+      s->tls.ciphers = e.value;
+      s->tls.ciphers_line = e.line;
+    } else if (k == "ssl_prefer_server_ciphers") {
+      on_off(e, &s->tls.prefer_server_ciphers);
+    } else if (k == "ssl_conf_command") {
+      if (split_ws(e.value).size() != 2) conf.fail(e.line, "\"ssl_conf_command\" takes a name and a value");
+      s->tls.conf_commands.push_back(e.value);
+      s->tls.conf_commands_line = e.line;
     } else if (k == "client_max_body_size") {
       size(e, &s->client_max_body_size);
     } else if (k == "client_header_buffer_size") {
@@ -939,7 +979,7 @@ struct Parser {
       } else if (w == "proxy_protocol") {
         pl.opts.proxy_protocol = true;
       } else if (w == "ssl") {
-        conf.fail(e.line, "listen option \"" + std::string(w) + "\" is not supported by this build yet");
+        pl.opts.ssl = true;
       } else {
         conf.fail(e.line, "unknown listen option \"" + std::string(w) + "\"");
       }
@@ -961,9 +1001,10 @@ struct Parser {
       g->line = pl.line;
       group = g.get();
       http->listens.push_back(std::move(g));
-    } else if (pl.opts.backlog != 511 || pl.opts.reuseport || pl.opts.proxy_protocol || group->opts.proxy_protocol) {
+    } else if (pl.opts.backlog != 511 || pl.opts.reuseport || pl.opts.proxy_protocol || group->opts.proxy_protocol ||
+               pl.opts.ssl || group->opts.ssl) {
       if (group->opts.backlog != pl.opts.backlog || group->opts.reuseport != pl.opts.reuseport ||
-          group->opts.proxy_protocol != pl.opts.proxy_protocol)
+          group->opts.proxy_protocol != pl.opts.proxy_protocol || group->opts.ssl != pl.opts.ssl)
         conf.fail(pl.line, "listen options for " + pl.addr.to_string() + " conflict with line " + std::to_string(group->line));
     }
     if (pl.default_server) {
@@ -1124,6 +1165,43 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   for (auto& g : http->listens) {
     std::stable_sort(g->wildcards.begin(), g->wildcards.end(),
                      [](const auto& a, const auto& b) { return a.first.size() > b.first.size(); });
+  }
+  for (auto& g : http->listens) {
+    if (!g->opts.ssl) continue;
+    for (Server* srv : g->servers) {
+      if (srv->tls) continue;
+      const TlsSettings& t = srv->s.tls;
+      if (t.certificates.empty())
+        conf.fail(srv->line, "no \"ssl_certificate\" for [server " + srv->name + "], which listens on " + g->text +
+                                 " with ssl (line " + std::to_string(g->line) + ")");
+      if (t.certificates.size() != t.keys.size())
+        conf.fail(t.keys.size() < t.certificates.size() ? t.certificate_lines[t.keys.size()] : t.key_lines[t.certificates.size()],
+                  "each \"ssl_certificate\" needs its \"ssl_certificate_key\" (" + std::to_string(t.certificates.size()) +
+                      " certificates, " + std::to_string(t.keys.size()) + " keys)");
+      TlsServerOptions o;
+      for (size_t i = 0; i < t.certificates.size(); i++) o.certificates.push_back({t.certificates[i], t.keys[i]});
+      o.min_version = t.min_version;
+      o.max_version = t.max_version;
+      o.ciphers = t.ciphers;
+      o.conf_commands = t.conf_commands;
+      o.prefer_server_ciphers = t.prefer_server_ciphers;
+      std::string err;
+      int bad_index = -1;
+      std::unique_ptr<TlsContext> ctx = TlsContext::create_server(o, &err, &bad_index);
+      if (!ctx) {
+        int line = srv->line;
+        if (bad_index >= 0) {
+          size_t i = static_cast<size_t>(bad_index);
+          line = err.starts_with("cannot load certificate \"") ? t.certificate_lines[i] : t.key_lines[i];
+        } else if (err.starts_with("invalid ssl_ciphers")) {
+          line = t.ciphers_line;
+        } else if (err.starts_with("ssl_conf_command")) {
+          line = t.conf_commands_line;
+        }
+        conf.fail(line, err);
+      }
+      srv->tls = std::move(ctx);
+    }
   }
   return http;
 }

@@ -15,6 +15,10 @@
 #include "http/http_variables.h"
 #include "os/unix/socket.h"
 
+namespace baton {
+class TlsContext;
+}
+
 namespace baton::http {
 
 class MimeTypes;
@@ -36,6 +40,20 @@ struct ErrorPage {
 };
 
 // Every key that may stand in [http], [server] or [location] and is inherited downwards.
+// The ssl_* keys of a level. Certificates and keys pair up in the order given.
+struct TlsSettings {
+  std::vector<std::string> certificates, keys;  // absolute paths
+  std::vector<int> certificate_lines, key_lines;
+  int min_version = 0x0303;  // TLS 1.2
+  int max_version = 0x0304;  // TLS 1.3
+  int protocols_line = 0;
+  std::string ciphers;
+  int ciphers_line = 0;
+  bool prefer_server_ciphers = false;
+  std::vector<std::string> conf_commands;
+  int conf_commands_line = 0;
+};
+
 struct Settings {
   std::string root;  // absolute; empty = the prefix's html/
   std::vector<std::string> index = {"index.html"};
@@ -52,6 +70,7 @@ struct Settings {
   std::shared_ptr<AccessLogFile> access_log;  // null: off
   LogFormat access_log_format = LogFormat::kCombined;
   ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
+  TlsSettings tls;
   // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
   std::vector<ErrorPage> error_pages;
   const ErrorPage* error_page_for(int status) const {
@@ -94,6 +113,8 @@ struct Server {
   // A `return` in [server] answers every request of the server before any location is looked at
   // (nginx's habit for a plain-HTTP server that only redirects to HTTPS); null when there is none.
   std::unique_ptr<Location> server_return;
+  // Its TLS context, when it listens on a TLS address (shared: the type stays out of this header).
+  std::shared_ptr<TlsContext> tls;
 
   const Location* find_location(std::string_view path) const;
 };

@@ -360,6 +360,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
+  c->req_->https = c->c_->transport()->secure();
   return 0;
 }
 
@@ -579,6 +580,13 @@ void HttpConnection::handle_head() {
 
   req_->error_status = check_head(req);
   if (req_->error_status) return;
+  if (refuse_plain_) {
+    // nginx's 497 answered as 400: the client spoke plain HTTP to an HTTPS port.
+    log_info("client %s sent a plain HTTP request to the TLS address %s", c_->peer().to_string().c_str(),
+             c_->listening()->addr.to_string().c_str());
+    req_->error_status = 400;
+    return;
+  }
 
   server_ = group_->find_server(req.host_lower);
   location_ = server_->find_location(req.path);

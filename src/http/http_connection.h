@@ -60,6 +60,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void note_upstream(std::string_view addr, int status, double seconds);
 
   // Registers the asynchronous handler of the request in progress (from inside answering it).
+  // The connection came to a TLS address in plain HTTP: its request is answered 400 and it closes.
+  void refuse_plain_http() { refuse_plain_ = true; }
   void start_handler(RequestHandler* h);
   const Request& request() const { return *req_; }
   const Server* server() const { return server_; }
@@ -164,6 +166,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool body_allowed_ = false;  // the handler's response has a body to send
   bool in_feed_ = false;       // parsing: what follows a response waits for the parser to return
   bool log_pending_ = false;   // the request is logged when the response is done
+  bool refuse_plain_ = false;  // plain HTTP on a TLS address
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
   uint32_t requests_ = 0;

@@ -447,7 +447,7 @@ void ProxyHandler::build_head(std::string* out, bool chunked_body, uint64_t leng
     h.append(client);
     h.append("\r\n");
   }
-  if (!overridden("x-forwarded-proto")) h.append("X-Forwarded-Proto: http\r\n");
+  if (!overridden("x-forwarded-proto")) h.append(req_.https ? "X-Forwarded-Proto: https\r\n" : "X-Forwarded-Proto: http\r\n");
   for (const ProxySetHeader& ph : ps_.set_headers) {
     size_t mark = h.size();
     h.append(ph.name);

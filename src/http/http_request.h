@@ -67,6 +67,7 @@ struct Request {
   bool has_body = false;   // a Content-Length > 0 or chunked
   bool chunked = false;
   bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
+  bool https = false;      // arrived over TLS: $scheme https
   uint64_t content_length = 0;
 
   // The connection's reading of the request and its answer (set by the connection; reset() leaves
@@ -104,7 +105,7 @@ struct Request {
     path.clear();
     host_lower.clear();
     keep_alive = false;
-    has_body = chunked = tunnel = false;
+    has_body = chunked = tunnel = https = false;
     content_length = 0;
     answer.file.reset();
     answer.file_offset = answer.file_bytes = answer.log_bytes = 0;

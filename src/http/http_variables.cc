@@ -149,7 +149,7 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
         out->append(text_, p.off, p.len);
         break;
       case Var::kScheme:
-        out->append("http");  // a TLS listener will say https
+        out->append(req.https ? "https" : "http");
         break;
       case Var::kHost:
         // The Host header without its port, lower-cased; without one (HTTP/1.0), the server's name.

@@ -3,7 +3,9 @@
 #include <algorithm>
 #include <cassert>
 
+#include "core/strings.h"
 #include "event/proxy_protocol.h"
+#include "event/tls.h"
 #include "http/http_connection.h"
 
 namespace baton::http {
@@ -30,26 +32,74 @@ void HttpWorker::flush_logs(void* arg) {
   self->conf->flush_logs();
 }
 
+namespace {
+
+// SNI: the context of the server that answers to the name on this address, if it is another one.
+SSL_CTX* select_tls(void* arg, std::string_view name) {
+  auto* group = static_cast<const ListenGroup*>(arg);
+  std::string host;
+  host.reserve(name.size());
+  for (char ch : name) host.push_back(ascii_lower(ch));
+  const Server* srv = group->find_server(host);
+  return srv && srv->tls ? srv->tls->get() : nullptr;
+}
+
+}  // namespace
+
+void HttpWorker::start_tls(HttpWorker* self, Connection* c) {
+  auto* group = static_cast<ListenGroup*>(c->listening()->ctx);
+  TlsHandshake::Params p;
+  p.ctx = group->default_server->tls->get();
+  p.select = select_tls;
+  p.select_arg = group;
+  p.timeout = static_cast<double>(group->default_server->s.client_header_timeout_ms) / 1000.0;
+  p.next = start_http;
+  p.plain = start_http_plain;
+  p.arg = self;
+  auto h = std::make_unique<TlsHandshake>(c, p);
+  TlsHandshake* hs = h.get();
+  c->set_handler(std::move(h));
+  hs->start();
+}
+
 void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
   auto* self = static_cast<HttpWorker*>(arg);
   auto* c = new Connection(self->loop, self->conns, std::move(fd), peer, ls);
   if (ls->opts.proxy_protocol) {
-    // The PROXY protocol header comes first, then HTTP (and, later, TLS before HTTP).
+    // The PROXY protocol header comes first, then TLS (on an ssl address), then HTTP.
     const Settings& s = static_cast<ListenGroup*>(ls->ctx)->default_server->s;
+    bool tls = ls->opts.ssl;
     auto reader = std::make_unique<ProxyProtocolReader>(c, static_cast<double>(s.client_header_timeout_ms) / 1000.0,
-                                                        start_http, self);
+                                                        tls ? start_tls_next : start_http, self, tls);
     ProxyProtocolReader* r = reader.get();
     c->set_handler(std::move(reader));
     r->start();
     return;
   }
+  if (ls->opts.ssl) {
+    start_tls(self, c);
+    return;
+  }
   start_http(self, c, {});
+}
+
+void HttpWorker::start_tls_next(void* arg, Connection* c, std::string_view) {
+  start_tls(static_cast<HttpWorker*>(arg), c);
 }
 
 void HttpWorker::start_http(void* arg, Connection* c, std::string_view preread) {
   auto* self = static_cast<HttpWorker*>(arg);
   auto h = std::make_unique<HttpConnection>(self, c);
   HttpConnection* http = h.get();
+  c->set_handler(std::move(h));
+  http->start(preread);
+}
+
+void HttpWorker::start_http_plain(void* arg, Connection* c, std::string_view preread) {
+  auto* self = static_cast<HttpWorker*>(arg);
+  auto h = std::make_unique<HttpConnection>(self, c);
+  HttpConnection* http = h.get();
+  http->refuse_plain_http();
   c->set_handler(std::move(h));
   http->start(preread);
 }

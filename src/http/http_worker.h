@@ -23,6 +23,10 @@ class HttpWorker {
   static void on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls);
   // Makes HTTP/1 the connection's protocol; preread: bytes already read from it.
   static void start_http(void* arg, Connection* c, std::string_view preread);
+  // A plain HTTP request on a TLS address: answered 400, then the connection closes.
+  static void start_http_plain(void* arg, Connection* c, std::string_view preread);
+  static void start_tls(HttpWorker* self, Connection* c);
+  static void start_tls_next(void* arg, Connection* c, std::string_view preread);
   // Graceful stop: idle connections close, busy ones finish their response with Connection: close.
   void drain();
   bool draining() const { return draining_; }

@@ -15,6 +15,7 @@ std::string Cycle::error_log_path() const {
 std::string listener_key(const SockAddr& addr, const ListenOptions& opts) {
   std::string key = addr.to_string();
   if (opts.proxy_protocol) key += " proxy_protocol";
+  if (opts.ssl) key += " ssl";
   return key;
 }
 

@@ -461,7 +461,7 @@ TEST_F(HttpConfTest, KeysOfOtherSectionsSayWhereTheyBelong) {
 
 TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[http]\ngzip = on\n", 2, "\"gzip\" is not supported yet");
-  expect_error("[server a]\nssl_certificate = conf/cert.pem\n", 2, "\"ssl_certificate\" is not supported yet");
+  expect_error("[server a]\nssl_stapling = on\n", 2, "\"ssl_stapling\" is not supported yet");
   expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
   for (const char* key : {"add_header", "recursive_error_pages", "rewrite", "autoindex", "allow", "deny",
                           "auth_basic", "limit_req", "include", "server_tokens", "charset", "log_format"}) {
@@ -557,7 +557,8 @@ TEST_F(HttpConfTest, BadListen) {
   expect_error("[server a]\nlisten = 8080 fast\n", 2, "unknown listen option \"fast\"");
   expect_error("[server a]\nlisten = 8080 backlog=0\n", 2, "backlog");
   expect_error("[server a]\nlisten = 8080 backlog=x\n", 2, "backlog");
-  expect_error("[server a]\nlisten = 8080 ssl\n", 2, "ssl");
+  expect_error("[server a]\nlisten = 8080 ssl\n", 1, "no \"ssl_certificate\" for [server a], which listens on 8080 with ssl");
+  expect_error("[server a]\nlisten = 8080 ssl ssl\n", 2, "listen option \"ssl\" is given twice");
   expect_error("[server a]\nlisten = 8080\nlisten = 0.0.0.0:8080\n", 3, "duplicate listen");
 }
 

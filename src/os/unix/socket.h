@@ -51,6 +51,7 @@ struct ListenOptions {
   int backlog = 511;
   bool reuseport = false;
   bool proxy_protocol = false;  // connections start with a PROXY protocol header
+  bool ssl = false;             // connections speak TLS
 };
 
 // Opens, binds and listens. On failure returns an invalid Fd and sets *err to "bind() to ... failed (...)".

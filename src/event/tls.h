@@ -1,0 +1,106 @@
+// TLS on OpenSSL behind the connection's transport interface: a server context per certificate set,
+// a transport that reads and writes through an SSL object (never blocking: OpenSSL's "want read" and
+// "want write" become kIoWantRead / kIoWantWrite), and the first handler of a connection on a TLS
+// listener, which drives the handshake on the loop and then hands the connection to HTTP, which never
+// knows that it speaks TLS.
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "event/connection.h"
+
+namespace baton {
+
+struct TlsCertificate {
+  std::string cert;  // PEM file: the certificate, then its chain
+  std::string key;   // PEM file: its private key
+};
+
+struct TlsServerOptions {
+  std::vector<TlsCertificate> certificates;  // one per key type (RSA and ECDSA side by side)
+  int min_version = TLS1_2_VERSION;
+  int max_version = TLS1_3_VERSION;
+  std::string ciphers;                  // TLS 1.2 and below, OpenSSL's syntax; empty: its default
+  std::vector<std::string> conf_commands;  // "Name Value" pairs for SSL_CONF_cmd
+  bool prefer_server_ciphers = false;
+};
+
+// An OpenSSL server context. Made when the configuration is read (so that -t, a start and a reload
+// find a broken certificate), inherited by the workers.
+class TlsContext {
+ public:
+  // Null and *err set ("cannot load certificate "PATH": ...") when a file cannot be used.
+  // *bad_index: the certificate entry at fault, or -1 when the fault is in another option.
+  static std::unique_ptr<TlsContext> create_server(const TlsServerOptions& o, std::string* err, int* bad_index);
+  ~TlsContext();
+  TlsContext(const TlsContext&) = delete;
+  TlsContext& operator=(const TlsContext&) = delete;
+  SSL_CTX* get() const { return ctx_; }
+
+ private:
+  explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
+  SSL_CTX* ctx_;
+};
+
+// Chooses the context for the name a client asked for (SNI); null keeps the one it has.
+using TlsSelect = SSL_CTX* (*)(void* arg, std::string_view name);
+
+class TlsTransport final : public Transport {
+ public:
+  explicit TlsTransport(SSL* ssl) : ssl_(ssl) {}
+  ~TlsTransport() override;
+
+  // Advances the server handshake: 1 when it is done, kIoWantRead / kIoWantWrite, or kIoError.
+  ssize_t handshake();
+  ssize_t read(int fd, char* buf, size_t len) override;
+  ssize_t writev(int fd, const iovec* iov, int iovcnt, bool more) override;
+  void shutdown_write(int fd) override;
+  bool shared() const override { return false; }
+  bool secure() const override { return true; }
+  SSL* ssl() const { return ssl_; }
+
+ private:
+  ssize_t result(int r);
+  SSL* ssl_;
+  bool shut_ = false;
+  // Plaintext gathered from several buffers into one record: a retry after "want write" must offer
+  // OpenSSL the same bytes, which the caller's queue does, gathered here the same way again.
+  std::unique_ptr<char[]> gather_;
+};
+
+// The first handler of a connection on a TLS listener: it reads the ClientHello, answers it, and
+// when the handshake is complete gives the connection, now with a TLS transport, to next. The
+// timeout covers the whole handshake. A client that speaks plain HTTP to the port is handed to
+// plain (which answers it in HTTP and closes); anything else that is not TLS is closed.
+class TlsHandshake final : public ConnectionHandler {
+ public:
+  using Next = void (*)(void* arg, Connection* c, std::string_view preread);
+  struct Params {
+    SSL_CTX* ctx;         // the address's default server's
+    TlsSelect select;     // SNI
+    void* select_arg;
+    double timeout;
+    Next next;
+    Next plain;
+    void* arg;
+  };
+  TlsHandshake(Connection* c, const Params& p) : c_(c), p_(p) {}
+  void start();
+
+  void on_readable() override { step(); }
+  void on_writable() override { step(); }
+  void on_timeout() override;
+
+ private:
+  void step();
+  Connection* c_;
+  Params p_;
+  TlsTransport* tls_ = nullptr;  // owned by the connection once set
+};
+
+}  // namespace baton

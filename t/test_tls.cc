@@ -1,0 +1,320 @@
+// HTTPS as real clients see it: `listen = ... ssl` with certificates made at run time, TLS 1.2 and 1.3
+// (1.1 refused), SNI choosing the certificate of the server a name belongs to (RSA and ECDSA), ALPN,
+// $scheme, large files byte-exact and keep-alive over TLS, plain HTTP sent to the TLS port, clients
+// that never complete a handshake, and the configuration errors a certificate can cause, each with
+// its file:line. The clients are `openssl s_client` and `curl`; the tests skip without them
+// (`auto/deps --test` installs both).
+#include <string>
+#include <vector>
+
+#include "harness.h"
+#include "lib/tls_util.h"
+
+using namespace baton_test;
+
+namespace {
+
+class Tls : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (tool_path("openssl").empty()) GTEST_SKIP() << "openssl is not installed (Debian package openssl; auto/deps --test)";
+    if (tool_path("curl").empty()) GTEST_SKIP() << "curl is not installed (auto/deps --test)";
+    s.write_file("html/index.html", "index\n");
+    ASSERT_TRUE(make_certificate("a.test", s.path("conf/a.crt"), s.path("conf/a.key"), KeyType::kRsa));
+    ASSERT_TRUE(make_certificate("b.test", s.path("conf/b.crt"), s.path("conf/b.key"), KeyType::kEcdsa));
+  }
+
+  // Two servers on one TLS address (a.test the default, RSA; b.test, ECDSA) and a plain one.
+  std::string servers(std::string_view a_extra = "") {
+    return "[server a]\n"
+           "listen = 127.0.0.1:@PORT@ ssl\n"
+           "server_name = a.test\n"
+           "root = html\n"
+           "ssl_certificate = conf/a.crt\n"
+           "ssl_certificate_key = conf/a.key\n" +
+           std::string(a_extra) +
+           "[location = /scheme]\n"
+           "return = 200 \"a $scheme $host\"\n"
+           "[server b]\n"
+           "listen = 127.0.0.1:@PORT@ ssl\n"
+           "server_name = b.test\n"
+           "ssl_certificate = conf/b.crt\n"
+           "ssl_certificate_key = conf/b.key\n"
+           "[location /]\n"
+           "return = 200 \"b $scheme\"\n"
+           "[server plain]\n"
+           "listen = 127.0.0.1:@PORT2@\n"
+           "[location /]\n"
+           "return = 200 \"plain $scheme\"\n";
+  }
+
+  void start(std::string_view a_extra = "", std::string_view http_extra = "") {
+    // info: what becomes of clients that do not complete a handshake is logged at that level.
+    s.set_config(make_config_main("log_level = info\n", servers(a_extra), http_extra));
+    ASSERT_TRUE(s.start());
+  }
+
+  std::string url(std::string_view host, std::string_view path) {
+    return "https://" + std::string(host) + ":" + std::to_string(s.port()) + std::string(path);
+  }
+  std::string resolve(std::string_view host) {
+    return std::string(host) + ":" + std::to_string(s.port()) + ":127.0.0.1";
+  }
+  // curl -s over TLS, trusting only the certificate of `ca` (a file under conf/).
+  RunResult curl(std::vector<std::string> args, std::string_view ca = "conf/a.crt") {
+    std::vector<std::string> all = {"-sS", "--cacert", s.path(ca)};
+    all.insert(all.end(), args.begin(), args.end());
+    return run_tool("curl", all);
+  }
+
+  BatonServer s;
+};
+
+TEST_F(Tls, ServesHttpsAndSaysSoInScheme) {
+  start();
+  // Verified against the server's own certificate: the name, the chain and the key all fit.
+  RunResult r = curl({"--resolve", resolve("a.test"), url("a.test", "/scheme")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "a https a.test");
+  r = curl({"--resolve", resolve("a.test"), url("a.test", "/index.html")});
+  EXPECT_EQ(r.out, "index\n") << r.err;
+  // The plain address of the same configuration still says http.
+  EXPECT_EQ(get(s.port(1), "/").body, "plain http");
+}
+
+TEST_F(Tls, SniChoosesTheCertificateOfTheServerNamed) {
+  start();
+  Handshake a = s_client(s.port(), {"-servername", "a.test"});
+  ASSERT_TRUE(a.ok) << a.out << a.err;
+  EXPECT_TRUE(contains(a.field("subject="), "CN = a.test")) << a.out;
+  Handshake b = s_client(s.port(), {"-servername", "b.test"});
+  ASSERT_TRUE(b.ok) << b.out << b.err;
+  EXPECT_TRUE(contains(b.field("subject="), "CN = b.test")) << b.out;
+  EXPECT_TRUE(contains(b.out, "Server Temp Key") || contains(b.out, "ecdsa") || contains(b.out, "EC")) << b.out;
+  // A name no server has, and no name at all: the address's default server's certificate.
+  for (std::vector<std::string> extra : {std::vector<std::string>{"-servername", "c.test"},
+                                         std::vector<std::string>{"-noservername"}}) {
+    Handshake d = s_client(s.port(), extra);
+    ASSERT_TRUE(d.ok) << d.out << d.err;
+    EXPECT_TRUE(contains(d.field("subject="), "CN = a.test")) << d.out;
+  }
+  // And curl, verifying b's certificate for b.test, is answered by server b.
+  RunResult r = curl({"--resolve", resolve("b.test"), url("b.test", "/")}, "conf/b.crt");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "b https");
+}
+
+TEST_F(Tls, Tls12And13AreSpokenOlderVersionsAreRefused) {
+  start();
+  Handshake v13 = s_client(s.port(), {"-tls1_3"});
+  ASSERT_TRUE(v13.ok) << v13.out << v13.err;
+  EXPECT_EQ(v13.protocol(), "TLSv1.3") << v13.out;
+  Handshake v12 = s_client(s.port(), {"-tls1_2"});
+  ASSERT_TRUE(v12.ok) << v12.out << v12.err;
+  EXPECT_EQ(v12.protocol(), "TLSv1.2") << v12.out;
+  Handshake v11 = s_client(s.port(), {"-tls1_1", "-cipher", "DEFAULT@SECLEVEL=0"});
+  EXPECT_FALSE(v11.ok) << v11.out;
+  // The server goes on serving.
+  EXPECT_TRUE(s_client(s.port(), {}).ok);
+}
+
+TEST_F(Tls, SslProtocolsNarrowsTheVersions) {
+  start("ssl_protocols = TLSv1.3\n");
+  // The version is a property of the address's handshake, which the default server's settings lead.
+  Handshake v12 = s_client(s.port(), {"-tls1_2"});
+  EXPECT_FALSE(v12.ok) << v12.out;
+  Handshake v13 = s_client(s.port(), {"-tls1_3"});
+  EXPECT_TRUE(v13.ok) << v13.out << v13.err;
+}
+
+TEST_F(Tls, AlpnChoosesHttp11) {
+  start();
+  Handshake h = s_client(s.port(), {"-alpn", "h2,http/1.1"});
+  ASSERT_TRUE(h.ok) << h.out << h.err;
+  EXPECT_EQ(h.field("ALPN protocol:"), "http/1.1") << h.out;
+  // A client that offers only another protocol still gets its handshake, without ALPN.
+  Handshake other = s_client(s.port(), {"-alpn", "h2"});
+  EXPECT_TRUE(other.ok) << other.out << other.err;
+  EXPECT_TRUE(contains(other.out, "No ALPN negotiated")) << other.out;
+}
+
+TEST_F(Tls, ALargeFileArrivesWholeAndKeepAliveHolds) {
+  std::string content = s.write_generated("html/big.bin", 5 * 1024 * 1024 + 123, 7);
+  start();
+  std::string out = s.path("big.out");
+  RunResult r = curl({"--resolve", resolve("a.test"), "-o", out, url("a.test", "/big.bin")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(same_bytes(read_file(out), content));
+  // 100 requests on one connection: curl opens one, and reuses it for the rest.
+  r = curl({"--resolve", resolve("a.test"), "-o", "/dev/null", "-w", "%{num_connects} ", url("a.test", "/index.html?[1-100]")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  int connects = 0, transfers = 0;
+  for (size_t at = 0; at < r.out.size();) {
+    size_t sp = r.out.find(' ', at);
+    if (sp == std::string::npos) break;
+    connects += std::stoi(r.out.substr(at, sp - at));
+    transfers++;
+    at = sp + 1;
+  }
+  EXPECT_EQ(transfers, 100) << r.out;
+  EXPECT_EQ(connects, 1) << r.out;
+}
+
+TEST_F(Tls, PlainHttpOnTheTlsPortIsTold400) {
+  start();
+  Client c(s.port());
+  ASSERT_TRUE(c.send(req("GET", "/index.html")));
+  auto r = c.read_response();
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_TRUE(is_error_page(*r, 400, "Bad Request")) << *r;
+  EXPECT_TRUE(c.is_closed_by_peer(2000ms));
+  EXPECT_TRUE(contains(s.error_log(), "plain HTTP request to the TLS address")) << s.error_log();
+}
+
+TEST_F(Tls, ClientsThatNeverFinishAHandshakeAreClosed) {
+  start("", "client_header_timeout = 1s\n");
+  // Bytes that are not TLS: closed at once, without an answer.
+  Client garbage(s.port());
+  ASSERT_TRUE(garbage.send(std::string("\x01\x02\x03 not a client hello\r\n\r\n", 27)));
+  EXPECT_TRUE(garbage.is_closed_by_peer(2000ms));
+  EXPECT_EQ(garbage.buffered(), 0u);
+  // A TLS record header that never completes, and a client that sends nothing: the header timeout.
+  Client partial(s.port());
+  ASSERT_TRUE(partial.send(std::string("\x16\x03\x01\x02\x00\x01", 6)));
+  Client silent(s.port());
+  auto t0 = SteadyClock::now();
+  EXPECT_TRUE(partial.is_closed_by_peer(5000ms));
+  EXPECT_TRUE(silent.is_closed_by_peer(5000ms));
+  EXPECT_GE(SteadyClock::now() - t0, 800ms);
+  EXPECT_TRUE(contains(s.error_log(), "timed out in the TLS handshake")) << s.error_log();
+  // Meanwhile and after, real clients are served.
+  RunResult r = curl({"--resolve", resolve("a.test"), url("a.test", "/scheme")});
+  EXPECT_EQ(r.out, "a https a.test") << r.err;
+}
+
+TEST_F(Tls, AProxyProtocolHeaderMayComeBeforeTheHandshake) {
+  s.set_config(make_config_main("log_level = info\n",
+                                "[server pp]\n"
+                                "listen = 127.0.0.1:@PORT@ ssl proxy_protocol\n"
+                                "ssl_certificate = conf/a.crt\n"
+                                "ssl_certificate_key = conf/a.key\n"
+                                "[location /]\n"
+                                "return = 200 \"pp $scheme $remote_addr\"\n"));
+  ASSERT_TRUE(s.start());
+  // curl sends a v1 header (with its own address), then its ClientHello.
+  RunResult r = curl({"--haproxy-protocol", "--resolve", resolve("a.test"), url("a.test", "/")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "pp https 127.0.0.1");
+  // The header's client is the connection's peer for what follows it, here a plain HTTP request.
+  Client c(s.port());
+  ASSERT_TRUE(c.send("PROXY TCP4 203.0.113.9 127.0.0.1 5555 443\r\n" + req("GET", "/")));
+  auto plain = c.read_response();
+  ASSERT_TRUE(plain) << c.error();
+  EXPECT_EQ(plain->status, 400);
+  EXPECT_TRUE(wait_for([&] { return contains(s.error_log(), "client 203.0.113.9:5555 sent a plain HTTP request"); }, 2000ms))
+      << s.error_log();
+  // Without the header: closed, as on any proxy_protocol address.
+  Client bare(s.port());
+  ASSERT_TRUE(bare.send(req("GET", "/")));
+  EXPECT_TRUE(bare.is_closed_by_peer(2000ms));
+}
+
+TEST_F(Tls, AReloadTakesARenewedCertificateAndKeepsTheOldWhenTheNewIsBroken) {
+  start();
+  std::string first = s_client(s.port(), {}).certificate();
+  ASSERT_EQ(first, Handshake::first_pem(read_file(s.path("conf/a.crt"))));
+  // Renewed in place, as certbot and friends do it, then a reload.
+  ASSERT_TRUE(make_certificate("a.test", s.path("conf/a.crt"), s.path("conf/a.key"), KeyType::kRsa));
+  std::string renewed = Handshake::first_pem(read_file(s.path("conf/a.crt")));
+  ASSERT_NE(renewed, first);
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  EXPECT_TRUE(wait_for([&] { return s_client(s.port(), {}).certificate() == renewed; }, 10000ms));
+  // A broken file: the reload is refused with the line, and the renewed certificate stays in service.
+  s.write_file("conf/a.crt", "-----BEGIN CERTIFICATE-----\ntruncated\n");
+  r = s.ctl("reload");
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  std::string where = s.config_path() + ":" + std::to_string(line_of(s.config_text(), "conf/a.crt")) + ":";
+  EXPECT_TRUE(contains(r.out + r.err + s.error_log(), where)) << r.out << r.err << s.error_log();
+  EXPECT_EQ(s_client(s.port(), {}).certificate(), renewed);
+  s.write_file("conf/renewed.pem", renewed + "\n");
+  RunResult c = curl({"--resolve", resolve("a.test"), url("a.test", "/scheme")}, "conf/renewed.pem");
+  EXPECT_EQ(c.exit_code, 0) << c.err;
+  EXPECT_EQ(c.out, "a https a.test");
+}
+
+// ---- configuration ----
+
+class TlsConfig : public Tls {
+ protected:
+  // -t on `config`; the error expected on the line that holds `needle` (or `below` lines under it).
+  void expect_error(const std::string& config, std::string_view needle, std::string_view message, int below = 0) {
+    s.set_config(config);
+    RunResult r = s.test_config();
+    EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+    int line = line_of(s.config_text(), needle);
+    ASSERT_GT(line, 0) << needle;
+    line += below;
+    std::string where = s.config_path() + ":" + std::to_string(line) + ":";
+    EXPECT_TRUE(contains(r.err, where)) << "expected " << where << " in:\n" << r.err;
+    EXPECT_TRUE(contains(r.err, message)) << "expected \"" << message << "\" in:\n" << r.err;
+  }
+};
+
+TEST_F(TlsConfig, AValidConfigurationPassesTheTest) {
+  s.set_config(make_config(servers()));
+  RunResult r = s.test_config();
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST_F(TlsConfig, CertificateProblemsNameTheirLine) {
+  std::string base = make_config(servers());
+  expect_error(replace_all(base, "conf/b.crt", "conf/missing.crt"), "conf/missing.crt", "cannot load certificate");
+  s.write_file("conf/broken.crt", "-----BEGIN CERTIFICATE-----\nnot base64 at all\n-----END CERTIFICATE-----\n");
+  expect_error(replace_all(base, "conf/b.crt", "conf/broken.crt"), "conf/broken.crt", "cannot load certificate");
+  expect_error(replace_all(base, "conf/b.key", "conf/missing.key"), "conf/missing.key", "cannot load certificate key");
+  // b's certificate with a's key.
+  expect_error(replace_all(base, "ssl_certificate_key = conf/b.key", "ssl_certificate_key = conf/a.key"),
+               "ssl_certificate = conf/b.crt", "does not match", 1);
+}
+
+TEST_F(TlsConfig, MistakesAroundCertificatesAreRefused) {
+  std::string base = make_config(servers());
+  // A TLS server without a certificate.
+  expect_error(replace_all(replace_all(base, "ssl_certificate = conf/b.crt\n", ""), "ssl_certificate_key = conf/b.key\n", ""),
+               "[server b]", "no \"ssl_certificate\" for [server b]");
+  // A certificate without its key.
+  expect_error(replace_all(base, "ssl_certificate_key = conf/b.key\n", ""), "ssl_certificate = conf/b.crt",
+               "needs its \"ssl_certificate_key\"");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_protocols = TLSv1.2 TLSv2\n"),
+               "ssl_protocols", "unknown protocol \"TLSv2\"");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_protocols = TLSv1.1 TLSv1.3\n"),
+               "ssl_protocols", "without a gap");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_ciphers = NO-SUCH-CIPHER\n"),
+               "ssl_ciphers", "invalid ssl_ciphers");
+  // nginx's old switch, and an address that is TLS for one server and plain for another.
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl = on\n"), "ssl = on",
+               "listen = ADDR:PORT ssl");
+  expect_error(replace_all(base, "listen = 127.0.0.1:@PORT2@\n", "listen = 127.0.0.1:@PORT@\n"),
+               "[server plain]", "conflict", 1);
+  // A [location] is no place for a certificate.
+  expect_error(replace_all(base, "[location /]\nreturn = 200 \"b $scheme\"\n",
+                           "[location /]\nssl_certificate = conf/in-location.crt\nreturn = 200 \"b $scheme\"\n"),
+               "conf/in-location.crt", "belongs in");
+}
+
+TEST_F(TlsConfig, CertificatesInHttpServeEveryServerThatHasNone) {
+  std::string config = make_config(
+      "[server only]\n"
+      "listen = 127.0.0.1:@PORT@ ssl\n"
+      "[location /]\n"
+      "return = 200 \"inherited $scheme\"\n",
+      "ssl_certificate = conf/a.crt\nssl_certificate_key = conf/a.key\n");
+  s.set_config(config);
+  ASSERT_TRUE(s.start());
+  RunResult r = curl({"--resolve", resolve("a.test"), url("a.test", "/")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "inherited https");
+}
+
+}  // namespace
