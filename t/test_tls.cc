@@ -243,6 +243,73 @@ TEST_F(Tls, AReloadTakesARenewedCertificateAndKeepsTheOldWhenTheNewIsBroken) {
   EXPECT_EQ(c.out, "a https a.test");
 }
 
+// ---- sessions ----
+
+TEST_F(Tls, VariablesDescribeTheConnection) {
+  start("[location = /vars]\nreturn = 200 \"$ssl_protocol|$ssl_cipher|$ssl_server_name|$ssl_session_reused\"\n");
+  RunResult r = curl({"--resolve", resolve("a.test"), "--tlsv1.3", url("a.test", "/vars")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(matches_pattern(r.out, "TLSv1.3|TLS_%*|a.test|.")) << r.out;
+  // The second request of one curl, on a new connection, resumes the first one's session.
+  r = curl({"--resolve", resolve("a.test"), "-H", "Connection: close", url("a.test", "/vars"), "--next", "-sS", "--cacert",
+            s.path("conf/a.crt"), "--resolve", resolve("a.test"), "-H", "Connection: close", url("a.test", "/vars")});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_TRUE(r.out.ends_with("|a.test|r")) << r.out;
+  // On a plain connection they are empty.
+  EXPECT_EQ(get(s.port(1), "/").body, "plain http");
+}
+
+TEST_F(Tls, SessionsResumeOnEveryWorkerAndAcrossAReloadAndAnUpgrade) {
+  s.set_config(make_config(servers(), "", 2));
+  ASSERT_TRUE(s.start());
+  ASSERT_TRUE(wait_for([&] { return s.current_workers().size() == 2; }, 5000ms));
+  std::string sess = s.path("session.pem");
+  // TLS 1.2: the ticket comes in the handshake, and s_client keeps it in a file.
+  Handshake first = s_client(s.port(), {"-tls1_2", "-sess_out", sess});
+  ASSERT_TRUE(first.ok) << first.out << first.err;
+  EXPECT_FALSE(first.reused());
+  // Connections land on either worker: every one resumes.
+  for (int i = 0; i < 8; i++) {
+    Handshake again = s_client(s.port(), {"-tls1_2", "-sess_in", sess});
+    ASSERT_TRUE(again.ok) << again.out << again.err;
+    EXPECT_TRUE(again.reused()) << "connection " << i << "\n" << again.out;
+  }
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  Handshake after_reload = s_client(s.port(), {"-tls1_2", "-sess_in", sess});
+  EXPECT_TRUE(after_reload.reused()) << after_reload.out;
+  r = s.ctl("upgrade");
+  ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
+  for (int i = 0; i < 4; i++) {
+    Handshake after_upgrade = s_client(s.port(), {"-tls1_2", "-sess_in", sess});
+    EXPECT_TRUE(after_upgrade.reused()) << after_upgrade.out;
+  }
+}
+
+TEST_F(Tls, WithoutTicketsAndCacheNothingResumes) {
+  start("ssl_session_tickets = off\nssl_session_cache = off\n");
+  std::string sess = s.path("session.pem");
+  Handshake first = s_client(s.port(), {"-tls1_2", "-sess_out", sess});
+  ASSERT_TRUE(first.ok) << first.out;
+  // The server gave the client neither a ticket nor a session id: s_client has nothing to keep.
+  EXPECT_FALSE(file_exists(sess)) << first.out;
+}
+
+TEST_F(Tls, TicketKeyFilesLetSessionsOutliveTheServer) {
+  // A fleet behind one name shares key files: a ticket from one server (here: from before a full
+  // stop and start) opens on another.
+  std::string key(80, '\0');
+  for (size_t i = 0; i < key.size(); i++) key[i] = static_cast<char>((i * 73 + 11) & 0xff);
+  s.write_file("conf/ticket.key", key);
+  start("ssl_session_ticket_key = conf/ticket.key\n");
+  std::string sess = s.path("session.pem");
+  ASSERT_TRUE(s_client(s.port(), {"-tls1_2", "-sess_out", sess}).ok);
+  ASSERT_TRUE(s.stop(SIGQUIT));
+  ASSERT_TRUE(s.start());
+  Handshake again = s_client(s.port(), {"-tls1_2", "-sess_in", sess});
+  EXPECT_TRUE(again.reused()) << again.out;
+}
+
 // ---- configuration ----
 
 class TlsConfig : public Tls {
@@ -301,6 +368,19 @@ TEST_F(TlsConfig, MistakesAroundCertificatesAreRefused) {
   expect_error(replace_all(base, "[location /]\nreturn = 200 \"b $scheme\"\n",
                            "[location /]\nssl_certificate = conf/in-location.crt\nreturn = 200 \"b $scheme\"\n"),
                "conf/in-location.crt", "belongs in");
+}
+
+TEST_F(TlsConfig, SessionKeysAreChecked) {
+  std::string base = make_config(servers());
+  s.write_file("conf/short.key", "0123456789");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_ticket_key = conf/short.key\n"),
+               "conf/short.key", "must hold 48 or 80 bytes");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_ticket_key = conf/none.key\n"),
+               "conf/none.key", "cannot open ticket key file");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_cache = shared:SSL:10m\n"),
+               "ssl_session_cache", "sessions resume across workers with tickets");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_cache = lots\n"),
+               "ssl_session_cache", "off, none, builtin");
 }
 
 TEST_F(TlsConfig, CertificatesInHttpServeEveryServerThatHasNone) {

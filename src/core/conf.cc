@@ -91,6 +91,10 @@ constexpr KeyInfo kKeys[] = {
     {"ssl_ciphers", kHttp | kServer, false},
     {"ssl_prefer_server_ciphers", kHttp | kServer, false},
     {"ssl_conf_command", kHttp | kServer, true},
+    {"ssl_session_tickets", kHttp | kServer, false},
+    {"ssl_session_ticket_key", kHttp | kServer, true},
+    {"ssl_session_timeout", kHttp | kServer, false},
+    {"ssl_session_cache", kHttp | kServer, false},
 
     {"listen", kServer, true},
     {"server_name", kServer, false},  // several names in one value
@@ -189,8 +193,8 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"grpc_pass", nullptr}, {"memcached_pass", nullptr},
     // ssl and http2
     {"ssl", "is not supported (an address speaks TLS with \"listen = ADDR:PORT ssl\")"},
-    {"ssl_session_cache", nullptr},
-    {"ssl_session_timeout", nullptr}, {"ssl_session_tickets", nullptr}, {"ssl_session_ticket_key", nullptr},
+    
+    
     {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling", nullptr}, {"ssl_stapling_verify", nullptr},
     {"ssl_trusted_certificate", nullptr}, {"ssl_client_certificate", nullptr}, {"ssl_verify_client", nullptr},
     {"ssl_verify_depth", nullptr}, {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},

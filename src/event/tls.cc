@@ -1,8 +1,15 @@
 #include "event/tls.h"
 
 #include <errno.h>
+#include <fcntl.h>
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/rand.h>
 #include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cstring>
@@ -55,7 +62,142 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* outlen, const unsign
   return SSL_TLSEXT_ERR_OK;
 }
 
+// ---- session tickets ----
+
+unsigned char g_ticket_secret[kTicketSecretSize];
+bool g_have_ticket_secret = false;
+constexpr long kTicketPeriod = 3600;  // seconds a derived key seals new tickets
+
+int context_index() {
+  static int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+// The key of `period`: three HMAC-SHA256 of the secret, one per part.
+void derive_ticket_key(long period, TlsTicketKey* k) {
+  if (!g_have_ticket_secret) tls_make_ticket_secret();  // a process on its own (no master made one)
+  auto part = [period](const char* label, unsigned char* out, size_t n) {
+    unsigned char msg[64];
+    size_t l = strlen(label);
+    memcpy(msg, label, l);
+    for (int i = 0; i < 8; i++) msg[l + static_cast<size_t>(i)] = static_cast<unsigned char>(static_cast<uint64_t>(period) >> (56 - 8 * i));
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int md_len = 0;
+    HMAC(EVP_sha256(), g_ticket_secret, kTicketSecretSize, msg, l + 8, md, &md_len);
+    memcpy(out, md, n);
+  };
+  part("baton ticket name", k->name, sizeof(k->name));
+  part("baton ticket hmac", k->hmac, sizeof(k->hmac));
+  part("baton ticket aes", k->aes, sizeof(k->aes));
+  k->key_len = 32;
+}
+
+bool init_ticket_mac(EVP_MAC_CTX* mctx, const TlsTicketKey& k) {
+  OSSL_PARAM params[2];
+  params[0] = OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, const_cast<char*>("SHA256"), 0);
+  params[1] = OSSL_PARAM_construct_end();
+  return EVP_MAC_init(mctx, k.hmac, k.key_len, params) == 1;
+}
+
+const EVP_CIPHER* ticket_cipher(const TlsTicketKey& k) { return k.key_len == 16 ? EVP_aes_128_cbc() : EVP_aes_256_cbc(); }
+
+// OpenSSL asks for a key to seal a new ticket (enc 1) or for the key a ticket names (enc 0):
+// 1 for the current key, 2 for an older one (the ticket is good, and a new one is sent), 0 for none.
+int on_ticket_key(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX* cctx,
+                  EVP_MAC_CTX* mctx, int enc) {
+  auto* tc = static_cast<const TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
+  const std::vector<TlsTicketKey>* files = tc ? &tc->ticket_keys() : nullptr;
+  TlsTicketKey derived[3];
+  const TlsTicketKey* keys;
+  size_t count;
+  if (files && !files->empty()) {
+    keys = files->data();
+    count = files->size();
+  } else {
+    long period = static_cast<long>(time(nullptr)) / kTicketPeriod;
+    for (int i = 0; i < 3; i++) derive_ticket_key(period - i, &derived[i]);
+    keys = derived;
+    count = 3;
+  }
+  if (enc) {
+    const TlsTicketKey& k = keys[0];
+    memcpy(name, k.name, 16);
+    if (RAND_bytes(iv, EVP_CIPHER_get_iv_length(ticket_cipher(k))) != 1) return -1;
+    if (EVP_EncryptInit_ex(cctx, ticket_cipher(k), nullptr, k.aes, iv) != 1 || !init_ticket_mac(mctx, k)) return -1;
+    return 1;
+  }
+  for (size_t i = 0; i < count; i++) {
+    const TlsTicketKey& k = keys[i];
+    if (memcmp(name, k.name, 16) != 0) continue;
+    if (EVP_DecryptInit_ex(cctx, ticket_cipher(k), nullptr, k.aes, iv) != 1 || !init_ticket_mac(mctx, k)) return -1;
+    return i == 0 ? 1 : 2;
+  }
+  return 0;  // unknown (or expired) key: a full handshake
+}
+
+int hex_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 }  // namespace
+
+void tls_make_ticket_secret() {
+  if (RAND_bytes(g_ticket_secret, sizeof(g_ticket_secret)) != 1) {
+    // Without randomness no ticket can be sealed safely: a key nobody knows is made per process from
+    // what there is, and tickets only fail to resume across workers.
+    for (size_t i = 0; i < sizeof(g_ticket_secret); i++)
+      g_ticket_secret[i] = static_cast<unsigned char>(getpid() * 31 + static_cast<int>(i) * 131 + time(nullptr));
+  }
+  g_have_ticket_secret = true;
+}
+
+void tls_set_ticket_secret(const unsigned char* secret) {
+  memcpy(g_ticket_secret, secret, kTicketSecretSize);
+  g_have_ticket_secret = true;
+}
+
+std::string tls_ticket_secret_hex() {
+  if (!g_have_ticket_secret) return "";
+  static const char kHex[] = "0123456789abcdef";
+  std::string out;
+  for (unsigned char c : g_ticket_secret) {
+    out.push_back(kHex[c >> 4]);
+    out.push_back(kHex[c & 15]);
+  }
+  return out;
+}
+
+bool tls_set_ticket_secret_hex(std::string_view hex) {
+  if (hex.size() != 2 * kTicketSecretSize) return false;
+  unsigned char secret[kTicketSecretSize];
+  for (size_t i = 0; i < kTicketSecretSize; i++) {
+    int hi = hex_value(hex[2 * i]), lo = hex_value(hex[2 * i + 1]);
+    if (hi < 0 || lo < 0) return false;
+    secret[i] = static_cast<unsigned char>(hi * 16 + lo);
+  }
+  tls_set_ticket_secret(secret);
+  return true;
+}
+
+std::string tls_read_ticket_key(const std::string& path, TlsTicketKey* out) {
+  int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) return "cannot open ticket key file \"" + path + "\" (" + strerror(errno) + ")";
+  unsigned char buf[81];
+  ssize_t n = ::read(fd, buf, sizeof(buf));
+  ::close(fd);
+  if (n != 48 && n != 80)
+    return "ticket key file \"" + path + "\" must hold 48 or 80 bytes (as `openssl rand 80 > FILE` makes), not " +
+           std::to_string(n < 0 ? 0 : n);
+  size_t k = n == 48 ? 16 : 32;
+  memcpy(out->name, buf, 16);
+  memcpy(out->hmac, buf + 16, k);
+  memcpy(out->aes, buf + 16 + k, k);
+  out->key_len = k;
+  return "";
+}
 
 std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o, std::string* err, int* bad_index) {
   *bad_index = -1;
@@ -114,6 +256,24 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
     }
   }
   *bad_index = -1;
+  // Sessions: resumable for session_timeout, from each worker's cache (unless it is off) and from
+  // tickets (unless they are off) that any worker, of this generation or a later one, can open.
+  SSL_CTX_set_ex_data(ctx, context_index(), t.get());
+  t->ticket_keys_ = o.ticket_keys;
+  SSL_CTX_set_timeout(ctx, o.session_timeout);
+  static const unsigned char kSessionContext[] = "baton";
+  SSL_CTX_set_session_id_context(ctx, kSessionContext, sizeof(kSessionContext) - 1);
+  if (o.session_cache == 0) {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  } else {
+    SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+    if (o.session_cache > 0) SSL_CTX_sess_set_cache_size(ctx, o.session_cache);
+  }
+  if (o.tickets) {
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key);
+  } else {
+    SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
+  }
   SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
   return t;
@@ -122,6 +282,20 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
 
 // ---- the transport ----------------------------------------------------------------------------
+
+std::string_view TlsTransport::protocol() const { return SSL_get_version(ssl_); }
+
+std::string_view TlsTransport::cipher() const {
+  const char* c = SSL_get_cipher_name(ssl_);
+  return c ? c : "";
+}
+
+std::string_view TlsTransport::server_name() const {
+  const char* n = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+  return n ? n : "";
+}
+
+bool TlsTransport::session_reused() const { return SSL_session_reused(ssl_) == 1; }
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 

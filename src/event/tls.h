@@ -21,8 +21,33 @@ struct TlsCertificate {
   std::string key;   // PEM file: its private key
 };
 
+// Session tickets are sealed with keys every worker derives from one secret, for periods of an hour
+// (a ticket stays good for the period it was made in and the next two, within the session timeout).
+// The master makes the secret when it starts, keeps it across reloads, and hands it to the new
+// master of a live upgrade: no client pays a full handshake because of a change.
+inline constexpr size_t kTicketSecretSize = 32;
+void tls_make_ticket_secret();
+void tls_set_ticket_secret(const unsigned char* secret);  // kTicketSecretSize bytes
+// The secret as hex ("" before one is made), for the hand-over to a new master.
+std::string tls_ticket_secret_hex();
+bool tls_set_ticket_secret_hex(std::string_view hex);
+
+// A key from an ssl_session_ticket_key file (nginx's format: 48 or 80 random bytes).
+struct TlsTicketKey {
+  unsigned char name[16];
+  unsigned char hmac[32];
+  unsigned char aes[32];
+  size_t key_len = 32;  // 16 from a 48-byte file (AES-128, HMAC key of 16), 32 from an 80-byte one
+};
+// Reads a key file; "" or an error.
+std::string tls_read_ticket_key(const std::string& path, TlsTicketKey* out);
+
 struct TlsServerOptions {
   std::vector<TlsCertificate> certificates;  // one per key type (RSA and ECDSA side by side)
+  bool tickets = true;
+  std::vector<TlsTicketKey> ticket_keys;  // from files: the first seals, all open; none: derived keys
+  long session_timeout = 300;             // seconds a session may be resumed
+  long session_cache = -1;                // sessions each worker remembers (-1: OpenSSL's default, 0: none)
   int min_version = TLS1_2_VERSION;
   int max_version = TLS1_3_VERSION;
   std::string ciphers;                  // TLS 1.2 and below, OpenSSL's syntax; empty: its default
@@ -41,10 +66,12 @@ class TlsContext {
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
   SSL_CTX* get() const { return ctx_; }
+  const std::vector<TlsTicketKey>& ticket_keys() const { return ticket_keys_; }
 
  private:
   explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
   SSL_CTX* ctx_;
+  std::vector<TlsTicketKey> ticket_keys_;
 };
 
 // Chooses the context for the name a client asked for (SNI); null keeps the one it has.
@@ -63,6 +90,11 @@ class TlsTransport final : public Transport {
   bool shared() const override { return false; }
   bool secure() const override { return true; }
   SSL* ssl() const { return ssl_; }
+  // $ssl_protocol, $ssl_cipher, $ssl_server_name ("" without one), $ssl_session_reused.
+  std::string_view protocol() const;
+  std::string_view cipher() const;
+  std::string_view server_name() const;
+  bool session_reused() const;
 
  private:
   ssize_t result(int r);

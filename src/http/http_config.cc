@@ -305,6 +305,7 @@ struct Parser {
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
+      else if (e.key == "ssl_session_ticket_key") s->tls.ticket_key_files.clear(), s->tls.ticket_key_lines.clear();
     }
   }
 
@@ -576,6 +577,30 @@ struct Parser {
       if (split_ws(e.value).size() != 2) conf.fail(e.line, "\"ssl_conf_command\" takes a name and a value");
       s->tls.conf_commands.push_back(e.value);
       s->tls.conf_commands_line = e.line;
+    } else if (k == "ssl_session_tickets") {
+      on_off(e, &s->tls.session_tickets);
+    } else if (k == "ssl_session_ticket_key") {
+      if (e.value.empty()) bad(e, "path");
+      s->tls.ticket_key_files.push_back(resolve_path(prefix, e.value));
+      s->tls.ticket_key_lines.push_back(e.line);
+    } else if (k == "ssl_session_timeout") {
+      duration(e, &s->tls.session_timeout_ms);
+      if (s->tls.session_timeout_ms < 1000) conf.fail(e.line, "\"ssl_session_timeout\" must be at least 1s");
+    } else if (k == "ssl_session_cache") {
+      std::string_view v = trim(e.value);
+      uint64_t n = 0;
+      if (v == "off" || v == "none") {
+        s->tls.session_cache = 0;
+      } else if (v == "builtin") {
+        s->tls.session_cache = -1;
+      } else if (v.starts_with("builtin:") && parse_uint(v.substr(8), &n) && n > 0 && n < (1u << 30)) {
+        s->tls.session_cache = static_cast<int64_t>(n);
+      } else if (v.starts_with("shared:")) {
+        conf.fail(e.line, "\"ssl_session_cache = shared:...\" is not supported yet: sessions resume across workers "
+                          "with tickets (ssl_session_tickets, on by default); \"builtin[:N]\" gives each worker a cache");
+      } else {
+        bad(e, "value (off, none, builtin or builtin:N)");
+      }
     } else if (k == "client_max_body_size") {
       size(e, &s->client_max_body_size);
     } else if (k == "client_header_buffer_size") {
@@ -1185,6 +1210,15 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
       o.ciphers = t.ciphers;
       o.conf_commands = t.conf_commands;
       o.prefer_server_ciphers = t.prefer_server_ciphers;
+      o.tickets = t.session_tickets;
+      o.session_timeout = static_cast<long>(t.session_timeout_ms / 1000);
+      o.session_cache = static_cast<long>(t.session_cache);
+      for (size_t i = 0; i < t.ticket_key_files.size(); i++) {
+        TlsTicketKey key;
+        std::string kerr = tls_read_ticket_key(t.ticket_key_files[i], &key);
+        if (!kerr.empty()) conf.fail(t.ticket_key_lines[i], kerr);
+        o.ticket_keys.push_back(key);
+      }
       std::string err;
       int bad_index = -1;
       std::unique_ptr<TlsContext> ctx = TlsContext::create_server(o, &err, &bad_index);

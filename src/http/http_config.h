@@ -52,6 +52,11 @@ struct TlsSettings {
   bool prefer_server_ciphers = false;
   std::vector<std::string> conf_commands;
   int conf_commands_line = 0;
+  bool session_tickets = true;
+  std::vector<std::string> ticket_key_files;  // absolute paths
+  std::vector<int> ticket_key_lines;
+  int64_t session_timeout_ms = 300000;
+  int64_t session_cache = -1;  // -1: OpenSSL's default size, 0: off
 };
 
 struct Settings {

@@ -16,6 +16,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/listener.h"
+#include "event/tls.h"
 #include "http/http1.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
@@ -360,7 +361,10 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
-  c->req_->https = c->c_->transport()->secure();
+  if (c->c_->transport()->secure()) {
+    c->req_->https = true;
+    c->req_->tls = static_cast<const TlsTransport*>(c->c_->transport());
+  }
   return 0;
 }
 

@@ -16,6 +16,10 @@
 
 #include "os/unix/fd.h"
 
+namespace baton {
+class TlsTransport;
+}
+
 namespace baton::http {
 
 struct Header {
@@ -68,6 +72,7 @@ struct Request {
   bool chunked = false;
   bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
   bool https = false;      // arrived over TLS: $scheme https
+  const TlsTransport* tls = nullptr;  // ... on this connection's TLS ($ssl_*)
   uint64_t content_length = 0;
 
   // The connection's reading of the request and its answer (set by the connection; reset() leaves
@@ -106,6 +111,7 @@ struct Request {
     host_lower.clear();
     keep_alive = false;
     has_body = chunked = tunnel = https = false;
+    tls = nullptr;
     content_length = 0;
     answer.file.reset();
     answer.file_offset = answer.file_bytes = answer.log_bytes = 0;

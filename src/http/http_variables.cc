@@ -4,6 +4,7 @@
 #include <sys/random.h>
 
 #include "core/strings.h"
+#include "event/tls.h"
 #include "http/http_config.h"
 #include "http/http_request.h"
 
@@ -25,6 +26,8 @@ constexpr Known kKnown[] = {
     {"remote_addr", Var::kRemoteAddr},  {"request_id", Var::kRequestId},
     {"remote_port", Var::kRemotePort},  {"proxy_host", Var::kProxyHost},
     {"proxy_add_x_forwarded_for", Var::kProxyAddXForwardedFor},
+    {"ssl_protocol", Var::kSslProtocol},  {"ssl_cipher", Var::kSslCipher},
+    {"ssl_server_name", Var::kSslServerName}, {"ssl_session_reused", Var::kSslSessionReused},
 };
 
 bool is_name_char(char c) {
@@ -75,7 +78,8 @@ void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) 
 
 const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
-         "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $http_NAME";
+         "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $ssl_protocol "
+         "$ssl_cipher $ssl_server_name $ssl_session_reused $http_NAME";
 }
 
 std::string Template::compile(std::string_view in) {
@@ -212,6 +216,18 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
           ctx.has_request_id = true;
         }
         out->append(ctx.request_id, sizeof(ctx.request_id));
+        break;
+      case Var::kSslProtocol:
+        if (req.tls) out->append(req.tls->protocol());
+        break;
+      case Var::kSslCipher:
+        if (req.tls) out->append(req.tls->cipher());
+        break;
+      case Var::kSslServerName:
+        if (req.tls) append_value(out, req.tls->server_name(), escape);
+        break;
+      case Var::kSslSessionReused:
+        if (req.tls) out->push_back(req.tls->session_reused() ? 'r' : '.');
         break;
       case Var::kHttpHeader:
         append_value(out, req.header(std::string_view(names_).substr(p.off, p.len)), escape);

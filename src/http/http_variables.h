@@ -51,6 +51,10 @@ enum class Var : uint8_t {
   kProxyHost,
   kProxyAddXForwardedFor,  // the request's X-Forwarded-For values and $remote_addr, joined with ", "
   kHttpHeader,     // $http_NAME: the request header NAME (`_` for `-`, any case)
+  kSslProtocol,    // "TLSv1.3"; "" on a plain connection
+  kSslCipher,
+  kSslServerName,  // the client's SNI name
+  kSslSessionReused,  // "r" for a resumed session, "." otherwise
 };
 
 // How variable values are written. kUrl: for a Location header, a value's control characters,

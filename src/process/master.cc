@@ -11,6 +11,7 @@
 
 #include "config.h"
 #include "core/log.h"
+#include "event/tls.h"
 #include "os/unix/process.h"
 #include "process/master_internal.h"
 
@@ -178,6 +179,8 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
   if (!master::write_pid_file(c->pid_path())) return 1;
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
              c->main.worker_processes);
+  // Session tickets of every generation this master starts are sealed with keys from this secret.
+  tls_make_ticket_secret();
   std::shared_ptr<Cycle> shared(std::move(cycle));
   master::Master master(std::move(shared), 1);
   return master.run();

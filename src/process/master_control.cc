@@ -10,6 +10,7 @@
 #include <algorithm>
 
 #include "core/log.h"
+#include "event/tls.h"
 
 namespace baton::master {
 
@@ -114,6 +115,7 @@ void Master::on_control_message(ControlConn* c, Message& m) {
         upgrade_.registration = c;
         Message ack(MsgType::kAck);
         ack.set("generation", static_cast<long long>(generation_));
+        ack.set("ticket_secret", tls_ticket_secret_hex());
         send_message(c->fd.get(), ack);
       } else {
         reply(c, false, "no upgrade is waiting for this process");

@@ -13,6 +13,7 @@
 
 #include "config.h"
 #include "core/log.h"
+#include "event/tls.h"
 #include "os/unix/process.h"
 #include "os/unix/sd_notify.h"
 #include "process/master_internal.h"
@@ -125,6 +126,11 @@ int upgraded_master_main(const Options& opts) {
       ack.type != MsgType::kAck)
     return fail("the old master did not accept the registration");
   int generation = static_cast<int>(ack.get_int("generation", 0)) + 1;
+  // The old master's ticket secret: tickets its workers sealed open here too.
+  if (!tls_set_ticket_secret_hex(ack.get("ticket_secret"))) {
+    log_notice("upgrade: the old master handed over no session ticket secret, making a new one");
+    tls_make_ticket_secret();
+  }
 
   // The listeners, on a connection of their own.
   std::map<std::string, Fd> adopt;

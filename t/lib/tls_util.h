@@ -69,6 +69,8 @@ struct Handshake {
     size_t end = text.find(end_mark, at);
     return end == std::string::npos ? "" : text.substr(at, end + end_mark.size() - at);
   }
+  // The session was resumed ("Reused, TLSv1.2, ..." rather than "New, ...").
+  bool reused() const { return contains(out, "\nReused, "); }
   // The negotiated version, from s_client's "New, TLSv1.3, Cipher is ..." line ("" when none).
   std::string protocol() const {
     size_t at = out.find("\nNew, ");
