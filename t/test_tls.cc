@@ -310,6 +310,80 @@ TEST_F(Tls, TicketKeyFilesLetSessionsOutliveTheServer) {
   EXPECT_TRUE(again.reused()) << again.out;
 }
 
+// ---- client certificates ----
+
+class TlsClientCert : public Tls {
+ protected:
+  void SetUp() override {
+    Tls::SetUp();
+    if (IsSkipped()) return;
+    ASSERT_TRUE(make_ca("Test CA", s.path("conf/ca.crt"), s.path("conf/ca.key")));
+    ASSERT_TRUE(make_ca("Other CA", s.path("conf/other-ca.crt"), s.path("conf/other-ca.key")));
+    ASSERT_TRUE(make_client_certificate("/CN=alice/O=Example", s.path("conf/ca.crt"), s.path("conf/ca.key"),
+                                        s.path("conf/alice.crt"), s.path("conf/alice.key")));
+    ASSERT_TRUE(make_client_certificate("/CN=mallory", s.path("conf/other-ca.crt"), s.path("conf/other-ca.key"),
+                                        s.path("conf/mallory.crt"), s.path("conf/mallory.key")));
+  }
+  void start_verifying(std::string_view mode) {
+    start("ssl_verify_client = " + std::string(mode) + "\nssl_client_certificate = conf/ca.crt\n"
+          "[location = /who]\nreturn = 200 \"$ssl_client_verify|$ssl_client_s_dn|$ssl_client_i_dn\"\n");
+  }
+  // curl to a.test's /who, with a client certificate (by name under conf/) or none.
+  RunResult who(std::string_view client = "") {
+    std::vector<std::string> args = {"--resolve", resolve("a.test"), "-w", "|%{http_code}"};
+    if (!client.empty()) {
+      args.insert(args.end(), {"--cert", s.path("conf/" + std::string(client) + ".crt"), "--key",
+                               s.path("conf/" + std::string(client) + ".key")});
+    }
+    args.push_back(url("a.test", "/who"));
+    return curl(args);
+  }
+};
+
+TEST_F(TlsClientCert, RequiredCertificatesAreCheckedInHttp) {
+  start_verifying("on");
+  RunResult r = who("alice");
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "SUCCESS|O=Example,CN=alice|CN=Test CA|200");
+  // None, or one from another CA: the handshake completes and the request is refused, with a reason
+  // in the error log.
+  r = who();
+  EXPECT_TRUE(r.out.ends_with("|400")) << r.out << r.err;
+  r = who("mallory");
+  EXPECT_TRUE(r.out.ends_with("|400")) << r.out << r.err;
+  std::string log = s.error_log();
+  EXPECT_TRUE(contains(log, "sent no required client certificate")) << log;
+  EXPECT_TRUE(contains(log, "sent a client certificate that does not verify")) << log;
+  // The CA list the server names to clients is the configured one.
+  Handshake h = s_client(s.port(), {"-servername", "a.test"});
+  EXPECT_TRUE(contains(h.out, "Acceptable client certificate CA names\nCN = Test CA")) << h.out;
+}
+
+TEST_F(TlsClientCert, OptionalAcceptsNoneButNotABadOne) {
+  start_verifying("optional");
+  EXPECT_EQ(who().out, "NONE|||200");
+  EXPECT_EQ(who("alice").out, "SUCCESS|O=Example,CN=alice|CN=Test CA|200");
+  EXPECT_TRUE(who("mallory").out.ends_with("|400"));
+}
+
+TEST_F(TlsClientCert, OptionalNoCaPassesTheVerdictOn) {
+  start_verifying("optional_no_ca");
+  RunResult r = who("mallory");
+  EXPECT_TRUE(matches_pattern(r.out, "FAILED:%*|CN=mallory|CN=Other CA|200")) << r.out;
+  // Another server on the address, reached by its name, asks for nothing.
+  r = curl({"--resolve", resolve("b.test"), url("b.test", "/")}, "conf/b.crt");
+  EXPECT_EQ(r.out, "b https") << r.err;
+}
+
+TEST_F(TlsClientCert, TheServerThatAnswersDecides) {
+  // a.test requires a certificate, b.test does not: a handshake for b.test (no certificate asked
+  // for) with a request for a.test is refused.
+  start_verifying("on");
+  RunResult r = curl({"--resolve", resolve("b.test"), "-H", "Host: a.test", "-w", "|%{http_code}", url("b.test", "/who")},
+                     "conf/b.crt");
+  EXPECT_TRUE(r.out.ends_with("|400")) << r.out << r.err;
+}
+
 // ---- configuration ----
 
 class TlsConfig : public Tls {
@@ -381,6 +455,17 @@ TEST_F(TlsConfig, SessionKeysAreChecked) {
                "ssl_session_cache", "sessions resume across workers with tickets");
   expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_cache = lots\n"),
                "ssl_session_cache", "off, none, builtin");
+}
+
+TEST_F(TlsConfig, ClientCertificateSettingsAreChecked) {
+  std::string base = make_config(servers());
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_verify_client = on\n"),
+               "ssl_verify_client", "needs the CAs to check against");
+  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_verify_client = sometimes\n"),
+               "ssl_verify_client", "optional_no_ca");
+  expect_error(replace_all(base, "server_name = a.test\n",
+                           "server_name = a.test\nssl_verify_client = on\nssl_client_certificate = conf/no-ca.crt\n"),
+               "conf/no-ca.crt", "cannot load CA certificates");
 }
 
 TEST_F(TlsConfig, CertificatesInHttpServeEveryServerThatHasNone) {

@@ -95,6 +95,10 @@ constexpr KeyInfo kKeys[] = {
     {"ssl_session_ticket_key", kHttp | kServer, true},
     {"ssl_session_timeout", kHttp | kServer, false},
     {"ssl_session_cache", kHttp | kServer, false},
+    {"ssl_verify_client", kHttp | kServer, false},
+    {"ssl_client_certificate", kHttp | kServer, false},
+    {"ssl_trusted_certificate", kHttp | kServer, false},
+    {"ssl_verify_depth", kHttp | kServer, false},
 
     {"listen", kServer, true},
     {"server_name", kServer, false},  // several names in one value
@@ -196,8 +200,8 @@ constexpr NginxDirective kNginxDirectives[] = {
     
     
     {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling", nullptr}, {"ssl_stapling_verify", nullptr},
-    {"ssl_trusted_certificate", nullptr}, {"ssl_client_certificate", nullptr}, {"ssl_verify_client", nullptr},
-    {"ssl_verify_depth", nullptr}, {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},
+    
+    {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},
     {"ssl_early_data", nullptr}, {"ssl_crl", nullptr},
     {"ssl_reject_handshake", nullptr}, {"http2", nullptr}, {"http2_max_concurrent_streams", nullptr},
     {"http3", nullptr}, {"quic_retry", nullptr},

@@ -2,11 +2,13 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <openssl/bn.h>
 #include <openssl/core_names.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
+#include <openssl/x509.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -46,7 +48,15 @@ int on_server_name(SSL* ssl, int* /*alert*/, void* /*arg*/) {
   auto* p = static_cast<const TlsHandshake::Params*>(SSL_get_ex_data(ssl, params_index()));
   if (!name || !p || !p->select) return SSL_TLSEXT_ERR_OK;
   SSL_CTX* ctx = p->select(p->select_arg, name);
-  if (ctx && ctx != SSL_get_SSL_CTX(ssl)) SSL_set_SSL_CTX(ssl, ctx);
+  if (ctx && ctx != SSL_get_SSL_CTX(ssl)) {
+    SSL_set_SSL_CTX(ssl, ctx);
+    // The certificate comes with the new context, the client-certificate policy does not: taken over
+    // by hand, so that the server named asks for (or does not ask for) a client certificate.
+    SSL_set_verify(ssl, SSL_CTX_get_verify_mode(ctx), SSL_CTX_get_verify_callback(ctx));
+    SSL_set_verify_depth(ssl, SSL_CTX_get_verify_depth(ctx));
+    STACK_OF(X509_NAME)* cas = SSL_CTX_get_client_CA_list(ctx);
+    SSL_set_client_CA_list(ssl, cas ? SSL_dup_CA_list(cas) : nullptr);
+  }
   return SSL_TLSEXT_ERR_OK;
 }
 
@@ -133,6 +143,22 @@ int on_ticket_key(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_
     return i == 0 ? 1 : 2;
   }
   return 0;  // unknown (or expired) key: a full handshake
+}
+
+// A client certificate that does not verify does not fail the handshake: the request is refused
+// in HTTP (400), where the client can be told, as nginx does.
+int accept_any_certificate(int, X509_STORE_CTX*) { return 1; }
+
+std::string name_text(const X509_NAME* name) {
+  if (!name) return "";
+  BIO* b = BIO_new(BIO_s_mem());
+  if (!b) return "";
+  X509_NAME_print_ex(b, name, 0, XN_FLAG_RFC2253);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(b, &data);
+  std::string out(data, n > 0 ? static_cast<size_t>(n) : 0);
+  BIO_free(b);
+  return out;
 }
 
 int hex_value(char c) {
@@ -274,6 +300,25 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
   } else {
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
   }
+  if (o.verify_client != kVerifyOff) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, accept_any_certificate);
+    SSL_CTX_set_verify_depth(ctx, o.verify_depth);
+    for (const std::string* file : {&o.client_certificate, &o.trusted_certificate}) {
+      if (file->empty()) continue;
+      if (SSL_CTX_load_verify_locations(ctx, file->c_str(), nullptr) != 1) {
+        *err = "cannot load CA certificates \"" + *file + "\": " + openssl_errors();
+        return nullptr;
+      }
+    }
+    if (!o.client_certificate.empty()) {
+      STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(o.client_certificate.c_str());
+      if (!names) {
+        *err = "cannot load CA certificates \"" + o.client_certificate + "\": " + openssl_errors();
+        return nullptr;
+      }
+      SSL_CTX_set_client_CA_list(ctx, names);
+    }
+  }
   SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
   return t;
@@ -296,6 +341,42 @@ std::string_view TlsTransport::server_name() const {
 }
 
 bool TlsTransport::session_reused() const { return SSL_session_reused(ssl_) == 1; }
+
+std::string TlsTransport::client_verify() const {
+  if (!SSL_get0_peer_certificate(ssl_)) return "NONE";
+  long r = SSL_get_verify_result(ssl_);
+  if (r == X509_V_OK) return "SUCCESS";
+  return std::string("FAILED:") + X509_verify_cert_error_string(r);
+}
+
+std::string TlsTransport::client_subject() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  return cert ? name_text(X509_get_subject_name(cert)) : "";
+}
+
+std::string TlsTransport::client_issuer() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  return cert ? name_text(X509_get_issuer_name(cert)) : "";
+}
+
+std::string TlsTransport::client_serial() const {
+  X509* cert = SSL_get0_peer_certificate(ssl_);
+  if (!cert) return "";
+  BIGNUM* bn = ASN1_INTEGER_to_BN(X509_get0_serialNumber(cert), nullptr);
+  if (!bn) return "";
+  char* hex = BN_bn2hex(bn);
+  std::string out = hex ? hex : "";
+  OPENSSL_free(hex);
+  BN_free(bn);
+  return out;
+}
+
+const char* TlsTransport::client_certificate_problem(int mode) const {
+  if (mode == kVerifyOff) return nullptr;
+  if (!SSL_get0_peer_certificate(ssl_)) return mode == kVerifyOn ? "sent no required client certificate" : nullptr;
+  if (mode != kVerifyOptionalNoCa && SSL_get_verify_result(ssl_) != X509_V_OK) return "sent a client certificate that does not verify";
+  return nullptr;
+}
 
 TlsTransport::~TlsTransport() { SSL_free(ssl_); }
 

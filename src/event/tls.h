@@ -42,12 +42,19 @@ struct TlsTicketKey {
 // Reads a key file; "" or an error.
 std::string tls_read_ticket_key(const std::string& path, TlsTicketKey* out);
 
+enum TlsVerify { kVerifyOff = 0, kVerifyOn = 1, kVerifyOptional = 2, kVerifyOptionalNoCa = 3 };
+
 struct TlsServerOptions {
   std::vector<TlsCertificate> certificates;  // one per key type (RSA and ECDSA side by side)
   bool tickets = true;
   std::vector<TlsTicketKey> ticket_keys;  // from files: the first seals, all open; none: derived keys
   long session_timeout = 300;             // seconds a session may be resumed
   long session_cache = -1;                // sessions each worker remembers (-1: OpenSSL's default, 0: none)
+  // Client certificates: asked for unless kVerifyOff; checked against these CA files.
+  int verify_client = 0;           // TlsVerify
+  std::string client_certificate;  // CAs named to the client and trusted
+  std::string trusted_certificate;  // CAs trusted without being named
+  int verify_depth = 1;
   int min_version = TLS1_2_VERSION;
   int max_version = TLS1_3_VERSION;
   std::string ciphers;                  // TLS 1.2 and below, OpenSSL's syntax; empty: its default
@@ -95,6 +102,14 @@ class TlsTransport final : public Transport {
   std::string_view cipher() const;
   std::string_view server_name() const;
   bool session_reused() const;
+  // $ssl_client_verify: SUCCESS, FAILED:reason or NONE; the certificate's subject and issuer
+  // (RFC 2253) and serial ("" without one).
+  std::string client_verify() const;
+  std::string client_subject() const;
+  std::string client_issuer() const;
+  std::string client_serial() const;
+  // Why a request on this connection may not be answered under `mode` (TlsVerify), or null.
+  const char* client_certificate_problem(int mode) const;
 
  private:
   ssize_t result(int r);

@@ -577,6 +577,22 @@ struct Parser {
       if (split_ws(e.value).size() != 2) conf.fail(e.line, "\"ssl_conf_command\" takes a name and a value");
       s->tls.conf_commands.push_back(e.value);
       s->tls.conf_commands_line = e.line;
+    } else if (k == "ssl_verify_client") {
+      if (e.value == "off") s->tls.verify_client = kVerifyOff;
+      else if (e.value == "on") s->tls.verify_client = kVerifyOn;
+      else if (e.value == "optional") s->tls.verify_client = kVerifyOptional;
+      else if (e.value == "optional_no_ca") s->tls.verify_client = kVerifyOptionalNoCa;
+      else bad(e, "value (off, on, optional or optional_no_ca)");
+      s->tls.verify_client_line = e.line;
+    } else if (k == "ssl_client_certificate" || k == "ssl_trusted_certificate") {
+      if (e.value.empty()) bad(e, "path");
+      bool client = k == "ssl_client_certificate";
+      (client ? s->tls.client_certificate : s->tls.trusted_certificate) = resolve_path(prefix, e.value);
+      (client ? s->tls.client_certificate_line : s->tls.trusted_certificate_line) = e.line;
+    } else if (k == "ssl_verify_depth") {
+      uint64_t n;
+      if (!parse_uint(e.value, &n) || n == 0 || n > 100) bad(e, "depth (1 to 100)");
+      s->tls.verify_depth = static_cast<int>(n);
     } else if (k == "ssl_session_tickets") {
       on_off(e, &s->tls.session_tickets);
     } else if (k == "ssl_session_ticket_key") {
@@ -1211,6 +1227,14 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
       o.conf_commands = t.conf_commands;
       o.prefer_server_ciphers = t.prefer_server_ciphers;
       o.tickets = t.session_tickets;
+      o.verify_client = t.verify_client;
+      o.client_certificate = t.client_certificate;
+      o.trusted_certificate = t.trusted_certificate;
+      o.verify_depth = t.verify_depth;
+      if ((t.verify_client == kVerifyOn || t.verify_client == kVerifyOptional) && t.client_certificate.empty() &&
+          t.trusted_certificate.empty())
+        conf.fail(t.verify_client_line, "\"ssl_verify_client\" needs the CAs to check against: \"ssl_client_certificate\" "
+                                        "(or \"ssl_trusted_certificate\")");
       o.session_timeout = static_cast<long>(t.session_timeout_ms / 1000);
       o.session_cache = static_cast<long>(t.session_cache);
       for (size_t i = 0; i < t.ticket_key_files.size(); i++) {
@@ -1231,6 +1255,9 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
           line = t.ciphers_line;
         } else if (err.starts_with("ssl_conf_command")) {
           line = t.conf_commands_line;
+        } else if (err.starts_with("cannot load CA certificates")) {
+          bool client = !t.client_certificate.empty() && err.find("\"" + t.client_certificate + "\"") != std::string::npos;
+          line = client ? t.client_certificate_line : t.trusted_certificate_line;
         }
         conf.fail(line, err);
       }

@@ -57,6 +57,11 @@ struct TlsSettings {
   std::vector<int> ticket_key_lines;
   int64_t session_timeout_ms = 300000;
   int64_t session_cache = -1;  // -1: OpenSSL's default size, 0: off
+  int verify_client = 0;       // TlsVerify: off, on, optional, optional_no_ca
+  int verify_client_line = 0;
+  std::string client_certificate, trusted_certificate;  // absolute paths
+  int client_certificate_line = 0, trusted_certificate_line = 0;
+  int verify_depth = 1;
 };
 
 struct Settings {

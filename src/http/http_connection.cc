@@ -593,6 +593,15 @@ void HttpConnection::handle_head() {
   }
 
   server_ = group_->find_server(req.host_lower);
+  if (req.tls && server_->s.tls.verify_client != kVerifyOff) {
+    // The server that answers decides whether a client certificate is required, whatever the
+    // handshake's server asked for.
+    if (const char* why = req.tls->client_certificate_problem(server_->s.tls.verify_client)) {
+      log_info("client %s %s (%s)", c_->peer().to_string().c_str(), why, req.tls->client_verify().c_str());
+      req_->error_status = 400;
+      return;
+    }
+  }
   location_ = server_->find_location(req.path);
   const Settings& s = location_->s;
 

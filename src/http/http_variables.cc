@@ -28,6 +28,8 @@ constexpr Known kKnown[] = {
     {"proxy_add_x_forwarded_for", Var::kProxyAddXForwardedFor},
     {"ssl_protocol", Var::kSslProtocol},  {"ssl_cipher", Var::kSslCipher},
     {"ssl_server_name", Var::kSslServerName}, {"ssl_session_reused", Var::kSslSessionReused},
+    {"ssl_client_verify", Var::kSslClientVerify}, {"ssl_client_s_dn", Var::kSslClientSDn},
+    {"ssl_client_i_dn", Var::kSslClientIDn}, {"ssl_client_serial", Var::kSslClientSerial},
 };
 
 bool is_name_char(char c) {
@@ -79,7 +81,8 @@ void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) 
 const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
          "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $ssl_protocol "
-         "$ssl_cipher $ssl_server_name $ssl_session_reused $http_NAME";
+         "$ssl_cipher $ssl_server_name $ssl_session_reused $ssl_client_verify $ssl_client_s_dn $ssl_client_i_dn "
+         "$ssl_client_serial $http_NAME";
 }
 
 std::string Template::compile(std::string_view in) {
@@ -228,6 +231,18 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
         break;
       case Var::kSslSessionReused:
         if (req.tls) out->push_back(req.tls->session_reused() ? 'r' : '.');
+        break;
+      case Var::kSslClientVerify:
+        if (req.tls) out->append(req.tls->client_verify());
+        break;
+      case Var::kSslClientSDn:
+        if (req.tls) append_value(out, req.tls->client_subject(), escape);
+        break;
+      case Var::kSslClientIDn:
+        if (req.tls) append_value(out, req.tls->client_issuer(), escape);
+        break;
+      case Var::kSslClientSerial:
+        if (req.tls) out->append(req.tls->client_serial());
         break;
       case Var::kHttpHeader:
         append_value(out, req.header(std::string_view(names_).substr(p.off, p.len)), escape);

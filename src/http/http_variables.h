@@ -55,6 +55,10 @@ enum class Var : uint8_t {
   kSslCipher,
   kSslServerName,  // the client's SNI name
   kSslSessionReused,  // "r" for a resumed session, "." otherwise
+  kSslClientVerify,   // SUCCESS, FAILED:reason, NONE
+  kSslClientSDn,
+  kSslClientIDn,
+  kSslClientSerial,
 };
 
 // How variable values are written. kUrl: for a Location header, a value's control characters,

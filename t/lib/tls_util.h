@@ -54,6 +54,28 @@ inline ::testing::AssertionResult make_certificate(const std::string& name, cons
   return ::testing::AssertionSuccess();
 }
 
+// A certificate authority (self-signed, CA:true) and a client certificate for `name` that it signed.
+inline ::testing::AssertionResult make_ca(const std::string& name, const std::string& cert, const std::string& key) {
+  RunResult r = run_tool("openssl", {"req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                     "-days", "2", "-subj", "/CN=" + name, "-addext", "basicConstraints=critical,CA:true",
+                                     "-addext", "keyUsage=critical,keyCertSign,cRLSign", "-keyout", key, "-out", cert});
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "openssl req (CA) failed: " << r.err;
+  return ::testing::AssertionSuccess();
+}
+
+inline ::testing::AssertionResult make_client_certificate(const std::string& subject, const std::string& ca_cert,
+                                                          const std::string& ca_key, const std::string& cert,
+                                                          const std::string& key) {
+  std::string csr = cert + ".csr";
+  RunResult r = run_tool("openssl", {"req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                                     "-subj", subject, "-keyout", key, "-out", csr});
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "openssl req (client) failed: " << r.err;
+  r = run_tool("openssl", {"x509", "-req", "-in", csr, "-CA", ca_cert, "-CAkey", ca_key, "-CAcreateserial", "-days", "2",
+                           "-out", cert});
+  if (r.exit_code != 0) return ::testing::AssertionFailure() << "openssl x509 -req failed: " << r.err;
+  return ::testing::AssertionSuccess();
+}
+
 // One handshake with `openssl s_client` (then an immediate close): its report on stdout, with the
 // certificate's subject, "Protocol  : TLSv1.3", "ALPN protocol: ..." and the like.
 struct Handshake {
