@@ -384,6 +384,76 @@ TEST_F(TlsClientCert, TheServerThatAnswersDecides) {
   EXPECT_TRUE(r.out.ends_with("|400")) << r.out << r.err;
 }
 
+// ---- TLS to upstreams ----
+
+class TlsUpstream : public TlsClientCert {
+ protected:
+  // Server a (TLS, on PORT) is the upstream; a plain server on PORT2 proxies to it with `front`
+  // (its location's keys), through [upstream up] (keepalive as given).
+  void start_front(std::string_view front, std::string_view a_extra = "", int keepalive = 8) {
+    std::string conf = servers(std::string(a_extra) +
+                               "[location = /seen]\n"
+                               "return = 200 \"$scheme|$ssl_server_name|$ssl_session_reused|$ssl_client_s_dn\"\n");
+    conf = replace_all(conf, "[server plain]\nlisten = 127.0.0.1:@PORT2@\n[location /]\nreturn = 200 \"plain $scheme\"\n",
+                       "[upstream up]\nserver = 127.0.0.1:@PORT@\nkeepalive = " + std::to_string(keepalive) +
+                           "\n[server front]\nlisten = 127.0.0.1:@PORT2@\n[location /]\nproxy_pass = https://up\n" +
+                           std::string(front));
+    s.set_config(make_config_main("log_level = info\n", conf));
+    ASSERT_TRUE(s.start());
+  }
+  Response seen() { return get(s.port(1), "/seen"); }
+};
+
+TEST_F(TlsUpstream, VerifiedWithSniAndTheName) {
+  start_front("proxy_ssl_verify = on\nproxy_ssl_trusted_certificate = conf/a.crt\nproxy_ssl_name = a.test\n"
+              "proxy_ssl_server_name = on\nproxy_set_header = Host a.test\n");
+  Response r = seen();
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, "https|a.test|.|") << r;
+  // A large body arrives whole through both TLS hops.
+  std::string content = s.write_generated("html/big.bin", 3 * 1024 * 1024 + 7, 3);
+  EXPECT_TRUE(same_bytes(get(s.port(1), "/big.bin").body, content));
+}
+
+TEST_F(TlsUpstream, WithoutServerNameNoSniIsSent) {
+  start_front("");
+  Response r = seen();
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, "https||.|") << r;
+}
+
+TEST_F(TlsUpstream, ACertificateThatDoesNotVerifyIs502) {
+  // Trusting b's certificate, not a's; then trusting a's for another name.
+  start_front("proxy_ssl_verify = on\nproxy_ssl_trusted_certificate = conf/b.crt\n"
+              "[location /wrong-name/]\nproxy_pass = https://up/\nproxy_ssl_verify = on\n"
+              "proxy_ssl_trusted_certificate = conf/a.crt\nproxy_ssl_name = c.test\n");
+  EXPECT_TRUE(is_error_page(seen(), 502, "Bad Gateway"));
+  EXPECT_TRUE(is_error_page(get(s.port(1), "/wrong-name/seen"), 502, "Bad Gateway"));
+  std::string log = s.error_log();
+  EXPECT_TRUE(contains(log, "SSL handshake with the upstream failed: certificate verify error")) << log;
+}
+
+TEST_F(TlsUpstream, SessionsAreResumedOnNewConnections) {
+  // No idle upstream connections: each request opens one, and resumes the last one's session.
+  start_front("", "", 0);
+  EXPECT_EQ(seen().body, "https||.|");
+  EXPECT_TRUE(wait_for([&] { return seen().body == "https||r|"; }, 3000ms));
+}
+
+TEST_F(TlsUpstream, WithoutSessionReuseEveryHandshakeIsFull) {
+  start_front("proxy_ssl_session_reuse = off\n", "", 0);
+  for (int i = 0; i < 3; i++) EXPECT_EQ(seen().body, "https||.|");
+}
+
+TEST_F(TlsUpstream, AClientCertificateIsShownToAnUpstreamThatAsks) {
+  start_front("proxy_ssl_certificate = conf/alice.crt\nproxy_ssl_certificate_key = conf/alice.key\n"
+              "[location /anonymous/]\nproxy_pass = https://up/\n",
+              "ssl_verify_client = on\nssl_client_certificate = conf/ca.crt\n");
+  Response r = seen();
+  EXPECT_EQ(r.body, "https||.|O=Example,CN=alice") << r;
+  EXPECT_EQ(get(s.port(1), "/anonymous/seen").status, 400);
+}
+
 // ---- configuration ----
 
 class TlsConfig : public Tls {
@@ -466,6 +536,18 @@ TEST_F(TlsConfig, ClientCertificateSettingsAreChecked) {
   expect_error(replace_all(base, "server_name = a.test\n",
                            "server_name = a.test\nssl_verify_client = on\nssl_client_certificate = conf/no-ca.crt\n"),
                "conf/no-ca.crt", "cannot load CA certificates");
+}
+
+TEST_F(TlsConfig, UpstreamTlsSettingsAreChecked) {
+  std::string base = make_config(servers() + "[server front]\nlisten = 127.0.0.1:@PORT3@\n[location /]\n"
+                                             "proxy_pass = https://127.0.0.1:@PORT@\n");
+  expect_error(base + "proxy_ssl_verify = on\n", "proxy_ssl_verify", "needs the CAs to check the upstream against");
+  expect_error(base + "proxy_ssl_certificate = conf/alice.crt\n", "proxy_ssl_certificate", "go together");
+  expect_error(base + "proxy_ssl_verify = on\nproxy_ssl_trusted_certificate = conf/none.pem\n", "conf/none.pem",
+               "cannot load CA certificates");
+  expect_error(base + "proxy_ssl_protocols = SSLv3\n", "proxy_ssl_protocols", "unknown protocol");
+  // And the plain scheme still says what it accepts.
+  expect_error(replace_all(base, "https://", "ftp://"), "ftp://", "proxy_pass = http[s]://");
 }
 
 TEST_F(TlsConfig, CertificatesInHttpServeEveryServerThatHasNone) {

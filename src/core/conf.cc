@@ -80,6 +80,16 @@ constexpr KeyInfo kKeys[] = {
     {"proxy_connect_timeout", kInherited, false},
     {"proxy_read_timeout", kInherited, false},
     {"proxy_send_timeout", kInherited, false},
+    {"proxy_ssl_verify", kInherited, false},
+    {"proxy_ssl_trusted_certificate", kInherited, false},
+    {"proxy_ssl_verify_depth", kInherited, false},
+    {"proxy_ssl_server_name", kInherited, false},
+    {"proxy_ssl_name", kInherited, false},
+    {"proxy_ssl_certificate", kInherited, false},
+    {"proxy_ssl_certificate_key", kInherited, false},
+    {"proxy_ssl_protocols", kInherited, false},
+    {"proxy_ssl_ciphers", kInherited, false},
+    {"proxy_ssl_session_reuse", kInherited, false},
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"types", kHttp, false},
 
@@ -189,10 +199,10 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"proxy_no_cache", nullptr}, {"proxy_cookie_domain", nullptr}, {"proxy_cookie_path", nullptr},
     {"proxy_max_temp_file_size", nullptr}, {"proxy_temp_path", nullptr}, {"proxy_bind", nullptr},
     {"proxy_method", nullptr}, {"proxy_pass_request_body", nullptr}, {"proxy_pass_request_headers", nullptr},
-    {"proxy_set_body", nullptr}, {"proxy_socket_keepalive", nullptr}, {"proxy_ssl_verify", nullptr},
-    {"proxy_ssl_server_name", nullptr}, {"proxy_ssl_name", nullptr}, {"proxy_ssl_trusted_certificate", nullptr},
-    {"proxy_ssl_certificate", nullptr}, {"proxy_ssl_certificate_key", nullptr}, {"proxy_ssl_protocols", nullptr},
-    {"proxy_ssl_ciphers", nullptr}, {"proxy_ssl_session_reuse", nullptr}, {"fastcgi_pass", nullptr},
+    {"proxy_set_body", nullptr}, {"proxy_socket_keepalive", nullptr},
+    
+    
+    {"fastcgi_pass", nullptr},
     {"fastcgi_param", nullptr}, {"fastcgi_index", nullptr}, {"uwsgi_pass", nullptr}, {"scgi_pass", nullptr},
     {"grpc_pass", nullptr}, {"memcached_pass", nullptr},
     // ssl and http2

@@ -9,6 +9,7 @@
 #include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
+#include <openssl/x509v3.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -143,6 +144,20 @@ int on_ticket_key(SSL* ssl, unsigned char name[16], unsigned char iv[EVP_MAX_IV_
     return i == 0 ? 1 : 2;
   }
   return 0;  // unknown (or expired) key: a full handshake
+}
+
+// The slot a client connection keeps its session in: where a new session (a TLS 1.3 ticket arrives
+// after the handshake) goes.
+int slot_index() {
+  static int index = SSL_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
+  return index;
+}
+
+int on_new_client_session(SSL* ssl, SSL_SESSION* sess) {
+  auto* slot = static_cast<TlsSessionSlot*>(SSL_get_ex_data(ssl, slot_index()));
+  if (!slot) return 0;
+  slot->set(sess);
+  return 1;  // the slot keeps the reference
 }
 
 // A client certificate that does not verify does not fail the handshake: the request is refused
@@ -324,7 +339,61 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
   return t;
 }
 
+std::unique_ptr<TlsContext> TlsContext::create_client(const TlsClientOptions& o, std::string* err) {
+  ERR_clear_error();
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  if (!ctx) {
+    *err = "SSL_CTX_new() failed: " + openssl_errors();
+    return nullptr;
+  }
+  std::unique_ptr<TlsContext> t(new TlsContext(ctx));
+  SSL_CTX_set_min_proto_version(ctx, o.min_version);
+  SSL_CTX_set_max_proto_version(ctx, o.max_version);
+  SSL_CTX_set_options(ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_NO_COMPRESSION);
+  SSL_CTX_set_mode(ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER | SSL_MODE_RELEASE_BUFFERS);
+  if (!o.ciphers.empty() && SSL_CTX_set_cipher_list(ctx, o.ciphers.c_str()) != 1) {
+    *err = "invalid proxy_ssl_ciphers \"" + o.ciphers + "\": " + openssl_errors();
+    return nullptr;
+  }
+  if (o.verify) {
+    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, nullptr);
+    SSL_CTX_set_verify_depth(ctx, o.verify_depth);
+    if (SSL_CTX_load_verify_locations(ctx, o.trusted_certificate.c_str(), nullptr) != 1) {
+      *err = "cannot load CA certificates \"" + o.trusted_certificate + "\": " + openssl_errors();
+      return nullptr;
+    }
+  }
+  if (!o.certificate.empty()) {
+    if (SSL_CTX_use_certificate_chain_file(ctx, o.certificate.c_str()) != 1) {
+      *err = "cannot load certificate \"" + o.certificate + "\": " + openssl_errors();
+      return nullptr;
+    }
+    if (SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
+      *err = "cannot load certificate key \"" + o.key + "\": " + openssl_errors();
+      return nullptr;
+    }
+    if (SSL_CTX_check_private_key(ctx) != 1) {
+      *err = "certificate key \"" + o.key + "\" does not match certificate \"" + o.certificate + "\"";
+      ERR_clear_error();
+      return nullptr;
+    }
+  }
+  // Sessions are kept by the connections' slots, not in OpenSSL's cache.
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
+  SSL_CTX_sess_set_new_cb(ctx, on_new_client_session);
+  return t;
+}
+
 TlsContext::~TlsContext() { SSL_CTX_free(ctx_); }
+
+TlsSessionSlot::~TlsSessionSlot() {
+  if (session_) SSL_SESSION_free(session_);
+}
+
+void TlsSessionSlot::set(SSL_SESSION* s) {
+  if (session_) SSL_SESSION_free(session_);
+  session_ = s;
+}
 
 // ---- the transport ----------------------------------------------------------------------------
 
@@ -378,7 +447,51 @@ const char* TlsTransport::client_certificate_problem(int mode) const {
   return nullptr;
 }
 
-TlsTransport::~TlsTransport() { SSL_free(ssl_); }
+TlsTransport::~TlsTransport() {
+  // A connection that ends without a TLS error ends "cleanly" for OpenSSL, which otherwise takes
+  // its session for a bad one and stops it (and the client's kept copy) from being resumed.
+  if (!broken_ && SSL_is_init_finished(ssl_)) {
+    SSL_set_quiet_shutdown(ssl_, 1);
+    SSL_shutdown(ssl_);
+  }
+  SSL_free(ssl_);
+}
+
+TlsTransport* TlsTransport::client(SSL_CTX* ctx, int fd, const std::string& sni, const std::string& verify_name,
+                                   TlsSessionSlot* slot) {
+  ERR_clear_error();
+  SSL* ssl = SSL_new(ctx);
+  if (!ssl) return nullptr;
+  SSL_set_fd(ssl, fd);
+  SSL_set_connect_state(ssl);
+  if (!sni.empty()) SSL_set_tlsext_host_name(ssl, sni.c_str());
+  if (SSL_get_verify_mode(ssl) & SSL_VERIFY_PEER) {
+    // The certificate must name the upstream as configured (proxy_ssl_name): a name, or an address.
+    if (!verify_name.empty()) {
+      X509_VERIFY_PARAM* param = SSL_get0_param(ssl);
+      X509_VERIFY_PARAM_set_hostflags(param, X509_CHECK_FLAG_NO_PARTIAL_WILDCARDS);
+      if (X509_VERIFY_PARAM_set1_ip_asc(param, verify_name.c_str()) != 1) {
+        ERR_clear_error();
+        SSL_set1_host(ssl, verify_name.c_str());
+      }
+    }
+  }
+  if (slot) {
+    SSL_set_ex_data(ssl, slot_index(), slot);
+    if (slot->get()) SSL_set_session(ssl, slot->get());
+  }
+  return new TlsTransport(ssl);
+}
+
+std::string TlsTransport::failure() const {
+  long v = SSL_get_verify_result(ssl_);
+  std::string out;
+  if (v != X509_V_OK) out = std::string("certificate verify error: (") + std::to_string(v) + ":" + X509_verify_cert_error_string(v) + ")";
+  std::string queued = ERR_peek_error() ? openssl_errors() : "";
+  if (!queued.empty()) out += (out.empty() ? "" : "; ") + queued;
+  if (out.empty()) out = errno ? strerror(errno) : "the peer closed the connection";
+  return out;
+}
 
 ssize_t TlsTransport::result(int r) {
   switch (SSL_get_error(ssl_, r)) {
@@ -393,8 +506,10 @@ ssize_t TlsTransport::result(int r) {
       // error keeps its errno.
       ERR_clear_error();
       if (errno == 0) return 0;
+      broken_ = true;
       return kIoError;
     default:
+      broken_ = true;
       // OpenSSL's error queue says why; it is read by whoever logs the failure, and cleared
       // before the next call.
       errno = EPROTO;

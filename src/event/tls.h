@@ -62,6 +62,32 @@ struct TlsServerOptions {
   bool prefer_server_ciphers = false;
 };
 
+// TLS to an upstream (proxy_ssl_*).
+struct TlsClientOptions {
+  int min_version = TLS1_2_VERSION;
+  int max_version = TLS1_3_VERSION;
+  std::string ciphers;
+  bool verify = false;              // the upstream's certificate must verify, for the name
+  std::string trusted_certificate;  // CAs it is checked against
+  int verify_depth = 1;
+  std::string certificate, key;     // a client certificate, when the upstream asks for one
+};
+
+// Where the session of the last full handshake with one upstream server is kept, for the next
+// connection to resume (proxy_ssl_session_reuse).
+class TlsSessionSlot {
+ public:
+  TlsSessionSlot() = default;
+  TlsSessionSlot(const TlsSessionSlot&) = delete;
+  TlsSessionSlot& operator=(const TlsSessionSlot&) = delete;
+  ~TlsSessionSlot();
+  void set(SSL_SESSION* s);  // takes the reference
+  SSL_SESSION* get() const { return session_; }
+
+ private:
+  SSL_SESSION* session_ = nullptr;
+};
+
 // An OpenSSL server context. Made when the configuration is read (so that -t, a start and a reload
 // find a broken certificate), inherited by the workers.
 class TlsContext {
@@ -69,6 +95,8 @@ class TlsContext {
   // Null and *err set ("cannot load certificate "PATH": ...") when a file cannot be used.
   // *bad_index: the certificate entry at fault, or -1 when the fault is in another option.
   static std::unique_ptr<TlsContext> create_server(const TlsServerOptions& o, std::string* err, int* bad_index);
+  // A client context; *err names the file at fault.
+  static std::unique_ptr<TlsContext> create_client(const TlsClientOptions& o, std::string* err);
   ~TlsContext();
   TlsContext(const TlsContext&) = delete;
   TlsContext& operator=(const TlsContext&) = delete;
@@ -88,6 +116,13 @@ class TlsTransport final : public Transport {
  public:
   explicit TlsTransport(SSL* ssl) : ssl_(ssl) {}
   ~TlsTransport() override;
+  // The client side of a connection to an upstream on fd: SNI `sni` (none when empty), the
+  // certificate checked for `verify_name` (when the context verifies), the session in `slot`
+  // resumed and a new one kept there (slot may be null). Null when OpenSSL cannot make one.
+  static TlsTransport* client(SSL_CTX* ctx, int fd, const std::string& sni, const std::string& verify_name,
+                              TlsSessionSlot* slot);
+  // Why the handshake failed, from OpenSSL's error queue and the verification result (clears it).
+  std::string failure() const;
 
   // Advances the server handshake: 1 when it is done, kIoWantRead / kIoWantWrite, or kIoError.
   ssize_t handshake();
@@ -115,6 +150,7 @@ class TlsTransport final : public Transport {
   ssize_t result(int r);
   SSL* ssl_;
   bool shut_ = false;
+  bool broken_ = false;  // a TLS or socket error: the session is not to be resumed
   // Plaintext gathered from several buffers into one record: a retry after "want write" must offer
   // OpenSSL the same bytes, which the caller's queue does, gathered here the same way again.
   std::unique_ptr<char[]> gather_;

@@ -515,6 +515,30 @@ struct Parser {
   }
 
   // Returns false when the key is not an inheritable one.
+  // ssl_protocols / proxy_ssl_protocols: a range of versions, as OpenSSL's minimum and maximum.
+  void protocols(const ConfEntry& e, int* min, int* max) {
+    static const struct {
+      const char* name;
+      int version;
+    } kVersions[] = {{"TLSv1", 0x0301}, {"TLSv1.1", 0x0302}, {"TLSv1.2", 0x0303}, {"TLSv1.3", 0x0304}};
+    int lo = 0, hi = 0;
+    auto words = split_ws(e.value);
+    if (words.empty()) bad(e, "protocol list");
+    for (std::string_view w : words) {
+      int v = 0;
+      for (const auto& kv : kVersions)
+        if (w == kv.name) v = kv.version;
+      if (!v)
+        conf.fail(e.line, "unknown protocol \"" + std::string(w) + "\" in \"" + e.key + "\" (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
+      if (!lo || v < lo) lo = v;
+      if (v > hi) hi = v;
+    }
+    if (static_cast<size_t>(hi - lo + 1) != words.size())
+      conf.fail(e.line, "\"" + e.key + "\" must name a range of versions without a gap (\"" + e.value + "\")");
+    *min = lo;
+    *max = hi;
+  }
+
   bool apply_setting(const ConfEntry& e, Settings* s) {
     const std::string& k = e.key;
     if (k == "root") {
@@ -547,25 +571,7 @@ struct Parser {
       (cert ? s->tls.certificates : s->tls.keys).push_back(resolve_path(prefix, e.value));
       (cert ? s->tls.certificate_lines : s->tls.key_lines).push_back(e.line);
     } else if (k == "ssl_protocols") {
-      static const struct {
-        const char* name;
-        int version;
-      } kVersions[] = {{"TLSv1", 0x0301}, {"TLSv1.1", 0x0302}, {"TLSv1.2", 0x0303}, {"TLSv1.3", 0x0304}};
-      int lo = 0, hi = 0;
-      auto words = split_ws(e.value);
-      if (words.empty()) bad(e, "ssl_protocols");
-      for (std::string_view w : words) {
-        int v = 0;
-        for (const auto& kv : kVersions)
-          if (w == kv.name) v = kv.version;
-        if (!v) conf.fail(e.line, "unknown protocol \"" + std::string(w) + "\" in \"ssl_protocols\" (TLSv1, TLSv1.1, TLSv1.2, TLSv1.3)");
-        if (!lo || v < lo) lo = v;
-        if (v > hi) hi = v;
-      }
-      if (static_cast<size_t>(hi - lo + 1) != words.size())
-        conf.fail(e.line, "\"ssl_protocols\" must name a range of versions without a gap (\"" + e.value + "\")");
-      s->tls.min_version = lo;
-      s->tls.max_version = hi;
+      protocols(e, &s->tls.min_version, &s->tls.max_version);
       s->tls.protocols_line = e.line;
     } else if (k == "ssl_ciphers") {
       if (e.value.empty()) bad(e, "cipher list");
@@ -577,6 +583,36 @@ struct Parser {
       if (split_ws(e.value).size() != 2) conf.fail(e.line, "\"ssl_conf_command\" takes a name and a value");
       s->tls.conf_commands.push_back(e.value);
       s->tls.conf_commands_line = e.line;
+    } else if (k == "proxy_ssl_verify") {
+      on_off(e, &s->proxy.ssl_verify);
+      s->proxy.ssl_verify_line = e.line;
+    } else if (k == "proxy_ssl_trusted_certificate") {
+      if (e.value.empty()) bad(e, "path");
+      s->proxy.ssl_trusted_certificate = resolve_path(prefix, e.value);
+      s->proxy.ssl_trusted_certificate_line = e.line;
+    } else if (k == "proxy_ssl_verify_depth") {
+      uint64_t n;
+      if (!parse_uint(e.value, &n) || n == 0 || n > 100) bad(e, "depth (1 to 100)");
+      s->proxy.ssl_verify_depth = static_cast<int>(n);
+    } else if (k == "proxy_ssl_server_name") {
+      on_off(e, &s->proxy.ssl_server_name);
+    } else if (k == "proxy_ssl_name") {
+      std::string_view v = trim(e.value);
+      if (v.empty() || v.find_first_of(" \t$") != std::string_view::npos) bad(e, "name (a host name, without variables)");
+      s->proxy.ssl_name = std::string(v);
+    } else if (k == "proxy_ssl_certificate" || k == "proxy_ssl_certificate_key") {
+      if (e.value.empty()) bad(e, "path");
+      bool cert = k == "proxy_ssl_certificate";
+      (cert ? s->proxy.ssl_certificate : s->proxy.ssl_certificate_key) = resolve_path(prefix, e.value);
+      (cert ? s->proxy.ssl_certificate_line : s->proxy.ssl_certificate_key_line) = e.line;
+    } else if (k == "proxy_ssl_protocols") {
+      protocols(e, &s->proxy.ssl_min_version, &s->proxy.ssl_max_version);
+    } else if (k == "proxy_ssl_ciphers") {
+      if (e.value.empty()) bad(e, "cipher list");
+      s->proxy.ssl_ciphers = e.value;
+      s->proxy.ssl_ciphers_line = e.line;
+    } else if (k == "proxy_ssl_session_reuse") {
+      on_off(e, &s->proxy.ssl_session_reuse);
     } else if (k == "ssl_verify_client") {
       if (e.value == "off") s->tls.verify_client = kVerifyOff;
       else if (e.value == "on") s->tls.verify_client = kVerifyOn;
@@ -854,12 +890,12 @@ struct Parser {
     if (v.empty()) bad(e, "URL");
     if (v.find_first_of(" \t") != std::string_view::npos) conf.fail(e.line, "\"proxy_pass\" takes one URL");
     if (v.find('$') != std::string_view::npos) conf.fail(e.line, "variables in \"proxy_pass\" are not supported yet");
-    if (istarts_with(v, "https://"))
-      conf.fail(e.line, "\"proxy_pass\" to https:// is not supported yet (no TLS to upstreams in this build): \"" +
-                            std::string(v) + "\"");
-    if (!istarts_with(v, "http://"))
-      conf.fail(e.line, "invalid URL prefix in \"" + std::string(v) + "\" (proxy_pass = http://HOST[:PORT][/URI])");
-    std::string_view rest = v.substr(7);
+    bool https = istarts_with(v, "https://");
+    if (!https && !istarts_with(v, "http://"))
+      conf.fail(e.line, "invalid URL prefix in \"" + std::string(v) + "\" (proxy_pass = http[s]://HOST[:PORT][/URI])");
+    const std::string scheme = https ? "https://" : "http://";
+    const uint16_t default_port = https ? 443 : 80;
+    std::string_view rest = v.substr(scheme.size());
     size_t slash = rest.find('/');
     std::string_view authority = rest.substr(0, slash);
     if (authority.empty()) conf.fail(e.line, "no host in \"" + std::string(v) + "\"");
@@ -873,6 +909,8 @@ struct Parser {
 
     auto pp = std::make_unique<ProxyPass>();
     pp->line = e.line;
+    pp->https = https;
+    pp->host = hp.host;
     if (slash != std::string_view::npos) {
       pp->has_uri = true;
       pp->uri = std::string(rest.substr(slash));
@@ -890,15 +928,15 @@ struct Parser {
                                 std::to_string(it->second->line) + ")");
         pp->group = it->second;
         pp->proxy_host = it->second->name;
-        pp->redirect_from = "http://" + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
+        pp->redirect_from = scheme + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
         loc->proxy_pass = std::move(pp);
         return;
       }
     }
-    uint16_t port = hp.port ? hp.port : 80;
+    uint16_t port = hp.port ? hp.port : default_port;
     key += ":" + std::to_string(port);
-    // $proxy_host: what was written, without a port that is the default one.
-    pp->proxy_host = port == 80 ? std::string(hp.bracketed ? "[" + hp.host + "]" : hp.host) : std::string(authority);
+    // $proxy_host: what was written, without a port that is the scheme's default one.
+    pp->proxy_host = port == default_port ? std::string(hp.bracketed ? "[" + hp.host + "]" : hp.host) : std::string(authority);
     auto it = implicit_upstreams.find(key);
     if (it == implicit_upstreams.end()) {
       auto g = std::make_unique<UpstreamGroup>();
@@ -917,8 +955,41 @@ struct Parser {
       http->upstreams.push_back(std::move(g));
     }
     pp->group = it->second;
-    pp->redirect_from = "http://" + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
+    pp->redirect_from = scheme + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
     loc->proxy_pass = std::move(pp);
+  }
+
+  // The TLS client side of a proxy_pass = https://, from the location's proxy_ssl_* settings.
+  void client_tls(ProxyPass* pp, const ProxySettings& p) {
+    TlsClientOptions o;
+    o.min_version = p.ssl_min_version;
+    o.max_version = p.ssl_max_version;
+    o.ciphers = p.ssl_ciphers;
+    o.verify = p.ssl_verify;
+    o.verify_depth = p.ssl_verify_depth;
+    o.trusted_certificate = p.ssl_trusted_certificate;
+    o.certificate = p.ssl_certificate;
+    o.key = p.ssl_certificate_key;
+    if (o.verify && o.trusted_certificate.empty())
+      conf.fail(p.ssl_verify_line ? p.ssl_verify_line : pp->line,
+                "\"proxy_ssl_verify\" needs the CAs to check the upstream against: \"proxy_ssl_trusted_certificate\"");
+    if (o.certificate.empty() != o.key.empty())
+      conf.fail(o.certificate.empty() ? p.ssl_certificate_key_line : p.ssl_certificate_line,
+                "\"proxy_ssl_certificate\" and \"proxy_ssl_certificate_key\" go together");
+    std::string err;
+    std::unique_ptr<TlsContext> ctx = TlsContext::create_client(o, &err);
+    if (!ctx) {
+      int line = pp->line;
+      if (err.starts_with("invalid proxy_ssl_ciphers")) line = p.ssl_ciphers_line;
+      else if (err.starts_with("cannot load CA")) line = p.ssl_trusted_certificate_line;
+      else if (err.starts_with("cannot load certificate \"")) line = p.ssl_certificate_line;
+      else if (err.starts_with("cannot load certificate key") || err.starts_with("certificate key")) line = p.ssl_certificate_key_line;
+      conf.fail(line ? line : pp->line, err);
+    }
+    pp->tls = std::move(ctx);
+    pp->tls_name = p.ssl_name.empty() ? pp->host : p.ssl_name;
+    pp->tls_sni = p.ssl_server_name;
+    pp->tls_session_reuse = p.ssl_session_reuse;
   }
 
   void parse_location(const ConfSection& sec, Server* srv) {
@@ -983,6 +1054,7 @@ struct Parser {
         conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
                                              "\" cannot be combined in one location");
     }
+    if (loc->proxy_pass && loc->proxy_pass->https) client_tls(loc->proxy_pass.get(), loc->s.proxy);
     if (loc->has_alias && loc->kind != MatchKind::kExact && !loc->alias.empty() &&
         loc->match.back() == '/' && loc->alias.back() != '/')
       loc->alias.push_back('/');

@@ -11,6 +11,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/listener.h"
+#include "event/tls.h"
 #include "http/http1.h"
 #include "http/http_config.h"
 #include "http/http_connection.h"
@@ -85,11 +86,15 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void upstream_closed() override;
 
  private:
-  enum class State : uint8_t { kWaitBody, kConnecting, kSending, kHead, kBody, kTunnel, kDone };
+  enum class State : uint8_t { kWaitBody, kConnecting, kHandshake, kSending, kHead, kBody, kTunnel, kDone };
   enum class Failure : uint8_t { kError, kTimeout, kStatus };
 
   void next_attempt();
+  void start_handshake();
+  void handshake_step();
   void connected();
+  // The pool keeps TLS connections apart by the context they were made with.
+  const void* tls_key() const { return pass_.tls.get(); }
   void build_head(std::string* out, bool chunked_body, uint64_t length);
   void send_body(const char* data, size_t len);
   bool flush_upstream();
@@ -308,7 +313,7 @@ void ProxyHandler::next_attempt() {
   tries_++;
   // A request that must not be sent twice takes only a connection that cannot be closing.
   bool safe_only = !idempotent(req_.method_id);
-  link_ = fresh_only_ ? nullptr : rt_->take(server_, safe_only);
+  link_ = fresh_only_ ? nullptr : rt_->take(server_, safe_only, tls_key());
   fresh_only_ = false;
   reused_ = link_ != nullptr;
   sent_any_ = false;
@@ -318,6 +323,7 @@ void ProxyHandler::next_attempt() {
       attempt_failed(Failure::kError, 502, strerror(errno));
       return;
     }
+    link_->tls_key = tls_key();
   }
   link_->user = this;
   rt_->peers().acquired(server_);
@@ -328,6 +334,44 @@ void ProxyHandler::next_attempt() {
   state_ = State::kConnecting;
   link_->conn->want_write(true);
   link_->conn->set_deadline(timeout_s(ps_.connect_timeout_ms, g.connect_timeout_ms));
+}
+
+// ---- TLS to the upstream ------------------------------------------------------------------
+
+void ProxyHandler::start_handshake() {
+  Connection* c = link_->conn;
+  TlsSessionSlot* slot = pass_.tls_session_reuse ? rt_->tls_session(tls_key(), server_) : nullptr;
+  TlsTransport* t = TlsTransport::client(pass_.tls->get(), c->fd(), pass_.tls_sni ? pass_.tls_name : std::string(),
+                                         pass_.tls_name, slot);
+  if (!t) {
+    attempt_failed(Failure::kError, 502, "SSL_new() failed");
+    return;
+  }
+  c->set_transport(t);
+  state_ = State::kHandshake;
+  handshake_step();
+}
+
+void ProxyHandler::handshake_step() {
+  Connection* c = link_->conn;
+  auto* t = static_cast<TlsTransport*>(c->transport());
+  ssize_t r = t->handshake();
+  if (r == kIoWantRead) {
+    c->want_write(false);
+    c->want_read(true);
+    return;
+  }
+  if (r == kIoWantWrite) {
+    c->want_write(true);
+    return;
+  }
+  if (r != 1) {
+    std::string why = "SSL handshake with the upstream failed: " + t->failure();
+    attempt_failed(Failure::kError, 502, why.c_str());
+    return;
+  }
+  c->want_write(false);
+  connected();
 }
 
 void ProxyHandler::connected() {
@@ -529,7 +573,12 @@ void ProxyHandler::upstream_writable() {
       return;
     }
     link_->conn->want_write(false);
-    connected();
+    if (pass_.https) start_handshake();
+    else connected();
+    return;
+  }
+  if (state_ == State::kHandshake) {
+    handshake_step();
     return;
   }
   if (!flush_upstream()) return;
@@ -547,6 +596,9 @@ void ProxyHandler::upstream_timeout() {
   switch (state_) {
     case State::kConnecting:
       attempt_failed(Failure::kTimeout, 504, "upstream timed out (connect)");
+      return;
+    case State::kHandshake:
+      attempt_failed(Failure::kTimeout, 504, "upstream timed out (SSL handshake)");
       return;
     case State::kSending:
     case State::kHead:
@@ -579,7 +631,7 @@ void ProxyHandler::upstream_closed() {
 }
 
 void ProxyHandler::upstream_readable() {
-  if (state_ == State::kConnecting) {
+  if (state_ == State::kConnecting || state_ == State::kHandshake) {
     upstream_writable();
     return;
   }

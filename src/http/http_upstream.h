@@ -12,6 +12,10 @@
 #include "http/http_variables.h"
 #include "os/unix/socket.h"
 
+namespace baton {
+class TlsContext;
+}
+
 namespace baton::http {
 
 enum class Balance : uint8_t { kRoundRobin, kLeastConn, kIpHash, kHash };
@@ -55,6 +59,13 @@ struct ProxyPass {
   std::string uri;
   // proxy_redirect default: a Location or Refresh that starts with this is rewritten.
   std::string redirect_from;
+  // https://: the location's TLS client context (proxy_ssl_*), made once the location is read.
+  bool https = false;
+  std::string host;  // the host of the URL, without port or brackets: the default proxy_ssl_name
+  std::shared_ptr<TlsContext> tls;
+  std::string tls_name;  // SNI (when tls_sni) and the name the certificate must carry (when verifying)
+  bool tls_sni = false;
+  bool tls_session_reuse = true;
 };
 
 // Conditions of proxy_next_upstream.
@@ -97,6 +108,20 @@ struct ProxySettings {
   int64_t connect_timeout_ms = -1;
   int64_t read_timeout_ms = -1;
   int64_t send_timeout_ms = -1;
+  // proxy_ssl_*: TLS to an upstream of proxy_pass = https://...
+  bool ssl_verify = false;
+  std::string ssl_trusted_certificate;  // absolute path
+  int ssl_trusted_certificate_line = 0;
+  int ssl_verify_line = 0;
+  int ssl_verify_depth = 1;
+  bool ssl_server_name = false;  // send SNI
+  std::string ssl_name;          // the name for SNI and verification; empty: the proxy_pass host
+  std::string ssl_certificate, ssl_certificate_key;  // absolute paths
+  int ssl_certificate_line = 0, ssl_certificate_key_line = 0;
+  int ssl_min_version = 0x0303, ssl_max_version = 0x0304;
+  std::string ssl_ciphers;
+  int ssl_ciphers_line = 0;
+  bool ssl_session_reuse = true;
 };
 
 }  // namespace baton::http

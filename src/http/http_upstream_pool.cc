@@ -86,13 +86,20 @@ double UpstreamRuntime::idle_limit(int server) const {
   return limit;
 }
 
-UpstreamLink* UpstreamRuntime::take(int server, bool safe_only) {
+TlsSessionSlot* UpstreamRuntime::tls_session(const void* key, int server) {
+  auto& slot = tls_sessions_[{key, server}];
+  if (!slot) slot = std::make_unique<TlsSessionSlot>();
+  return slot.get();
+}
+
+UpstreamLink* UpstreamRuntime::take(int server, bool safe_only, const void* tls_key) {
   ServerPool& p = pools_[static_cast<size_t>(server)];
   double now = loop_->now();
   // The most recently used first: it is the least likely to be closed by the upstream.
   for (UpstreamLink* l = p.head; l; l = l->pool_next) {
     if (safe_only && now - l->idle_since >= kSafeIdle) break;  // the rest are older still
     if (l->retire_at > 0 && now >= l->retire_at) continue;
+    if (l->tls_key != tls_key) continue;
     unlink(l);
     l->conn->want_read(false);
     l->conn->clear_deadline();

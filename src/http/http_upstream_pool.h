@@ -10,11 +10,13 @@
 // the upstream while the request is on its way, and such a request cannot be retried.
 #pragma once
 
+#include <map>
 #include <memory>
 #include <unordered_map>
 #include <vector>
 
 #include "event/connection.h"
+#include "event/tls.h"
 #include "http/http_upstream.h"
 #include "http/http_upstream_peers.h"
 
@@ -53,6 +55,7 @@ class UpstreamLink final : public ConnectionHandler {
   double retire_at = 0;         // 0: no limit announced
   uint64_t requests = 0;        // requests sent on this connection
   uint64_t max_requests = 0;    // 0: the group's keepalive_requests
+  const void* tls_key = nullptr;  // the TLS client context it speaks through (null: plain TCP)
   UpstreamLink* pool_prev = nullptr;
   UpstreamLink* pool_next = nullptr;
 };
@@ -67,7 +70,8 @@ class UpstreamRuntime {
 
   // An idle connection to server i, or null. safe_only: only one idle for a moment at most (for a
   // request that must not be sent twice).
-  UpstreamLink* take(int server, bool safe_only);
+  // tls_key: only a connection made with that TLS context (null: a plain one).
+  UpstreamLink* take(int server, bool safe_only, const void* tls_key = nullptr);
   // A connection whose exchange ended cleanly goes back to the pool (or is closed if the pool is
   // full, it is too old, or the group keeps none). keepalive_timeout_s: the upstream's
   // `Keep-Alive: timeout=`, or -1.
@@ -79,6 +83,8 @@ class UpstreamRuntime {
   void idle_event(UpstreamLink* l, bool timed_out);
   void unlink(UpstreamLink* l);
   size_t idle_count() const { return idle_count_; }
+  // Where the TLS session with server i through context key is kept for the next connection.
+  TlsSessionSlot* tls_session(const void* key, int server);
   // A draining worker keeps no idle connection: each closes when its exchange ends, so that the
   // worker can exit as soon as its clients are served.
   void set_draining() { draining_ = true; }
@@ -101,6 +107,7 @@ class UpstreamRuntime {
     double candidate_at = 0;
   };
   std::vector<ServerPool> pools_;
+  std::map<std::pair<const void*, int>, std::unique_ptr<TlsSessionSlot>> tls_sessions_;
   size_t idle_count_ = 0;
   bool draining_ = false;
 };
