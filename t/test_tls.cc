@@ -384,6 +384,39 @@ TEST_F(TlsClientCert, TheServerThatAnswersDecides) {
   EXPECT_TRUE(r.out.ends_with("|400")) << r.out << r.err;
 }
 
+// ---- OCSP stapling ----
+
+TEST_F(TlsClientCert, AConfiguredOcspResponseIsStapled) {
+  // A server certificate from the test CA, and the CA's own OCSP answer for it ("good").
+  ASSERT_TRUE(make_client_certificate("/CN=a.test", s.path("conf/ca.crt"), s.path("conf/ca.key"), s.path("conf/srv.crt"),
+                                      s.path("conf/srv.key")));
+  RunResult serial = run_tool("openssl", {"x509", "-in", s.path("conf/srv.crt"), "-noout", "-serial"});
+  ASSERT_EQ(serial.exit_code, 0) << serial.err;
+  std::string hex = serial.out.substr(serial.out.find('=') + 1);
+  while (!hex.empty() && (hex.back() == '\n' || hex.back() == '\r')) hex.pop_back();
+  s.write_file("conf/index.txt", "V\t301231235959Z\t\t" + hex + "\tunknown\t/CN=a.test\n");
+  RunResult r = run_tool("openssl", {"ocsp", "-issuer", s.path("conf/ca.crt"), "-cert", s.path("conf/srv.crt"), "-no_nonce",
+                                     "-reqout", s.path("conf/req.der")});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  r = run_tool("openssl", {"ocsp", "-index", s.path("conf/index.txt"), "-rsigner", s.path("conf/ca.crt"), "-rkey",
+                           s.path("conf/ca.key"), "-CA", s.path("conf/ca.crt"), "-reqin", s.path("conf/req.der"),
+                           "-respout", s.path("conf/ocsp.der"), "-ndays", "1"});
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  // Server a serves that certificate, with the staple.
+  s.set_config(make_config(replace_all(replace_all(servers("ssl_stapling = on\nssl_stapling_file = conf/ocsp.der\n"),
+                                                   "conf/a.crt", "conf/srv.crt"),
+                                       "conf/a.key", "conf/srv.key")));
+  ASSERT_TRUE(s.start());
+  Handshake h = s_client(s.port(), {"-status", "-servername", "a.test"});
+  ASSERT_TRUE(h.ok) << h.out << h.err;
+  EXPECT_TRUE(contains(h.out, "OCSP Response Status: successful")) << h.out;
+  EXPECT_TRUE(contains(h.out, "Cert Status: good")) << h.out;
+  // b.test has no staple: it says so.
+  Handshake b = s_client(s.port(), {"-status", "-servername", "b.test"});
+  ASSERT_TRUE(b.ok) << b.out << b.err;
+  EXPECT_TRUE(contains(b.out, "OCSP response: no response sent")) << b.out;
+}
+
 // ---- TLS to upstreams ----
 
 class TlsUpstream : public TlsClientCert {
@@ -548,6 +581,17 @@ TEST_F(TlsConfig, UpstreamTlsSettingsAreChecked) {
   expect_error(base + "proxy_ssl_protocols = SSLv3\n", "proxy_ssl_protocols", "unknown protocol");
   // And the plain scheme still says what it accepts.
   expect_error(replace_all(base, "https://", "ftp://"), "ftp://", "proxy_pass = http[s]://");
+}
+
+TEST_F(TlsConfig, StaplingAndRecordSizeAreChecked) {
+  std::string base = make_config(servers());
+  auto with = [&](std::string_view lines) { return replace_all(base, "server_name = a.test\n", "server_name = a.test\n" + std::string(lines)); };
+  expect_error(with("ssl_stapling = on\n"), "ssl_stapling", "needs \"ssl_stapling_file\"");
+  expect_error(with("ssl_stapling_file = conf/a.crt\n"), "ssl_stapling_file", "used with \"ssl_stapling = on\"");
+  expect_error(with("ssl_stapling = on\nssl_stapling_file = conf/a.crt\n"), "ssl_stapling_file",
+               "is not a successful OCSP response");
+  expect_error(with("ssl_stapling = on\nssl_stapling_file = conf/none.der\n"), "ssl_stapling_file", "cannot open OCSP response");
+  expect_error(with("ssl_buffer_size = 64k\n"), "ssl_buffer_size", "between 512 and 16k");
 }
 
 TEST_F(TlsConfig, CertificatesInHttpServeEveryServerThatHasNone) {

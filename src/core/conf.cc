@@ -109,6 +109,9 @@ constexpr KeyInfo kKeys[] = {
     {"ssl_client_certificate", kHttp | kServer, false},
     {"ssl_trusted_certificate", kHttp | kServer, false},
     {"ssl_verify_depth", kHttp | kServer, false},
+    {"ssl_stapling", kHttp | kServer, false},
+    {"ssl_stapling_file", kHttp | kServer, false},
+    {"ssl_buffer_size", kHttp | kServer, false},
 
     {"listen", kServer, true},
     {"server_name", kServer, false},  // several names in one value
@@ -209,9 +212,9 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"ssl", "is not supported (an address speaks TLS with \"listen = ADDR:PORT ssl\")"},
     
     
-    {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling", nullptr}, {"ssl_stapling_verify", nullptr},
+    {"ssl_dhparam", nullptr}, {"ssl_ecdh_curve", nullptr}, {"ssl_stapling_verify", nullptr},
     
-    {"ssl_password_file", nullptr}, {"ssl_buffer_size", nullptr},
+    {"ssl_password_file", nullptr},
     {"ssl_early_data", nullptr}, {"ssl_crl", nullptr},
     {"ssl_reject_handshake", nullptr}, {"http2", nullptr}, {"http2_max_concurrent_streams", nullptr},
     {"http3", nullptr}, {"quic_retry", nullptr},

@@ -7,6 +7,7 @@
 #include <openssl/err.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
+#include <openssl/ocsp.h>
 #include <openssl/rand.h>
 #include <openssl/x509.h>
 #include <openssl/x509v3.h>
@@ -25,6 +26,19 @@ namespace {
 
 // The largest plaintext of one TLS record.
 constexpr size_t kRecordSize = 16384;
+// A record whose ciphertext fits one TCP segment of a 1500-byte path (TLS and TCP/IP overhead
+// with options taken off), and how much goes in such records after a pause: about an initial
+// congestion window.
+constexpr size_t kSmallRecord = 1369;
+constexpr size_t kSmallRecordBytes = 14 * 1024;
+constexpr int64_t kPauseMs = 1000;
+
+int64_t now_ms() {
+  timespec ts;
+  clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return static_cast<int64_t>(ts.tv_sec) * 1000 + ts.tv_nsec / 1000000;
+}
+
 
 std::string openssl_errors() {
   std::string out;
@@ -82,6 +96,19 @@ constexpr long kTicketPeriod = 3600;  // seconds a derived key seals new tickets
 int context_index() {
   static int index = SSL_CTX_get_ex_new_index(0, nullptr, nullptr, nullptr, nullptr);
   return index;
+}
+
+// OCSP stapling: the server's configured response, to a client that asked for one (the callback
+// runs only then).
+int on_status_request(SSL* ssl, void*) {
+  auto* tc = static_cast<const TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(ssl), context_index()));
+  if (!tc || tc->ocsp_response().empty()) return SSL_TLSEXT_ERR_NOACK;
+  const std::string& der = tc->ocsp_response();
+  auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(der.size()));
+  if (!copy) return SSL_TLSEXT_ERR_NOACK;
+  memcpy(copy, der.data(), der.size());
+  SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(der.size()));  // OpenSSL frees it
+  return SSL_TLSEXT_ERR_OK;
 }
 
 // The key of `period`: three HMAC-SHA256 of the secret, one per part.
@@ -334,6 +361,31 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
       SSL_CTX_set_client_CA_list(ctx, names);
     }
   }
+  if (!o.stapling_file.empty()) {
+    std::string der;
+    int fd = ::open(o.stapling_file.c_str(), O_RDONLY | O_CLOEXEC);
+    if (fd < 0) {
+      *err = "cannot open OCSP response \"" + o.stapling_file + "\" (" + strerror(errno) + ")";
+      return nullptr;
+    }
+    char buf[8192];
+    ssize_t n;
+    while ((n = ::read(fd, buf, sizeof(buf))) > 0 && der.size() < (1u << 20)) der.append(buf, static_cast<size_t>(n));
+    ::close(fd);
+    // Checked now, not by the first client: a DER OCSP response that says "successful".
+    const unsigned char* p = reinterpret_cast<const unsigned char*>(der.data());
+    OCSP_RESPONSE* resp = d2i_OCSP_RESPONSE(nullptr, &p, static_cast<long>(der.size()));
+    int status = resp ? OCSP_response_status(resp) : -1;
+    OCSP_RESPONSE_free(resp);
+    if (!resp || status != OCSP_RESPONSE_STATUS_SUCCESSFUL) {
+      ERR_clear_error();
+      *err = "\"" + o.stapling_file + "\" is not a successful OCSP response in DER form";
+      return nullptr;
+    }
+    t->ocsp_ = std::move(der);
+    SSL_CTX_set_tlsext_status_cb(ctx, on_status_request);
+  }
+  t->record_size_ = o.record_size;
   SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, nullptr);
   return t;
@@ -536,12 +588,20 @@ ssize_t TlsTransport::read(int, char* buf, size_t len) {
 
 ssize_t TlsTransport::writev(int, const iovec* iov, int iovcnt, bool) {
   // One record at a time, of at most kRecordSize bytes: taken straight from a buffer that holds
-  // that much, gathered from smaller ones otherwise. A write that must be repeated is then offered
-  // again at least the bytes it had (the caller keeps everything not yet taken), as OpenSSL requires.
+  // that much, gathered from smaller ones otherwise. A write that must be repeated is offered again
+  // at least the bytes it had (the caller keeps everything not yet taken, and the record is made no
+  // smaller than pending_len_), as OpenSSL requires.
   size_t total = 0;
   int i = 0;
   size_t off = 0;  // into iov[i]
+  int64_t now = now_ms();
+  if (now - last_write_ms_ >= kPauseMs && pending_len_ == 0) since_pause_ = 0;
+  last_write_ms_ = now;
   while (i < iovcnt) {
+    // The record size: small at first after a pause, then the configured one; never less than a
+    // write that is being repeated offered.
+    size_t record = since_pause_ < kSmallRecordBytes ? kSmallRecord : record_size_;
+    if (pending_len_ > record) record = pending_len_;
     size_t here = iov[i].iov_len - off;
     if (here == 0) {
       i++;
@@ -550,16 +610,16 @@ ssize_t TlsTransport::writev(int, const iovec* iov, int iovcnt, bool) {
     }
     const char* data;
     size_t len;
-    if (here >= kRecordSize || i + 1 == iovcnt) {
+    if (here >= record || i + 1 == iovcnt) {
       data = static_cast<const char*>(iov[i].iov_base) + off;
-      len = std::min(here, kRecordSize);
+      len = std::min(here, record);
     } else {
       if (!gather_) gather_.reset(new char[kRecordSize]);
       len = 0;
       int j = i;
       size_t o = off;
-      while (j < iovcnt && len < kRecordSize) {
-        size_t take = std::min(iov[j].iov_len - o, kRecordSize - len);
+      while (j < iovcnt && len < record) {
+        size_t take = std::min(iov[j].iov_len - o, record - len);
         memcpy(gather_.get() + len, static_cast<const char*>(iov[j].iov_base) + o, take);
         len += take;
         o += take;
@@ -575,11 +635,14 @@ ssize_t TlsTransport::writev(int, const iovec* iov, int iovcnt, bool) {
     int r = SSL_write(ssl_, data, static_cast<int>(len));
     if (r <= 0) {
       ssize_t res = result(r);
+      if (res == kIoWantRead || res == kIoWantWrite) pending_len_ = len;
       if (total > 0 && (res == kIoWantRead || res == kIoWantWrite)) return static_cast<ssize_t>(total);
       return res == 0 ? kIoError : res;
     }
     size_t done = static_cast<size_t>(r);
+    pending_len_ = 0;
     total += done;
+    since_pause_ += done;
     while (done > 0) {
       size_t step = std::min(done, iov[i].iov_len - off);
       off += step;
@@ -671,8 +734,11 @@ void TlsHandshake::step() {
     c_->close();
     return;
   }
-  // The SNI callback is done with the parameters; the connection goes on in HTTP.
+  // The SNI callback is done with the parameters; the connection goes on in HTTP, with the record
+  // size of the server the handshake ended with.
   SSL_set_ex_data(tls_->ssl(), params_index(), nullptr);
+  if (auto* tc = static_cast<const TlsContext*>(SSL_CTX_get_ex_data(SSL_get_SSL_CTX(tls_->ssl()), context_index())))
+    tls_->set_record_size(tc->record_size());
   c_->want_write(false);
   c_->clear_deadline();
   p_.next(p_.arg, c_, {});

@@ -60,6 +60,8 @@ struct TlsServerOptions {
   std::string ciphers;                  // TLS 1.2 and below, OpenSSL's syntax; empty: its default
   std::vector<std::string> conf_commands;  // "Name Value" pairs for SSL_CONF_cmd
   bool prefer_server_ciphers = false;
+  std::string stapling_file;  // a DER OCSP response, stapled to the handshakes that ask for one
+  size_t record_size = 16384;  // ssl_buffer_size: the largest record once a response is under way
 };
 
 // TLS to an upstream (proxy_ssl_*).
@@ -102,11 +104,15 @@ class TlsContext {
   TlsContext& operator=(const TlsContext&) = delete;
   SSL_CTX* get() const { return ctx_; }
   const std::vector<TlsTicketKey>& ticket_keys() const { return ticket_keys_; }
+  const std::string& ocsp_response() const { return ocsp_; }
+  size_t record_size() const { return record_size_; }
 
  private:
   explicit TlsContext(SSL_CTX* ctx) : ctx_(ctx) {}
   SSL_CTX* ctx_;
   std::vector<TlsTicketKey> ticket_keys_;
+  std::string ocsp_;  // DER
+  size_t record_size_ = 16384;
 };
 
 // Chooses the context for the name a client asked for (SNI); null keeps the one it has.
@@ -114,7 +120,7 @@ using TlsSelect = SSL_CTX* (*)(void* arg, std::string_view name);
 
 class TlsTransport final : public Transport {
  public:
-  explicit TlsTransport(SSL* ssl) : ssl_(ssl) {}
+  explicit TlsTransport(SSL* ssl, size_t record_size = 16384) : ssl_(ssl), record_size_(record_size) {}
   ~TlsTransport() override;
   // The client side of a connection to an upstream on fd: SNI `sni` (none when empty), the
   // certificate checked for `verify_name` (when the context verifies), the session in `slot`
@@ -132,6 +138,7 @@ class TlsTransport final : public Transport {
   bool shared() const override { return false; }
   bool secure() const override { return true; }
   SSL* ssl() const { return ssl_; }
+  void set_record_size(size_t n) { record_size_ = n; }
   // $ssl_protocol, $ssl_cipher, $ssl_server_name ("" without one), $ssl_session_reused.
   std::string_view protocol() const;
   std::string_view cipher() const;
@@ -151,6 +158,12 @@ class TlsTransport final : public Transport {
   SSL* ssl_;
   bool shut_ = false;
   bool broken_ = false;  // a TLS or socket error: the session is not to be resumed
+  size_t record_size_;
+  // Dynamic record sizing: after a pause, the first bytes go in records that fit one TCP segment,
+  // so that the client can use them as they arrive; then records of record_size_.
+  size_t since_pause_ = 0;
+  int64_t last_write_ms_ = 0;
+  size_t pending_len_ = 0;  // the length of a write OpenSSL asked to have repeated
   // Plaintext gathered from several buffers into one record: a retry after "want write" must offer
   // OpenSSL the same bytes, which the caller's queue does, gathered here the same way again.
   std::unique_ptr<char[]> gather_;

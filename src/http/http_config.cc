@@ -629,6 +629,17 @@ struct Parser {
       uint64_t n;
       if (!parse_uint(e.value, &n) || n == 0 || n > 100) bad(e, "depth (1 to 100)");
       s->tls.verify_depth = static_cast<int>(n);
+    } else if (k == "ssl_stapling") {
+      on_off(e, &s->tls.stapling);
+      s->tls.stapling_line = e.line;
+    } else if (k == "ssl_stapling_file") {
+      if (e.value.empty()) bad(e, "path");
+      s->tls.stapling_file = resolve_path(prefix, e.value);
+      s->tls.stapling_file_line = e.line;
+    } else if (k == "ssl_buffer_size") {
+      size(e, &s->tls.buffer_size);
+      if (s->tls.buffer_size < 512 || s->tls.buffer_size > 16384)
+        conf.fail(e.line, "\"ssl_buffer_size\" must be between 512 and 16k (the largest TLS record)");
     } else if (k == "ssl_session_tickets") {
       on_off(e, &s->tls.session_tickets);
     } else if (k == "ssl_session_ticket_key") {
@@ -1303,6 +1314,13 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
       o.client_certificate = t.client_certificate;
       o.trusted_certificate = t.trusted_certificate;
       o.verify_depth = t.verify_depth;
+      o.record_size = t.buffer_size;
+      if (t.stapling && t.stapling_file.empty())
+        conf.fail(t.stapling_line, "\"ssl_stapling\" needs \"ssl_stapling_file\" (a DER OCSP response; baton does not "
+                                   "query OCSP responders)");
+      if (!t.stapling && !t.stapling_file.empty())
+        conf.fail(t.stapling_file_line, "\"ssl_stapling_file\" is used with \"ssl_stapling = on\"");
+      if (t.stapling) o.stapling_file = t.stapling_file;
       if ((t.verify_client == kVerifyOn || t.verify_client == kVerifyOptional) && t.client_certificate.empty() &&
           t.trusted_certificate.empty())
         conf.fail(t.verify_client_line, "\"ssl_verify_client\" needs the CAs to check against: \"ssl_client_certificate\" "
@@ -1327,6 +1345,8 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
           line = t.ciphers_line;
         } else if (err.starts_with("ssl_conf_command")) {
           line = t.conf_commands_line;
+        } else if (err.find("OCSP response") != std::string::npos) {
+          line = t.stapling_file_line;
         } else if (err.starts_with("cannot load CA certificates")) {
           bool client = !t.client_certificate.empty() && err.find("\"" + t.client_certificate + "\"") != std::string::npos;
           line = client ? t.client_certificate_line : t.trusted_certificate_line;

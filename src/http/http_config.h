@@ -62,6 +62,11 @@ struct TlsSettings {
   std::string client_certificate, trusted_certificate;  // absolute paths
   int client_certificate_line = 0, trusted_certificate_line = 0;
   int verify_depth = 1;
+  bool stapling = false;
+  int stapling_line = 0;
+  std::string stapling_file;  // absolute path
+  int stapling_file_line = 0;
+  uint64_t buffer_size = 16384;  // ssl_buffer_size
 };
 
 struct Settings {
