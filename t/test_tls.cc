@@ -4,7 +4,10 @@
 // that never complete a handshake, and the configuration errors a certificate can cause, each with
 // its file:line. The clients are `openssl s_client` and `curl`; the tests skip without them
 // (`auto/deps --test` installs both).
+#include <atomic>
+#include <mutex>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "harness.h"
@@ -237,6 +240,10 @@ TEST_F(Tls, AReloadTakesARenewedCertificateAndKeepsTheOldWhenTheNewIsBroken) {
   std::string where = s.config_path() + ":" + std::to_string(line_of(s.config_text(), "conf/a.crt")) + ":";
   EXPECT_TRUE(contains(r.out + r.err + s.error_log(), where)) << r.out << r.err << s.error_log();
   EXPECT_EQ(s_client(s.port(), {}).certificate(), renewed);
+  // A new binary meets the same broken file: the upgrade is rolled back, the old one serves on.
+  r = s.ctl("upgrade");
+  EXPECT_NE(r.exit_code, 0) << r.out << r.err;
+  EXPECT_EQ(s_client(s.port(), {}).certificate(), renewed);
   s.write_file("conf/renewed.pem", renewed + "\n");
   RunResult c = curl({"--resolve", resolve("a.test"), url("a.test", "/scheme")}, "conf/renewed.pem");
   EXPECT_EQ(c.exit_code, 0) << c.err;
@@ -244,6 +251,55 @@ TEST_F(Tls, AReloadTakesARenewedCertificateAndKeepsTheOldWhenTheNewIsBroken) {
 }
 
 // ---- sessions ----
+
+TEST_F(Tls, AReloadAndAnUpgradeUnderTlsLoadFailNoRequest) {
+  s.set_config(make_runtime_config(servers(), "", 2));
+  ASSERT_TRUE(s.start());
+  // Clients that keep their connections (50 requests each) and start again, until told to stop.
+  std::atomic<bool> stop{false};
+  std::atomic<int> ok{0}, failed{0};
+  std::string failures;
+  std::mutex mu;
+  auto load = [&] {
+    std::vector<std::string> args = {"--resolve", resolve("a.test"), "-o", "/dev/null", "-w", "%{http_code}\n"};
+    for (int i = 0; i < 50; i++) args.push_back(url("a.test", "/index.html?" + std::to_string(i)));
+    while (!stop) {
+      RunResult r = curl(args);
+      size_t at = 0;
+      int lines = 0;
+      while (at < r.out.size()) {
+        size_t nl = r.out.find('\n', at);
+        if (nl == std::string::npos) break;
+        std::string code = r.out.substr(at, nl - at);
+        (code == "200" ? ok : failed)++;
+        if (code != "200") {
+          std::lock_guard<std::mutex> g(mu);
+          failures += code + " ";
+        }
+        lines++;
+        at = nl + 1;
+      }
+      if (lines != 50 || r.exit_code != 0) {
+        failed += 50 - lines;
+        std::lock_guard<std::mutex> g(mu);
+        failures += "[curl " + std::to_string(r.exit_code) + ": " + r.err + "] ";
+      }
+    }
+  };
+  std::vector<std::thread> clients;
+  for (int i = 0; i < 3; i++) clients.emplace_back(load);
+  std::this_thread::sleep_for(500ms);
+  RunResult r = s.ctl("reload");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::this_thread::sleep_for(500ms);
+  r = s.ctl("upgrade");
+  EXPECT_EQ(r.exit_code, 0) << r.out << r.err;
+  std::this_thread::sleep_for(800ms);
+  stop = true;
+  for (auto& t : clients) t.join();
+  EXPECT_GT(ok.load(), 100);
+  EXPECT_EQ(failed.load(), 0) << failures;
+}
 
 TEST_F(Tls, VariablesDescribeTheConnection) {
   start("[location = /vars]\nreturn = 200 \"$ssl_protocol|$ssl_cipher|$ssl_server_name|$ssl_session_reused\"\n");
