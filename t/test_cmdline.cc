@@ -138,6 +138,12 @@ TEST(CmdLine, SignalFindsTheMasterWhileTheConfigurationIsBroken) {
   EXPECT_TRUE(WIFEXITED(*st) && WEXITSTATUS(*st) == 0) << *st;
 }
 
+TEST(CmdLine, VersionNamesTheTlsLibrary) {
+  RunResult v = run_baton({"-V"});
+  EXPECT_EQ(v.exit_code, 0);
+  EXPECT_TRUE(contains(v.out, "\nbuilt with OpenSSL 3.")) << v.out;
+}
+
 // "configure arguments: ... --pid-path=P" of `baton -V`, or the default.
 std::string configured(const std::string& option, const std::string& fallback) {
   RunResult v = run_baton({"-V"});

@@ -142,7 +142,7 @@ TEST_F(Tls, AlpnChoosesHttp11) {
 }
 
 TEST_F(Tls, ALargeFileArrivesWholeAndKeepAliveHolds) {
-  std::string content = s.write_generated("html/big.bin", 5 * 1024 * 1024 + 123, 7);
+  std::string content = s.write_generated("html/big.bin", 10 * 1024 * 1024 + 123, 7);
   start();
   std::string out = s.path("big.out");
   RunResult r = curl({"--resolve", resolve("a.test"), "-o", out, url("a.test", "/big.bin")});

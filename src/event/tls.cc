@@ -212,6 +212,12 @@ int hex_value(char c) {
 
 }  // namespace
 
+std::string tls_library_version() {
+  std::string built = OPENSSL_VERSION_TEXT;
+  std::string running = OpenSSL_version(OPENSSL_VERSION);
+  return running == built ? built : built + " (running with " + running + ")";
+}
+
 void tls_make_ticket_secret() {
   if (RAND_bytes(g_ticket_secret, sizeof(g_ticket_secret)) != 1) {
     // Without randomness no ticket can be sealed safely: a key nobody knows is made per process from

@@ -27,6 +27,8 @@ struct TlsCertificate {
 // master of a live upgrade: no client pays a full handshake because of a change.
 inline constexpr size_t kTicketSecretSize = 32;
 void tls_make_ticket_secret();
+// "OpenSSL 3.0.x  1 Nov 2022", and the library found at run time when it is another one.
+std::string tls_library_version();
 void tls_set_ticket_secret(const unsigned char* secret);  // kTicketSecretSize bytes
 // The secret as hex ("" before one is made), for the hand-over to a new master.
 std::string tls_ticket_secret_hex();

@@ -13,6 +13,7 @@
 #include "config.h"
 #include "core/clock.h"
 #include "core/log.h"
+#include "event/tls.h"
 #include "os/unix/control.h"
 #include "os/unix/process.h"
 #include "process/cycle.h"
@@ -222,6 +223,7 @@ int run() {
     printf("baton version: baton/%s\n", BATON_VERSION);
     if (show_configure) {
       printf("built by %s\n", BATON_CC_VERSION);
+      printf("built with %s\n", tls_library_version().c_str());
       printf("configure arguments: %s\n", BATON_CONFIGURE_ARGS);
     }
     if (!opts.test && opts.signal.empty()) return 0;
