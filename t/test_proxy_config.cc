@@ -150,8 +150,8 @@ TEST(ProxyConfig, UpstreamKeysOutsideUpstreamSayWhereTheyBelong) {
 
 TEST(ProxyConfig, ProxyPassErrors) {
   const std::string app = "\n[upstream app]\nserver = 127.0.0.1:9000\n";
-  expect_error_at(with("[location /]\nproxy_pass = https://app\n" + app), "https://",
-                  "\"proxy_pass\" to https:// is not supported yet");
+  expect_error_at(with("[location /]\nproxy_pass = https://app\nproxy_ssl_certificate = conf/none.pem\n" + app),
+                  "proxy_ssl_certificate", "\"proxy_ssl_certificate\" and \"proxy_ssl_certificate_key\" go together");
   expect_error_at(with("[location /]\nproxy_pass = fastcgi://app\n" + app), "fastcgi://",
                   "invalid URL prefix in \"fastcgi://app\"");
   expect_error_at(with("[location /]\nproxy_pass = http://nosuch\n" + app), "nosuch",

@@ -18,6 +18,10 @@
 namespace baton {
 namespace master {
 
+namespace {
+constexpr std::initializer_list<int> kMasterSignals = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
+}  // namespace
+
 bool write_pid_file(const std::string& path) {
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -42,7 +46,7 @@ int Master::run(Fd upgrade_conn) {
   EventLoop loop;
   loop_ = &loop;
   old_master_ = std::move(upgrade_conn);
-  Fd sfd = open_signalfd({SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD});
+  Fd sfd = open_signalfd(kMasterSignals);
   if (!sfd) {
     log_emerg("signalfd() failed (%s)", strerror(errno));
     return 1;
@@ -126,6 +130,13 @@ int Master::run(Fd upgrade_conn) {
   return exit_code_;
 }
 
+void hold_signals() {
+  sigset_t set;
+  sigemptyset(&set);
+  for (int s : kMasterSignals) sigaddset(&set, s);
+  sigprocmask(SIG_BLOCK, &set, nullptr);
+}
+
 void set_master_title(const Options& opts) {
   std::string title = "baton: master process";
   for (const std::string& arg : saved_argv()) title += " " + (&arg == &saved_argv()[0] ? opts.exe_path : arg);
@@ -150,11 +161,16 @@ bool another_master_running(const Cycle& c) {
 int master_process_main(std::unique_ptr<Cycle> cycle) {
   Cycle* c = cycle.get();
   master::set_master_title(c->opts);
+  // Session tickets of every generation this master starts are sealed with keys from this secret.
+  // Made before the listeners open: the first use of OpenSSL's random generator takes a moment, and
+  // a signal that comes once clients can connect must find the master ready for it.
+  tls_make_ticket_secret();
   if (another_master_running(*c)) {
     log_emerg("another master process answers on the control socket %s",
               resolve_path(c->opts.prefix, c->main.control_socket).c_str());
     return 1;
   }
+  master::hold_signals();
   std::string err = c->open_listeners();
   if (!err.empty()) {
     log_emerg("%s", err.c_str());
@@ -179,8 +195,6 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
   if (!master::write_pid_file(c->pid_path())) return 1;
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
              c->main.worker_processes);
-  // Session tickets of every generation this master starts are sealed with keys from this secret.
-  tls_make_ticket_secret();
   std::shared_ptr<Cycle> shared(std::move(cycle));
   master::Master master(std::move(shared), 1);
   return master.run();

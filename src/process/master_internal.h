@@ -225,5 +225,9 @@ class Master {
 
 bool write_pid_file(const std::string& path);
 void set_master_title(const Options& opts);
+// The master's signals wait (blocked, pending) until its loop reads them: called before the
+// listeners open, so that a signal sent once clients can connect is never taken by its default
+// action (which would end the master without its cleanup).
+void hold_signals();
 
 }  // namespace baton::master

@@ -450,9 +450,28 @@ TEST_F(ProxyConfTest, ProxyPassUriPart) {
   EXPECT_EQ(exact->uri, "/other?x=1");
 }
 
+TEST_F(ProxyConfTest, HttpsUpstreamsDefaultTo443AndTheirHost) {
+  auto http = parse("[server a]\n[location /]\nproxy_pass = https://127.0.0.1\n[location /b/]\n"
+                    "proxy_pass = https://127.0.0.1:8443/x/\nproxy_ssl_name = api.example\nproxy_ssl_server_name = on\n");
+  const ProxyPass* a = loc(*http, "/")->proxy_pass.get();
+  EXPECT_TRUE(a->https);
+  ASSERT_EQ(a->group->servers.size(), 1u);
+  EXPECT_EQ(a->group->servers[0].text, "127.0.0.1:443");
+  EXPECT_EQ(a->proxy_host, "127.0.0.1");
+  EXPECT_EQ(a->tls_name, "127.0.0.1");
+  EXPECT_FALSE(a->tls_sni);
+  EXPECT_TRUE(a->tls);
+  const ProxyPass* b = loc(*http, "/b/")->proxy_pass.get();
+  EXPECT_EQ(b->proxy_host, "127.0.0.1:8443");
+  EXPECT_EQ(b->redirect_from, "https://127.0.0.1:8443/x/");
+  EXPECT_EQ(b->tls_name, "api.example");
+  EXPECT_TRUE(b->tls_sni);
+}
+
 TEST_F(ProxyConfTest, ProxyPassErrors) {
   const std::string up = "[upstream app]\nserver = 127.0.0.1:9000\n[server a]\n[location /]\n";  // lines 1-4
-  expect_error(up + "proxy_pass = https://app\n", 5, "https:// is not supported yet");
+  expect_error(up + "proxy_pass = https://app:8443\n", 5, "upstream \"app\" may not have port 8443");
+  expect_error(up + "proxy_pass = https://app\nproxy_ssl_verify = on\n", 6, "\"proxy_ssl_verify\" needs the CAs");
   expect_error(up + "proxy_pass = ftp://app\n", 5, "invalid URL prefix in \"ftp://app\"");
   expect_error(up + "proxy_pass = app\n", 5, "invalid URL prefix in \"app\"");
   expect_error(up + "proxy_pass = http://\n", 5, "no host in \"http://\"");
