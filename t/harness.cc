@@ -722,6 +722,13 @@ int count_open_fds(pid_t pid) {
   return n;
 }
 
+long process_rss_kib(pid_t pid) {
+  std::string status = read_file("/proc/" + std::to_string(pid) + "/status");
+  size_t at = status.find("\nVmRSS:");
+  if (at == std::string::npos) return -1;
+  return std::strtol(status.c_str() + at + 7, nullptr, 10);
+}
+
 std::string process_cmdline(pid_t pid) {
   std::string s = read_file("/proc/" + std::to_string(pid) + "/cmdline");
   for (char& c : s)
@@ -1380,9 +1387,28 @@ std::string trim_end(std::string s) {
   return s;
 }
 
+std::string describe(const RunResult& r) {
+  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
+}
+
+bool none_alive(const std::vector<pid_t>& pids) {
+  for (pid_t p : pids)
+    if (process_alive(p)) return false;
+  return true;
+}
+
+std::optional<StatusReport> status_of(const BatonServer& s) {
+  RunResult r = s.ctl("status");
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  std::string why;
+  std::optional<StatusReport> st = parse_status(r.out, &why);
+  EXPECT_TRUE(st) << why << "\n" << describe(r);
+  return r.exit_code == 0 ? st : std::nullopt;
+}
+
 std::optional<UpgradeOutcome> parse_upgrade_success(std::string_view out) {
   std::string line = trim_end(std::string(out));
-  constexpr std::string_view kHead = "upgrade succeeded: new master pid ";
+  constexpr std::string_view kHead = "upgrade succeeded: master pid ";
   constexpr std::string_view kMid = ", generation ";
   if (line.rfind(kHead, 0) != 0 || contains(line, "\n")) return std::nullopt;
   std::string_view rest = std::string_view(line).substr(kHead.size());
@@ -1622,7 +1648,7 @@ const bool kScriptedNewMasterChecked = [] {
 }  // namespace
 
 bool install_stopping_binary(const std::string& real, const std::string& path) {
-  return install_content("#!/bin/sh\nkill -STOP $$\nexec '" + real + "' \"$@\"\n", path);
+  return install_content("#!/bin/sh\n[ \"$BATON_UPGRADE\" = 1 ] && kill -STOP $$\nexec '" + real + "' \"$@\"\n", path);
 }
 
 bool install_scripted_new_master(ScriptedNewMaster role, const std::string& path, const std::string& mark) {
@@ -1680,6 +1706,15 @@ std::vector<pid_t> BatonServer::workers_of(pid_t master) const {
 }
 
 bool BatonServer::original_exited() { return !running(); }
+
+bool BatonServer::wait_old_generations_gone(Millis timeout) const {
+  return wait_for(
+      [&] {
+        Census c = census();
+        return c.masters.size() == 1 && c.draining.empty() && c.others.empty() && !c.workers.empty();
+      },
+      timeout, 20ms);
+}
 
 std::vector<pid_t> BatonServer::own_processes() const {
   std::vector<pid_t> out;

@@ -162,6 +162,8 @@ std::string read_file(const std::string& path);
 bool file_exists(const std::string& path);
 // Number of entries in /proc/PID/fd, -1 when it cannot be read.
 int count_open_fds(pid_t pid);
+// VmRSS of a live process in KiB, -1 when unknown.
+long process_rss_kib(pid_t pid);
 // /proc/PID/cmdline with NULs turned into spaces and trailing blanks removed.
 std::string process_cmdline(pid_t pid);
 // The process exists and is not a zombie.
@@ -236,9 +238,9 @@ class BatonServer {
 
   // ---- process runtime: live upgrade, reload, supervision ----
   //
-  // After a live upgrade the master started by start() exits (status 0) and its successor, a
-  // process the harness did not start, goes on running; stop() and the destructor then stop the
-  // master the pid file names (and whatever else of this server is left).
+  // A live upgrade keeps the master started by start() (same pid, new binary). Should a candidate
+  // ever carry on as the master by itself, stop() and the destructor stop the master the pid file
+  // names too (and whatever else of this server is left).
 
   // start() runs this file instead of baton_binary() (for tests that replace the binary on disk).
   void set_binary(std::string path) { binary_ = std::move(path); }
@@ -258,6 +260,9 @@ class BatonServer {
   // included; a new master during an upgrade is not a worker).
   std::vector<pid_t> workers_of(pid_t master) const;
   std::vector<pid_t> current_workers() const { return workers_of(current_master()); }
+  // Waits until the server is one master with workers of one generation: no worker draining, no
+  // candidate of an upgrade, nothing else (after an upgrade or a reload, the old generation is gone).
+  bool wait_old_generations_gone(Millis timeout) const;
   // The master start() started has exited (reaps it); its wait status is exit_status().
   bool original_exited();
   int exit_status() const { return exit_status_; }
@@ -333,7 +338,12 @@ struct RunOptions {
 };
 RunResult run_baton_with(const std::vector<std::string>& args, const RunOptions& opts);
 
-// `upgrade succeeded: new master pid <N>, generation <G>` (one line on stdout).
+// A finished command's exit code and output, for failure messages.
+std::string describe(const RunResult& r);
+// No process of the list is alive.
+bool none_alive(const std::vector<pid_t>& pids);
+
+// `upgrade succeeded: master pid <N>, generation <G>` (one line on stdout).
 struct UpgradeOutcome {
   pid_t pid = 0;
   long generation = 0;
@@ -361,6 +371,9 @@ struct StatusReport {
 // nullopt (with the reason in *error) unless every line has exactly one of the forms above and the
 // master line comes first.
 std::optional<StatusReport> parse_status(std::string_view out, std::string* error = nullptr);
+// `-s status` of the server, expected to succeed and to parse; records failures and returns nullopt
+// otherwise.
+std::optional<StatusReport> status_of(const BatonServer& s);
 
 // Removes trailing newlines, carriage returns and blanks.
 std::string trim_end(std::string s);
@@ -376,9 +389,10 @@ bool install_content(std::string_view content, const std::string& to);
 // They hold an upgrade at a chosen step without anything in baton for it: the old master runs the
 // file at `path` as its new binary (install it over the path the server was started from).
 
-// A script that stops itself (SIGSTOP, as a process manager or a debugger could) before it execs
-// `real` with the arguments it was given; the test resumes it with SIGCONT. Until then the upgrade
-// is under way and no step of it has been taken by the new master.
+// A script that, run as the candidate of an upgrade, stops itself (SIGSTOP, as a process manager or
+// a debugger could) before it execs `real` with the arguments it was given; the test resumes it with
+// SIGCONT. Until then the upgrade is under way and no step of it has been taken by the candidate.
+// (Run as the master, when it re-executes into the proven file, it execs `real` at once.)
 bool install_stopping_binary(const std::string& real, const std::string& path);
 // A new master that speaks the control protocol (the test binary itself in another role) and then
 // stops answering: kStallsTransfer registers, asks for the listeners and takes the announcement of

@@ -25,10 +25,6 @@ constexpr const char* kServer =
     "listen = 127.0.0.1:@PORT@\n"
     "root = html\n";
 
-std::string describe(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
 std::vector<pid_t> sorted(std::vector<pid_t> v) {
   std::sort(v.begin(), v.end());
   return v;
@@ -43,16 +39,6 @@ std::vector<pid_t> wait_for_workers(BatonServer& s, pid_t master, size_t n) {
       },
       5000ms, 10ms);
   return w;
-}
-
-// `-s status`, expected to succeed and to parse; records failures and returns nullopt otherwise.
-std::optional<StatusReport> status_of(BatonServer& s) {
-  RunResult r = s.ctl("status");
-  EXPECT_EQ(r.exit_code, 0) << describe(r);
-  std::string why;
-  std::optional<StatusReport> st = parse_status(r.out, &why);
-  EXPECT_TRUE(st) << why << "\n" << describe(r);
-  return r.exit_code == 0 ? st : std::nullopt;
 }
 
 const StatusReport::Worker* find_worker(const StatusReport& st, pid_t pid) {
@@ -187,7 +173,8 @@ TEST(Control, StatusDuringAndAfterAnUpgrade) {
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);
-  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  EXPECT_EQ(up->pid, old) << "the master keeps its pid across the upgrade";
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
   std::optional<StatusReport> after = status_of(s);
   ASSERT_TRUE(after);
   EXPECT_EQ(after->master_pid, up->pid);
@@ -304,9 +291,10 @@ TEST(Control, AbstractSocketServesStatusReloadAndUpgrade) {
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);
   EXPECT_EQ(up->generation, 3);
-  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
-  std::string fresh_name = "@baton-" + std::to_string(up->pid);
-  EXPECT_TRUE(contains(read_file("/proc/net/unix"), " " + fresh_name + "\n"));
+  EXPECT_EQ(up->pid, old) << "the master keeps its pid across the upgrade";
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
+  // The same socket, carried across the master's exec.
+  EXPECT_TRUE(contains(read_file("/proc/net/unix"), " " + name + "\n"));
   st = status_of(s);
   ASSERT_TRUE(st);
   EXPECT_EQ(st->master_pid, up->pid);

@@ -281,7 +281,8 @@ TEST(ProxyProtocol, CarriedAcrossAnUpgrade) {
 
   RunResult r = s.ctl("upgrade");
   ASSERT_EQ(r.exit_code, 0) << r.out << r.err;
-  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  EXPECT_EQ(s.current_master(), old);
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
   // Only the new generation is left: the listener still wants the header.
   EXPECT_TRUE(rejected(s.port(), request("pp-plain-after-upgrade")));
   Response after = through_proxy(s.port(), "PROXY TCP4 192.0.2.2 127.0.0.1 2 80\r\n", "pp-after-upgrade");

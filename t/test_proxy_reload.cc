@@ -18,10 +18,6 @@ using namespace baton_test;
 
 namespace {
 
-std::string describe(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
 // [upstream app] with one server, and a server proxying everything to it, with the process
 // runtime's short timeouts (quit_timeout = 2s, upgrade_timeout = 3s).
 std::string runtime_proxy_config(const TestUpstream& u, int workers = 2, std::string_view main_extra = "") {
@@ -40,10 +36,6 @@ std::vector<pid_t> wait_for_workers(BatonServer& s, pid_t master, size_t n) {
       },
       5000ms, 10ms);
   return w;
-}
-
-bool none_alive(const std::vector<pid_t>& pids) {
-  return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return process_alive(p); });
 }
 
 // Keep-alive clients that POST small bodies to /sink one after another (a new connection when a
@@ -149,13 +141,14 @@ TEST(ProxyReload, ReloadAndUpgradeUnderProxiedKeepAliveLoadLoseNothing) {
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(gets.requests() + posts.ok(), before) << "nothing was served around the reload";
 
-  // A live upgrade: a new master, the old one goes with its workers.
+  // A live upgrade: the master runs the new binary with new workers, the old workers go.
   pid_t old_master = s.current_master();
   before = gets.requests() + posts.ok();
   r = s.ctl("upgrade");
   std::optional<UpgradeOutcome> outcome = parse_upgrade_success(r.out);
   ASSERT_TRUE(r.exit_code == 0 && outcome) << describe(r);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old_master); }, 10000ms)) << s.census().describe();
+  EXPECT_EQ(outcome->pid, old_master);
+  EXPECT_TRUE(s.wait_old_generations_gone(10000ms)) << s.census().describe();
   std::this_thread::sleep_for(300ms);
   EXPECT_GT(gets.requests() + posts.ok(), before) << "nothing was served around the upgrade";
 

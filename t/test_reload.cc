@@ -31,10 +31,6 @@ std::string config(std::string_view body, std::string_view main_extra = "", int 
   return make_runtime_config(servers(body), main_extra, workers);
 }
 
-std::string describe(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
 std::vector<pid_t> sorted(std::vector<pid_t> v) {
   std::sort(v.begin(), v.end());
   return v;
@@ -42,10 +38,6 @@ std::vector<pid_t> sorted(std::vector<pid_t> v) {
 
 bool disjoint(const std::vector<pid_t>& a, const std::vector<pid_t>& b) {
   return std::none_of(a.begin(), a.end(), [&](pid_t p) { return std::find(b.begin(), b.end(), p) != b.end(); });
-}
-
-bool none_alive(const std::vector<pid_t>& pids) {
-  return std::none_of(pids.begin(), pids.end(), [](pid_t p) { return process_alive(p); });
 }
 
 std::vector<pid_t> wait_for_workers(BatonServer& s, size_t n) {

@@ -42,10 +42,6 @@ class PortHog {
   bool ok_ = false;
 };
 
-std::string describe(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout:\n" + r.out + "\nstderr:\n" + r.err;
-}
-
 RunResult start_foreground(BatonServer& s, const std::vector<std::string>& extra = {}, RunOptions opts = {}) {
   std::vector<std::string> args = {"-p", s.prefix(), "-c", s.config_path()};
   args.insert(args.end(), extra.begin(), extra.end());

@@ -1,7 +1,8 @@
-// Live binary upgrade (`baton -s upgrade`, USR2): repeated upgrades under load lose no request and
-// leak neither descriptors nor processes, a download in flight completes, the file on disk is what
-// runs, the listeners follow the configuration, the pid file is renamed and restored, and every kind of
-// failure rolls back to the old master, which keeps serving.
+// Live binary upgrade (`baton -s upgrade`, USR2): the master keeps its PID and runs the new file;
+// repeated upgrades under load lose no request and leak neither descriptors nor processes, a download
+// in flight completes, the listeners follow the configuration, the pid file never changes, and every
+// kind of failure rolls back to the master's old code and workers, which keep serving.
+#include <limits.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/socket.h>
@@ -41,11 +42,7 @@ std::string failure_reason(const RunResult& r) {
   return rest.substr(0, rest.find('\n'));
 }
 
-std::string describe(const RunResult& r) {
-  return "exit " + std::to_string(r.exit_code) + "\nstdout: " + r.out + "\nstderr: " + r.err;
-}
-
-// Runs `-s upgrade`, expects success and returns the new master's pid (0 on failure).
+// Runs `-s upgrade`, expects success and returns the master's pid it reports (0 on failure).
 pid_t upgrade_ok(BatonServer& s, long expected_generation = 0) {
   RunResult r = s.ctl("upgrade");
   EXPECT_EQ(r.exit_code, 0) << describe(r);
@@ -113,14 +110,22 @@ TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
   constexpr int kUpgrades = 20;
   BatonServer s;
   s.write_file("html/a.txt", kBody);
+  {
+    char real[PATH_MAX];
+    std::string path = s.path("sbin/baton");
+    EXPECT_TRUE(install_file(baton_binary(), path));
+    EXPECT_NE(::realpath(path.c_str(), real), nullptr);
+    s.set_binary(real);
+  }
   s.set_config(config("", kWorkers));
   ASSERT_TRUE(s.start());
   pid_t first = s.master_pid();
   ASSERT_EQ(wait_for_workers(s, first, kWorkers).size(), size_t{kWorkers});
   ASSERT_EQ(get(s.port(), "/a.txt").body, kBody);
   std::this_thread::sleep_for(300ms);
-  const int first_fds = count_open_fds(first);
-  ASSERT_GT(first_fds, 0);
+  // Each upgrade installs another build at the path the master was started from (the same program
+  // with a different tail): the master must run the file of that upgrade.
+  std::string bin = s.path("sbin/baton");
 
   LoadOptions o;
   o.port = s.port();
@@ -132,9 +137,10 @@ TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
   std::this_thread::sleep_for(300ms);
 
   const auto deadline = SteadyClock::now() + 60s;
-  pid_t current = first;
   long generation = 1;
   int done = 0;
+  int fds_after_first = -1;
+  long rss_after_first = -1;
   std::vector<uint64_t> per_interval;
   uint64_t last = load.requests();
   for (int i = 0; i < kUpgrades; i++) {
@@ -142,6 +148,12 @@ TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
       ADD_FAILURE() << "only " << done << " upgrades within 60 s";
       break;
     }
+    if (!install_file(baton_binary(), s.binary(), "\n-- build " + std::to_string(i + 1) + " --\n")) {
+      ADD_FAILURE() << "cannot install build " << i + 1;
+      break;
+    }
+    struct stat on_disk {};
+    ASSERT_EQ(::stat(s.binary().c_str(), &on_disk), 0);
     RunResult r = s.ctl("upgrade");
     std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
     if (r.exit_code != 0 || !up) {
@@ -149,18 +161,25 @@ TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
       break;
     }
     EXPECT_EQ(up->generation, generation + 1) << r.out;
-    EXPECT_NE(up->pid, current);
-    // (Exactly when the pid file changes is checked by PidFileRenamedDuringHandoverAndReplacedAfter.)
-    EXPECT_TRUE(wait_for([&] { return s.pid_from_file() == up->pid; }, 1000ms))
-        << "the pid file does not name the new master after upgrade " << i + 1;
-    // The old master exits once its workers have drained (quit_timeout = 2s at most).
-    pid_t old = current;
-    if (!wait_for([&] { return !process_alive(old); }, 5000ms, 5ms)) {
-      ADD_FAILURE() << "the old master " << old << " still runs 5 s after upgrade " << i + 1 << "\n"
-                    << s.census().describe();
+    EXPECT_EQ(up->pid, first) << "the master changed its pid at upgrade " << i + 1;
+    EXPECT_EQ(s.pid_from_file(), first) << "the pid file changed at upgrade " << i + 1;
+    EXPECT_TRUE(process_alive(first));
+    EXPECT_FALSE(s.original_exited()) << "the process the test started exited at upgrade " << i + 1;
+    EXPECT_EQ(process_exe(first), s.binary()) << "upgrade " << i + 1;
+    struct stat running {};
+    EXPECT_EQ(::stat(("/proc/" + std::to_string(first) + "/exe").c_str(), &running), 0);
+    EXPECT_EQ(running.st_ino, on_disk.st_ino) << "the master does not run build " << i + 1;
+    // The old workers leave once they have drained (quit_timeout = 2s at most).
+    if (!s.wait_old_generations_gone(5000ms)) {
+      ADD_FAILURE() << "the old generation still runs 5 s after upgrade " << i + 1 << "\n" << s.census().describe();
       break;
     }
-    current = up->pid;
+    if (i == 0) {
+      // Once the master has reaped the old workers and closed their channels.
+      std::this_thread::sleep_for(300ms);
+      fds_after_first = count_open_fds(first);
+      rss_after_first = process_rss_kib(first);
+    }
     generation = up->generation;
     done++;
     uint64_t now = load.requests();
@@ -180,32 +199,41 @@ TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
   for (size_t i = 0; i < per_interval.size(); i++)
     EXPECT_GT(per_interval[i], 0u) << "no request was served around upgrade " << i + 1;
 
-  // The first master exited normally.
-  ASSERT_TRUE(s.original_exited());
-  EXPECT_TRUE(WIFEXITED(s.exit_status()) && WEXITSTATUS(s.exit_status()) == 0) << "wait status " << s.exit_status();
-
-  // Exactly one master and its workers are left, and the master has not gained descriptors.
+  // Exactly the master the test started and its workers are left, and the master has as many
+  // descriptors as after the first upgrade.
   BatonServer::Census c;
   bool settled = wait_for(
       [&] {
         c = s.census();
-        return c.masters == std::vector<pid_t>{current} && c.workers.size() == size_t{kWorkers} &&
-               c.draining.empty() && c.others.empty();
+        return c.masters == std::vector<pid_t>{first} && c.workers.size() == size_t{kWorkers} && c.draining.empty() &&
+               c.others.empty();
       },
       5000ms, 20ms);
-  EXPECT_TRUE(settled) << "expected 1 master (" << current << ") and " << kWorkers << " workers:\n" << c.describe();
-  EXPECT_EQ(sorted(s.workers_of(current)), sorted(c.workers));
-  EXPECT_NE(parent_of(current), first);
+  EXPECT_TRUE(settled) << "expected 1 master (" << first << ") and " << kWorkers << " workers:\n" << c.describe();
+  EXPECT_EQ(sorted(s.workers_of(first)), sorted(c.workers)) << "a worker is not the master's child";
+  EXPECT_EQ(parent_of(first), ::getpid());
+  ASSERT_GT(fds_after_first, 0);
   int final_fds = -1;
   wait_for(
       [&] {
-        final_fds = count_open_fds(current);
-        return final_fds >= 0 && final_fds <= first_fds;
+        final_fds = count_open_fds(first);
+        return final_fds == fds_after_first;
       },
       3000ms, 20ms);
-  EXPECT_LE(final_fds, first_fds) << "the first master had " << first_fds << " descriptors after start, the master after "
-                                  << done << " upgrades has " << final_fds;
+  EXPECT_EQ(final_fds, fds_after_first) << "descriptors of the master after the first upgrade and after " << done;
+  // Its memory starts afresh with each exec: what it holds does not pile up (a generous bound).
+  ASSERT_GT(rss_after_first, 0);
+  EXPECT_LE(process_rss_kib(first), rss_after_first + 1024) << "KiB of the master after the first upgrade: " << rss_after_first;
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+
+  // Ctrl-C stops the whole service: the master the test started exits, and nothing is left.
+  ASSERT_EQ(::kill(first, SIGINT), 0);
+  std::optional<int> status = s.wait_exit(5000ms);
+  ASSERT_TRUE(status) << s.census().describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  EXPECT_TRUE(wait_for([&] { return s.census().masters.empty() && s.census().workers.empty(); }, 3000ms))
+      << s.census().describe();
+  EXPECT_FALSE(can_connect(s.port(), 200ms));
 }
 
 TEST(Upgrade, SlowDownloadStartedBeforeUpgradeCompletes) {
@@ -235,12 +263,14 @@ TEST(Upgrade, SlowDownloadStartedBeforeUpgradeCompletes) {
     std::this_thread::sleep_for(10ms);
   }
 
+  std::vector<pid_t> old_workers = s.workers_of(old);
+  ASSERT_EQ(old_workers.size(), 1u);
   pid_t fresh = upgrade_ok(s, 2);
-  ASSERT_GT(fresh, 0);
+  ASSERT_EQ(fresh, old);
   ASSERT_LT(body.size(), kSize / 2) << "the download is not in flight any more";
   // New connections go to the new generation while the old one finishes the download.
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
-  EXPECT_TRUE(process_alive(old)) << "the old master exited with a download in flight";
+  EXPECT_TRUE(process_alive(old_workers[0])) << "the old worker exited with a download in flight";
   for (int i = 0; i < 20; i++) {
     body += c.read_some(8192);
     std::this_thread::sleep_for(10ms);
@@ -253,10 +283,10 @@ TEST(Upgrade, SlowDownloadStartedBeforeUpgradeCompletes) {
     body += chunk;
   }
   EXPECT_TRUE(same_bytes(body, content)) << c.error();
-  // Then the old master has nothing left and exits.
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
-  EXPECT_TRUE(s.original_exited());
-  EXPECT_EQ(s.pid_from_file(), fresh);
+  // Then the old worker has nothing left and exits.
+  EXPECT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
+  EXPECT_FALSE(process_alive(old_workers[0]));
+  EXPECT_EQ(s.pid_from_file(), old);
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 }
 
@@ -281,8 +311,8 @@ TEST(Upgrade, RunsTheFileNowOnDisk) {
   ASSERT_EQ(::stat(bin.c_str(), &on_disk), 0);
 
   pid_t fresh = upgrade_ok(s, 2);
-  ASSERT_GT(fresh, 0);
-  EXPECT_EQ(process_exe(fresh), bin) << "the new master does not run the file now at " << bin;
+  ASSERT_EQ(fresh, old);
+  EXPECT_EQ(process_exe(fresh), bin) << "the master does not run the file now at " << bin;
   struct stat running {};
   ASSERT_EQ(::stat(("/proc/" + std::to_string(fresh) + "/exe").c_str(), &running), 0);
   EXPECT_EQ(running.st_ino, on_disk.st_ino);
@@ -321,14 +351,14 @@ TEST(Upgrade, InvalidConfigurationRollsBack) {
   EXPECT_GT(load.requests(), during);
   s.set_config(good);
   pid_t fresh = upgrade_ok(s, 2);
-  EXPECT_GT(fresh, 0);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  EXPECT_EQ(fresh, old);
+  EXPECT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
   load.stop();
   EXPECT_EQ(load.failures(), 0u) << load.summary();
   EXPECT_GT(load.requests(), 0u);
 }
 
-TEST(Upgrade, BinaryThatExitsRollsBackAtOnce) {
+TEST(Upgrade, BinaryThatExitsOrCrashesRollsBackAtOnce) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
@@ -343,20 +373,93 @@ TEST(Upgrade, BinaryThatExitsRollsBackAtOnce) {
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
-  ASSERT_TRUE(install_content("#!/bin/sh\nexit 3\n", bin));
-  auto t0 = SteadyClock::now();
-  RunResult r = s.ctl("upgrade", 15000ms);
-  auto took = SteadyClock::now() - t0;
-  expect_rolled_back(s, r, old, workers);
-  EXPECT_LT(took, 5000ms) << "the rollback waited for something other than the exit of the new binary";
+  // One that exits, one that dies of SIGSEGV: each time the same master keeps serving.
+  for (auto [script, reason] : {std::pair{"#!/bin/sh\nexit 3\n", "exited with code 3"},
+                                std::pair{"#!/bin/sh\nkill -SEGV $$\n", "killed by signal 11"}}) {
+    ASSERT_TRUE(install_content(script, bin));
+    auto t0 = SteadyClock::now();
+    RunResult r = s.ctl("upgrade", 15000ms);
+    auto took = SteadyClock::now() - t0;
+    expect_rolled_back(s, r, old, workers);
+    EXPECT_TRUE(contains(failure_reason(r), reason)) << describe(r);
+    EXPECT_LT(took, 5000ms) << "the rollback waited for something other than the end of the new binary";
+    EXPECT_FALSE(s.original_exited()) << "the master the test started is gone";
+  }
 
   // The real binary back in place: an upgrade works again.
   ASSERT_TRUE(install_file(baton_binary(), bin));
-  EXPECT_GT(upgrade_ok(s, 2), 0);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  EXPECT_EQ(upgrade_ok(s, 2), old);
+  EXPECT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
   load.stop();
   EXPECT_EQ(load.failures(), 0u) << load.summary();
   EXPECT_GT(load.requests(), 0u);
+}
+
+// The new binary passes as a candidate but fails once the master runs it (here it crashes at once,
+// as new code could in the master's own start): the candidate, which keeps everything until the
+// master says it has adopted the generation, carries on as the master. The service is never left
+// without a master and loses no request; only the PID changes.
+TEST(Upgrade, MasterThatDiesInTheNewBinaryLeavesTheCandidateInCharge) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  std::string real = s.path("sbin/baton.real");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  ASSERT_TRUE(install_file(baton_binary(), real));
+  s.set_binary(bin);
+  s.set_config(config());
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  ASSERT_TRUE(install_content("#!/bin/sh\n[ \"$BATON_UPGRADE\" = 1 ] && exec '" + real + "' \"$@\"\nkill -SEGV $$\n", bin));
+  RunResult r = s.ctl("upgrade", 15000ms);
+  EXPECT_NE(r.exit_code, -1) << "`-s upgrade` did not return";
+  std::optional<int> status = s.wait_exit(5000ms);
+  ASSERT_TRUE(status) << s.census().describe();
+  EXPECT_TRUE(WIFSIGNALED(*status) && WTERMSIG(*status) == SIGSEGV) << "wait status " << *status;
+
+  pid_t now = 0;
+  ASSERT_TRUE(wait_for(
+      [&] {
+        now = s.pid_from_file();
+        return now > 0 && now != old && process_alive(now);
+      },
+      5000ms))
+      << s.census().describe() << "\n" << s.error_log();
+  EXPECT_TRUE(contains(s.error_log(), "carries on as the master")) << s.error_log();
+  std::optional<StatusReport> st = status_of(s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->master_pid, now);
+  EXPECT_EQ(st->generation, 2);
+  // The old workers, whose master is gone, drain and leave; the candidate's serve.
+  EXPECT_TRUE(wait_for([&] { return none_alive(workers); }, 5000ms)) << s.census().describe();
+  std::this_thread::sleep_for(200ms);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_GT(load.requests(), 0u);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
+TEST(Upgrade, QuitAfterUpgradesStopsTheServiceGracefully) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_config(config("", 2));
+  ASSERT_TRUE(s.start());
+  pid_t master = s.master_pid();
+  EXPECT_EQ(upgrade_ok(s, 2), master);
+  EXPECT_EQ(upgrade_ok(s, 3), master);
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
+  ASSERT_EQ(::kill(master, SIGQUIT), 0);
+  std::optional<int> status = s.wait_exit(5000ms);
+  ASSERT_TRUE(status) << s.census().describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  EXPECT_TRUE(wait_for([&] { return s.census().workers.empty() && s.census().draining.empty(); }, 3000ms))
+      << s.census().describe();
+  EXPECT_FALSE(file_exists(s.pid_path()));
 }
 
 TEST(Upgrade, BinaryThatCannotBeExecutedRollsBackWithTheReason) {
@@ -540,11 +643,12 @@ TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);
-  EXPECT_EQ(up->pid, fresh);
+  EXPECT_EQ(up->pid, old);
   EXPECT_EQ(up->generation, 2);
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
+  EXPECT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
+  EXPECT_FALSE(process_alive(fresh)) << "the candidate is still there";
   BatonServer::Census c = s.census();
-  EXPECT_EQ(c.masters, std::vector<pid_t>{fresh}) << c.describe();
+  EXPECT_EQ(c.masters, std::vector<pid_t>{old}) << c.describe();
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 }
 
@@ -570,17 +674,17 @@ TEST(Upgrade, ListenersFollowTheNewConfiguration) {
 
   s.set_config(config("", 1, after));
   pid_t fresh = upgrade_ok(s, 2);
-  ASSERT_GT(fresh, 0);
+  ASSERT_EQ(fresh, old);
   EXPECT_EQ(get(s.port(2), "/a.txt").body, kBody) << "the added listener does not serve";
   EXPECT_EQ(get(s.port(0), "/a.txt").body, kBody);
-  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
   EXPECT_TRUE(wait_for([&] { return !can_connect(s.port(1), 200ms); }, 2000ms))
-      << "the removed listener still accepts once the old master is gone";
+      << "the removed listener still accepts once the old generation is gone";
   EXPECT_EQ(get(s.port(0), "/a.txt").body, kBody);
   EXPECT_EQ(get(s.port(2), "/a.txt").body, kBody);
 }
 
-TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
+TEST(Upgrade, PidFileNeverChanges) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
@@ -595,30 +699,29 @@ TEST(Upgrade, PidFileRenamedDuringHandoverAndReplacedAfter) {
 
   ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));
   auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
-  pid_t fresh = wait_for_new_master(old, workers, 5000ms);
-  ASSERT_GT(fresh, 0) << s.census().describe();
-  ASSERT_TRUE(wait_for([&] { return process_stopped(fresh); }, 5000ms)) << s.census().describe();
-  // During the handover: the old pid in <pid>.oldbin, no <pid> yet.
-  EXPECT_TRUE(file_exists(s.oldbin_path()));
-  EXPECT_EQ(read_pid_file(s.oldbin_path()), old);
-  EXPECT_FALSE(file_exists(s.pid_path())) << "pid file during the handover: " << read_file(s.pid_path());
+  pid_t candidate = wait_for_new_master(old, workers, 5000ms);
+  ASSERT_GT(candidate, 0) << s.census().describe();
+  ASSERT_TRUE(wait_for([&] { return process_stopped(candidate); }, 5000ms)) << s.census().describe();
+  // During the upgrade: the pid file names the master, and no .oldbin appears.
+  EXPECT_EQ(s.pid_from_file(), old);
+  EXPECT_FALSE(file_exists(s.oldbin_path()));
   // Requests are served by the old generation meanwhile.
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 
-  ASSERT_EQ(::kill(fresh, SIGCONT), 0);
+  ASSERT_EQ(::kill(candidate, SIGCONT), 0);
   RunResult r = pending.get();
   std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
   ASSERT_TRUE(up) << describe(r);
-  EXPECT_EQ(up->pid, fresh);
-  // Once `-s upgrade` has reported success, the pid file names the new master (scripts rely on it).
-  EXPECT_EQ(s.pid_from_file(), fresh) << "pid file right after `-s upgrade` succeeded: " << read_file(s.pid_path());
-  ASSERT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms));
-  EXPECT_TRUE(wait_for([&] { return !file_exists(s.oldbin_path()); }, 1000ms)) << "the .oldbin file outlived the old master";
-  EXPECT_EQ(s.pid_from_file(), fresh);
+  EXPECT_EQ(up->pid, old);
+  EXPECT_EQ(s.pid_from_file(), old) << "pid file right after `-s upgrade` succeeded: " << read_file(s.pid_path());
+  EXPECT_FALSE(file_exists(s.oldbin_path()));
+  ASSERT_TRUE(s.wait_old_generations_gone(5000ms)) << s.census().describe();
+  EXPECT_FALSE(process_alive(candidate));
+  EXPECT_EQ(s.pid_from_file(), old);
 
-  // The new master removes its pid file when it stops.
+  // The master removes its pid file when it stops.
   std::optional<int> status = s.stop(SIGTERM, 5000ms);
-  EXPECT_TRUE(status) << "the new master did not stop";
+  EXPECT_TRUE(status) << "the master did not stop";
   EXPECT_FALSE(file_exists(s.pid_path()));
 }
 
@@ -628,23 +731,20 @@ TEST(Upgrade, Usr2UpgradesLikeTheCommand) {
   s.set_config(config("", 1));
   ASSERT_TRUE(s.start());
   pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 1);
+  ASSERT_EQ(workers.size(), 1u);
   ASSERT_TRUE(s.signal(SIGUSR2));
-  pid_t fresh = 0;
-  EXPECT_TRUE(wait_for(
-      [&] {
-        fresh = s.pid_from_file();
-        return fresh > 0 && fresh != old && process_alive(fresh);
-      },
-      5000ms))
-      << s.census().describe();
-  EXPECT_TRUE(wait_for([&] { return !process_alive(old); }, 5000ms)) << s.census().describe();
+  EXPECT_TRUE(wait_for([&] { return contains(s.error_log(), "generation 2; draining the old workers"); }, 5000ms))
+      << s.error_log();
   BatonServer::Census c;
   EXPECT_TRUE(wait_for(
       [&] {
         c = s.census();
-        return c.masters == std::vector<pid_t>{fresh} && c.workers.size() == 1 && c.draining.empty();
+        return c.masters == std::vector<pid_t>{old} && c.workers.size() == 1 && c.workers != workers && c.draining.empty() &&
+               c.others.empty();
       },
-      3000ms))
+      5000ms))
       << c.describe();
+  EXPECT_EQ(s.pid_from_file(), old);
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 }

@@ -490,7 +490,48 @@ bool slurp(const std::string& path, std::string* out) {
 
 }  // namespace
 
+namespace {
+std::vector<ConfSource> g_snapshot;
+constexpr std::string_view kSnapshotMagic = "baton-conf-snapshot 1\n";
+}  // namespace
+
+void set_conf_snapshot(std::vector<ConfSource> files) { g_snapshot = std::move(files); }
+void clear_conf_snapshot() { g_snapshot.clear(); }
+
+// "baton-conf-snapshot 1\n", then per file "<path length> <text length>\n<path><text>".
+std::string encode_conf_snapshot(const std::vector<ConfSource>& files) {
+  std::string out(kSnapshotMagic);
+  for (const ConfSource& f : files) {
+    out += std::to_string(f.path.size()) + " " + std::to_string(f.text.size()) + "\n";
+    out += f.path;
+    out += f.text;
+  }
+  return out;
+}
+
+bool decode_conf_snapshot(std::string_view in, std::vector<ConfSource>* files) {
+  files->clear();
+  if (in.substr(0, kSnapshotMagic.size()) != kSnapshotMagic) return false;
+  in.remove_prefix(kSnapshotMagic.size());
+  while (!in.empty()) {
+    size_t nl = in.find('\n');
+    if (nl == std::string_view::npos) return false;
+    std::string_view head = in.substr(0, nl);
+    size_t sp = head.find(' ');
+    if (sp == std::string_view::npos) return false;
+    uint64_t plen = 0, tlen = 0;
+    if (!parse_uint(head.substr(0, sp), &plen) || !parse_uint(head.substr(sp + 1), &tlen)) return false;
+    in.remove_prefix(nl + 1);
+    if (plen == 0 || plen > in.size() || tlen > in.size() - plen) return false;
+    files->push_back(ConfSource{std::string(in.substr(0, plen)), std::string(in.substr(plen, tlen))});
+    in.remove_prefix(plen + tlen);
+  }
+  return true;
+}
+
 ConfFile read_conf_file(const std::string& path) {
+  for (const ConfSource& f : g_snapshot)
+    if (f.path == path) return parse_ini(path, f.text, false);
   std::string text;
   if (!slurp(path, &text)) throw ConfError("cannot open configuration file \"" + path + "\" (" + strerror(errno) + ")");
   return parse_ini(path, text, false);

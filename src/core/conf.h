@@ -57,6 +57,15 @@ ConfFile read_conf_text(const std::string& name, std::string_view text);
 // What can be read of a file that may be broken, without a word about what cannot: for finding the
 // running master (-s) while its configuration is being edited. An unreadable file has no sections.
 ConfFile read_conf_file_lenient(const std::string& path);
+
+// The configuration files as the candidate of a live upgrade read them. While a snapshot is set,
+// read_conf_file() takes a file it holds from it instead of the disk: the master that re-executes
+// into the proven binary loads exactly what the candidate loaded, even if a file changed meanwhile.
+void set_conf_snapshot(std::vector<ConfSource> files);
+void clear_conf_snapshot();
+// A snapshot as bytes (to cross exec in a memfd), and back; false for bytes that are not one.
+std::string encode_conf_snapshot(const std::vector<ConfSource>& files);
+bool decode_conf_snapshot(std::string_view bytes, std::vector<ConfSource>* files);
 ConfFile read_conf_text_lenient(const std::string& name, std::string_view text);
 // -g 'key = value; key = value' as a [main] section named "-g".
 ConfFile read_conf_globals(std::string_view globals);

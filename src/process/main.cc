@@ -125,7 +125,7 @@ int control_command(const Options& opts) {
     long long n = r.get_int("lines");
     for (long long i = 0; i < n; i++) printf("%s\n", r.get("line" + std::to_string(i)).c_str());
   } else if (type == MsgType::kUpgrade) {
-    printf("upgrade succeeded: new master pid %s, generation %s\n", r.get("pid").c_str(), r.get("generation").c_str());
+    printf("upgrade succeeded: master pid %s, generation %s\n", r.get("pid").c_str(), r.get("generation").c_str());
   } else {
     printf("reload succeeded: generation %s\n", r.get("generation").c_str());
   }
@@ -234,6 +234,7 @@ int run() {
   opts.exe_path = executable_path(saved_argv()[0].c_str());
 
   if (!opts.signal.empty()) return send_signal(opts);
+  if (const char* state = getenv("BATON_RESUME"); state && !opts.test) return resumed_master_main(opts, state);
   if (const char* up = getenv("BATON_UPGRADE"); up && strcmp(up, "1") == 0 && !opts.test) return upgraded_master_main(opts);
 
   std::unique_ptr<Cycle> cycle;

@@ -5,6 +5,7 @@
 #include <signal.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/un.h>
 #include <unistd.h>
@@ -42,7 +43,7 @@ bool write_pid_file(const std::string& path) {
 
 // ---- the loop ----------------------------------------------------------------------------------
 
-int Master::run(Fd upgrade_conn) {
+int Master::run(Fd upgrade_conn, ResumeState* resume_state) {
   EventLoop loop;
   loop_ = &loop;
   old_master_ = std::move(upgrade_conn);
@@ -77,18 +78,23 @@ int Master::run(Fd upgrade_conn) {
   ev_init(&old_master_timer_, on_old_master_timer_cb);
   old_master_timer_.data = this;
 
-  if (!old_master_) {
-    std::string err = open_control_socket();
-    if (!err.empty()) {
-      log_emerg("%s", err.c_str());
-      return 1;
+  if (resume_state) {
+    resume(*resume_state);
+  } else {
+    if (!old_master_) {
+      std::string err = open_control_socket();
+      if (!err.empty()) {
+        log_emerg("%s", err.c_str());
+        return 1;
+      }
     }
+    make_slots();
+    for (int i = 0; i < current_->main.worker_processes; i++)
+      if (!spawn(current_, generation_, i)) schedule_restart(static_cast<size_t>(i));
   }
-
-  make_slots();
-  for (int i = 0; i < current_->main.worker_processes; i++)
-    if (!spawn(current_, generation_, i)) schedule_restart(static_cast<size_t>(i));
-  loop.run();
+  // A resumed master may have nothing left to do already (its candidate took over, with no old
+  // worker left to see out): a break asked for before the loop runs would be lost.
+  if (!leaving_) loop.run();
 
   for (auto& s : slots_) ev_timer_stop(loop.raw(), &s->restart);
   ev_timer_stop(loop.raw(), &kill_timer_);
@@ -104,18 +110,12 @@ int Master::run(Fd upgrade_conn) {
   if (control_fd_) ev_io_stop(loop.raw(), &control_io_);
   for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) close_conn(c);
   std::string pid_path = current_->pid_path();
-  if (replaced_) {
-    // The new master owns the pid file, the control socket and the unix listeners now. The
-    // .oldbin file is this master's only while it names this master: the new one may already be
-    // upgrading in turn.
-    std::string oldbin = pid_path + ".oldbin";
-    char buf[32] = {};
-    int fd = ::open(oldbin.c_str(), O_RDONLY | O_CLOEXEC);
-    if (fd >= 0) {
-      ssize_t n = ::read(fd, buf, sizeof(buf) - 1);
-      ::close(fd);
-      if (n > 0 && atol(buf) == static_cast<long>(getpid())) ::unlink(oldbin.c_str());
-    }
+  if (adopted_) {
+    // A candidate whose generation the master adopted: the workers, the pid file, the control
+    // socket and the listeners are the master's; this process only leaves.
+    log_notice("upgrade: the master adopted this generation; the candidate process %d leaves", static_cast<int>(getpid()));
+  } else if (replaced_) {
+    // Another master process owns the pid file, the control socket and the unix listeners now.
     log_notice("exit (replaced by the new master)");
   } else {
     ::unlink(pid_path.c_str());
@@ -171,6 +171,9 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
     return 1;
   }
   master::hold_signals();
+  // The workers of an upgrade's candidate become this master's children when the candidate leaves
+  // (master_reexec.cc). The setting survives exec, so every later binary of the master has it too.
+  prctl(PR_SET_CHILD_SUBREAPER, 1);
   std::string err = c->open_listeners();
   if (!err.empty()) {
     log_emerg("%s", err.c_str());

@@ -1,4 +1,4 @@
-// The master's control socket: `baton -s` and the new master of an upgrade connect to it; the
+// The master's control socket: `baton -s` and the candidate of an upgrade connect to it; the
 // commands, and the status report gathered from the workers.
 #include "process/master_internal.h"
 
@@ -79,7 +79,7 @@ void Master::close_conn(ControlConn* c) {
     upgrade_.registration = nullptr;
     // The new master hung up before it was ready: it failed, or it is about to.
     if (upgrade_.active) {
-      std::string why = upgrade_.reason.empty() ? "the new master closed its connection before it was ready" : upgrade_.reason;
+      std::string why = upgrade_.reason.empty() ? "the candidate closed its connection before it was ready" : upgrade_.reason;
       rollback(why);
     }
   }
@@ -123,7 +123,7 @@ void Master::on_control_message(ControlConn* c, Message& m) {
       break;
     case MsgType::kFdRequest:
       if (!upgrade_.active || c->peer_pid != upgrade_.pid)
-        reply(c, false, "listeners are only handed to the new master of an upgrade");
+        reply(c, false, "listeners are only handed to the candidate of an upgrade");
       else if (handover_.step != Handover::Step::kIdle)
         reply(c, false, "the listeners have already been handed over");
       else
@@ -131,15 +131,32 @@ void Master::on_control_message(ControlConn* c, Message& m) {
       break;
     case MsgType::kReady:
       // The new master's workers all accept: it may take over the pid file and the control socket.
+      // The candidate's workers all accept: this master will adopt its generation ("adopt=1"; a
+      // candidate of an older binary ignores it and takes over the pid file and the control socket).
       if (c == upgrade_.registration && upgrade_.active && !upgrade_.ready) {
         upgrade_.ready = true;
         upgrade_.new_generation = m.get_int("generation", generation_ + 1);
-        send_message(c->fd.get(), Message(MsgType::kAck));
+        Message ack(MsgType::kAck);
+        ack.set("adopt", "1");
+        send_message(c->fd.get(), ack);
       }
       break;
+    case MsgType::kFd:
+    case MsgType::kWorker:
+    case MsgType::kSnapshot:
+      // What the candidate hands over: its listeners, its workers, the files of its configuration.
+      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready && upgrade_.handed.size() < 65536)
+        upgrade_.handed.push_back(std::move(m));
+      else
+        reply(c, false, std::string("unexpected message ") + msg_type_name(m.type));
+      break;
     case MsgType::kAck:
-      // ... and it has: from now on it is the master.
-      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready) upgrade_succeeded(c, m);
+      // ... and it has handed all of it over: this master re-executes into the new binary. An ack
+      // without "handed" is an older candidate that has taken over by itself.
+      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready) {
+        if (m.get("handed") == "1") commit_upgrade(c, m);
+        else upgrade_succeeded(c, m);
+      }
       break;
     case MsgType::kResult:
       if (upgrade_.active && c->peer_pid == upgrade_.pid && m.get("ok") == "0") upgrade_.reason = m.get("reason");

@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <deque>
 #include <list>
+#include <map>
 #include <memory>
 #include <string>
 #include <vector>
@@ -78,6 +79,34 @@ struct ControlConn : Deletable {
   bool dead = false;
 };
 
+// What the master hands to itself across the exec of an upgrade (master_reexec.cc): everything it
+// supervises, with the descriptors that carry it.
+struct ResumeState {
+  struct Worker {
+    pid_t pid = 0;
+    int generation = 0;
+    int slot = -1;
+    bool ready = false;
+    bool draining = false;
+    int64_t age_ms = 0;
+    Fd channel;
+  };
+  int generation = 0;  // the candidate's, which becomes the master's
+  std::string exe;
+  std::string error_log;
+  int log_level = 0;
+  std::string ticket_secret;
+  Fd control;
+  std::string control_text;
+  pid_t candidate = 0;
+  Fd candidate_conn;
+  std::vector<Fd> waiters;                 // `baton -s upgrade` clients waiting for the outcome
+  std::map<std::string, Fd> listeners;     // the candidate's, by key
+  std::vector<Worker> workers;             // the old generations' and the candidate's
+  std::vector<pid_t> abandoned;
+  std::vector<ConfSource> snapshot;
+};
+
 struct StatusQuery {
   std::vector<ControlConn*> waiters;
   ev_timer timer;
@@ -90,7 +119,8 @@ class Master {
 
   // conn: for an upgraded master, its connection to the old master, which is told "ready" once all
   // workers accept.
-  int run(Fd upgrade_conn = Fd());
+  // resume: for a master re-executed into the new binary of an upgrade, what it supervised.
+  int run(Fd upgrade_conn = Fd(), ResumeState* resume = nullptr);
 
  private:
   friend struct WorkerProc;
@@ -150,6 +180,9 @@ class Master {
   void reset_handover();
   static void on_handover_timer_cb(struct ev_loop*, ev_timer* w, int);
   void upgrade_succeeded(ControlConn* c, const Message& m);
+  void commit_upgrade(ControlConn* c, const Message& m);
+  void resume(ResumeState& st);
+  bool confirm_adoption(ResumeState& st);
   void rollback(const std::string& reason);
   static void on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int);
 
@@ -159,6 +192,8 @@ class Master {
   static void on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int);
   void take_over();
   void old_master_refused();
+  void hand_over_generation();
+  void not_adopted(const std::string& why);
 
   std::shared_ptr<Cycle> current_;
   int generation_;
@@ -173,6 +208,9 @@ class Master {
   bool winched_ = false;      // WINCH: no workers until the next reload
   bool replaced_ = false;     // a new master took over: drain and leave its files alone
   bool announced_ready_ = false;
+  bool handed_ = false;       // as a candidate: the generation is handed to the master, until it adopts it
+  bool adopted_ = false;      // ... and it has: this process leaves, its workers stay
+  bool leaving_ = false;      // the loop was told to stop
   int exit_code_ = 0;
 
   Fd control_fd_;
@@ -195,6 +233,8 @@ class Master {
     std::string reason;  // what the new master said before failing
     std::vector<ControlConn*> waiters;
     ControlConn* registration = nullptr;
+    Fd exe;  // the new binary, opened once: the candidate and the master's re-exec run the same file
+    std::vector<Message> handed;  // what the candidate handed over: listeners, workers, its files
     bool ready = false;  // the new master reported ready and was told to take over
     long long new_generation = 0;
     ev_timer timer;

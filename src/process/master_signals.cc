@@ -16,6 +16,12 @@ void Master::on_signal_cb(struct ev_loop*, ev_io* w, int) { static_cast<Master*>
 
 void Master::on_signals() {
   while (int sig = read_signal(sfd_)) {
+    if (handed_) {
+      // A candidate whose generation the master is adopting: the master acts for the service (and
+      // reaps the workers, once they are its children); a Ctrl-C reaches it too.
+      if (sig != SIGCHLD) log_notice("signal %d ignored: the master is adopting this generation", sig);
+      continue;
+    }
     switch (sig) {
       case SIGCHLD:
         reap();
@@ -80,7 +86,10 @@ void Master::on_kill_timer_cb(struct ev_loop*, ev_timer* w, int) {
 }
 
 void Master::maybe_exit() {
-  if ((stopping_ || replaced_) && workers_.empty() && !upgrade_.active) loop_->stop();
+  if ((stopping_ || replaced_) && workers_.empty() && !upgrade_.active) {
+    leaving_ = true;
+    loop_->stop();
+  }
 }
 
 void Master::reopen_logs() {

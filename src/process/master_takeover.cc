@@ -1,14 +1,20 @@
-// A live upgrade, on the side of the new master: started by the old one, it takes the listeners,
-// starts its workers, and takes over the pid file and the control socket once the old master agrees.
+// A live upgrade, on the side of the candidate: the new binary, started by the master, takes the
+// listeners, starts its workers and reports ready; then it hands its generation to the master, which
+// re-executes into this binary and adopts it (master_reexec.cc). A master of an older binary does not
+// adopt: then the candidate takes over the pid file and the control socket itself, as it also does
+// when the master fails to adopt it.
 #include "process/master.h"
 
 #include <errno.h>
 #include <fcntl.h>
+#include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <map>
 
 #include "config.h"
@@ -40,20 +46,128 @@ void Master::on_old_master_cb(struct ev_loop*, ev_io* w, int) {
   Message ack;
   int r = recv_message(self->old_master_.get(), &ack);
   if (r < 0 && errno == EAGAIN) return;
-  if (r == 1 && ack.type == MsgType::kAck) self->take_over();
-  else self->old_master_refused();
+  if (self->handed_) {
+    // The master, now running this binary, has taken up the generation: say goodbye and leave.
+    if (r == 1 && ack.type == MsgType::kAck && ack.get("adopted") == "1") {
+      Message bye(MsgType::kAck);
+      bye.set("bye", "1");
+      if (send_message(self->old_master_.get(), bye) == 0) {
+        self->adopted_ = true;
+        self->leaving_ = true;
+        self->loop_->stop();
+        return;
+      }
+    }
+    self->not_adopted(r == 0 ? "the master closed the connection" : "the master sent something else than the adoption");
+    return;
+  }
+  if (r == 1 && ack.type == MsgType::kAck) {
+    if (ack.get("adopt") == "1") self->hand_over_generation();
+    else self->take_over();  // a master of an older binary, which does not adopt
+  } else {
+    self->old_master_refused();
+  }
 }
 
 void Master::on_old_master_timer_cb(struct ev_loop*, ev_timer* w, int) {
-  static_cast<Master*>(w->data)->old_master_refused();
+  auto* self = static_cast<Master*>(w->data);
+  if (self->handed_) self->not_adopted("the master did not adopt it in time");
+  else self->old_master_refused();
+}
+
+// The master adopts this generation: it gets a copy of every listener, every worker's channel and
+// the configuration files as this process read them, then re-executes into this binary and says
+// "adopted". Meanwhile the workers serve; this process reads none of their channels and reaps none
+// of them (a worker that exits stays a zombie, which the master reaps once it is its child).
+void Master::hand_over_generation() {
+  ev_io_stop(loop_->raw(), &old_master_io_);
+  ev_timer_stop(loop_->raw(), &old_master_timer_);
+  int fd = old_master_.get();
+  auto send = [fd](const Message& m) {
+    for (;;) {
+      if (send_message(fd, m) == 0) return true;
+      if (errno != EAGAIN) return false;
+      pollfd p{fd, POLLOUT, 0};
+      if (::poll(&p, 1, kHandoverStepMs) <= 0) return false;
+    }
+  };
+  auto dup = [](int from) { return Fd(fcntl(from, F_DUPFD_CLOEXEC, 0)); };
+  bool ok = true;
+  long long listeners = 0, workers = 0;
+  for (auto& ls : current_->listening) {
+    if (!ls->fd.valid() || !ok) continue;
+    Message m(MsgType::kFd);
+    m.set("key", ls->key);
+    m.fds.push_back(dup(ls->fd.get()));
+    ok = m.fds[0].valid() && send(m);
+    listeners++;
+  }
+  double now = loop_->now();
+  for (auto& w : workers_) {
+    if (!ok) break;
+    Message m(MsgType::kWorker);
+    m.set("pid", static_cast<long long>(w->pid));
+    m.set("generation", static_cast<long long>(w->generation));
+    m.set("slot", static_cast<long long>(w->slot));
+    m.set("ready", w->ready ? "1" : "0");
+    m.set("draining", w->draining ? "1" : "0");
+    m.set("age_ms", static_cast<long long>((now - w->started) * 1000));
+    m.fds.push_back(dup(w->channel.get()));
+    ok = m.fds[0].valid() && send(m);
+    workers++;
+  }
+  if (ok) {
+    std::vector<ConfSource> files;
+    files.push_back(ConfSource{current_->conf.path, current_->conf.text});
+    for (const ConfSource& f : current_->http->files_read) files.push_back(f);
+    std::string bytes = encode_conf_snapshot(files);
+    Fd mem(memfd_create("baton-conf", MFD_CLOEXEC));
+    ok = mem && ::write(mem.get(), bytes.data(), bytes.size()) == static_cast<ssize_t>(bytes.size());
+    if (ok) {
+      Message m(MsgType::kSnapshot);
+      m.set("size", static_cast<long long>(bytes.size()));
+      m.fds.push_back(std::move(mem));
+      ok = send(m);
+    }
+  }
+  if (ok) {
+    Message done(MsgType::kAck);
+    done.set("handed", "1");
+    done.set("listeners", listeners);
+    done.set("workers", workers);
+    ok = send(done);
+  }
+  if (!ok) return old_master_refused();
+  handed_ = true;
+  ev_timer_stop(loop_->raw(), &ping_timer_);
+  for (auto& w : workers_) ev_io_stop(loop_->raw(), &w->io);
+  log_notice("upgrade: this generation (%d) is handed to the master: %lld listener(s), %lld worker(s)", generation_,
+             listeners, workers);
+  // The master re-executes and loads the configuration again; it has as long as this process had.
+  double wait = std::max(kHandoverStepSeconds, seconds(current_->main.upgrade_timeout_ms));
+  ev_io_set(&old_master_io_, fd, EV_READ);
+  ev_io_start(loop_->raw(), &old_master_io_);
+  ev_timer_set(&old_master_timer_, wait, 0.);
+  ev_timer_start(loop_->raw(), &old_master_timer_);
+}
+
+// The master did not adopt this generation (its new code failed, or it is gone): rather than
+// leave the workers without a master, this process carries on as the master, with its own PID.
+void Master::not_adopted(const std::string& why) {
+  handed_ = false;
+  log_alert("upgrade: %s; this process (%d) carries on as the master", why.c_str(), static_cast<int>(getpid()));
+  for (auto& w : workers_) ev_io_start(loop_->raw(), &w->io);
+  ev_timer_start(loop_->raw(), &ping_timer_);
+  reap();
+  take_over();
 }
 
 void Master::old_master_refused() {
   ev_io_stop(loop_->raw(), &old_master_io_);
   ev_timer_stop(loop_->raw(), &old_master_timer_);
   old_master_.reset();
-  // The old master rolled back (or is gone): this generation must not take over.
-  log_alert("upgrade: the old master did not accept this master; exiting");
+  // The master rolled back (or is gone): this generation must not take over.
+  log_alert("upgrade: the master did not accept this candidate; exiting");
   exit_code_ = 1;
   stop(SIGTERM);
 }
@@ -124,11 +238,11 @@ int upgraded_master_main(const Options& opts) {
   Message ack;
   if (send_message(conn.get(), reg) < 0 || recv_message_timeout(conn.get(), &ack, master::kHandoverStepMs) != 1 ||
       ack.type != MsgType::kAck)
-    return fail("the old master did not accept the registration");
+    return fail("the master did not accept the registration");
   int generation = static_cast<int>(ack.get_int("generation", 0)) + 1;
   // The old master's ticket secret: tickets its workers sealed open here too.
   if (!tls_set_ticket_secret_hex(ack.get("ticket_secret"))) {
-    log_notice("upgrade: the old master handed over no session ticket secret, making a new one");
+    log_notice("upgrade: the master handed over no session ticket secret, making a new one");
     tls_make_ticket_secret();
   }
 
@@ -140,7 +254,7 @@ int upgraded_master_main(const Options& opts) {
     Message start;
     if (send_message(fdc.get(), Message(MsgType::kFdRequest)) < 0 ||
         recv_message_timeout(fdc.get(), &start, master::kHandoverStepMs) != 1 || start.type != MsgType::kFdTransferStart)
-      return fail("the old master did not start the listener transfer");
+      return fail("the master did not start the listener transfer");
     long long count = start.get_int("count", -1);
     if (count < 0) return fail("bad listener transfer announcement");
     if (send_message(fdc.get(), Message(MsgType::kAck)) < 0) return fail("listener transfer interrupted");
@@ -154,16 +268,16 @@ int upgraded_master_main(const Options& opts) {
     done.set("count", count);
     send_message(fdc.get(), done);
   }
-  log_notice("upgrade: received %zu listener(s) from the old master", adopt.size());
+  log_notice("upgrade: received %zu listener(s) from the master", adopt.size());
 
   err = cycle->open_listeners(&adopt);
   if (err.empty()) err = cycle->http->open_logs();
   if (!err.empty()) return fail(err);
   if (!adopt.empty())
-    log_notice("upgrade: %zu listener(s) no longer configured are left to the old master", adopt.size());
+    log_notice("upgrade: %zu listener(s) no longer configured are left to the master", adopt.size());
   adopt.clear();
   raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128);
-  log_notice("baton/%s started by an upgrade, master process %d, generation %d", BATON_VERSION,
+  log_notice("baton/%s started by an upgrade, candidate process %d, generation %d", BATON_VERSION,
              static_cast<int>(getpid()), generation);
   std::shared_ptr<Cycle> shared(std::move(cycle));
   master::Master master(std::move(shared), generation);

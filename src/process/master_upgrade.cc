@@ -1,5 +1,6 @@
-// A live upgrade, on the side of the old master: starting the new binary, handing it the listeners,
-// and either draining away once it serves or rolling back to serving alone.
+// A live upgrade, on the side of the master: starting the new binary as a candidate, handing it the
+// listeners, and either adopting its generation once it serves (master_reexec.cc) or rolling back to
+// serving alone.
 #include "process/master_internal.h"
 
 #include <errno.h>
@@ -26,18 +27,14 @@ void Master::start_upgrade(ControlConn* waiter) {
   if (stopping_) return refuse("the master is stopping");
   if (reload_.active) return refuse("a reload is in progress");
 
-  std::string pid_path = current_->pid_path();
-  std::string oldbin = pid_path + ".oldbin";
-  if (::rename(pid_path.c_str(), oldbin.c_str()) < 0 && errno != ENOENT)
-    log_warn("rename(\"%s\", \"%s\") failed (%s)", pid_path.c_str(), oldbin.c_str(), strerror(errno));
-  sd_notify(sd_reloading_state());
-
   int errpipe[2];
-  if (pipe2(errpipe, O_CLOEXEC | O_NONBLOCK) < 0) {
-    ::rename(oldbin.c_str(), pid_path.c_str());
-    return refuse(std::string("pipe2() failed (") + strerror(errno) + ")");
-  }
+  if (pipe2(errpipe, O_CLOEXEC | O_NONBLOCK) < 0) return refuse(std::string("pipe2() failed (") + strerror(errno) + ")");
   const std::string& exe = current_->opts.exe_path;
+  // The file is opened once: the candidate runs it, and once the candidate has proven itself this
+  // master re-executes into the same file, whatever has been put at the path in between. (A file
+  // that cannot be opened is left to exec, which says why.)
+  Fd exe_fd(::open(exe.c_str(), O_PATH | O_CLOEXEC));
+  sd_notify(sd_reloading_state());
   std::string env_sock = "BATON_CONTROL_SOCKET=" + base64_encode(control_addr_.text);
   std::vector<std::string> args = saved_argv();
   std::vector<char*> argv;
@@ -48,16 +45,18 @@ void Master::start_upgrade(ControlConn* waiter) {
   if (pid < 0) {
     ::close(errpipe[0]);
     ::close(errpipe[1]);
-    ::rename(oldbin.c_str(), pid_path.c_str());
+    sd_notify("READY=1\n");
     return refuse(std::string("fork() failed (") + strerror(errno) + ")");
   }
   if (pid == 0) {
-    // Nothing of the old master crosses exec: the listeners come over the control socket.
+    // Nothing of the old master crosses exec: the listeners come over the control socket. (The
+    // binary's descriptor does, for a script, whose interpreter opens it by /dev/fd.)
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
     reset_signals();
     putenv(const_cast<char*>("BATON_UPGRADE=1"));
     putenv(env_sock.data());
-    execv(exe.c_str(), argv.data());
+    if (exe_fd && fcntl(exe_fd.get(), F_SETFD, 0) == 0) execveat(exe_fd.get(), "", argv.data(), environ, AT_EMPTY_PATH);
+    else execv(exe.c_str(), argv.data());
     int e = errno;
     ssize_t ignored = ::write(errpipe[1], &e, sizeof(e));
     (void)ignored;
@@ -70,6 +69,8 @@ void Master::start_upgrade(ControlConn* waiter) {
   upgrade_.pid = pid;
   upgrade_.reason.clear();
   upgrade_.registration = nullptr;
+  upgrade_.exe = std::move(exe_fd);
+  upgrade_.handed.clear();
   if (waiter) upgrade_.waiters.push_back(waiter);
   reset_handover();
   handover_.step = Handover::Step::kIdle;
@@ -101,10 +102,10 @@ void Master::on_exec_result() {
     upgrade_.reason = "cannot execute " + exe + " (" + strerror(exec_errno) + ")";
     return;
   }
-  log_notice("upgrade: started new master %d from %s", static_cast<int>(upgrade_.pid), exe.c_str());
+  log_notice("upgrade: started candidate %d from %s", static_cast<int>(upgrade_.pid), exe.c_str());
 }
 
-// Step 1: on the connection the new master asked on, announce how many listeners follow.
+// Step 1: on the connection the candidate asked on, announce how many listeners follow.
 void Master::start_handover(ControlConn* c) {
   std::vector<Message> listeners;
   for (auto& ls : current_->listening) {
@@ -123,7 +124,7 @@ void Master::start_handover(ControlConn* c) {
   start.set("count", static_cast<long long>(listeners.size()));
   start.set("generation", static_cast<long long>(generation_));
   if (send_message(c->fd.get(), start) < 0) {
-    rollback(std::string("cannot announce the listeners to the new master (") + strerror(errno) + ")");
+    rollback(std::string("cannot announce the listeners to the candidate (") + strerror(errno) + ")");
     return;
   }
   handover_.conn = c;
@@ -140,10 +141,10 @@ void Master::next_handover_step(Handover::Step step) {
   ev_timer_start(loop_->raw(), &handover_.timer);
 }
 
-// Steps 2 and 4: the new master acknowledges the announcement, then confirms what it received.
+// Steps 2 and 4: the candidate acknowledges the announcement, then confirms what it received.
 void Master::on_handover_message(ControlConn*, const Message& m) {
   if (m.type != MsgType::kAck || handover_.step == Handover::Step::kSending) {
-    rollback(std::string("the new master sent an unexpected ") + msg_type_name(m.type) + " during the listener transfer");
+    rollback(std::string("the candidate sent an unexpected ") + msg_type_name(m.type) + " during the listener transfer");
     return;
   }
   if (handover_.step == Handover::Step::kAwaitStartAck) {
@@ -153,17 +154,17 @@ void Master::on_handover_message(ControlConn*, const Message& m) {
   }
   long long got = m.get_int("count", -1);
   if (got != static_cast<long long>(handover_.sent)) {
-    rollback("the new master confirmed " + std::to_string(got) + " of " + std::to_string(handover_.sent) + " listener(s)");
+    rollback("the candidate confirmed " + std::to_string(got) + " of " + std::to_string(handover_.sent) + " listener(s)");
     return;
   }
-  log_notice("upgrade: %zu listener(s) handed to the new master", handover_.sent);
+  log_notice("upgrade: %zu listener(s) handed to the candidate", handover_.sent);
   ControlConn* c = handover_.conn;
   reset_handover();
   handover_.step = Handover::Step::kDone;
   close_conn(c);
 }
 
-// Step 3: one descriptor per message with its key, as fast as the new master's queue takes them.
+// Step 3: one descriptor per message with its key, as fast as the candidate's queue takes them.
 void Master::send_handover_listeners() {
   ControlConn* c = handover_.conn;
   if (!c || handover_.step != Handover::Step::kSending) return;
@@ -171,16 +172,16 @@ void Master::send_handover_listeners() {
     Message& m = handover_.listeners[handover_.sent];
     if (send_message(c->fd.get(), m) < 0) {
       if (errno == EAGAIN) {
-        // The queue is full: go on when the new master has read some of it.
+        // The queue is full: go on when the candidate has read some of it.
         ev_io_stop(loop_->raw(), &c->io);
         ev_io_set(&c->io, c->fd.get(), EV_READ | EV_WRITE);
         ev_io_start(loop_->raw(), &c->io);
         return;
       }
-      rollback("sending " + m.get("key") + " to the new master failed (" + strerror(errno) + ")");
+      rollback("sending " + m.get("key") + " to the candidate failed (" + strerror(errno) + ")");
       return;
     }
-    m.fds.clear();  // the new master has its own copy now
+    m.fds.clear();  // the candidate has its own copy now
     handover_.sent++;
   }
   handover_.listeners.clear();
@@ -205,9 +206,11 @@ void Master::on_handover_timer_cb(struct ev_loop*, ev_timer* w, int) {
   const char* what = "confirm the listeners";
   if (self->handover_.step == Handover::Step::kAwaitStartAck) what = "acknowledge the listener transfer";
   else if (self->handover_.step == Handover::Step::kSending) what = "take the listeners";
-  self->rollback(std::string("the new master did not ") + what + " within " + std::to_string(kHandoverStepMs) + "ms");
+  self->rollback(std::string("the candidate did not ") + what + " within " + std::to_string(kHandoverStepMs) + "ms");
 }
 
+// A candidate that took over by itself, as the binaries before the stable PID did (or as a candidate
+// does when this master could not adopt its generation): it is the master now, with its own PID.
 void Master::upgrade_succeeded(ControlConn*, const Message&) {
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
   pid_t new_pid = upgrade_.pid;
@@ -215,8 +218,10 @@ void Master::upgrade_succeeded(ControlConn*, const Message&) {
   upgrade_.active = false;
   upgrade_.ready = false;
   upgrade_.pid = 0;
+  upgrade_.exe.reset();
+  upgrade_.handed.clear();
   replaced_ = true;
-  log_notice("upgrade: new master %d (generation %lld) is serving; draining the old workers", static_cast<int>(new_pid),
+  log_notice("upgrade: candidate %d (generation %lld) is serving; draining the old workers", static_cast<int>(new_pid),
              new_generation);
   Message extra;
   extra.set("pid", static_cast<long long>(new_pid));
@@ -225,7 +230,7 @@ void Master::upgrade_succeeded(ControlConn*, const Message&) {
   waiters.swap(upgrade_.waiters);
   for (ControlConn* w : waiters) reply(w, true, "upgrade succeeded", &extra);
   for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
-  // New -s clients find the new master from now on.
+  // New -s clients find the candidate from now on.
   ev_io_stop(loop_->raw(), &control_io_);
   control_fd_.reset();
   drain_workers(0);
@@ -234,12 +239,15 @@ void Master::upgrade_succeeded(ControlConn*, const Message&) {
 
 void Master::rollback(const std::string& reason) {
   if (!upgrade_.active) return;
-  bool took_over = upgrade_.ready;  // the new master was told it may take the control socket
+  bool took_over = upgrade_.ready;  // the candidate was told it may take the control socket
   upgrade_.active = false;
   upgrade_.ready = false;
   ev_timer_stop(loop_->raw(), &upgrade_.timer);
   ev_io_stop(loop_->raw(), &upgrade_.exec_io);
   upgrade_.exec_result.reset();
+  upgrade_.exe.reset();
+  // Copies of the candidate's workers' channels: once the candidate is gone, they must see the end.
+  upgrade_.handed.clear();
   if (handover_.conn) {
     ControlConn* h = handover_.conn;
     reset_handover();
@@ -256,18 +264,14 @@ void Master::rollback(const std::string& reason) {
     upgrade_.registration = nullptr;
     close_conn(r);
   }
-  std::string pid_path = current_->pid_path();
-  std::string oldbin = pid_path + ".oldbin";
-  if (::rename(oldbin.c_str(), pid_path.c_str()) < 0)
-    log_alert("rename(\"%s\", \"%s\") failed (%s)", oldbin.c_str(), pid_path.c_str(), strerror(errno));
-  // The new master may have put its control socket at the path; this one takes it back.
+  // A candidate of an older binary may have put its control socket at the path; this one takes it back.
   if (took_over && control_addr_.text[0] != '@') {
     ev_io_stop(loop_->raw(), &control_io_);
     std::string err = open_control_socket();
     if (!err.empty()) log_alert("%s", err.c_str());
   }
-  sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
-  log_error("upgrade failed: %s; rolled back, the old master keeps serving", reason.c_str());
+  sd_notify("READY=1\n");
+  log_error("upgrade failed: %s; rolled back, the master keeps serving with its workers", reason.c_str());
   std::vector<ControlConn*> waiters;
   waiters.swap(upgrade_.waiters);
   for (ControlConn* w : waiters) reply(w, false, reason);
@@ -276,7 +280,7 @@ void Master::rollback(const std::string& reason) {
 
 void Master::on_upgrade_timer_cb(struct ev_loop*, ev_timer* w, int) {
   auto* self = static_cast<Master*>(w->data);
-  self->rollback("the new master was not ready within upgrade_timeout (" +
+  self->rollback("the candidate was not ready within upgrade_timeout (" +
                  std::to_string(self->current_->main.upgrade_timeout_ms) + "ms)");
 }
 

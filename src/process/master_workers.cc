@@ -177,7 +177,7 @@ void Master::reap() {
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
     if (upgrade_.active && pid == upgrade_.pid) {
-      // Why exec failed, and what the new master said before it exited, may still wait in the
+      // Why exec failed, and what the candidate said before it exited, may still wait in the
       // pipe and in its connections (which may not even be accepted yet).
       if (upgrade_.exec_result) on_exec_result();
       if (control_fd_) on_control_accept_cb(loop_->raw(), &control_io_, 0);
@@ -188,8 +188,8 @@ void Master::reap() {
       }
       std::string why = upgrade_.reason;
       if (why.empty()) {
-        if (WIFEXITED(status)) why = "the new master exited with code " + std::to_string(WEXITSTATUS(status));
-        else why = "the new master was killed by signal " + std::to_string(WTERMSIG(status));
+        if (WIFEXITED(status)) why = "the candidate exited with code " + std::to_string(WEXITSTATUS(status));
+        else why = "the candidate was killed by signal " + std::to_string(WTERMSIG(status));
         if (WIFEXITED(status) && WEXITSTATUS(status) == 127) why += " (it could not be executed)";
       }
       upgrade_.pid = 0;

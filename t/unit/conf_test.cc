@@ -3,9 +3,12 @@
 #include "core/conf.h"
 
 #include <gtest/gtest.h>
+#include <stdlib.h>
 #include <unistd.h>
 
+#include <cstdio>
 #include <string>
+#include <vector>
 
 #include "config.h"
 
@@ -663,6 +666,56 @@ TEST(ResolvePath, RelativeAbsoluteAndSpecial) {
   EXPECT_EQ(resolve_path("/usr/local/baton", "stderr"), "stderr");
   EXPECT_EQ(resolve_path("/usr/local/baton", ""), "");
   EXPECT_EQ(resolve_path("", "html"), "html");
+}
+
+// The configuration files a candidate of an upgrade hands to the master, across exec.
+TEST(ConfSnapshot, RoundTripsFilesWithAnyBytes) {
+  std::vector<ConfSource> files = {{"/etc/baton/baton.ini", "[main]\nworker_processes = 2\n"},
+                                   {"/etc/baton/mime types", std::string("a\0b\n12 34\n", 10)},
+                                   {"/empty", ""}};
+  std::string bytes = encode_conf_snapshot(files);
+  std::vector<ConfSource> back;
+  ASSERT_TRUE(decode_conf_snapshot(bytes, &back));
+  ASSERT_EQ(back.size(), files.size());
+  for (size_t i = 0; i < files.size(); i++) {
+    EXPECT_EQ(back[i].path, files[i].path);
+    EXPECT_EQ(back[i].text, files[i].text);
+  }
+}
+
+TEST(ConfSnapshot, RefusesWhatIsNotOne) {
+  std::vector<ConfSource> out;
+  std::string good = encode_conf_snapshot({{"/a", "text"}});
+  EXPECT_FALSE(decode_conf_snapshot("", &out));
+  EXPECT_FALSE(decode_conf_snapshot("baton-conf-snapshot 2\n", &out));
+  EXPECT_FALSE(decode_conf_snapshot(good.substr(0, good.size() - 1), &out)) << "cut short";
+  EXPECT_FALSE(decode_conf_snapshot(good + "x", &out)) << "trailing bytes";
+  EXPECT_FALSE(decode_conf_snapshot("baton-conf-snapshot 1\n99999999999999999999 1\n/a", &out));
+  EXPECT_FALSE(decode_conf_snapshot("baton-conf-snapshot 1\n0 4\ntext", &out)) << "a file without a path";
+  EXPECT_TRUE(decode_conf_snapshot("baton-conf-snapshot 1\n", &out));
+  EXPECT_TRUE(out.empty());
+}
+
+// While a snapshot is set, a file it holds is read from it, not from the disk.
+TEST(ConfSnapshot, ReadConfFileTakesTheSnapshotsText) {
+  char dir[] = "/tmp/baton-snapshot-XXXXXX";
+  ASSERT_NE(mkdtemp(dir), nullptr);
+  std::string path = std::string(dir) + "/baton.ini";
+  FILE* f = fopen(path.c_str(), "w");
+  ASSERT_NE(f, nullptr);
+  fputs("[main]\nworker_processes = 9\n", f);
+  fclose(f);
+  set_conf_snapshot({{path, "[main]\nworker_processes = 3\n"}});
+  ConfFile from_snapshot = read_conf_file(path);
+  clear_conf_snapshot();
+  ConfFile from_disk = read_conf_file(path);
+  ::unlink(path.c_str());
+  ::rmdir(dir);
+  ASSERT_EQ(from_snapshot.sections.size(), 1u);
+  ASSERT_EQ(from_snapshot.sections[0].entries.size(), 1u);
+  EXPECT_EQ(from_snapshot.sections[0].entries[0].value, "3");
+  ASSERT_EQ(from_disk.sections.size(), 1u);
+  EXPECT_EQ(from_disk.sections[0].entries[0].value, "9");
 }
 
 }  // namespace

@@ -36,6 +36,8 @@ const char* msg_type_name(MsgType t) {
     case MsgType::kReload: return "reload";
     case MsgType::kResult: return "result";
     case MsgType::kFd: return "fd";
+    case MsgType::kWorker: return "worker";
+    case MsgType::kSnapshot: return "snapshot";
   }
   return "?";
 }

@@ -38,6 +38,8 @@ enum class MsgType : uint16_t {
   kReload = 9,            // reload the configuration
   kResult = 10,           // outcome of a request: ok=1|0, reason=...
   kFd = 11,               // one descriptor, its key in the payload
+  kWorker = 12,           // a worker handed to the master that adopts it: pid, generation, slot; its channel
+  kSnapshot = 13,         // the configuration files as the candidate of an upgrade read them (a memfd)
 };
 
 const char* msg_type_name(MsgType t);
