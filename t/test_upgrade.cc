@@ -444,6 +444,50 @@ TEST(Upgrade, MasterThatDiesInTheNewBinaryLeavesTheCandidateInCharge) {
   EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
 }
 
+// The master takes longer to come back in the new binary than the candidate waits for it: the
+// candidate carries on as the master, and the master, once back, leaves the candidate's workers to
+// it and exits when its old workers are done. At no moment do both or neither supervise them.
+TEST(Upgrade, MasterSlowerThanTheCandidateWaitsLeavesItInCharge) {
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  std::string real = s.path("sbin/baton.real");
+  ASSERT_TRUE(install_file(baton_binary(), bin));
+  ASSERT_TRUE(install_file(baton_binary(), real));
+  s.set_binary(bin);
+  s.set_config(config());  // upgrade_timeout = 3s: the candidate waits 5 s for the master
+  ASSERT_TRUE(s.start());
+  pid_t old = s.master_pid();
+  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
+  ASSERT_EQ(workers.size(), 2u);
+  LoadGenerator load(light_load(s.port()));
+  std::this_thread::sleep_for(200ms);
+
+  ASSERT_TRUE(install_content(
+      "#!/bin/sh\n[ \"$BATON_UPGRADE\" = 1 ] && exec '" + real + "' \"$@\"\nsleep 7\nexec '" + real + "' \"$@\"\n", bin));
+  RunResult r = s.ctl("upgrade", 20000ms);
+  std::optional<UpgradeOutcome> up = parse_upgrade_success(r.out);
+  ASSERT_TRUE(up) << describe(r) << "\n" << s.error_log();
+  EXPECT_NE(up->pid, old);
+  EXPECT_EQ(s.pid_from_file(), up->pid);
+  std::optional<int> status = s.wait_exit(10000ms);
+  ASSERT_TRUE(status) << s.census().describe();
+  EXPECT_TRUE(WIFEXITED(*status) && WEXITSTATUS(*status) == 0) << "wait status " << *status;
+  std::string log = s.error_log();
+  EXPECT_TRUE(contains(log, "carries on as the master")) << log;
+  EXPECT_TRUE(contains(log, "it is the master now")) << log;
+  std::optional<StatusReport> st = status_of(s);
+  ASSERT_TRUE(st);
+  EXPECT_EQ(st->master_pid, up->pid);
+  EXPECT_EQ(st->generation, 2);
+  EXPECT_EQ(st->workers.size(), 2u);
+  EXPECT_TRUE(none_alive(workers)) << s.census().describe();
+  std::this_thread::sleep_for(200ms);
+  load.stop();
+  EXPECT_EQ(load.failures(), 0u) << load.summary();
+  EXPECT_EQ(get(s.port(), "/a.txt").body, kBody);
+}
+
 TEST(Upgrade, QuitAfterUpgradesStopsTheServiceGracefully) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);

@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <stdio.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -20,10 +21,24 @@ std::string Master::open_control_socket() {
   std::string err;
   control_fd_ = listen_control(control_addr_, &err);
   if (!control_fd_) return err;
+  note_control_path();
   ev_io_init(&control_io_, on_control_accept_cb, control_fd_.get(), EV_READ);
   control_io_.data = this;
   ev_io_start(loop_->raw(), &control_io_);
   return "";
+}
+
+// The socket file this master's control socket is bound to, so that it can tell later whether the
+// path still names it.
+void Master::note_control_path() {
+  struct stat st {};
+  control_ino_ = control_addr_.text[0] != '@' && ::stat(control_addr_.text.c_str(), &st) == 0 ? st.st_ino : 0;
+}
+
+bool Master::control_path_is_ours() const {
+  if (control_addr_.text[0] == '@') return true;
+  struct stat st {};
+  return control_ino_ != 0 && ::stat(control_addr_.text.c_str(), &st) == 0 && st.st_ino == control_ino_;
 }
 
 void Master::on_control_accept_cb(struct ev_loop*, ev_io* w, int) {
@@ -130,7 +145,6 @@ void Master::on_control_message(ControlConn* c, Message& m) {
         start_handover(c);
       break;
     case MsgType::kReady:
-      // The new master's workers all accept: it may take over the pid file and the control socket.
       // The candidate's workers all accept: this master will adopt its generation ("adopt=1"; a
       // candidate of an older binary ignores it and takes over the pid file and the control socket).
       if (c == upgrade_.registration && upgrade_.active && !upgrade_.ready) {
@@ -153,7 +167,7 @@ void Master::on_control_message(ControlConn* c, Message& m) {
     case MsgType::kAck:
       // ... and it has handed all of it over: this master re-executes into the new binary. An ack
       // without "handed" is an older candidate that has taken over by itself.
-      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready) {
+      if (c == upgrade_.registration && upgrade_.active && upgrade_.ready && !upgrade_.exited) {
         if (m.get("handed") == "1") commit_upgrade(c, m);
         else upgrade_succeeded(c, m);
       }

@@ -89,6 +89,7 @@ struct ResumeState {
     bool ready = false;
     bool draining = false;
     int64_t age_ms = 0;
+    bool from_candidate = false;  // the candidate's worker, not one of the master's own
     Fd channel;
   };
   int generation = 0;  // the candidate's, which becomes the master's
@@ -146,6 +147,7 @@ class Master {
   // --- signals and stopping
   static void on_signal_cb(struct ev_loop*, ev_io* w, int) ;
   void on_signals();
+  void on_signal(int sig);
   void stop(int how);
   static void on_kill_timer_cb(struct ev_loop*, ev_timer* w, int);
   void maybe_exit();
@@ -154,6 +156,8 @@ class Master {
 
   // --- control socket
   std::string open_control_socket();
+  void note_control_path();
+  bool control_path_is_ours() const;
   static void on_control_accept_cb(struct ev_loop*, ev_io* w, int);
   static void on_control_conn_cb(struct ev_loop*, ev_io* w, int);
   void on_control_message(ControlConn* c, Message& m);
@@ -211,10 +215,12 @@ class Master {
   bool handed_ = false;       // as a candidate: the generation is handed to the master, until it adopts it
   bool adopted_ = false;      // ... and it has: this process leaves, its workers stay
   bool leaving_ = false;      // the loop was told to stop
+  std::vector<int> held_signals_;  // received while handed_
   int exit_code_ = 0;
 
   Fd control_fd_;
   ControlAddress control_addr_;
+  ino_t control_ino_ = 0;
   ev_io control_io_;
   std::list<ControlConn*> conns_;
   StatusQuery status_;
@@ -233,6 +239,7 @@ class Master {
     std::string reason;  // what the new master said before failing
     std::vector<ControlConn*> waiters;
     ControlConn* registration = nullptr;
+    bool exited = false;  // the candidate has exited (reaped): nothing of it is adopted any more
     Fd exe;  // the new binary, opened once: the candidate and the master's re-exec run the same file
     std::vector<Message> handed;  // what the candidate handed over: listeners, workers, its files
     bool ready = false;  // the new master reported ready and was told to take over

@@ -21,15 +21,21 @@
 //      children, since the master is a child subreaper (PR_SET_CHILD_SUBREAPER survives exec).
 //      Then the old workers drain, as after a reload.
 //
-// A crash of the new code never leaves the service without a master: until the candidate hears
-// "adopted" it keeps everything it needs, and if the master dies, says nothing in time, or cannot
-// load the configuration, the candidate carries on as the master with its own PID (the state of the
-// binaries before this change). Why not re-execute first and test the new binary in the master
+// A failure of the new code in the master does not leave the service without a master: until the
+// candidate hears "adopted" it keeps everything it needs, and if the master dies, says nothing in
+// time, or cannot load the configuration, the candidate carries on as the master with its own PID
+// (as the binaries before this change did), and the master and candidate agree on which of them
+// supervises the workers (confirm_adoption). The process that was the master is gone then: a process
+// manager that watches it sees it exit (systemd is told the candidate's MAINPID first when the
+// master can still say so; others may start baton again, which finds the control socket answered
+// and refuses to run a second copy). That is the price of a new binary that passed as a candidate
+// and then failed in the master, and the error log says so at alert. Why not re-execute first and test the new binary in the master
 // itself, as HAProxy does? A new binary that crashes while starting would take the master with it;
 // here everything the new binary does at start has been done once, by the candidate, before the
 // master runs it.
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <poll.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,12 +86,17 @@ bool read_all(int fd, std::string* out) {
   return true;
 }
 
-// A descriptor number from the state: it must be open, and it becomes close-on-exec again.
+// The descriptors the state has named so far (and the state's own): each may be taken once.
+std::vector<int> g_taken;
+
+// A descriptor number from the state: it must be open and named once, and it becomes close-on-exec
+// again.
 bool take_fd(std::string_view text, Fd* out) {
   uint64_t n = 0;
   if (!parse_uint(text, &n) || n < 3 || n > 1u << 24) return false;
   int fd = static_cast<int>(n);
-  if (!set_inherited(fd, false)) return false;
+  if (std::find(g_taken.begin(), g_taken.end(), fd) != g_taken.end() || !set_inherited(fd, false)) return false;
+  g_taken.push_back(fd);
   out->reset(fd);
   return true;
 }
@@ -98,6 +109,9 @@ bool take_int(std::string_view text, long long* out) {
   return true;
 }
 
+// A process id: never 0 or negative, which kill() would take for a group or every process.
+bool take_pid(std::string_view text, long long* out) { return take_int(text, out) && *out > 0 && *out <= INT_MAX; }
+
 std::vector<std::string_view> words(std::string_view line) {
   std::vector<std::string_view> out;
   while (!line.empty()) {
@@ -109,7 +123,8 @@ std::vector<std::string_view> words(std::string_view line) {
   return out;
 }
 
-// Parses the state the old code wrote. Every descriptor it names is taken (and closed on error).
+// Parses the state the old code wrote. The descriptors it names are taken as they are read; on an
+// error the ones after it stay open (the process is about to exit, which closes them).
 bool parse_state(const std::string& text, ResumeState* st, std::string* err) {
   std::istringstream in(text);
   std::string line;
@@ -133,7 +148,7 @@ bool parse_state(const std::string& text, ResumeState* st, std::string* err) {
     auto decoded = [&](std::string_view v) { return base64_decode(v, &s); };
     if (k == "end" && w.size() == 1) {
       ended = true;
-    } else if (k == "generation" && w.size() == 2 && take_int(w[1], &a) && a > 0) {
+    } else if (k == "generation" && w.size() == 2 && take_int(w[1], &a) && a > 0 && a <= INT_MAX) {
       st->generation = static_cast<int>(a);
     } else if (k == "exe" && w.size() == 2 && decoded(w[1])) {
       st->exe = s;
@@ -144,7 +159,7 @@ bool parse_state(const std::string& text, ResumeState* st, std::string* err) {
       st->ticket_secret = std::string(w[1]);
     } else if (k == "control" && w.size() == 3 && decoded(w[2]) && take_fd(w[1], &st->control)) {
       st->control_text = s;
-    } else if (k == "candidate" && w.size() == 3 && take_int(w[1], &a) && a > 0 && take_fd(w[2], &st->candidate_conn)) {
+    } else if (k == "candidate" && w.size() == 3 && take_pid(w[1], &a) && take_fd(w[2], &st->candidate_conn)) {
       st->candidate = static_cast<pid_t>(a);
     } else if (k == "waiter" && w.size() == 2) {
       Fd fd;
@@ -154,12 +169,14 @@ bool parse_state(const std::string& text, ResumeState* st, std::string* err) {
       Fd fd;
       if (!take_fd(w[1], &fd)) return bad("bad descriptor");
       st->listeners[s] = std::move(fd);
-    } else if (k == "worker" && w.size() == 8) {
+    } else if (k == "worker" && w.size() == 9) {
       ResumeState::Worker wk;
-      long long gen = 0, slot = 0, ready = 0, draining = 0, age = 0;
-      if (!take_int(w[1], &a) || a <= 0 || !take_int(w[2], &gen) || !take_int(w[3], &slot) || !take_int(w[4], &ready) ||
-          !take_int(w[5], &draining) || !take_int(w[6], &age) || !take_fd(w[7], &wk.channel))
+      long long gen = 0, slot = 0, ready = 0, draining = 0, age = 0, candidate = 0;
+      if (!take_pid(w[1], &a) || !take_int(w[2], &gen) || gen < 1 || gen > INT_MAX || !take_int(w[3], &slot) ||
+          slot < -1 || slot > INT_MAX || !take_int(w[4], &ready) || !take_int(w[5], &draining) || !take_int(w[6], &age) ||
+          !take_int(w[8], &candidate) || !take_fd(w[7], &wk.channel))
         return bad("bad worker");
+      wk.from_candidate = candidate != 0;
       wk.pid = static_cast<pid_t>(a);
       wk.generation = static_cast<int>(gen);
       wk.slot = static_cast<int>(slot);
@@ -171,7 +188,7 @@ bool parse_state(const std::string& text, ResumeState* st, std::string* err) {
       // The binary the master was executed from (kept for a wrapper script): not needed any more.
       Fd fd;
       if (!take_fd(w[1], &fd)) return bad("bad descriptor");
-    } else if (k == "abandoned" && w.size() == 2 && take_int(w[1], &a) && a > 0) {
+    } else if (k == "abandoned" && w.size() == 2 && take_pid(w[1], &a)) {
       st->abandoned.push_back(static_cast<pid_t>(a));
     } else if (k == "snapshot" && w.size() == 2) {
       Fd fd;
@@ -226,8 +243,13 @@ void Master::commit_upgrade(ControlConn* c, const Message& done) {
     if (m.type == MsgType::kFd) {
       text += "listener " + keep(m.fds[0].get()) + " " + base64_encode(m.get("key")) + "\n";
     } else if (m.type == MsgType::kWorker) {
-      text += "worker " + m.get("pid") + " " + m.get("generation") + " " + m.get("slot") + " " + m.get("ready") + " " +
-              m.get("draining") + " " + m.get("age_ms") + " " + keep(m.fds[0].get()) + "\n";
+      long long pid = m.get_int("pid", 0), generation = m.get_int("generation", 0), slot = m.get_int("slot", -1);
+      long long age = std::max(0LL, m.get_int("age_ms", 0));
+      if (pid <= 0 || pid > INT_MAX || generation != upgrade_.new_generation || slot < -1 || slot > INT_MAX)
+        return rollback("the candidate handed over a worker described as pid " + m.get("pid") + ", generation " +
+                        m.get("generation") + ", slot " + m.get("slot"));
+      text += "worker " + std::to_string(pid) + " " + std::to_string(generation) + " " + std::to_string(slot) + " " +
+              (m.get("ready") == "1" ? "1" : "0") + " 0 " + std::to_string(age) + " " + keep(m.fds[0].get()) + " 1\n";
     } else {
       text += "snapshot " + keep(m.fds[0].get()) + "\n";
     }
@@ -235,7 +257,7 @@ void Master::commit_upgrade(ControlConn* c, const Message& done) {
   for (const auto& w : workers_) {
     text += "worker " + std::to_string(w->pid) + " " + std::to_string(w->generation) + " " + std::to_string(w->slot) + " " +
             (w->ready ? "1" : "0") + " " + (w->draining ? "1" : "0") + " " +
-            std::to_string(static_cast<long long>((now - w->started) * 1000)) + " " + keep(w->channel.get()) + "\n";
+            std::to_string(static_cast<long long>((now - w->started) * 1000)) + " " + keep(w->channel.get()) + " 0\n";
   }
   for (pid_t p : abandoned_) text += "abandoned " + std::to_string(p) + "\n";
   if (upgrade_.exe) text += "exe_fd " + keep(upgrade_.exe.get()) + "\n";
@@ -251,7 +273,8 @@ void Master::commit_upgrade(ControlConn* c, const Message& done) {
   std::vector<std::string> env;
   for (char** e = environ; *e; ++e) {
     std::string_view v(*e);
-    if (v.rfind("BATON_RESUME=", 0) == 0 || v.rfind("BATON_UPGRADE=", 0) == 0 || v.rfind("BATON_CONTROL_SOCKET=", 0) == 0)
+    if (v.rfind("BATON_RESUME=", 0) == 0 || v.rfind("BATON_UPGRADE=", 0) == 0 || v.rfind("BATON_CONTROL_SOCKET=", 0) == 0 ||
+        v.rfind("BATON_EXE_FD=", 0) == 0)
       continue;
     env.emplace_back(v);
   }
@@ -276,34 +299,58 @@ void Master::commit_upgrade(ControlConn* c, const Message& done) {
   rollback("the master could not execute " + exe + " (" + strerror(err) + ")");
 }
 
-// The candidate leaves once it hears that its generation is taken up; its goodbye is awaited, so
-// that both sides agree on who supervises its workers. Returns false when the candidate, still
-// alive, did not say goodbye: it carries on as the master by itself.
+// The candidate and this master must agree on who supervises the candidate's workers: never both,
+// never neither. This master says "adopted" and waits for the candidate's word: its goodbye (it
+// leaves: the workers are this master's), or its own take-over (its wait ran out first: the workers
+// are its). A connection that ends without a word means the candidate died, or is dying: once it has
+// exited its workers are this master's children. A candidate that says nothing for longer than it
+// waits itself is stuck: it is killed, and its workers adopted. Returns whether they are adopted.
 bool Master::confirm_adoption(ResumeState& st) {
   int fd = st.candidate_conn.get();
   Message adopted(MsgType::kAck);
   adopted.set("adopted", "1");
-  Message bye;
-  bool said = false;
-  if (send_message(fd, adopted) == 0) {
-    int r = recv_message_timeout(fd, &bye, kHandoverStepMs);
-    said = r == 1 && bye.type == MsgType::kAck && bye.get("bye") == "1";
+  send_message(fd, adopted);  // a candidate that is gone is found below
+  const double wait = std::max(kHandoverStepSeconds, seconds(current_->main.upgrade_timeout_ms)) + kHandoverStepSeconds;
+  const double until = ev_time() + wait;
+  bool adopt = true;
+  const char* how = nullptr;
+  for (;;) {
+    int left = static_cast<int>((until - ev_time()) * 1000);
+    Message m;
+    int r = left > 0 ? recv_message_timeout(fd, &m, left) : -1;
+    if (r == 1 && m.type == MsgType::kAck && m.get("bye") == "1") break;
+    if (r == 1 && m.type == MsgType::kAck) {
+      adopt = false;  // it has taken over
+      break;
+    }
+    if (r == 1) continue;
+    if (r == 0 || left <= 0 || (r < 0 && errno != ETIMEDOUT)) {
+      how = r == 0 ? "died before it was told its generation is adopted" : "did not answer; killed";
+      if (r != 0 || left <= 0) ::kill(st.candidate, SIGKILL);
+      break;
+    }
   }
   st.candidate_conn.reset();
-  if (said) return true;
-  // A candidate that died meanwhile has left its workers to this master (their parent now).
-  int status;
-  if (waitpid(st.candidate, &status, WNOHANG) == st.candidate) {
+  if (how) {
+    // Its exit makes its workers this master's children; until then they are not.
+    int status;
+    double give_up = ev_time() + kHandoverStepSeconds;
+    pid_t got = 0;
+    while ((got = waitpid(st.candidate, &status, WNOHANG)) == 0 && ev_time() < give_up) usleep(5000);
+    if (got == 0) {
+      ::kill(st.candidate, SIGKILL);
+      got = waitpid(st.candidate, &status, 0);
+    }
     abandoned_.erase(std::remove(abandoned_.begin(), abandoned_.end(), st.candidate), abandoned_.end());
-    log_alert("upgrade: the candidate %d died before it was told its generation is adopted", static_cast<int>(st.candidate));
-    return true;
+    log_alert("upgrade: the candidate %d %s; its workers stay with this master", static_cast<int>(st.candidate), how);
   }
-  return false;
+  return adopt;
 }
 
 void Master::resume(ResumeState& st) {
   control_address_from_text(st.control_text, &control_addr_);
   control_fd_ = std::move(st.control);
+  note_control_path();
   ev_io_init(&control_io_, on_control_accept_cb, control_fd_.get(), EV_READ);
   control_io_.data = this;
   ev_io_start(loop_->raw(), &control_io_);
@@ -311,7 +358,9 @@ void Master::resume(ResumeState& st) {
   abandoned_.push_back(st.candidate);
   make_slots();
   double now = loop_->now();
+  std::vector<pid_t> candidates;  // the candidate's workers
   for (ResumeState::Worker& r : st.workers) {
+    if (r.from_candidate) candidates.push_back(r.pid);
     auto w = std::make_unique<WorkerProc>();
     w->master = this;
     w->pid = r.pid;
@@ -345,7 +394,7 @@ void Master::resume(ResumeState& st) {
     // The candidate took over (this master was too slow for it): its workers are its own. This
     // master sees its old workers out and leaves, as the old master of an upgrade once did.
     for (auto it = workers_.begin(); it != workers_.end();) {
-      if ((*it)->generation == generation_) {
+      if (std::find(candidates.begin(), candidates.end(), (*it)->pid) != candidates.end()) {
         ev_io_stop(loop_->raw(), &(*it)->io);
         it = workers_.erase(it);
       } else {
@@ -390,6 +439,7 @@ int resumed_master_main(const Options& opts, const char* state_fd) {
   master::ResumeState st;
   std::string text, err;
   Fd state;
+  master::g_taken.clear();
   if (!master::take_fd(state_fd, &state) || !master::read_all(state.get(), &text) || !master::parse_state(text, &st, &err)) {
     // Nothing to go on: the candidate, which hears nothing, carries on as the master.
     fprintf(stderr, "baton: [alert] the master cannot read the state of the upgrade (%s)\n", err.c_str());
@@ -420,6 +470,13 @@ int resumed_master_main(const Options& opts, const char* state_fd) {
     log_alert("upgrade: the master cannot load the configuration the candidate loaded (%s); leaving the service to "
               "the candidate %d",
               err.c_str(), static_cast<int>(st.candidate));
+    // Told so, the candidate takes over (and tells systemd its pid) before this process exits: a
+    // supervisor that follows the main pid sees the new one first.
+    Message no(MsgType::kAck);
+    no.set("adopted", "0");
+    Message reply;
+    if (send_message(st.candidate_conn.get(), no) == 0)
+      recv_message_timeout(st.candidate_conn.get(), &reply, master::kHandoverStepMs);
     return 1;
   }
   st.listeners.clear();

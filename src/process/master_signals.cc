@@ -18,43 +18,48 @@ void Master::on_signals() {
   while (int sig = read_signal(sfd_)) {
     if (handed_) {
       // A candidate whose generation the master is adopting: the master acts for the service (and
-      // reaps the workers, once they are its children); a Ctrl-C reaches it too.
-      if (sig != SIGCHLD) log_notice("signal %d ignored: the master is adopting this generation", sig);
+      // reaps the workers, once they are its children; a Ctrl-C reaches it too). Should it carry on
+      // as the master after all, it acts on these then (not_adopted).
+      if (sig != SIGCHLD) held_signals_.push_back(sig);
       continue;
     }
-    switch (sig) {
-      case SIGCHLD:
-        reap();
-        break;
-      case SIGTERM:
-      case SIGINT:
-        log_notice("signal %d (%s) received, exiting", sig, sig == SIGTERM ? "TERM" : "INT");
-        stop(SIGTERM);
-        break;
-      case SIGQUIT:
-        log_notice("signal %d (QUIT) received, shutting down gracefully", sig);
-        stop(SIGQUIT);
-        break;
-      case SIGUSR1:
-        log_notice("signal %d (USR1) received, reopening logs", sig);
-        reopen_logs();
-        break;
-      case SIGHUP:
-        log_notice("signal %d (HUP) received, reloading", sig);
-        start_reload(nullptr);
-        break;
-      case SIGUSR2:
-        log_notice("signal %d (USR2) received, upgrading the binary", sig);
-        start_upgrade(nullptr);
-        break;
-      case SIGWINCH:
-        if (replaced_ || stopping_) break;
-        log_notice("signal %d (WINCH) received, stopping the workers gracefully", sig);
-        winched_ = true;
-        for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
-        drain_workers(0);
-        break;
-    }
+    on_signal(sig);
+  }
+}
+
+void Master::on_signal(int sig) {
+  switch (sig) {
+    case SIGCHLD:
+      reap();
+      break;
+    case SIGTERM:
+    case SIGINT:
+      log_notice("signal %d (%s) received, exiting", sig, sig == SIGTERM ? "TERM" : "INT");
+      stop(SIGTERM);
+      break;
+    case SIGQUIT:
+      log_notice("signal %d (QUIT) received, shutting down gracefully", sig);
+      stop(SIGQUIT);
+      break;
+    case SIGUSR1:
+      log_notice("signal %d (USR1) received, reopening logs", sig);
+      reopen_logs();
+      break;
+    case SIGHUP:
+      log_notice("signal %d (HUP) received, reloading", sig);
+      start_reload(nullptr);
+      break;
+    case SIGUSR2:
+      log_notice("signal %d (USR2) received, upgrading the binary", sig);
+      start_upgrade(nullptr);
+      break;
+    case SIGWINCH:
+      if (replaced_ || stopping_) break;
+      log_notice("signal %d (WINCH) received, stopping the workers gracefully", sig);
+      winched_ = true;
+      for (auto& s : slots_) ev_timer_stop(loop_->raw(), &s->restart);
+      drain_workers(0);
+      break;
   }
 }
 

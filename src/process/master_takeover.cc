@@ -160,6 +160,16 @@ void Master::not_adopted(const std::string& why) {
   ev_timer_start(loop_->raw(), &ping_timer_);
   reap();
   take_over();
+  // Slots whose worker exited meanwhile get one, as after a crash.
+  for (size_t i = 0; i < slots_.size(); i++) {
+    bool held = false;
+    for (const auto& w : workers_) held = held || (w->generation == generation_ && w->slot == static_cast<int>(i));
+    if (!held && !ev_is_active(&slots_[i]->restart)) schedule_restart(i);
+  }
+  // What was asked of the service meanwhile (a Ctrl-C, a stop) applies to it now.
+  std::vector<int> held;
+  held.swap(held_signals_);
+  for (int sig : held) on_signal(sig);
 }
 
 void Master::old_master_refused() {
@@ -181,7 +191,9 @@ void Master::take_over() {
   if (!err.empty()) log_alert("%s", err.c_str());
   // The old master answers `baton -s upgrade` once this confirmation arrives, so that whoever asked
   // finds the pid file and the control socket already naming this master.
-  send_message(old_master_.get(), Message(MsgType::kAck));
+  Message done(MsgType::kAck);
+  done.set("took_over", "1");
+  send_message(old_master_.get(), done);
   old_master_.reset();
   sd_notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\n");
   log_notice("upgrade: this master (generation %d) has taken over", generation_);
@@ -194,6 +206,12 @@ int upgraded_master_main(const Options& opts) {
   std::string encoded = getenv("BATON_CONTROL_SOCKET") ? getenv("BATON_CONTROL_SOCKET") : "";
   unsetenv("BATON_UPGRADE");
   unsetenv("BATON_CONTROL_SOCKET");
+  // The binary's descriptor, which the master let through exec for a script's interpreter.
+  if (const char* e = getenv("BATON_EXE_FD")) {
+    int fd = atoi(e);
+    if (fd > STDERR_FILENO) ::close(fd);
+    unsetenv("BATON_EXE_FD");
+  }
   std::string text;
   ControlAddress old_addr;
   if (!base64_decode(encoded, &text) || !control_address_from_text(text, &old_addr)) {

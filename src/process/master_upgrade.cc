@@ -36,6 +36,7 @@ void Master::start_upgrade(ControlConn* waiter) {
   Fd exe_fd(::open(exe.c_str(), O_PATH | O_CLOEXEC));
   sd_notify(sd_reloading_state());
   std::string env_sock = "BATON_CONTROL_SOCKET=" + base64_encode(control_addr_.text);
+  std::string env_exe = "BATON_EXE_FD=" + std::to_string(exe_fd ? exe_fd.get() : -1);
   std::vector<std::string> args = saved_argv();
   std::vector<char*> argv;
   for (std::string& a : args) argv.push_back(a.data());
@@ -55,6 +56,7 @@ void Master::start_upgrade(ControlConn* waiter) {
     reset_signals();
     putenv(const_cast<char*>("BATON_UPGRADE=1"));
     putenv(env_sock.data());
+    putenv(env_exe.data());
     if (exe_fd && fcntl(exe_fd.get(), F_SETFD, 0) == 0) execveat(exe_fd.get(), "", argv.data(), environ, AT_EMPTY_PATH);
     else execv(exe.c_str(), argv.data());
     int e = errno;
@@ -70,6 +72,7 @@ void Master::start_upgrade(ControlConn* waiter) {
   upgrade_.reason.clear();
   upgrade_.registration = nullptr;
   upgrade_.exe = std::move(exe_fd);
+  upgrade_.exited = false;
   upgrade_.handed.clear();
   if (waiter) upgrade_.waiters.push_back(waiter);
   reset_handover();
@@ -239,7 +242,8 @@ void Master::upgrade_succeeded(ControlConn*, const Message&) {
 
 void Master::rollback(const std::string& reason) {
   if (!upgrade_.active) return;
-  bool took_over = upgrade_.ready;  // the candidate was told it may take the control socket
+  // A candidate of an older binary, told it may go ahead, takes the control socket's path.
+  bool took_over = upgrade_.ready && !control_path_is_ours();
   upgrade_.active = false;
   upgrade_.ready = false;
   ev_timer_stop(loop_->raw(), &upgrade_.timer);

@@ -71,7 +71,8 @@ void Master::schedule_restart(size_t slot) {
 void Master::on_restart_cb(struct ev_loop*, ev_timer* w, int) {
   auto* s = static_cast<Slot*>(w->data);
   Master* m = s->master;
-  if (m->stopping_ || m->winched_ || m->replaced_) return;
+  // (A candidate whose generation is handed over forks nothing the master would not know about.)
+  if (m->stopping_ || m->winched_ || m->replaced_ || m->handed_) return;
   m->spawn(m->current_, m->generation_, static_cast<int>(s->index));
 }
 
@@ -180,6 +181,8 @@ void Master::reap() {
       // Why exec failed, and what the candidate said before it exited, may still wait in the
       // pipe and in its connections (which may not even be accepted yet).
       if (upgrade_.exec_result) on_exec_result();
+      // Its last words are read for the reason only: a candidate that has exited is adopted by no one.
+      upgrade_.exited = true;
       if (control_fd_) on_control_accept_cb(loop_->raw(), &control_io_, 0);
       for (ControlConn* c : std::vector<ControlConn*>(conns_.begin(), conns_.end())) {
         if (c->dead || c->peer_pid != pid) continue;
