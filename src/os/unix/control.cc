@@ -38,6 +38,7 @@ const char* msg_type_name(MsgType t) {
     case MsgType::kFd: return "fd";
     case MsgType::kWorker: return "worker";
     case MsgType::kSnapshot: return "snapshot";
+    case MsgType::kConnection: return "connection";
   }
   return "?";
 }

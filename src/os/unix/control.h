@@ -40,6 +40,7 @@ enum class MsgType : uint16_t {
   kFd = 11,               // one descriptor, its key in the payload
   kWorker = 12,           // a worker handed to the master that adopts it: pid, generation, slot; its channel
   kSnapshot = 13,         // the configuration files as the candidate of an upgrade read them (a memfd)
+  kConnection = 14,       // a client connection handed to a worker of the new generation, with its sockets
 };
 
 const char* msg_type_name(MsgType t);

@@ -1,0 +1,133 @@
+#include "http/http_handover.h"
+
+#include <errno.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+
+#include "core/strings.h"
+
+namespace baton::http {
+
+namespace {
+
+constexpr size_t kMaxListenerKey = 512;
+constexpr uint64_t kMaxRequests = uint64_t{1} << 48;
+constexpr int64_t kMaxIdleMs = 24LL * 3600 * 1000;
+
+const char* kind_name(HandedConnection::Kind k) { return k == HandedConnection::Kind::kIdle ? "idle" : "tunnel"; }
+
+size_t fds_for(HandedConnection::Kind k) { return k == HandedConnection::Kind::kIdle ? 1 : 2; }
+
+// A connected stream socket, as a client connection (or a tunnel's upstream) is.
+std::string check_socket(int fd) {
+  struct stat st {};
+  if (fstat(fd, &st) < 0) return std::string("fstat() failed (") + strerror(errno) + ")";
+  if (!S_ISSOCK(st.st_mode)) return "not a socket";
+  int type = 0;
+  socklen_t len = sizeof(type);
+  if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &len) < 0 || type != SOCK_STREAM) return "not a stream socket";
+  sockaddr_storage peer{};
+  socklen_t plen = sizeof(peer);
+  if (getpeername(fd, reinterpret_cast<sockaddr*>(&peer), &plen) < 0) return "not connected";
+  return "";
+}
+
+}  // namespace
+
+bool encode_handover(HandedConnection&& c, Message* out, std::string* why) {
+  if (c.fds.size() != fds_for(c.kind)) {
+    *why = std::string("a ") + kind_name(c.kind) + " connection has " + std::to_string(fds_for(c.kind)) +
+           " descriptor(s), not " + std::to_string(c.fds.size());
+    return false;
+  }
+  if (c.pending() > kHandoverMaxPending) {
+    *why = std::to_string(c.pending()) + " bytes pending, more than " + std::to_string(kHandoverMaxPending);
+    return false;
+  }
+  Message m(MsgType::kConnection);
+  m.set("v", kHandoverVersion);
+  m.set("kind", kind_name(c.kind));
+  m.set("listener", base64_encode(c.listener));
+  m.set("peer", c.peer.family() == AF_UNIX ? std::string("unix") : c.peer.to_string());
+  m.set("proxy", c.via_proxy_protocol ? "1" : "0");
+  m.set("requests", static_cast<long long>(c.requests));
+  m.set("idle_ms", static_cast<long long>(std::clamp<int64_t>(c.idle_left_ms, 0, kMaxIdleMs)));
+  m.set("preread", base64_encode(c.preread));
+  m.set("to_upstream", base64_encode(c.to_upstream));
+  m.set("to_client", base64_encode(c.to_client));
+  for (Fd& fd : c.fds) m.fds.push_back(std::move(fd));
+  c.fds.clear();
+  *out = std::move(m);
+  return true;
+}
+
+bool decode_handover(Message&& m, HandedConnection* out, std::string* why) {
+  std::vector<Fd> fds = std::move(m.fds);  // closed on every way out but success
+  m.fds.clear();
+  auto bad = [&](const std::string& text) {
+    *why = "bad connection description: " + text;
+    return false;
+  };
+  if (m.type != MsgType::kConnection) return bad(std::string("a ") + msg_type_name(m.type) + " message");
+  static const char* const kKeys[] = {"v",       "kind",     "listener", "peer",        "proxy",
+                                      "requests", "idle_ms", "preread",  "to_upstream", "to_client"};
+  for (size_t i = 0; i < m.fields.size(); i++) {
+    const std::string& k = m.fields[i].first;
+    if (std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* n) { return k == n; }) == std::end(kKeys))
+      return bad("unknown field \"" + k + "\"");
+    for (size_t j = 0; j < i; j++)
+      if (m.fields[j].first == k) return bad("field \"" + k + "\" given twice");
+  }
+  for (const char* k : kKeys)
+    if (!m.has(k)) return bad(std::string("no \"") + k + "\"");
+  if (m.get("v") != std::to_string(kHandoverVersion)) return bad("version \"" + m.get("v") + "\"");
+
+  HandedConnection c;
+  std::string kind = m.get("kind");
+  if (kind == "idle") c.kind = HandedConnection::Kind::kIdle;
+  else if (kind == "tunnel") c.kind = HandedConnection::Kind::kTunnel;
+  else return bad("kind \"" + kind + "\"");
+  if (fds.size() != fds_for(c.kind))
+    return bad(std::to_string(fds.size()) + " descriptor(s) for a " + kind + " connection");
+
+  if (!base64_decode(m.get("listener"), &c.listener) || c.listener.empty() || c.listener.size() > kMaxListenerKey)
+    return bad("listener");
+  std::string peer = m.get("peer");
+  if (peer == "unix") {
+    c.peer.storage.ss_family = AF_UNIX;
+    c.peer.len = sizeof(sa_family_t);
+  } else if (peer.find(':') == std::string::npos || peer[0] == '*' || !parse_sockaddr(peer, &c.peer).empty() ||
+             (c.peer.family() != AF_INET && c.peer.family() != AF_INET6)) {
+    return bad("peer \"" + peer + "\"");
+  }
+  std::string proxy = m.get("proxy");
+  if (proxy != "0" && proxy != "1") return bad("proxy \"" + proxy + "\"");
+  c.via_proxy_protocol = proxy == "1";
+  uint64_t n = 0;
+  if (!parse_uint(m.get("requests"), &n) || n > kMaxRequests) return bad("requests \"" + m.get("requests") + "\"");
+  c.requests = n;
+  if (!parse_uint(m.get("idle_ms"), &n) || n > static_cast<uint64_t>(kMaxIdleMs)) return bad("idle_ms \"" + m.get("idle_ms") + "\"");
+  c.idle_left_ms = static_cast<int64_t>(n);
+  // Decoded sizes are bounded by the message (60 KiB); the total is checked after.
+  if (!base64_decode(m.get("preread"), &c.preread) || !base64_decode(m.get("to_upstream"), &c.to_upstream) ||
+      !base64_decode(m.get("to_client"), &c.to_client))
+    return bad("pending bytes");
+  if (c.pending() > kHandoverMaxPending) return bad(std::to_string(c.pending()) + " bytes pending");
+  if (c.kind == HandedConnection::Kind::kIdle && (!c.to_upstream.empty() || !c.to_client.empty()))
+    return bad("tunnel bytes on an idle connection");
+  if (c.kind == HandedConnection::Kind::kTunnel && !c.preread.empty()) return bad("a next request on a tunnel");
+  if (c.kind == HandedConnection::Kind::kTunnel && c.requests != 0) return bad("requests on a tunnel");
+
+  for (size_t i = 0; i < fds.size(); i++) {
+    std::string err = check_socket(fds[i].get());
+    if (!err.empty()) return bad("descriptor " + std::to_string(i + 1) + ": " + err);
+  }
+  c.fds = std::move(fds);
+  *out = std::move(c);
+  return true;
+}
+
+}  // namespace baton::http
