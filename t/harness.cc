@@ -1460,8 +1460,8 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
       line.resize(open);
     }
     if (line.rfind("worker: ", 0) != 0 ||
-        !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state", "connections"}, &v)) {
-      err = "line " + std::to_string(n) + " is not `worker: pid=W generation=G state=S connections=N`: " + line;
+        !parse_fields(std::string_view(line).substr(8), {"pid", "generation", "state", "connections", "received"}, &v)) {
+      err = "line " + std::to_string(n) + " is not `worker: pid=W generation=G state=S connections=N received=R`: " + line;
       return std::nullopt;
     }
     StatusReport::Worker w;
@@ -1474,6 +1474,7 @@ std::optional<StatusReport> parse_status(std::string_view out, std::string* erro
     if ((w.state == "not-responding") != !note.empty()) return err = "bad note for the worker state: " + line, std::nullopt;
     w.note = note;
     if (!parse_long(v[3], &w.connections)) return err = "bad connection count: " + line, std::nullopt;
+    if (!parse_long(v[4], &w.received)) return err = "bad received count: " + line, std::nullopt;
     r.workers.push_back(w);
   }
   if (n == 0) {

@@ -361,6 +361,7 @@ struct StatusReport {
     long generation = 0;
     std::string state;
     long connections = 0;
+    long received = 0;  // connections handed to it by a worker of an older generation
     std::string note;  // the text in parentheses after a worker that does not respond
   };
   pid_t master_pid = 0;

@@ -1,6 +1,7 @@
 #include "http/http_connection.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -154,8 +155,51 @@ void HttpConnection::start(std::string_view preread) {
   update_reusable();
 }
 
+void HttpConnection::resume(uint32_t requests, std::string_view preread) {
+  requests_ = requests;
+  c_->set_nodelay();
+  nodelay_ = true;
+  start(preread);
+  if (closed()) return;
+  if (phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
+    // Waiting for its next request, under this worker's keep-alive timeout.
+    clear_deadline();
+    set_deadline(seconds(settings_now().keepalive_timeout_ms));
+  }
+}
+
+bool HttpConnection::handable() const {
+  // TLS state lives in this process; a connection that has begun a request, owes a response or
+  // waits on a handler finishes here.
+  Transport* t = c_->transport();
+  return worker_->can_hand_over() && t->shared() && !t->secure() && !refuse_plain_ && phase_ == Phase::kIdle &&
+         !blocked() && !handler_ && !log_pending_ && !streaming_ && in_.size() <= kHandoverMaxPending;
+}
+
+bool HttpConnection::try_hand_over() {
+  if (!handable()) return false;
+  HandedConnection hc;
+  hc.kind = HandedConnection::Kind::kIdle;
+  hc.listener = c_->listening()->key;
+  const PeerAddr& p = c_->peer();
+  size_t len = p.family() == AF_INET ? sizeof(sockaddr_in) : p.family() == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sa_family_t);
+  memcpy(&hc.peer.storage, &p.u, len);
+  hc.peer.len = static_cast<socklen_t>(len);
+  hc.via_proxy_protocol = c_->listening()->opts.proxy_protocol;
+  hc.requests = requests_;
+  hc.preread.assign(in_.data(), in_.size());
+  hc.idle_left_ms = settings_now().keepalive_timeout_ms;
+  Fd copy(fcntl(c_->fd(), F_DUPFD_CLOEXEC, 0));
+  if (!copy) return false;
+  hc.fds.push_back(std::move(copy));
+  if (!worker_->hand_over(std::move(hc))) return false;
+  close();
+  return true;
+}
+
 void HttpConnection::on_drain() {
   draining_ = true;
+  if (try_hand_over()) return;
   if (phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
     clear_deadline();
     set_deadline(kDrainIdleSeconds);
@@ -614,8 +658,12 @@ void HttpConnection::handle_head() {
     return;
   }
 
-  keep_alive_ = llhttp_should_keep_alive(&req_->parser) && !draining_ && !w->draining() &&
-                requests_ < s.keepalive_requests && s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
+  // While draining for a new generation, a plain connection stays alive: it goes to the new
+  // generation once this response is out.
+  bool stays = (!draining_ && !w->draining()) ||
+               (w->can_hand_over() && c_->transport()->shared() && !c_->transport()->secure());
+  keep_alive_ = llhttp_should_keep_alive(&req_->parser) && stays && requests_ < s.keepalive_requests &&
+                s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
 
   if (!req.expect.empty()) {
     if (!iequals(trim(req.expect), "100-continue")) {
@@ -1076,6 +1124,7 @@ void HttpConnection::after_output() {
         nodelay_ = true;
       }
       if (draining_ || worker_->draining()) {
+        if (try_hand_over()) return;
         clear_deadline();
         set_deadline(kDrainIdleSeconds);
         return;

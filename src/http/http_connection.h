@@ -44,6 +44,9 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   ~HttpConnection() override;
   // preread: bytes of the connection already read (after a PROXY protocol header).
   void start(std::string_view preread = {});
+  // A kept-alive connection handed over by a worker of the old generation: `requests` served there,
+  // preread the start of the next one.
+  void resume(uint32_t requests, std::string_view preread);
   void on_drain() override;
 
   // ResponseStream, for the RequestHandler of the request in progress.
@@ -114,6 +117,9 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void end_handler(bool abort);
   // Waiting for a request and holding nothing: the worker may close it to make room.
   void update_reusable() { set_reusable(phase_ == Phase::kIdle && in_.empty() && !blocked()); }
+  // While draining for a new generation: an idle plain connection goes to it (and is closed here).
+  bool handable() const;
+  bool try_hand_over();
   // The last request was read to its end and nothing else was sent: no reason to linger.
   bool closes_at_once() const { return clean_end_ && in_.empty() && !unread_input_; }
   void after_output();

@@ -118,10 +118,35 @@ void HttpWorker::give_back(std::unique_ptr<Request> r) {
   if (spare_requests_.size() < kMaxSpare) spare_requests_.push_back(std::move(r));
 }
 
-void HttpWorker::drain() {
+void HttpWorker::drain(HandOver hand_over, void* arg) {
+  if (!draining_) drain_started = loop->now();
   draining_ = true;
+  hand_over_ = hand_over;
+  hand_over_arg_ = arg;
   upstreams.drain();
   conns->drain_all();
+}
+
+bool HttpWorker::hand_over(HandedConnection&& c) {
+  if (!hand_over_ || !hand_over_(hand_over_arg_, std::move(c))) return false;
+  handed_out++;
+  last_handed = loop->now();
+  return true;
+}
+
+std::string HttpWorker::adopt(HandedConnection&& hc, const std::vector<std::unique_ptr<Listening>>& listening) {
+  Listening* ls = nullptr;
+  for (const auto& l : listening)
+    if (l->key == hc.listener) ls = l.get();
+  if (!ls) return "its address \"" + hc.listener + "\" is not configured here";
+  if (ls->opts.ssl || hc.kind != HandedConnection::Kind::kIdle) return "not a plain idle connection";
+  auto* c = new Connection(loop, conns, std::move(hc.fds[0]), hc.peer, ls);
+  auto h = std::make_unique<HttpConnection>(this, c);
+  HttpConnection* http = h.get();
+  c->set_handler(std::move(h));
+  handed_in++;
+  http->resume(static_cast<uint32_t>(std::min<uint64_t>(hc.requests, UINT32_MAX)), hc.preread);
+  return "";
 }
 
 }  // namespace baton::http

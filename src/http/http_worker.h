@@ -9,6 +9,7 @@
 #include "event/listener.h"
 #include "http/http_config.h"
 #include "http/http_file_cache.h"
+#include "http/http_handover.h"
 #include "http/http_range.h"
 #include "http/http_request.h"
 #include "http/http_upstream_pool.h"
@@ -28,8 +29,20 @@ class HttpWorker {
   static void start_tls(HttpWorker* self, Connection* c);
   static void start_tls_next(void* arg, Connection* c, std::string_view preread);
   // Graceful stop: idle connections close, busy ones finish their response with Connection: close.
-  void drain();
+  // With hand_over (a newer generation serves): plain connections that are idle, or become idle,
+  // go to it instead, keep-alive and all; hand_over returns false when it cannot take one now.
+  using HandOver = bool (*)(void* arg, HandedConnection&& c);
+  void drain(HandOver hand_over = nullptr, void* arg = nullptr);
   bool draining() const { return draining_; }
+  bool can_hand_over() const { return hand_over_ != nullptr; }
+  bool hand_over(HandedConnection&& c);
+  // A connection a worker of the old generation handed over: served from here on, under this
+  // worker's configuration. Returns an error text or "".
+  std::string adopt(HandedConnection&& c, const std::vector<std::unique_ptr<Listening>>& listening);
+  uint64_t handed_out = 0;   // connections handed to the new generation
+  uint64_t handed_in = 0;    // connections taken from an old one
+  double drain_started = 0;  // loop time of the drain, and of the last hand-over
+  double last_handed = 0;
 
   EventLoop* loop;
   ConnectionList* conns;
@@ -55,6 +68,8 @@ class HttpWorker {
  private:
   static void flush_logs(void* arg);
   bool draining_ = false;
+  HandOver hand_over_ = nullptr;
+  void* hand_over_arg_ = nullptr;
   std::vector<std::unique_ptr<Request>> spare_requests_;
 };
 

@@ -216,7 +216,7 @@ void Master::finish_status() {
     bool answered = w->status_answered;
     text += "worker: pid=" + std::to_string(w->pid) + " generation=" + std::to_string(w->generation) +
             " state=" + (!answered ? "not-responding" : w->draining ? "draining" : w->ready ? "active" : "starting") +
-            " connections=" + std::to_string(w->connections);
+            " connections=" + std::to_string(w->connections) + " received=" + std::to_string(w->received);
     if (!answered) {
       char note[64];
       snprintf(note, sizeof(note), " (last answer %.1f s ago)", now - w->last_answer);

@@ -54,6 +54,7 @@ struct WorkerProc {
   bool draining = false;
   double started = 0;
   long long connections = 0;
+  long long received = 0;   // connections handed to it from an older generation (its own count)
   bool status_answered = true;
   double ping_sent = 0;     // when the oldest unanswered ping was sent; 0 when none is
   double last_answer = 0;   // when the worker last said anything
@@ -139,7 +140,9 @@ class Master {
   void reap();
   void on_worker_exit(WorkerProc* w, int status);
   void on_worker_crash(size_t slot, double started);
-  void drain_workers(int generation_below_or_all);
+  // hand_over: a newer generation serves, to which the drained workers may hand their connections.
+  void drain_workers(int generation_below_or_all, bool hand_over = false);
+  void pass_connection(WorkerProc* from, Message& m);
   void send_shutdown(WorkerProc* w, const char* mode);
   size_t live_workers() const { return workers_.size(); }
   bool generation_ready(int generation) const;
@@ -216,6 +219,7 @@ class Master {
   bool adopted_ = false;      // ... and it has: this process leaves, its workers stay
   bool leaving_ = false;      // the loop was told to stop
   std::vector<int> held_signals_;  // received while handed_
+  size_t next_receiver_ = 0;       // round robin over the current generation for handed connections
   int exit_code_ = 0;
 
   Fd control_fd_;

@@ -419,7 +419,7 @@ void Master::resume(ResumeState& st) {
     if (!held) schedule_restart(i);
   }
   announced_ready_ = true;
-  drain_workers(generation_);
+  drain_workers(generation_, true);
   write_pid_file(current_->pid_path());
   sd_notify("READY=1\n");
   log_notice("upgrade: master process %d now runs %s, generation %d; draining the old workers", static_cast<int>(getpid()),

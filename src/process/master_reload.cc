@@ -73,7 +73,7 @@ void Master::commit_reload() {
   reload_.cycle.reset();
   winched_ = false;
   make_slots();
-  drain_workers(generation_);
+  drain_workers(generation_, true);
   log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
   sd_notify("READY=1\n");
   Message extra;

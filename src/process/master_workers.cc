@@ -94,8 +94,11 @@ void Master::on_channel(WorkerProc* w) {
     w->last_answer = loop_->now();
     if (m.type == MsgType::kReady) {
       on_worker_ready(w);
+    } else if (m.type == MsgType::kConnection) {
+      pass_connection(w, m);
     } else if (m.type == MsgType::kResult) {
       w->connections = m.get_int("connections");
+      w->received = m.get_int("received");
       w->status_answered = true;
       w->ping_sent = 0;
       if (w->silent) {
@@ -163,13 +166,30 @@ void Master::send_shutdown(WorkerProc* w, const char* mode) {
 }
 
 // Drains every worker of a generation older than `below` (all of them when below is 0).
-void Master::drain_workers(int below) {
+void Master::drain_workers(int below, bool hand_over) {
   for (auto& w : workers_) {
     if (w->draining || (below && w->generation >= below)) continue;
     w->draining = true;
     w->slot = -1;
-    send_shutdown(w.get(), "drain");
+    Message m(MsgType::kShutdown);
+    m.set("mode", "drain");
+    if (hand_over) m.set("handover", "1");
+    if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, SIGQUIT);
   }
+}
+
+// A draining worker hands over a connection: it goes, as it is (the master reads nothing of it), to
+// the next ready worker of the current generation. With none, it closes here.
+void Master::pass_connection(WorkerProc* from, Message& m) {
+  if (!from->draining) return;  // only a generation on its way out hands connections over
+  std::vector<WorkerProc*> ready;
+  for (auto& w : workers_)
+    if (w->generation == generation_ && w->ready && !w->draining) ready.push_back(w.get());
+  if (ready.empty()) return;
+  WorkerProc* to = ready[next_receiver_++ % ready.size()];
+  if (send_message(to->channel.get(), m) < 0)
+    log_info("a connection handed over by worker %d is closed: worker %d does not take it (%s)", static_cast<int>(from->pid),
+             static_cast<int>(to->pid), strerror(errno));
 }
 
 void Master::reap() {
@@ -208,6 +228,9 @@ void Master::reap() {
       if ((*it)->pid != pid) continue;
       std::unique_ptr<WorkerProc> w = std::move(*it);
       workers_.erase(it);
+      // What it said last is still read: a connection it handed over just before it left must
+      // not be dropped with its channel.
+      on_channel(w.get());
       ev_io_stop(loop_->raw(), &w->io);
       on_worker_exit(w.get(), status);
       break;

@@ -61,6 +61,9 @@ class Worker {
 
     loop.run();
 
+    if (http.handed_out > 0)
+      log_notice("handed %llu connection(s) to the new generation within %.0f ms of the drain",
+                 static_cast<unsigned long long>(http.handed_out), (http.last_handed - http.drain_started) * 1000);
     ev_timer_stop(loop.raw(), &quit_timer_);
     ev_io_stop(loop.raw(), &sig_watcher);
     ev_io_stop(loop.raw(), &chan_watcher);
@@ -116,12 +119,26 @@ class Worker {
       switch (m.type) {
         case MsgType::kShutdown:
           if (m.get("mode") == "fast") loop_->stop();
-          else stop_gracefully(false);
+          else stop_gracefully(false, m.get("handover") == "1");
           break;
+        case MsgType::kConnection: {
+          // A connection of the old generation, handed to this worker by the master.
+          http::HandedConnection hc;
+          std::string why;
+          if (quitting_) {
+            log_info("a handed-over connection came to a draining worker: closed");
+          } else if (!http::decode_handover(std::move(m), &hc, &why)) {
+            log_error("%s", why.c_str());
+          } else if (std::string err = http_->adopt(std::move(hc), cycle_->listening); !err.empty()) {
+            log_info("a handed-over connection is closed: %s", err.c_str());
+          }
+          break;
+        }
         case MsgType::kStatus: {
           Message reply(MsgType::kResult);
           reply.set("pid", static_cast<long long>(getpid()));
           reply.set("connections", static_cast<long long>(conns_->size()));
+          reply.set("received", static_cast<long long>(http_->handed_in));
           reply.set("state", quitting_ ? "draining" : "active");
           send_message(channel_.get(), reply);
           break;
@@ -132,14 +149,16 @@ class Worker {
     }
   }
 
-  // Stops accepting at once, lets the requests in flight finish (idle connections close), and exits
-  // when the last connection is gone or at quit_timeout.
-  void stop_gracefully(bool close_listeners) {
+  // Stops accepting at once, lets the requests in flight finish (idle connections close, or with
+  // hand_over go to the new generation through the master), and exits when the last connection is
+  // gone or at quit_timeout.
+  void stop_gracefully(bool close_listeners, bool hand_over = false) {
     if (!quitting_) {
       quitting_ = true;
       set_proc_title(close_listeners ? "baton: worker process is shutting down" : "baton: worker process (draining)");
       acceptor_->stop();
-      http_->drain();
+      if (hand_over) http_->drain(send_connection, this);
+      else http_->drain();
       double t = static_cast<double>(cycle_->main.quit_timeout_ms) / 1000.0;
       ev_timer_set(&quit_timer_, t, 0.);
       ev_timer_start(loop_->raw(), &quit_timer_);
@@ -147,6 +166,16 @@ class Worker {
     if (close_listeners)
       for (auto& ls : cycle_->listening) ls->fd.reset();
     if (conns_->size() == 0) loop_->stop();
+  }
+
+  // Hands a connection to the master, which passes it to a worker of the new generation. A full
+  // channel (the master is behind) keeps the connection here, where it drains as before.
+  static bool send_connection(void* arg, http::HandedConnection&& c) {
+    auto* self = static_cast<Worker*>(arg);
+    Message m;
+    std::string why;
+    if (!http::encode_handover(std::move(c), &m, &why)) return false;
+    return send_message(self->channel_.get(), m) == 0;
   }
 
   void on_connections_changed() {
