@@ -161,7 +161,7 @@ void HttpConnection::resume(uint32_t requests, std::string_view preread) {
   nodelay_ = true;
   start(preread);
   if (closed()) return;
-  if (phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
+  if (requests > 0 && phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
     // Waiting for its next request, under this worker's keep-alive timeout.
     clear_deadline();
     set_deadline(seconds(settings_now().keepalive_timeout_ms));
@@ -177,7 +177,10 @@ bool HttpConnection::handable() const {
 }
 
 bool HttpConnection::try_hand_over() {
-  if (!handable()) return false;
+  if (!handable()) {
+    if (worker_->can_hand_over() && phase_ == Phase::kIdle) hand_over_failed_ = true;
+    return false;
+  }
   HandedConnection hc;
   hc.kind = HandedConnection::Kind::kIdle;
   hc.listener = c_->listening()->key;
@@ -190,9 +193,15 @@ bool HttpConnection::try_hand_over() {
   hc.preread.assign(in_.data(), in_.size());
   hc.idle_left_ms = settings_now().keepalive_timeout_ms;
   Fd copy(fcntl(c_->fd(), F_DUPFD_CLOEXEC, 0));
-  if (!copy) return false;
-  hc.fds.push_back(std::move(copy));
-  if (!worker_->hand_over(std::move(hc))) return false;
+  if (copy) hc.fds.push_back(std::move(copy));
+  if (!copy && hc.fds.empty()) {
+    hand_over_failed_ = true;
+    return false;
+  }
+  if (!worker_->hand_over(std::move(hc))) {
+    hand_over_failed_ = true;
+    return false;
+  }
   close();
   return true;
 }
@@ -661,7 +670,7 @@ void HttpConnection::handle_head() {
   // While draining for a new generation, a plain connection stays alive: it goes to the new
   // generation once this response is out.
   bool stays = (!draining_ && !w->draining()) ||
-               (w->can_hand_over() && c_->transport()->shared() && !c_->transport()->secure());
+               (w->can_hand_over() && !hand_over_failed_ && c_->transport()->shared() && !c_->transport()->secure());
   keep_alive_ = llhttp_should_keep_alive(&req_->parser) && stays && requests_ < s.keepalive_requests &&
                 s.keepalive_timeout_ms > 0;  // 0: keep-alive off, as nginx
 
@@ -1111,6 +1120,8 @@ void HttpConnection::after_output() {
     case Phase::kTunnel:
       return;
     case Phase::kIdle:
+      // Draining for a new generation: requests already read go with the connection, in order.
+      if ((draining_ || worker_->draining()) && try_hand_over()) return;
       if (!in_.empty()) {
         process_held_input();
         return;
@@ -1124,7 +1135,6 @@ void HttpConnection::after_output() {
         nodelay_ = true;
       }
       if (draining_ || worker_->draining()) {
-        if (try_hand_over()) return;
         clear_deadline();
         set_deadline(kDrainIdleSeconds);
         return;
@@ -1181,6 +1191,9 @@ void HttpConnection::on_timeout() {
     }
   }
   if (draining_ && phase_ == Phase::kIdle && in_.empty() && !blocked() && !handler_) {
+    // A hand-over that could not be made at first (the channel was full) is tried once more.
+    hand_over_failed_ = false;
+    if (try_hand_over()) return;
     // One last look: a request that arrived just now is answered (with Connection: close).
     on_readable();
     if (closed() || phase_ != Phase::kIdle || blocked()) return;

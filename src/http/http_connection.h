@@ -163,6 +163,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool reparse_ = false;       // in_ holds the start of a head: parse it again from its start
   bool keep_alive_ = true;     // the response in progress keeps the connection
   bool draining_ = false;
+  bool hand_over_failed_ = false;  // draining, it could not be handed over: it ends as before
   bool clean_end_ = false;     // the last request was read to its end without error
   bool file_pending_ = false;  // req_->file goes out after the worker's output buffer
   bool body_paused_ = false;   // the handler holds the request body back

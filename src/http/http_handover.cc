@@ -1,5 +1,6 @@
 #include "http/http_handover.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -20,6 +21,30 @@ constexpr int64_t kMaxIdleMs = 24LL * 3600 * 1000;
 const char* kind_name(HandedConnection::Kind k) { return k == HandedConnection::Kind::kIdle ? "idle" : "tunnel"; }
 
 size_t fds_for(HandedConnection::Kind k) { return k == HandedConnection::Kind::kIdle ? 1 : 2; }
+
+// "a.b.c.d:port" or "[v6]:port", port 0 included (a PROXY protocol header may say 0).
+bool parse_peer(const std::string& text, SockAddr* out) {
+  size_t colon = text.rfind(':');
+  if (colon == std::string::npos || colon + 1 >= text.size() || colon + 6 < text.size()) return false;
+  uint64_t port = 0;
+  if (!parse_uint(std::string_view(text).substr(colon + 1), &port) || port > 65535) return false;
+  std::string host = text.substr(0, colon);
+  *out = SockAddr();
+  if (host.size() > 2 && host.front() == '[' && host.back() == ']') {
+    auto* in6 = reinterpret_cast<sockaddr_in6*>(&out->storage);
+    if (inet_pton(AF_INET6, host.substr(1, host.size() - 2).c_str(), &in6->sin6_addr) != 1) return false;
+    in6->sin6_family = AF_INET6;
+    in6->sin6_port = htons(static_cast<uint16_t>(port));
+    out->len = sizeof(sockaddr_in6);
+    return true;
+  }
+  auto* in4 = reinterpret_cast<sockaddr_in*>(&out->storage);
+  if (inet_pton(AF_INET, host.c_str(), &in4->sin_addr) != 1) return false;
+  in4->sin_family = AF_INET;
+  in4->sin_port = htons(static_cast<uint16_t>(port));
+  out->len = sizeof(sockaddr_in);
+  return true;
+}
 
 // A connected stream socket, as a client connection (or a tunnel's upstream) is.
 std::string check_socket(int fd) {
@@ -99,8 +124,7 @@ bool decode_handover(Message&& m, HandedConnection* out, std::string* why) {
   if (peer == "unix") {
     c.peer.storage.ss_family = AF_UNIX;
     c.peer.len = sizeof(sa_family_t);
-  } else if (peer.find(':') == std::string::npos || peer[0] == '*' || !parse_sockaddr(peer, &c.peer).empty() ||
-             (c.peer.family() != AF_INET && c.peer.family() != AF_INET6)) {
+  } else if (!parse_peer(peer, &c.peer)) {
     return bad("peer \"" + peer + "\"");
   }
   std::string proxy = m.get("proxy");

@@ -146,6 +146,8 @@ std::string HttpWorker::adopt(HandedConnection&& hc, const std::vector<std::uniq
   c->set_handler(std::move(h));
   handed_in++;
   http->resume(static_cast<uint32_t>(std::min<uint64_t>(hc.requests, UINT32_MAX)), hc.preread);
+  // Taken while this worker drains too: it drains with the rest.
+  if (draining_ && !c->closed()) c->drain();
   return "";
 }
 

@@ -86,6 +86,7 @@ void Master::on_channel(WorkerProc* w) {
     Message m;
     int r = recv_message(w->channel.get(), &m);
     if (r < 0 && errno == EAGAIN) return;
+    if (r < 0 && errno == EPROTO) continue;  // one bad message is dropped; the channel goes on
     if (r <= 0) {
       // The worker is gone; SIGCHLD tells how.
       ev_io_stop(loop_->raw(), &w->io);
@@ -183,13 +184,16 @@ void Master::drain_workers(int below, bool hand_over) {
 void Master::pass_connection(WorkerProc* from, Message& m) {
   if (!from->draining) return;  // only a generation on its way out hands connections over
   std::vector<WorkerProc*> ready;
-  for (auto& w : workers_)
-    if (w->generation == generation_ && w->ready && !w->draining) ready.push_back(w.get());
-  if (ready.empty()) return;
-  WorkerProc* to = ready[next_receiver_++ % ready.size()];
-  if (send_message(to->channel.get(), m) < 0)
-    log_info("a connection handed over by worker %d is closed: worker %d does not take it (%s)", static_cast<int>(from->pid),
-             static_cast<int>(to->pid), strerror(errno));
+  if (!stopping_ && !winched_ && !replaced_)
+    for (auto& w : workers_)
+      if (w->generation == generation_ && w->ready && !w->draining) ready.push_back(w.get());
+  // The next one in turn; one whose channel is full passes its turn to the others.
+  for (size_t tries = 0; tries < ready.size(); tries++) {
+    WorkerProc* to = ready[next_receiver_++ % ready.size()];
+    if (send_message(to->channel.get(), m) == 0) return;
+  }
+  log_info("a connection handed over by worker %d is closed: %s", static_cast<int>(from->pid),
+           ready.empty() ? "no worker of the current generation takes connections" : "every worker's channel is full");
 }
 
 void Master::reap() {

@@ -1,8 +1,10 @@
 #include "process/worker.h"
 
 #include <dirent.h>
+#include <errno.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -108,6 +110,12 @@ class Worker {
       Message m;
       int r = recv_message(channel_.get(), &m);
       if (r < 0 && errno == EAGAIN) return;
+      if (r < 0 && errno == EPROTO) {
+        // One message that could not be taken whole (a handed-over socket this worker had no room
+        // for): it is dropped, with what it carried; the channel goes on.
+        log_info("a message from the master was dropped (%s)", strerror(errno));
+        continue;
+      }
       if (r <= 0) {
         // The master is gone (killed, or a new master that was rolled back): finish what is in
         // flight and leave; the sockets remain with whoever else holds them.
@@ -125,10 +133,9 @@ class Worker {
           // A connection of the old generation, handed to this worker by the master.
           http::HandedConnection hc;
           std::string why;
-          if (quitting_) {
-            log_info("a handed-over connection came to a draining worker: closed");
-          } else if (!http::decode_handover(std::move(m), &hc, &why)) {
-            log_error("%s", why.c_str());
+          // (A worker that began to drain meanwhile still takes it, and drains it with the rest.)
+          if (!http::decode_handover(std::move(m), &hc, &why)) {
+            log_info("%s", why.c_str());  // a client that reset meanwhile is "not connected"
           } else if (std::string err = http_->adopt(std::move(hc), cycle_->listening); !err.empty()) {
             log_info("a handed-over connection is closed: %s", err.c_str());
           }
@@ -158,7 +165,11 @@ class Worker {
       set_proc_title(close_listeners ? "baton: worker process is shutting down" : "baton: worker process (draining)");
       acceptor_->stop();
       if (hand_over) http_->drain(send_connection, this);
-      else http_->drain();
+    }
+    // A drain without hand-over (a stop after a reload, say) ends any hand-over begun before.
+    if (!hand_over) http_->drain();
+    if (quitting_ && !quit_timer_armed_) {
+      quit_timer_armed_ = true;
       double t = static_cast<double>(cycle_->main.quit_timeout_ms) / 1000.0;
       ev_timer_set(&quit_timer_, t, 0.);
       ev_timer_start(loop_->raw(), &quit_timer_);
@@ -202,6 +213,7 @@ class Worker {
   ev_timer quit_timer_;
   int sfd_ = -1;
   bool quitting_ = false;
+  bool quit_timer_armed_ = false;
 };
 
 // A forked worker inherits every descriptor of the master: the master's loop, the control socket,

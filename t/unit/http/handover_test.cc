@@ -3,6 +3,7 @@
 #include "http/http_handover.h"
 
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <gtest/gtest.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -85,6 +86,18 @@ TEST(Handover, TunnelRoundTripsWithBytesBothWays) {
   EXPECT_EQ(c.to_upstream, std::string(1000, '\x81'));
   EXPECT_EQ(c.to_client, "frame");
   EXPECT_EQ(c.fds.size(), 2u);
+}
+
+// A PROXY protocol header may name port 0: such a peer is carried too.
+TEST(Handover, APeerOnPortZeroIsCarried) {
+  auto [mine, other] = stream_pair();
+  HandedConnection c = idle(std::move(mine));
+  ASSERT_EQ(parse_sockaddr("192.0.2.7:1", &c.peer), "");
+  reinterpret_cast<sockaddr_in*>(&c.peer.storage)->sin_port = 0;
+  HandedConnection back;
+  std::string why;
+  ASSERT_TRUE(decode_handover(encoded(std::move(c)), &back, &why)) << why;
+  EXPECT_EQ(back.peer.to_string(), "192.0.2.7:0");
 }
 
 TEST(Handover, TooMuchPendingIsNotDescribed) {
