@@ -883,6 +883,20 @@ RunResult run_baton(const std::vector<std::string>& args, Millis timeout) {
   return run_baton_with(args, opts);
 }
 
+std::string tool_path(const std::string& name) {
+  const char* path = std::getenv("PATH");
+  std::string dirs = path && *path ? path : "/usr/bin:/bin";
+  size_t start = 0;
+  while (start <= dirs.size()) {
+    size_t end = dirs.find(':', start);
+    if (end == std::string::npos) end = dirs.size();
+    std::string candidate = dirs.substr(start, end - start) + "/" + name;
+    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
+    start = end + 1;
+  }
+  return "";
+}
+
 RunResult run_baton_with(const std::vector<std::string>& args, const RunOptions& opts) {
   RunResult res;
   Millis timeout = opts.timeout;

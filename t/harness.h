@@ -337,6 +337,8 @@ struct RunOptions {
   Millis timeout = 10000ms;
 };
 RunResult run_baton_with(const std::vector<std::string>& args, const RunOptions& opts);
+// The absolute path of a program found on PATH, "" when it is not installed.
+std::string tool_path(const std::string& name);
 
 // A finished command's exit code and output, for failure messages.
 std::string describe(const RunResult& r);

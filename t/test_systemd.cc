@@ -214,24 +214,6 @@ TEST(Systemd, AbstractNotifySocket) {
 
 namespace {
 
-// The full path of `name` found in $PATH, "" when it is not there.
-std::string find_program(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path && *path ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string dir = dirs.substr(start, end - start);
-    if (!dir.empty()) {
-      std::string candidate = dir + "/" + name;
-      if (::access(candidate.c_str(), X_OK) == 0) return candidate;
-    }
-    start = end + 1;
-  }
-  return "";
-}
-
 // Runs a program to completion (stdin /dev/null), as run_baton() runs baton.
 RunResult run_program(const std::string& program, const std::vector<std::string>& args,
                       const std::vector<std::pair<std::string, std::string>>& env = {}, Millis timeout = 60000ms) {
@@ -384,7 +366,7 @@ class SystemdUnit : public ::testing::Test {
   static void install() {
     skip_.clear();
     error_.clear();
-    std::string make = find_program("make");
+    std::string make = tool_path("make");
     std::string makefile = directory_of_this_binary() + "/Makefile";
     if (make.empty()) {
       skip_ = "make is not installed";
@@ -466,13 +448,13 @@ TEST_F(SystemdUnit, InstalledWithTheInstalledPaths) {
 }
 
 TEST_F(SystemdUnit, VerifyPasses) {
-  std::string analyze = find_program("systemd-analyze");
+  std::string analyze = tool_path("systemd-analyze");
   if (analyze.empty()) {
     GTEST_SKIP() << "systemd-analyze is not installed (Debian package systemd; auto/deps --test)";
   }
   std::vector<std::string> args = {"verify"};
   // systemd-analyze checks a man: page by running man; without man it could check nothing else.
-  bool have_man = !find_program("man").empty();
+  bool have_man = !tool_path("man").empty();
   if (!have_man) args.push_back("--man=no");
   args.push_back(unit_path());
   RunResult r = run_program(analyze, args);
@@ -511,7 +493,7 @@ TEST_F(SystemdUnit, ManPageRendersWithoutWarnings) {
     EXPECT_TRUE(contains(page, name)) << "-s " << name << " is not in the manual page";
   EXPECT_TRUE(contains(page, sbin_path())) << "FILES does not name the installed binary";
 
-  std::string groff = find_program("groff");
+  std::string groff = tool_path("groff");
   if (groff.empty()) {
     GTEST_SKIP() << "groff is not installed (Debian package groff-base; auto/deps --test)";
   }

@@ -545,6 +545,11 @@ TEST_F(TlsUpstream, AClientCertificateIsShownToAnUpstreamThatAsks) {
 
 // ---- configuration ----
 
+// The configuration with one more line in [server a].
+std::string with_line(const std::string& base, const std::string& line) {
+  return replace_all(base, "server_name = a.test\n", "server_name = a.test\n" + line);
+}
+
 class TlsConfig : public Tls {
  protected:
   // -t on `config`; the error expected on the line that holds `needle` (or `below` lines under it).
@@ -586,14 +591,14 @@ TEST_F(TlsConfig, MistakesAroundCertificatesAreRefused) {
   // A certificate without its key.
   expect_error(replace_all(base, "ssl_certificate_key = conf/b.key\n", ""), "ssl_certificate = conf/b.crt",
                "needs its \"ssl_certificate_key\"");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_protocols = TLSv1.2 TLSv2\n"),
+  expect_error(with_line(base, "ssl_protocols = TLSv1.2 TLSv2\n"),
                "ssl_protocols", "unknown protocol \"TLSv2\"");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_protocols = TLSv1.1 TLSv1.3\n"),
+  expect_error(with_line(base, "ssl_protocols = TLSv1.1 TLSv1.3\n"),
                "ssl_protocols", "without a gap");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_ciphers = NO-SUCH-CIPHER\n"),
+  expect_error(with_line(base, "ssl_ciphers = NO-SUCH-CIPHER\n"),
                "ssl_ciphers", "invalid ssl_ciphers");
   // nginx's old switch, and an address that is TLS for one server and plain for another.
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl = on\n"), "ssl = on",
+  expect_error(with_line(base, "ssl = on\n"), "ssl = on",
                "listen = ADDR:PORT ssl");
   expect_error(replace_all(base, "listen = 127.0.0.1:@PORT2@\n", "listen = 127.0.0.1:@PORT@\n"),
                "[server plain]", "conflict", 1);
@@ -606,21 +611,21 @@ TEST_F(TlsConfig, MistakesAroundCertificatesAreRefused) {
 TEST_F(TlsConfig, SessionKeysAreChecked) {
   std::string base = make_config(servers());
   s.write_file("conf/short.key", "0123456789");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_ticket_key = conf/short.key\n"),
+  expect_error(with_line(base, "ssl_session_ticket_key = conf/short.key\n"),
                "conf/short.key", "must hold 48 or 80 bytes");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_ticket_key = conf/none.key\n"),
+  expect_error(with_line(base, "ssl_session_ticket_key = conf/none.key\n"),
                "conf/none.key", "cannot open ticket key file");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_cache = shared:SSL:10m\n"),
+  expect_error(with_line(base, "ssl_session_cache = shared:SSL:10m\n"),
                "ssl_session_cache", "sessions resume across workers with tickets");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_session_cache = lots\n"),
+  expect_error(with_line(base, "ssl_session_cache = lots\n"),
                "ssl_session_cache", "off, none, builtin");
 }
 
 TEST_F(TlsConfig, ClientCertificateSettingsAreChecked) {
   std::string base = make_config(servers());
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_verify_client = on\n"),
+  expect_error(with_line(base, "ssl_verify_client = on\n"),
                "ssl_verify_client", "needs the CAs to check against");
-  expect_error(replace_all(base, "server_name = a.test\n", "server_name = a.test\nssl_verify_client = sometimes\n"),
+  expect_error(with_line(base, "ssl_verify_client = sometimes\n"),
                "ssl_verify_client", "optional_no_ca");
   expect_error(replace_all(base, "server_name = a.test\n",
                            "server_name = a.test\nssl_verify_client = on\nssl_client_certificate = conf/no-ca.crt\n"),

@@ -103,6 +103,20 @@ std::vector<pid_t> wait_for_workers(BatonServer& s, pid_t master, size_t n) {
   return w;
 }
 
+// Starts the server from its own copy of baton at PREFIX/sbin/baton (which a test may then replace)
+// with main_extra in [main] and 2 workers; *old is the master, *workers its workers.
+bool start_from_own_copy(BatonServer& s, std::string_view main_extra, pid_t* old, std::vector<pid_t>* workers) {
+  s.write_file("html/a.txt", kBody);
+  std::string bin = s.path("sbin/baton");
+  if (!install_file(baton_binary(), bin)) return false;
+  s.set_binary(bin);
+  s.set_config(config(main_extra));
+  if (!s.start()) return false;
+  *old = s.master_pid();
+  *workers = wait_for_workers(s, *old, 2);
+  return workers->size() == 2;
+}
+
 }  // namespace
 
 TEST(Upgrade, RepeatedUpgradesUnderLoadLoseNothing) {
@@ -360,16 +374,11 @@ TEST(Upgrade, InvalidConfigurationRollsBack) {
 
 TEST(Upgrade, BinaryThatExitsOrCrashesRollsBackAtOnce) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
   // A long upgrade_timeout: the rollback must come from the exit, not from the timeout.
-  s.set_config(config("upgrade_timeout = 20s\n"));
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_TRUE(start_from_own_copy(s, "upgrade_timeout = 20s\n", &old, &workers));
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
@@ -508,15 +517,10 @@ TEST(Upgrade, QuitAfterUpgradesStopsTheServiceGracefully) {
 
 TEST(Upgrade, BinaryThatCannotBeExecutedRollsBackWithTheReason) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
-  s.set_config(config("upgrade_timeout = 20s\n"));
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
+  ASSERT_TRUE(start_from_own_copy(s, "upgrade_timeout = 20s\n", &old, &workers));
 
   ASSERT_EQ(::chmod(bin.c_str(), 0644), 0);
   auto t0 = SteadyClock::now();
@@ -529,15 +533,10 @@ TEST(Upgrade, BinaryThatCannotBeExecutedRollsBackWithTheReason) {
 
 TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
-  s.set_config(config());  // upgrade_timeout = 3s
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
+  ASSERT_TRUE(start_from_own_copy(s, "", &old, &workers));  // upgrade_timeout = 3s
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
@@ -566,16 +565,11 @@ TEST(Upgrade, BinaryNeverReadyRollsBackAfterUpgradeTimeout) {
 
 TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
   // The rollback must come from the death of the new master, not from upgrade_timeout.
-  s.set_config(config("upgrade_timeout = 10s\n"));
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  ASSERT_TRUE(start_from_own_copy(s, "upgrade_timeout = 10s\n", &old, &workers));
   LoadGenerator load(light_load(s.port()));
   std::this_thread::sleep_for(200ms);
 
@@ -605,15 +599,10 @@ TEST(Upgrade, NewMasterKilledMidHandoverRollsBack) {
 // takes the announcement of the transfer and then says nothing, until the step's deadline.
 TEST(Upgrade, MasterServesItsLoopWhileTheHandoverIsHeldUp) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
-  s.set_config(config("upgrade_timeout = 20s\n"));  // nothing here comes from the timeout
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
+  ASSERT_TRUE(start_from_own_copy(s, "upgrade_timeout = 20s\n", &old, &workers));  // nothing here comes from the timeout
 
   std::string mark = s.path("new-master.mark");
   ASSERT_TRUE(install_scripted_new_master(ScriptedNewMaster::kStallsTransfer, bin, mark));
@@ -661,15 +650,10 @@ TEST(Upgrade, MasterServesItsLoopWhileTheHandoverIsHeldUp) {
 
 TEST(Upgrade, SecondUpgradeWhileOneIsInProgressIsRefused) {
   BatonServer s;
-  s.write_file("html/a.txt", kBody);
   std::string bin = s.path("sbin/baton");
-  ASSERT_TRUE(install_file(baton_binary(), bin));
-  s.set_binary(bin);
-  s.set_config(config("upgrade_timeout = 10s\n"));
-  ASSERT_TRUE(s.start());
-  pid_t old = s.master_pid();
-  std::vector<pid_t> workers = wait_for_workers(s, old, 2);
-  ASSERT_EQ(workers.size(), 2u);
+  pid_t old = 0;
+  std::vector<pid_t> workers;
+  ASSERT_TRUE(start_from_own_copy(s, "upgrade_timeout = 10s\n", &old, &workers));
 
   // The first upgrade's new binary holds still until it is resumed.
   ASSERT_TRUE(install_stopping_binary(baton_binary(), bin));

@@ -210,6 +210,24 @@ int hex_value(char c) {
   return -1;
 }
 
+// A certificate chain and its key, checked against each other.
+bool use_certificate(SSL_CTX* ctx, const std::string& cert, const std::string& key, std::string* err) {
+  if (SSL_CTX_use_certificate_chain_file(ctx, cert.c_str()) != 1) {
+    *err = "cannot load certificate \"" + cert + "\": " + openssl_errors();
+    return false;
+  }
+  if (SSL_CTX_use_PrivateKey_file(ctx, key.c_str(), SSL_FILETYPE_PEM) != 1) {
+    *err = "cannot load certificate key \"" + key + "\": " + openssl_errors();
+    return false;
+  }
+  if (SSL_CTX_check_private_key(ctx) != 1) {
+    *err = "certificate key \"" + key + "\" does not match certificate \"" + cert + "\"";
+    ERR_clear_error();
+    return false;
+  }
+  return true;
+}
+
 }  // namespace
 
 std::string tls_library_version() {
@@ -315,19 +333,7 @@ std::unique_ptr<TlsContext> TlsContext::create_server(const TlsServerOptions& o,
   for (size_t i = 0; i < o.certificates.size(); i++) {
     const TlsCertificate& c = o.certificates[i];
     *bad_index = static_cast<int>(i);
-    if (SSL_CTX_use_certificate_chain_file(ctx, c.cert.c_str()) != 1) {
-      *err = "cannot load certificate \"" + c.cert + "\": " + openssl_errors();
-      return nullptr;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, c.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      *err = "cannot load certificate key \"" + c.key + "\": " + openssl_errors();
-      return nullptr;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-      *err = "certificate key \"" + c.key + "\" does not match certificate \"" + c.cert + "\"";
-      ERR_clear_error();
-      return nullptr;
-    }
+    if (!use_certificate(ctx, c.cert, c.key, err)) return nullptr;
   }
   *bad_index = -1;
   // Sessions: resumable for session_timeout, from each worker's cache (unless it is off) and from
@@ -421,21 +427,7 @@ std::unique_ptr<TlsContext> TlsContext::create_client(const TlsClientOptions& o,
       return nullptr;
     }
   }
-  if (!o.certificate.empty()) {
-    if (SSL_CTX_use_certificate_chain_file(ctx, o.certificate.c_str()) != 1) {
-      *err = "cannot load certificate \"" + o.certificate + "\": " + openssl_errors();
-      return nullptr;
-    }
-    if (SSL_CTX_use_PrivateKey_file(ctx, o.key.c_str(), SSL_FILETYPE_PEM) != 1) {
-      *err = "cannot load certificate key \"" + o.key + "\": " + openssl_errors();
-      return nullptr;
-    }
-    if (SSL_CTX_check_private_key(ctx) != 1) {
-      *err = "certificate key \"" + o.key + "\" does not match certificate \"" + o.certificate + "\"";
-      ERR_clear_error();
-      return nullptr;
-    }
-  }
+  if (!o.certificate.empty() && !use_certificate(ctx, o.certificate, o.key, err)) return nullptr;
   // Sessions are kept by the connections' slots, not in OpenSSL's cache.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT | SSL_SESS_CACHE_NO_INTERNAL_STORE);
   SSL_CTX_sess_set_new_cb(ctx, on_new_client_session);

@@ -143,7 +143,7 @@ class Master {
   // hand_over: a newer generation serves, to which the drained workers may hand their connections.
   void drain_workers(int generation_below_or_all, bool hand_over = false);
   void pass_connection(WorkerProc* from, Message& m);
-  void send_shutdown(WorkerProc* w, const char* mode);
+  void send_shutdown(WorkerProc* w, const char* mode, bool hand_over = false);
   size_t live_workers() const { return workers_.size(); }
   bool generation_ready(int generation) const;
 

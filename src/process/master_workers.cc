@@ -160,9 +160,10 @@ void Master::on_worker_ready(WorkerProc* w) {
   }
 }
 
-void Master::send_shutdown(WorkerProc* w, const char* mode) {
+void Master::send_shutdown(WorkerProc* w, const char* mode, bool hand_over) {
   Message m(MsgType::kShutdown);
   m.set("mode", mode);
+  if (hand_over) m.set("handover", "1");
   if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, strcmp(mode, "fast") == 0 ? SIGTERM : SIGQUIT);
 }
 
@@ -172,10 +173,7 @@ void Master::drain_workers(int below, bool hand_over) {
     if (w->draining || (below && w->generation >= below)) continue;
     w->draining = true;
     w->slot = -1;
-    Message m(MsgType::kShutdown);
-    m.set("mode", "drain");
-    if (hand_over) m.set("handover", "1");
-    if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, SIGQUIT);
+    send_shutdown(w.get(), "drain", hand_over);
   }
 }
 

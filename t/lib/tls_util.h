@@ -14,21 +14,6 @@
 
 namespace baton_test {
 
-// The absolute path of `name` on PATH, "" when it is not installed.
-inline std::string tool_path(const std::string& name) {
-  const char* path = std::getenv("PATH");
-  std::string dirs = path && *path ? path : "/usr/bin:/bin";
-  size_t start = 0;
-  while (start <= dirs.size()) {
-    size_t end = dirs.find(':', start);
-    if (end == std::string::npos) end = dirs.size();
-    std::string candidate = dirs.substr(start, end - start) + "/" + name;
-    if (end > start && ::access(candidate.c_str(), X_OK) == 0) return candidate;
-    start = end + 1;
-  }
-  return "";
-}
-
 // Runs a tool to completion, stdin /dev/null.
 inline RunResult run_tool(const std::string& tool, const std::vector<std::string>& args, Millis timeout = 20000ms) {
   RunOptions o;
