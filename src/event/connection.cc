@@ -1,6 +1,7 @@
 #include "event/connection.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <linux/sockios.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
@@ -149,6 +150,8 @@ bool Connection::send(const iovec* iov, int iovcnt) {
 void Connection::drain() {
   if (handler_) handler_->on_drain();
 }
+
+Fd Connection::duplicate() const { return Fd(fcntl(fd_.get(), F_DUPFD_CLOEXEC, 0)); }
 
 void Connection::close() {
   if (!fd_.valid()) return;

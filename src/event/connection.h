@@ -141,6 +141,12 @@ class Connection final : public Deletable {
   void clear_deadline() { deadline_ = 0; }
 
   void drain();
+  // For a connection handed to another process: a duplicate of the descriptor to send it with
+  // (invalid, errno set, on failure). The connection is then simply closed: close() never shuts the
+  // socket down, so the peer notices nothing. (The kernel's event set keeps a socket by socket, not
+  // by descriptor: while the other process holds it, this loop may still hear of it once; libev
+  // then finds the descriptor gone and builds its set again without it.)
+  Fd duplicate() const;
   // Closes now: stops the watchers, tells the handler, closes the socket and deletes the object
   // (and its handler) after the callbacks.
   void close();

@@ -31,6 +31,13 @@ void OutputQueue::pop() {
   if (!head_) tail_ = nullptr;
 }
 
+bool OutputQueue::copy_memory(std::string* out) const {
+  if (file_bytes_ > 0) return false;
+  out->reserve(out->size() + mem_bytes_);
+  for (const Chunk* c = head_.get(); c; c = c->next.get()) out->append(c->data, c->pos, std::string::npos);
+  return true;
+}
+
 void OutputQueue::append(std::string_view data) {
   if (data.empty()) return;
   mem_bytes_ += data.size();

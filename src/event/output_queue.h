@@ -42,6 +42,9 @@ class OutputQueue {
   // A range of an open file; the queue owns the descriptor from now on.
   void append_file(Fd file, off_t offset, uint64_t len);
   void clear();
+  // Appends what the queue holds to *out, when it holds memory only (a connection handed to another
+  // process takes its unsent bytes along); false, and *out untouched, when a file range is queued.
+  bool copy_memory(std::string* out) const;
 
   // Writes as much as the transport takes. Returns the bytes written (the queue is empty when
   // empty() says so), kIoWantRead / kIoWantWrite when it must wait, or kIoError (errno set;

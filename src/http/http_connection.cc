@@ -177,18 +177,14 @@ bool HttpConnection::handable() const {
 }
 
 bool HttpConnection::try_hand_over() {
+  if (phase_ == Phase::kTunnel) return try_hand_over_tunnel();
   if (!handable()) {
     if (worker_->can_hand_over() && phase_ == Phase::kIdle) hand_over_failed_ = true;
     return false;
   }
   HandedConnection hc;
   hc.kind = HandedConnection::Kind::kIdle;
-  hc.listener = c_->listening()->key;
-  const PeerAddr& p = c_->peer();
-  size_t len = p.family() == AF_INET ? sizeof(sockaddr_in) : p.family() == AF_INET6 ? sizeof(sockaddr_in6) : sizeof(sa_family_t);
-  memcpy(&hc.peer.storage, &p.u, len);
-  hc.peer.len = static_cast<socklen_t>(len);
-  hc.via_proxy_protocol = c_->listening()->opts.proxy_protocol;
+  describe_client(*c_, &hc);
   hc.requests = requests_;
   hc.preread.assign(in_.data(), in_.size());
   hc.idle_left_ms = settings_now().keepalive_timeout_ms;
@@ -203,6 +199,37 @@ bool HttpConnection::try_hand_over() {
     return false;
   }
   close();
+  return true;
+}
+
+bool HttpConnection::try_hand_over_tunnel() {
+  // Switched through the handler and flowing (the 101 is out); TLS state lives in this process.
+  Transport* t = c_->transport();
+  if (!worker_->can_hand_over() || !handler_ || !streaming_ || in_feed_ || !worker_->out.empty() || !t->shared() ||
+      t->secure() || c_->out().has_file())
+    return false;
+  ssize_t upstream_pending = handler_->tunnel_pending();
+  if (upstream_pending < 0 || static_cast<size_t>(upstream_pending) + c_->out().memory() > kHandoverMaxSpill)
+    return false;
+  HandedConnection hc;
+  hc.kind = HandedConnection::Kind::kTunnel;
+  describe_client(*c_, &hc);
+  Fd fd = c_->duplicate();
+  if (!fd || !c_->out().copy_memory(&hc.to_client)) return false;
+  hc.fds.push_back(std::move(fd));
+  if (!handler_->describe_tunnel(&hc)) return false;
+  hc.idle_left_ms = hc.timeout_ms;
+  // (Not taken now, a full channel say: tried again whenever bytes move.)
+  if (!worker_->hand_over(std::move(hc))) return false;
+  // The exchange ends here, for this worker: logged with what went to the client so far.
+  RequestHandler* h = handler_;
+  handler_ = nullptr;
+  streaming_ = false;
+  h->tunnel_handed_over();
+  c_->loop()->defer_delete(h);
+  req_->answer.log_bytes = req_->stream_bytes;
+  if (log_pending_) log_request(req_->answer.log_status, req_->answer.log_bytes);
+  c_->close();
   return true;
 }
 
@@ -323,7 +350,9 @@ void HttpConnection::read_tunnel() {
     if (!handler_) continue;  // the tunnel has ended: what still comes is dropped
     if (!handler_->on_tunnel_data(buf, static_cast<size_t>(n))) body_paused_ = true;
   }
-  if (body_paused_ && !closed()) want_read(false);
+  if (closed()) return;
+  if (draining_ && handler_ && try_hand_over()) return;
+  if (body_paused_) want_read(false);
 }
 
 size_t HttpConnection::feed(const char* data, size_t len) {
@@ -1093,6 +1122,7 @@ void HttpConnection::wait_for_output() {
 void HttpConnection::on_writable() {
   if (!flush()) return;
   want_write(false);
+  if (draining_ && phase_ == Phase::kTunnel && handler_ && try_hand_over()) return;
   after_output();
 }
 

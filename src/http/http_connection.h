@@ -120,6 +120,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   // While draining for a new generation: an idle plain connection goes to it (and is closed here).
   bool handable() const;
   bool try_hand_over();
+  bool try_hand_over_tunnel();
   // The last request was read to its end and nothing else was sent: no reason to linger.
   bool closes_at_once() const { return clean_end_ && in_.empty() && !unread_input_; }
   void after_output();

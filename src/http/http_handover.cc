@@ -4,11 +4,15 @@
 #include <errno.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
+#include <unistd.h>
 
 #include <algorithm>
 
 #include "core/strings.h"
+#include "event/connection.h"
+#include "event/listener.h"
 
 namespace baton::http {
 
@@ -60,7 +64,45 @@ std::string check_socket(int fd) {
   return "";
 }
 
+// The bytes of a tunnel that travelled in a memory file: "<to client>,<to upstream>" says how many of
+// each, and the file must hold exactly that many.
+std::string read_spill(const std::string& sizes, int fd, std::string* to_client, std::string* to_upstream) {
+  size_t comma = sizes.find(',');
+  uint64_t a = 0;
+  uint64_t b = 0;
+  if (comma == std::string::npos || !parse_uint(std::string_view(sizes).substr(0, comma), &a) ||
+      !parse_uint(std::string_view(sizes).substr(comma + 1), &b) || a > kHandoverMaxSpill ||
+      b > kHandoverMaxSpill || a + b > kHandoverMaxSpill || a + b <= kHandoverMaxPending)
+    return "spill \"" + sizes + "\"";
+  struct stat st {};
+  if (fstat(fd, &st) < 0 || !S_ISREG(st.st_mode)) return "the memory file is not a regular file";
+  if (static_cast<uint64_t>(st.st_size) != a + b)
+    return "the memory file holds " + std::to_string(st.st_size) + " bytes, not " + std::to_string(a + b);
+  std::string all(a + b, '\0');
+  size_t done = 0;
+  while (done < all.size()) {
+    ssize_t n = pread(fd, all.data() + done, all.size() - done, static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return "the memory file cannot be read";
+    done += static_cast<size_t>(n);
+  }
+  to_client->assign(all, 0, a);
+  to_upstream->assign(all, a, b);
+  return "";
+}
+
 }  // namespace
+
+void describe_client(const Connection& c, HandedConnection* out) {
+  out->listener = c.listening()->key;
+  const PeerAddr& p = c.peer();
+  size_t len = p.family() == AF_INET    ? sizeof(sockaddr_in)
+               : p.family() == AF_INET6 ? sizeof(sockaddr_in6)
+                                        : sizeof(sa_family_t);
+  memcpy(&out->peer.storage, &p.u, len);
+  out->peer.len = static_cast<socklen_t>(len);
+  out->via_proxy_protocol = c.listening()->opts.proxy_protocol;
+}
 
 bool encode_handover(HandedConnection&& c, Message* out, std::string* why) {
   if (c.fds.size() != fds_for(c.kind)) {
@@ -68,9 +110,32 @@ bool encode_handover(HandedConnection&& c, Message* out, std::string* why) {
            " descriptor(s), not " + std::to_string(c.fds.size());
     return false;
   }
-  if (c.pending() > kHandoverMaxPending) {
-    *why = std::to_string(c.pending()) + " bytes pending, more than " + std::to_string(kHandoverMaxPending);
+  const bool tunnel = c.kind == HandedConnection::Kind::kTunnel;
+  const size_t limit = tunnel ? kHandoverMaxSpill : kHandoverMaxPending;
+  if (c.pending() > limit) {
+    *why = std::to_string(c.pending()) + " bytes pending, more than " + std::to_string(limit);
     return false;
+  }
+  Fd spill;
+  if (c.pending() > kHandoverMaxPending) {
+    // A tunnel's bytes in flight, more than the text carries: in a memory file, to_client first.
+    spill = Fd(memfd_create("baton-handover", MFD_CLOEXEC));
+    if (!spill) {
+      *why = std::string("memfd_create() failed (") + strerror(errno) + ")";
+      return false;
+    }
+    for (const std::string* part : {&c.to_client, &c.to_upstream}) {
+      size_t done = 0;
+      while (done < part->size()) {
+        ssize_t n = write(spill.get(), part->data() + done, part->size() - done);
+        if (n < 0 && errno == EINTR) continue;
+        if (n <= 0) {
+          *why = std::string("writing the memory file failed (") + strerror(errno) + ")";
+          return false;
+        }
+        done += static_cast<size_t>(n);
+      }
+    }
   }
   Message m(MsgType::kConnection);
   m.set("v", kHandoverVersion);
@@ -81,10 +146,14 @@ bool encode_handover(HandedConnection&& c, Message* out, std::string* why) {
   m.set("requests", static_cast<long long>(c.requests));
   m.set("idle_ms", static_cast<long long>(std::clamp<int64_t>(c.idle_left_ms, 0, kMaxIdleMs)));
   m.set("preread", base64_encode(c.preread));
-  m.set("to_upstream", base64_encode(c.to_upstream));
-  m.set("to_client", base64_encode(c.to_client));
+  m.set("to_upstream", spill ? std::string() : base64_encode(c.to_upstream));
+  m.set("to_client", spill ? std::string() : base64_encode(c.to_client));
+  // Only a tunnel has these: a description of an idle connection stays what the first version sent.
+  if (tunnel) m.set("timeout_ms", static_cast<long long>(std::clamp<int64_t>(c.timeout_ms, 1, kMaxIdleMs)));
+  if (spill) m.set("spill", std::to_string(c.to_client.size()) + "," + std::to_string(c.to_upstream.size()));
   for (Fd& fd : c.fds) m.fds.push_back(std::move(fd));
   c.fds.clear();
+  if (spill) m.fds.push_back(std::move(spill));
   *out = std::move(m);
   return true;
 }
@@ -101,7 +170,8 @@ bool decode_handover(Message&& m, HandedConnection* out, std::string* why) {
                                       "requests", "idle_ms", "preread",  "to_upstream", "to_client"};
   for (size_t i = 0; i < m.fields.size(); i++) {
     const std::string& k = m.fields[i].first;
-    if (std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* n) { return k == n; }) == std::end(kKeys))
+    if (k != "timeout_ms" && k != "spill" &&
+        std::find_if(std::begin(kKeys), std::end(kKeys), [&](const char* n) { return k == n; }) == std::end(kKeys))
       return bad("unknown field \"" + k + "\"");
     for (size_t j = 0; j < i; j++)
       if (m.fields[j].first == k) return bad("field \"" + k + "\" given twice");
@@ -115,7 +185,9 @@ bool decode_handover(Message&& m, HandedConnection* out, std::string* why) {
   if (kind == "idle") c.kind = HandedConnection::Kind::kIdle;
   else if (kind == "tunnel") c.kind = HandedConnection::Kind::kTunnel;
   else return bad("kind \"" + kind + "\"");
-  if (fds.size() != fds_for(c.kind))
+  const bool spilled = m.has("spill");
+  if (spilled && c.kind != HandedConnection::Kind::kTunnel) return bad("a memory file for an idle connection");
+  if (fds.size() != fds_for(c.kind) + (spilled ? 1 : 0))
     return bad(std::to_string(fds.size()) + " descriptor(s) for a " + kind + " connection");
 
   if (!base64_decode(m.get("listener"), &c.listener) || c.listener.empty() || c.listener.size() > kMaxListenerKey)
@@ -140,10 +212,23 @@ bool decode_handover(Message&& m, HandedConnection* out, std::string* why) {
       !base64_decode(m.get("to_client"), &c.to_client))
     return bad("pending bytes");
   if (c.pending() > kHandoverMaxPending) return bad(std::to_string(c.pending()) + " bytes pending");
+  if (spilled) {
+    if (c.pending() > 0) return bad("tunnel bytes both in the text and in a memory file");
+    std::string err = read_spill(m.get("spill"), fds.back().get(), &c.to_client, &c.to_upstream);
+    if (!err.empty()) return bad(err);
+    fds.pop_back();
+  }
   if (c.kind == HandedConnection::Kind::kIdle && (!c.to_upstream.empty() || !c.to_client.empty()))
     return bad("tunnel bytes on an idle connection");
   if (c.kind == HandedConnection::Kind::kTunnel && !c.preread.empty()) return bad("a next request on a tunnel");
   if (c.kind == HandedConnection::Kind::kTunnel && c.requests != 0) return bad("requests on a tunnel");
+  if (c.kind == HandedConnection::Kind::kIdle && m.has("timeout_ms")) return bad("a tunnel timeout on an idle connection");
+  if (c.kind == HandedConnection::Kind::kTunnel) {
+    if (!m.has("timeout_ms")) return bad("no \"timeout_ms\" for a tunnel");
+    if (!parse_uint(m.get("timeout_ms"), &n) || n == 0 || n > static_cast<uint64_t>(kMaxIdleMs))
+      return bad("timeout_ms \"" + m.get("timeout_ms") + "\"");
+    c.timeout_ms = static_cast<int64_t>(n);
+  }
 
   for (size_t i = 0; i < fds.size(); i++) {
     std::string err = check_socket(fds[i].get());

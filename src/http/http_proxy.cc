@@ -15,6 +15,7 @@
 #include "http/http1.h"
 #include "http/http_config.h"
 #include "http/http_connection.h"
+#include "http/http_handover.h"
 #include "http/http_request.h"
 #include "http/http_stream.h"
 #include "http/http_upstream.h"
@@ -78,6 +79,9 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void on_abort() override;
   bool on_tunnel_data(const char* data, size_t len) override;
   void on_tunnel_eof() override;
+  ssize_t tunnel_pending() const override;
+  bool describe_tunnel(HandedConnection* hc) override;
+  void tunnel_handed_over() override;
 
   // UpstreamLink::User
   void upstream_readable() override;
@@ -1088,6 +1092,35 @@ bool ProxyHandler::on_tunnel_data(const char* data, size_t len) {
 void ProxyHandler::on_tunnel_eof() {
   client_eof_ = true;
   if (state_ == State::kTunnel && link_ && link_->conn->out().empty()) link_->conn->shutdown_write();
+}
+
+ssize_t ProxyHandler::tunnel_pending() const {
+  // A side that ended its stream, or TLS to the upstream, keeps the tunnel here.
+  if (state_ != State::kTunnel || !link_ || aborted_ || client_eof_ || pass_.https || !body_.empty()) return -1;
+  const OutputQueue& q = link_->conn->out();
+  if (q.has_file()) return -1;
+  return static_cast<ssize_t>(q.memory());
+}
+
+bool ProxyHandler::describe_tunnel(HandedConnection* hc) {
+  if (tunnel_pending() < 0) return false;
+  Fd fd = link_->conn->duplicate();
+  if (!fd || !link_->conn->out().copy_memory(&hc->to_upstream)) return false;
+  hc->fds.push_back(std::move(fd));
+  hc->timeout_ms = ps_.read_timeout_ms >= 0 ? ps_.read_timeout_ms : pass_.group->read_timeout_ms;
+  return true;
+}
+
+void ProxyHandler::tunnel_handed_over() {
+  state_ = State::kDone;
+  aborted_ = true;
+  if (!link_) return;
+  note(status_);
+  UpstreamLink* l = link_;
+  link_ = nullptr;
+  rt_->peers().released(server_);
+  l->user = nullptr;
+  l->conn->close();
 }
 
 void ProxyHandler::on_abort() {

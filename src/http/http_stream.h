@@ -9,6 +9,8 @@
 // HTTP/1.0 one. An HTTP/2 stream will implement the same interface.
 #pragma once
 
+#include <sys/types.h>
+
 #include <cstddef>
 #include <cstdint>
 #include <string_view>
@@ -16,6 +18,8 @@
 #include "event/loop.h"
 
 namespace baton::http {
+
+struct HandedConnection;
 
 struct Header;
 
@@ -75,6 +79,15 @@ class RequestHandler : public Deletable {
   // on_tunnel_eof().
   virtual bool on_tunnel_data(const char*, size_t) { return true; }
   virtual void on_tunnel_eof() {}
+  // Draining for a newer generation, a tunnel may move there (http_tunnel.h). How many bytes the
+  // handler holds for the upstream's side, or -1 when its side cannot move (TLS to the upstream, an
+  // upstream that ended its stream, no tunnel yet).
+  virtual ssize_t tunnel_pending() const { return -1; }
+  // Its part of the description: the upstream's descriptor (a duplicate), then the bytes queued for
+  // it, its idle timeout. false: it cannot now. After a true the caller hands the tunnel over and
+  // the handler lets go of the upstream without a word to it (its socket lives on elsewhere).
+  virtual bool describe_tunnel(HandedConnection*) { return false; }
+  virtual void tunnel_handed_over() {}
   // The exchange ends before its time: the client went away, a timeout struck, the worker is
   // quitting. Let go of everything; the stream must not be used again. The handler is deleted
   // after the current callbacks.

@@ -7,6 +7,7 @@
 #include "event/proxy_protocol.h"
 #include "event/tls.h"
 #include "http/http_connection.h"
+#include "http/http_tunnel.h"
 
 namespace baton::http {
 
@@ -139,7 +140,12 @@ std::string HttpWorker::adopt(HandedConnection&& hc, const std::vector<std::uniq
   for (const auto& l : listening)
     if (l->key == hc.listener) ls = l.get();
   if (!ls) return "its address \"" + hc.listener + "\" is not configured here";
-  if (ls->opts.ssl || hc.kind != HandedConnection::Kind::kIdle) return "not a plain idle connection";
+  if (ls->opts.ssl) return "its address is a TLS one here";
+  if (hc.kind == HandedConnection::Kind::kTunnel) {
+    handed_in++;
+    adopt_tunnel(this, std::move(hc), ls);
+    return "";
+  }
   auto* c = new Connection(loop, conns, std::move(hc.fds[0]), hc.peer, ls);
   auto h = std::make_unique<HttpConnection>(this, c);
   HttpConnection* http = h.get();

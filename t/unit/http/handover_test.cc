@@ -76,16 +76,101 @@ TEST(Handover, TunnelRoundTripsWithBytesBothWays) {
   t.to_upstream = std::string(1000, '\x81');
   t.to_client = "frame";
   t.idle_left_ms = 60000;
+  t.timeout_ms = 75000;
   t.fds.push_back(std::move(client));
   t.fds.push_back(std::move(upstream));
   HandedConnection c;
   std::string why;
-  ASSERT_TRUE(decode_handover(encoded(std::move(t)), &c, &why)) << why;
+  Message m = encoded(std::move(t));
+  EXPECT_EQ(m.fds.size(), 2u);
+  EXPECT_FALSE(m.has("spill"));
+  ASSERT_TRUE(decode_handover(std::move(m), &c, &why)) << why;
   EXPECT_EQ(c.kind, HandedConnection::Kind::kTunnel);
   EXPECT_EQ(c.peer.to_string(), "[2001:db8::1]:443");
   EXPECT_EQ(c.to_upstream, std::string(1000, '\x81'));
   EXPECT_EQ(c.to_client, "frame");
+  EXPECT_EQ(c.timeout_ms, 75000);
   EXPECT_EQ(c.fds.size(), 2u);
+  EXPECT_FALSE(closed_from(client_end));
+  EXPECT_FALSE(closed_from(upstream_end));
+}
+
+HandedConnection tunnel(Fd client, Fd upstream, size_t to_client, size_t to_upstream) {
+  HandedConnection t;
+  t.kind = HandedConnection::Kind::kTunnel;
+  t.listener = "127.0.0.1:80";
+  EXPECT_EQ(parse_sockaddr("192.0.2.9:40000", &t.peer), "");
+  for (size_t i = 0; i < to_client; i++) t.to_client.push_back(static_cast<char>(i * 7 + 1));
+  for (size_t i = 0; i < to_upstream; i++) t.to_upstream.push_back(static_cast<char>(i * 13 + 5));
+  t.idle_left_ms = t.timeout_ms = 60000;
+  t.fds.push_back(std::move(client));
+  t.fds.push_back(std::move(upstream));
+  return t;
+}
+
+// A tunnel with more in flight than the text carries: its bytes travel in a memory file, which the
+// receiving side reads and closes.
+TEST(Handover, ATunnelsBytesBeyondTheTextTravelInAMemoryFile) {
+  auto [client, client_end] = stream_pair();
+  auto [upstream, upstream_end] = stream_pair();
+  HandedConnection t = tunnel(std::move(client), std::move(upstream), 100000, 70001);
+  const std::string to_client = t.to_client;
+  const std::string to_upstream = t.to_upstream;
+  Message m = encoded(std::move(t));
+  ASSERT_EQ(m.fds.size(), 3u);
+  EXPECT_EQ(m.get("spill"), "100000,70001");
+  EXPECT_EQ(m.get("to_client"), "");
+  HandedConnection c;
+  std::string why;
+  ASSERT_TRUE(decode_handover(std::move(m), &c, &why)) << why;
+  EXPECT_TRUE(c.to_client == to_client);
+  EXPECT_TRUE(c.to_upstream == to_upstream);
+  EXPECT_EQ(c.fds.size(), 2u);
+}
+
+TEST(Handover, MalformedTunnelDescriptionsAreRefusedAndTheirSocketsClosed) {
+  struct Case {
+    const char* what;
+    size_t to_client;  // bytes in flight: more than kHandoverMaxPending makes a memory file
+    void (*spoil)(Message&);
+  };
+  const Case cases[] = {
+      {"no timeout", 10, [](Message& m) { m.fields.erase(m.fields.end() - 1); }},
+      {"timeout zero", 10, [](Message& m) { m.set("timeout_ms", "0"); }},
+      {"timeout beyond a day", 10, [](Message& m) { m.set("timeout_ms", "86400001"); }},
+      {"a next request on a tunnel", 10, [](Message& m) { m.set("preread", base64_encode("GET")); }},
+      {"three sockets and no file", 10, [](Message& m) { m.fds.push_back(Fd(::dup(m.fds[0].get()))); }},
+      {"a file named but not sent", 40000, [](Message& m) { m.fds.pop_back(); }},
+      {"file sizes that differ from the file", 40000, [](Message& m) { m.set("spill", "39999,0"); }},
+      {"file sizes within the text's limit", 40000, [](Message& m) { m.set("spill", "1,0"); }},
+      {"file sizes beyond the limit", 40000,
+       [](Message& m) { m.set("spill", std::to_string(kHandoverMaxSpill) + ",1"); }},
+      {"file sizes garbage", 40000, [](Message& m) { m.set("spill", "40000"); }},
+      {"bytes in the text and a file", 40000, [](Message& m) { m.set("to_upstream", base64_encode("x")); }},
+      {"a socket for the file", 40000, [](Message& m) { m.fds.back() = Fd(::dup(m.fds[0].get())); }},
+  };
+  for (const Case& k : cases) {
+    auto [client, client_end] = stream_pair();
+    auto [upstream, upstream_end] = stream_pair();
+    Message m = encoded(tunnel(std::move(client), std::move(upstream), k.to_client, 0));
+    k.spoil(m);
+    HandedConnection c;
+    std::string why;
+    EXPECT_FALSE(decode_handover(std::move(m), &c, &why)) << k.what;
+    EXPECT_EQ(why.rfind("bad connection description: ", 0), 0u) << k.what << ": " << why;
+    EXPECT_TRUE(closed_from(client_end)) << k.what << ": the client's socket was not closed";
+    EXPECT_TRUE(closed_from(upstream_end)) << k.what << ": the upstream's socket was not closed";
+  }
+  // And a timeout on an idle connection, or a memory file for one.
+  for (const char* field : {"timeout_ms", "spill"}) {
+    auto [mine, other] = stream_pair();
+    Message m = encoded(idle(std::move(mine)));
+    m.set(field, "1000");
+    HandedConnection c;
+    std::string why;
+    EXPECT_FALSE(decode_handover(std::move(m), &c, &why)) << field;
+    EXPECT_TRUE(closed_from(other)) << field;
+  }
 }
 
 // A PROXY protocol header may name port 0: such a peer is carried too.
@@ -107,6 +192,10 @@ TEST(Handover, TooMuchPendingIsNotDescribed) {
   Message m;
   std::string why;
   EXPECT_FALSE(encode_handover(std::move(c), &m, &why));
+  EXPECT_NE(why.find("pending"), std::string::npos) << why;
+  auto [client, client_end] = stream_pair();
+  auto [upstream, upstream_end] = stream_pair();
+  EXPECT_FALSE(encode_handover(tunnel(std::move(client), std::move(upstream), kHandoverMaxSpill, 1), &m, &why));
   EXPECT_NE(why.find("pending"), std::string::npos) << why;
 }
 
