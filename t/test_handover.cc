@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -178,7 +179,7 @@ std::string tunnel_config(const TestUpstream& up) {
   return make_runtime_config("[upstream app]\nserver = " + up.address() +
                                  "\n\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
                                  "\n[location /]\nproxy_pass = http://app\nproxy_read_timeout = 60s\n",
-                             "quit_timeout = 60s\n", 2);
+                             "quit_timeout = 60s\nworker_connections = 4096\n", 2);
 }
 
 // Opens a tunnel: the Upgrade request, then its 101.
@@ -446,4 +447,76 @@ TEST(Handover, ATunnelMovesWithTheBytesQueuedInTheServer) {
   EXPECT_EQ(sent.load(), kTotal);
   EXPECT_EQ(received, kTotal);
   EXPECT_TRUE(same) << "the bytes that came back differ from those sent";
+}
+
+// A graceful stop hands no tunnel over: it stays on its worker until quit_timeout closes it.
+TEST(Handover, QuitDoesNotHandTunnelsOver) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({})) << up.error();
+  BatonServer s;
+  s.set_config(make_runtime_config("[upstream app]\nserver = " + up.address() +
+                                       "\n\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
+                                       "\n[location /]\nproxy_pass = http://app\n",
+                                   "quit_timeout = 1s\n", 1));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  std::string why;
+  ASSERT_TRUE(open_tunnel(c, "websocket", &why)) << why;
+  ASSERT_TRUE(s.signal(SIGQUIT));
+  ASSERT_TRUE(c.send("still here"));
+  EXPECT_EQ(read_exactly(c, 10, 3000ms), "still here") << "the tunnel was cut before quit_timeout";
+  EXPECT_TRUE(c.is_closed_by_peer(5000ms));
+  EXPECT_TRUE(s.wait_exit(5000ms));
+  EXPECT_FALSE(contains(s.error_log(), "to the new generation")) << s.error_log();
+}
+
+// Connections handed over faster than the master takes them wait in the old worker's channel queue,
+// however many: here a thousand proxied requests end at the same moment, after the drain, while the master
+// is stopped; each connection then moves, none is closed, and they are spread over the new workers.
+TEST(Handover, HandOversWaitWhileTheMasterCannotTakeThem) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({})) << up.error();
+  BatonServer s;
+  s.set_config(tunnel_config(up));
+  ASSERT_TRUE(s.start());
+  // More than a channel's socket buffer holds (some hundred messages) for each old worker.
+  constexpr int kConnections = 1000;
+  rlimit lim{};
+  getrlimit(RLIMIT_NOFILE, &lim);
+  if (lim.rlim_max != RLIM_INFINITY && lim.rlim_max < kConnections + 512)
+    GTEST_SKIP() << "the descriptor limit (" << lim.rlim_max << ") is too low for " << kConnections << " connections";
+  if (lim.rlim_cur != RLIM_INFINITY && lim.rlim_cur < kConnections + 512) {
+    lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? kConnections + 1024 : std::min<rlim_t>(lim.rlim_max, kConnections + 1024);
+    ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
+  }
+  std::vector<Client> clients;
+  for (int i = 0; i < kConnections; i++) {
+    clients.emplace_back(s.port());
+    ASSERT_TRUE(clients.back().send(req("GET", "/delay/1500/size/10"))) << i;
+  }
+  std::vector<pid_t> old = workers_now(s, 2);
+  ASSERT_EQ(old.size(), 2u);
+  ASSERT_TRUE(wait_for([&] { return up.stats().requests >= kConnections; }, 5000ms)) << "the requests did not arrive";
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  // The answers come while the master is stopped: every connection is handed over at once, into a
+  // channel nobody reads.
+  ASSERT_EQ(kill(s.master_pid(), SIGSTOP), 0);
+  std::this_thread::sleep_for(2500ms);
+  ASSERT_EQ(kill(s.master_pid(), SIGCONT), 0);
+  int served = 0;
+  for (Client& c : clients) {
+    std::optional<Response> first = c.read_response();
+    if (!first || first->status != 200) continue;
+    Response next = c.exchange(req("GET", "/size/10"));
+    if (next.status == 200 && !next.connection_close()) served++;
+  }
+  EXPECT_EQ(served, kConnections);
+  EXPECT_TRUE(wait_for([&] { return none_alive(old); }, 10000ms))
+      << "the old workers stay although their connections were idle\n" << s.census().describe();
+  EXPECT_TRUE(wait_for([&] { return received_by_workers(s) == kConnections; }, 3000ms))
+      << "received: " << received_by_workers(s);
+  std::optional<StatusReport> st = status_of(s);
+  ASSERT_TRUE(st);
+  for (const auto& w : st->workers) EXPECT_GE(w.received, kConnections / 4) << "worker " << w.pid;
 }

@@ -49,7 +49,8 @@ struct WorkerProc {
   int slot = -1;  // in the current generation; -1 once draining
   std::shared_ptr<Cycle> cycle;
   Fd channel;
-  ev_io io;
+  ev_io io;        // reads the channel; watches it for room too while the outbox holds anything
+  Outbox outbox;   // connections handed to it that its channel has not taken yet
   bool ready = false;
   bool draining = false;
   double started = 0;
@@ -143,6 +144,8 @@ class Master {
   // hand_over: a newer generation serves, to which the drained workers may hand their connections.
   void drain_workers(int generation_below_or_all, bool hand_over = false);
   void pass_connection(WorkerProc* from, Message& m);
+  // Watches a worker's channel for room while its outbox holds anything.
+  void watch_channel(WorkerProc* w);
   void send_shutdown(WorkerProc* w, const char* mode, bool hand_over = false);
   size_t live_workers() const { return workers_.size(); }
   bool generation_ready(int generation) const;

@@ -222,6 +222,16 @@ void Master::commit_upgrade(ControlConn* c, const Message& done) {
     return rollback("the candidate handed over " + std::to_string(listeners) + " listener(s), " + std::to_string(workers) +
                     " worker(s) and " + std::to_string(snapshots) + " configuration snapshot(s), not what it announced");
 
+  // Connections on their way to a worker (a reload's hand-over still going on) cannot cross the
+  // exec: what a channel takes now is delivered, the rest is closed, and said.
+  for (auto& w : workers_) {
+    w->outbox.flush(w->channel.get());
+    if (!w->outbox.empty())
+      log_warn("upgrade: %zu connection(s) on their way to worker %d are closed by the re-execution", w->outbox.size(),
+               static_cast<int>(w->pid));
+    w->outbox.clear();
+  }
+
   std::vector<int> kept;
   std::string text(kStateMagic);
   text += "\n";

@@ -76,9 +76,23 @@ void Master::on_restart_cb(struct ev_loop*, ev_timer* w, int) {
   m->spawn(m->current_, m->generation_, static_cast<int>(s->index));
 }
 
-void Master::on_channel_cb(struct ev_loop*, ev_io* w, int) {
+void Master::on_channel_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* wp = static_cast<WorkerProc*>(w->data);
-  wp->master->on_channel(wp);
+  if (revents & EV_WRITE) {
+    if (wp->outbox.flush(wp->channel.get()) < 0)
+      log_info("connections handed to worker %d are closed: %s", static_cast<int>(wp->pid), strerror(errno));
+    wp->master->watch_channel(wp);
+  }
+  if (revents & EV_READ) wp->master->on_channel(wp);
+}
+
+void Master::watch_channel(WorkerProc* w) {
+  int want = EV_READ | (w->outbox.empty() ? 0 : EV_WRITE);
+  if ((w->io.events & (EV_READ | EV_WRITE)) == want) return;
+  bool active = ev_is_active(&w->io);
+  if (active) ev_io_stop(loop_->raw(), &w->io);
+  ev_io_modify(&w->io, want);
+  if (active) ev_io_start(loop_->raw(), &w->io);
 }
 
 void Master::on_channel(WorkerProc* w) {
@@ -90,6 +104,7 @@ void Master::on_channel(WorkerProc* w) {
     if (r <= 0) {
       // The worker is gone; SIGCHLD tells how.
       ev_io_stop(loop_->raw(), &w->io);
+      w->outbox.clear();
       return;
     }
     w->last_answer = loop_->now();
@@ -185,13 +200,17 @@ void Master::pass_connection(WorkerProc* from, Message& m) {
   if (!stopping_ && !winched_ && !replaced_)
     for (auto& w : workers_)
       if (w->generation == generation_ && w->ready && !w->draining) ready.push_back(w.get());
-  // The next one in turn; one whose channel is full passes its turn to the others.
-  for (size_t tries = 0; tries < ready.size(); tries++) {
-    WorkerProc* to = ready[next_receiver_++ % ready.size()];
-    if (send_message(to->channel.get(), m) == 0) return;
+  if (ready.empty()) {
+    log_info("a connection handed over by worker %d is closed: no worker of the current generation takes connections",
+             static_cast<int>(from->pid));
+    return;
   }
-  log_info("a connection handed over by worker %d is closed: %s", static_cast<int>(from->pid),
-           ready.empty() ? "no worker of the current generation takes connections" : "every worker's channel is full");
+  // The next one in turn, so that they get as many each; what its channel does not take at once
+  // waits in its outbox.
+  WorkerProc* to = ready[next_receiver_++ % ready.size()];
+  if (to->outbox.send(to->channel.get(), std::move(m)) < 0)
+    log_info("a connection handed over by worker %d is closed: %s", static_cast<int>(from->pid), strerror(errno));
+  watch_channel(to);
 }
 
 void Master::reap() {

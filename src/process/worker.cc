@@ -52,6 +52,7 @@ class Worker {
     ev_io_init(&chan_watcher, on_channel_cb, channel_.get(), EV_READ);
     chan_watcher.data = this;
     ev_io_start(loop.raw(), &chan_watcher);
+    chan_watcher_ = &chan_watcher;
 
     ev_init(&quit_timer_, on_quit_timeout_cb);
     quit_timer_.data = this;
@@ -69,6 +70,7 @@ class Worker {
     ev_timer_stop(loop.raw(), &quit_timer_);
     ev_io_stop(loop.raw(), &sig_watcher);
     ev_io_stop(loop.raw(), &chan_watcher);
+    chan_watcher_ = nullptr;
     conns.on_change = nullptr;
     conns.close_all();
     return 0;
@@ -76,7 +78,11 @@ class Worker {
 
  private:
   static void on_signal_cb(struct ev_loop*, ev_io* w, int) { static_cast<Worker*>(w->data)->on_signal(); }
-  static void on_channel_cb(struct ev_loop*, ev_io* w, int) { static_cast<Worker*>(w->data)->on_channel(w); }
+  static void on_channel_cb(struct ev_loop*, ev_io* w, int revents) {
+    auto* self = static_cast<Worker*>(w->data);
+    if (revents & EV_WRITE) self->flush_outbox();
+    if (revents & EV_READ) self->on_channel(w);
+  }
   static void on_quit_timeout_cb(struct ev_loop*, ev_timer* w, int) {
     auto* self = static_cast<Worker*>(w->data);
     log_notice("quit_timeout: closing %zu connection(s) still open", self->conns_->size());
@@ -120,6 +126,8 @@ class Worker {
         // The master is gone (killed, or a new master that was rolled back): finish what is in
         // flight and leave; the sockets remain with whoever else holds them.
         ev_io_stop(loop_->raw(), w);
+        chan_watcher_ = nullptr;
+        outbox_.clear();
         log_notice("master process gone, worker exits after its requests");
         stop_gracefully(false);
         return;
@@ -147,7 +155,7 @@ class Worker {
           reply.set("connections", static_cast<long long>(conns_->size()));
           reply.set("received", static_cast<long long>(http_->handed_in));
           reply.set("state", quitting_ ? "draining" : "active");
-          send_message(channel_.get(), reply);
+          send_queued(std::move(reply));
           break;
         }
         default:
@@ -176,22 +184,54 @@ class Worker {
     }
     if (close_listeners)
       for (auto& ls : cycle_->listening) ls->fd.reset();
-    if (conns_->size() == 0) loop_->stop();
+    stop_if_done();
   }
 
-  // Hands a connection to the master, which passes it to a worker of the new generation. A full
-  // channel (the master is behind) keeps the connection here, where it drains as before.
+  // Draining: the worker leaves once its last connection is gone and every connection it handed
+  // over has left through the channel.
+  void stop_if_done() {
+    if (conns_->size() == 0 && outbox_.empty()) loop_->stop();
+  }
+
+  // Hands a connection to the master, which passes it to a worker of the new generation. What the
+  // channel does not take at once waits in the outbox, in order.
   static bool send_connection(void* arg, http::HandedConnection&& c) {
     auto* self = static_cast<Worker*>(arg);
     Message m;
     std::string why;
-    if (!http::encode_handover(std::move(c), &m, &why)) return false;
-    return send_message(self->channel_.get(), m) == 0;
+    if (!self->chan_watcher_ || !http::encode_handover(std::move(c), &m, &why)) return false;
+    return self->send_queued(std::move(m));
+  }
+
+  bool send_queued(Message&& m) {
+    if (!chan_watcher_) return false;
+    if (outbox_.send(channel_.get(), std::move(m)) < 0) return false;
+    watch_channel();
+    return true;
+  }
+
+  void flush_outbox() {
+    if (outbox_.flush(channel_.get()) < 0)
+      log_info("%zu message(s) to the master were dropped (%s)", outbox_.size(), strerror(errno));
+    // A connection is handed over once it has left through the channel.
+    if (outbox_.empty() && http_->handed_out > 0) http_->last_handed = loop_->now();
+    watch_channel();
+    if (quitting_) stop_if_done();
+  }
+
+  // The channel is watched for room while the outbox holds anything.
+  void watch_channel() {
+    if (!chan_watcher_) return;
+    int want = EV_READ | (outbox_.empty() ? 0 : EV_WRITE);
+    if ((chan_watcher_->events & (EV_READ | EV_WRITE)) == want) return;
+    ev_io_stop(loop_->raw(), chan_watcher_);
+    ev_io_modify(chan_watcher_, want);
+    ev_io_start(loop_->raw(), chan_watcher_);
   }
 
   void on_connections_changed() {
     if (quitting_) {
-      if (conns_->size() == 0) loop_->stop();
+      stop_if_done();
       return;
     }
     acceptor_->on_connections_changed();
@@ -206,6 +246,8 @@ class Worker {
 
   Cycle* cycle_;
   Fd channel_;
+  ev_io* chan_watcher_ = nullptr;  // null once the master is gone
+  Outbox outbox_;
   EventLoop* loop_ = nullptr;
   ConnectionList* conns_ = nullptr;
   http::HttpWorker* http_ = nullptr;

@@ -111,6 +111,29 @@ int send_message(int fd, const Message& msg) {
   return r < 0 ? -1 : 0;
 }
 
+int Outbox::send(int fd, Message&& msg) {
+  if (queue_.empty()) {
+    if (send_message(fd, msg) == 0) return 0;
+    if (errno != EAGAIN) return -1;
+  }
+  queue_.push_back(std::move(msg));
+  return 0;
+}
+
+int Outbox::flush(int fd) {
+  while (!queue_.empty()) {
+    if (send_message(fd, queue_.front()) < 0) {
+      if (errno == EAGAIN) return 0;
+      int err = errno;
+      queue_.clear();
+      errno = err;
+      return -1;
+    }
+    queue_.pop_front();
+  }
+  return 0;
+}
+
 int recv_message(int fd, Message* out) {
   *out = Message();
   alignas(Header) char buf[sizeof(Header) + kControlMaxPayload + 1];

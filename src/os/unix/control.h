@@ -12,6 +12,7 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <deque>
 #include <string>
 #include <string_view>
 #include <utility>
@@ -69,6 +70,26 @@ int send_message(int fd, const Message& msg);
 int recv_message(int fd, Message* out);
 // Waits up to timeout_ms for one message on a blocking or non-blocking socket.
 int recv_message_timeout(int fd, Message* out, int timeout_ms);
+
+// Messages waiting for room on a non-blocking channel, in order. A channel holds a limited number of
+// messages (the socket's buffer: some hundred small ones, fewer large ones): a sender that must not
+// lose one, such as a connection handed over, queues what the channel does not take and sends it
+// when the channel is writable again.
+class Outbox {
+ public:
+  // Sends now when nothing waits and the channel takes it, else queues it (it takes msg). -1 with
+  // errno on another failure: the message is dropped and its descriptors closed.
+  int send(int fd, Message&& msg);
+  // Sends what waits, in order, until the channel is full. -1 with errno on another failure; what
+  // waits is then dropped.
+  int flush(int fd);
+  bool empty() const { return queue_.empty(); }
+  size_t size() const { return queue_.size(); }
+  void clear() { queue_.clear(); }
+
+ private:
+  std::deque<Message> queue_;
+};
 
 // A SOCK_SEQPACKET socketpair, close-on-exec and non-blocking; [0] for the parent, [1] for the child.
 bool control_socketpair(Fd* parent, Fd* child);
