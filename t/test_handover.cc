@@ -279,11 +279,12 @@ struct ProxiedTunnel {
     c->set_timeout(10000ms);
     return open_tunnel(*c, protocol, why);
   }
-  // The client's socket, made blocking for bulk transfers, each call bounded by 30 s.
+  // The client's socket, made blocking for bulk transfers, each call bounded by two minutes (a
+  // writer may wait through several changes of generation on a slow machine).
   int blocking_fd() {
     int fd = c->fd();
     fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK);
-    timeval tv{30, 0};
+    timeval tv{120, 0};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
     return fd;
@@ -303,16 +304,23 @@ TEST(Handover, WebSocketThroughTheProxyOutlivesTenReloadsAndTenUpgrades) {
 
   std::atomic<bool> stop{false};
   std::atomic<int> echoed{0};
-  std::string failure;
+  std::mutex mu;
+  std::string failure;  // under mu
+  auto failed = [&] {
+    std::lock_guard<std::mutex> lock(mu);
+    return !failure.empty();
+  };
   std::thread talker([&] {
     for (int i = 0; !stop.load(); i++) {
       std::string frame = ws_text_frame("message " + std::to_string(i), 0x5a17c3e1u + static_cast<uint32_t>(i));
       if (!c.send(frame)) {
+        std::lock_guard<std::mutex> lock(mu);
         failure = "message " + std::to_string(i) + ": send failed: " + c.error();
         return;
       }
       std::string back = read_exactly(c, frame.size(), 5000ms);
       if (back != frame) {
+        std::lock_guard<std::mutex> lock(mu);
         failure = "message " + std::to_string(i) + ": " + std::to_string(back.size()) + " of " +
                   std::to_string(frame.size()) + " bytes came back" + (back.empty() ? "" : ", not the same") +
                   " (" + c.error() + ")";
@@ -326,7 +334,7 @@ TEST(Handover, WebSocketThroughTheProxyOutlivesTenReloadsAndTenUpgrades) {
   // Each generation carries messages before the next comes.
   change_generations(s, 20, &changes, [&](int i) {
     int before = echoed.load();
-    EXPECT_TRUE(wait_for([&] { return echoed.load() >= before + 2 || !failure.empty(); }, 5000ms))
+    EXPECT_TRUE(wait_for([&] { return echoed.load() >= before + 2 || failed(); }, 5000ms))
         << "no message came back after change " << i;
   });
   stop.store(true);
@@ -420,7 +428,10 @@ TEST(Handover, ATunnelMovesWithTheBytesQueuedInTheServer) {
   std::thread writer([&] {
     while (sent.load() < kTotal) {
       ssize_t n = ::send(fd, data.data() + sent.load(), std::min<size_t>(1 << 16, kTotal - sent.load()), MSG_NOSIGNAL);
-      if (n <= 0) return;
+      if (n <= 0) {
+        ADD_FAILURE() << "send failed after " << sent.load() << " bytes: " << strerror(errno);
+        return;
+      }
       sent += static_cast<size_t>(n);
     }
   });
@@ -462,7 +473,12 @@ TEST(Handover, QuitDoesNotHandTunnelsOver) {
   Client c(s.port());
   std::string why;
   ASSERT_TRUE(open_tunnel(c, "websocket", &why)) << why;
+  std::vector<pid_t> worker = workers_now(s, 1);
+  ASSERT_EQ(worker.size(), 1u);
   ASSERT_TRUE(s.signal(SIGQUIT));
+  // The worker drains (its title says so) before the tunnel is used again.
+  ASSERT_TRUE(wait_for([&] { return contains(read_file("/proc/" + std::to_string(worker[0]) + "/cmdline"), "shutting down"); },
+                       5000ms));
   ASSERT_TRUE(c.send("still here"));
   EXPECT_EQ(read_exactly(c, 10, 3000ms), "still here") << "the tunnel was cut before quit_timeout";
   EXPECT_TRUE(c.is_closed_by_peer(5000ms));
@@ -474,11 +490,6 @@ TEST(Handover, QuitDoesNotHandTunnelsOver) {
 // however many: here a thousand proxied requests end at the same moment, after the drain, while the master
 // is stopped; each connection then moves, none is closed, and they are spread over the new workers.
 TEST(Handover, HandOversWaitWhileTheMasterCannotTakeThem) {
-  TestUpstream up;
-  ASSERT_TRUE(up.start({})) << up.error();
-  BatonServer s;
-  s.set_config(tunnel_config(up));
-  ASSERT_TRUE(s.start());
   // More than a channel's socket buffer holds (some hundred messages) for each old worker.
   constexpr int kConnections = 1000;
   rlimit lim{};
@@ -489,20 +500,28 @@ TEST(Handover, HandOversWaitWhileTheMasterCannotTakeThem) {
     lim.rlim_cur = lim.rlim_max == RLIM_INFINITY ? kConnections + 1024 : std::min<rlim_t>(lim.rlim_max, kConnections + 1024);
     ASSERT_EQ(setrlimit(RLIMIT_NOFILE, &lim), 0);
   }
+  TestUpstream up;
+  ASSERT_TRUE(up.start({})) << up.error();
+  BatonServer s;
+  s.set_config(tunnel_config(up));
+  ASSERT_TRUE(s.start());
+  // The answers come 6 s after the requests: by then the master must be stopped.
+  constexpr auto kDelay = 6000ms;
   std::vector<Client> clients;
+  auto t0 = SteadyClock::now();
   for (int i = 0; i < kConnections; i++) {
     clients.emplace_back(s.port());
-    ASSERT_TRUE(clients.back().send(req("GET", "/delay/1500/size/10"))) << i;
+    ASSERT_TRUE(clients.back().send(req("GET", "/delay/6000/size/10"))) << i;
   }
   std::vector<pid_t> old = workers_now(s, 2);
   ASSERT_EQ(old.size(), 2u);
   ASSERT_TRUE(wait_for([&] { return up.stats().requests >= kConnections; }, 5000ms)) << "the requests did not arrive";
   RunResult r = s.ctl("reload");
   ASSERT_EQ(r.exit_code, 0) << describe(r);
-  // The answers come while the master is stopped: every connection is handed over at once, into a
-  // channel nobody reads.
   ASSERT_EQ(kill(s.master_pid(), SIGSTOP), 0);
-  std::this_thread::sleep_for(2500ms);
+  // (Otherwise the hand-overs could have found the master running: the test would prove nothing.)
+  ASSERT_LT(SteadyClock::now() - t0, kDelay - 1000ms) << "too slow to stop the master before the answers";
+  std::this_thread::sleep_until(t0 + kDelay + 1500ms);
   ASSERT_EQ(kill(s.master_pid(), SIGCONT), 0);
   int served = 0;
   for (Client& c : clients) {
@@ -519,4 +538,56 @@ TEST(Handover, HandOversWaitWhileTheMasterCannotTakeThem) {
   std::optional<StatusReport> st = status_of(s);
   ASSERT_TRUE(st);
   for (const auto& w : st->workers) EXPECT_GE(w.received, kConnections / 4) << "worker " << w.pid;
+}
+
+// A reload while a WebSocket waits for the upstream's 101: the tunnel moves once it is switched,
+// without waiting for a byte to pass, and the old worker leaves.
+TEST(Handover, ATunnelSwitchedDuringTheDrainMovesAtOnce) {
+  ProxiedTunnel t;
+  ASSERT_TRUE(t.up.start({})) << t.up.error();
+  t.s.set_config(tunnel_config(t.up));
+  ASSERT_TRUE(t.s.start());
+  Client c(t.s.port());
+  std::vector<pid_t> old = workers_now(t.s, 2);
+  ASSERT_EQ(old.size(), 2u);
+  ASSERT_TRUE(c.send("GET /delay/1500/ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                     "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n"));
+  ASSERT_TRUE(wait_for([&] { return t.up.stats().requests >= 1; }, 5000ms));
+  RunResult r = t.s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  std::optional<Response> head = c.read_response();
+  ASSERT_TRUE(head) << c.error();
+  ASSERT_EQ(head->status, 101);
+  // Nothing is sent: the server must move the tunnel by itself.
+  EXPECT_TRUE(wait_for([&] { return none_alive(old); }, 10000ms))
+      << "the old worker holds the tunnel\n" << t.s.census().describe();
+  ASSERT_TRUE(c.send("after the move"));
+  EXPECT_EQ(read_exactly(c, 14, 5000ms), "after the move");
+}
+
+// A reload that stops listening on the address a tunnel's client came to does not cut the tunnel.
+TEST(Handover, ATunnelOutlivesItsListener) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({})) << up.error();
+  BatonServer s;
+  int second = s.port(1);
+  auto conf = [&](bool both) {
+    return make_runtime_config("[upstream app]\nserver = " + up.address() +
+                                   "\n\n[server main]\nlisten = 127.0.0.1:@PORT@\n" +
+                                   (both ? "listen = 127.0.0.1:" + std::to_string(second) + "\n" : std::string()) +
+                                   "root = html\n\n[location /]\nproxy_pass = http://app\n",
+                               "quit_timeout = 60s\n", 1);
+  };
+  s.set_config(conf(true));
+  ASSERT_TRUE(s.start());
+  Client c(second);
+  std::string why;
+  ASSERT_TRUE(open_tunnel(c, "websocket", &why)) << why;
+  std::vector<pid_t> old = workers_now(s, 1);
+  s.set_config(conf(false));
+  RunResult r = s.ctl("reload");
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(wait_for([&] { return none_alive(old); }, 10000ms)) << s.census().describe();
+  ASSERT_TRUE(c.send("still open"));
+  EXPECT_EQ(read_exactly(c, 10, 5000ms), "still open");
 }

@@ -205,7 +205,7 @@ bool HttpConnection::try_hand_over() {
 bool HttpConnection::try_hand_over_tunnel() {
   // Switched through the handler and flowing (the 101 is out); TLS state lives in this process.
   Transport* t = c_->transport();
-  if (!worker_->can_hand_over() || !handler_ || !streaming_ || in_feed_ || !worker_->out.empty() || !t->shared() ||
+  if (!worker_->can_hand_over_tunnels() || !handler_ || !streaming_ || in_feed_ || !worker_->out.empty() || !t->shared() ||
       t->secure() || c_->out().has_file())
     return false;
   ssize_t upstream_pending = handler_->tunnel_pending();
@@ -332,7 +332,7 @@ void HttpConnection::read_tunnel() {
   char* buf = worker_->in.data();
   for (int i = 0; i < 8 && !closed() && !body_paused_; i++) {
     ssize_t n = c_->read(buf, worker_->in.size());
-    if (n == kIoWantRead || n == kIoWantWrite) return;
+    if (n == kIoWantRead || n == kIoWantWrite) break;
     if (n <= 0) {
       want_read(false);
       if (!handler_) {
@@ -1008,6 +1008,9 @@ void HttpConnection::start(const ResponseStart& r) {
   // A tunnel's client waits for the 101 before it sends anything: it leaves now. Otherwise the head
   // waits for push() or the first body bytes, to leave with them.
   if (switching && !in_feed_) flush();
+  // Switched while the worker drains: the tunnel moves at the next turn of the loop (on_writable),
+  // whether or not a byte moves first.
+  if (switching && draining_ && !closed()) want_write(true);
 }
 
 void HttpConnection::push() {

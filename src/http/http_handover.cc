@@ -93,14 +93,19 @@ std::string read_spill(const std::string& sizes, int fd, std::string* to_client,
 
 }  // namespace
 
-void describe_client(const Connection& c, HandedConnection* out) {
-  out->listener = c.listening()->key;
-  const PeerAddr& p = c.peer();
+SockAddr peer_sockaddr(const PeerAddr& p) {
+  SockAddr a;
   size_t len = p.family() == AF_INET    ? sizeof(sockaddr_in)
                : p.family() == AF_INET6 ? sizeof(sockaddr_in6)
                                         : sizeof(sa_family_t);
-  memcpy(&out->peer.storage, &p.u, len);
-  out->peer.len = static_cast<socklen_t>(len);
+  memcpy(&a.storage, &p.u, len);
+  a.len = static_cast<socklen_t>(len);
+  return a;
+}
+
+void describe_client(const Connection& c, HandedConnection* out) {
+  out->listener = c.listening()->key;
+  out->peer = peer_sockaddr(c.peer());
   out->via_proxy_protocol = c.listening()->opts.proxy_protocol;
 }
 

@@ -49,6 +49,8 @@ struct HandedConnection {
 // The client's part of a description: the key of the listener it came to, its address, and whether
 // that address came from a PROXY protocol header.
 void describe_client(const Connection& c, HandedConnection* out);
+// A client's address as a description carries it.
+SockAddr peer_sockaddr(const PeerAddr& p);
 
 // The message for a connection (its descriptors move into it). Returns false, with the reason, for one
 // that cannot be described (too many bytes pending, the wrong number of descriptors, no memory file).

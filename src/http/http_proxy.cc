@@ -755,11 +755,12 @@ bool ProxyHandler::parse_heads(const char* data, size_t len) {
       // before the answer.
       if (rest_len > 0) hc_->write(rest, rest_len);
       go_on = !aborted_ && link_ && push_and_check();
-      if (go_on && !body_.empty()) {
+      if (!aborted_ && link_ && !body_.empty()) {
+        // (Even when the client is slow: these bytes go the other way.)
         link_->conn->out().append(std::string_view(body_));
         std::string().swap(body_);
         flush_upstream();
-        go_on = link_ != nullptr && !aborted_;
+        go_on = go_on && link_ != nullptr && !aborted_;
       }
     } else if (err == HPE_PAUSED) {
       // A response without a body: complete. Anything after it is the upstream talking out of turn.
@@ -1112,10 +1113,10 @@ bool ProxyHandler::describe_tunnel(HandedConnection* hc) {
 }
 
 void ProxyHandler::tunnel_handed_over() {
+  if (link_) note(status_);  // (for the access log line written now; not once aborted)
   state_ = State::kDone;
   aborted_ = true;
   if (!link_) return;
-  note(status_);
   UpstreamLink* l = link_;
   link_ = nullptr;
   rt_->peers().released(server_);

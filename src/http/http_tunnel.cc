@@ -37,7 +37,8 @@ class TunnelSide final : public ConnectionHandler {
 
 class Tunnel final : public Deletable {
  public:
-  Tunnel(HttpWorker* w, double timeout_s) : w_(w), timeout_s_(timeout_s) {}
+  Tunnel(HttpWorker* w, double timeout_s, std::string listener, bool via_proxy_protocol)
+      : w_(w), timeout_s_(timeout_s), listener_(std::move(listener)), via_proxy_protocol_(via_proxy_protocol) {}
 
   void start(Connection* client, Connection* upstream, std::string_view to_client, std::string_view to_upstream,
              double idle_left_s);
@@ -63,6 +64,8 @@ class Tunnel final : public Deletable {
 
   HttpWorker* w_;
   double timeout_s_;
+  std::string listener_;  // the client's, as the description named it (it may be gone here)
+  bool via_proxy_protocol_;
   Connection* conn_[2] = {nullptr, nullptr};
   bool eof_[2] = {false, false};    // side i ended its stream
   bool shut_[2] = {false, false};   // our sending side to i is shut
@@ -190,7 +193,7 @@ void Tunnel::drain() {
 }
 
 bool Tunnel::try_hand_over() {
-  if (!w_->can_hand_over() || ended_) return false;
+  if (!w_->can_hand_over_tunnels() || ended_) return false;
   // A side that ended its stream has a state a description does not carry: it finishes here.
   if (eof_[kClient] || eof_[kUpstream] || shut_[kClient] || shut_[kUpstream]) return false;
   Connection* client = conn_[kClient];
@@ -198,7 +201,9 @@ bool Tunnel::try_hand_over() {
   if (client->out().memory() + upstream->out().memory() > kHandoverMaxSpill) return false;
   HandedConnection hc;
   hc.kind = HandedConnection::Kind::kTunnel;
-  describe_client(*client, &hc);
+  hc.listener = listener_;
+  hc.via_proxy_protocol = via_proxy_protocol_;
+  hc.peer = peer_sockaddr(client->peer());
   hc.timeout_ms = static_cast<int64_t>(timeout_s_ * 1000);
   hc.idle_left_ms = hc.timeout_ms;
   bool ok = client->out().copy_memory(&hc.to_client) && upstream->out().copy_memory(&hc.to_upstream);
@@ -229,7 +234,7 @@ void adopt_tunnel(HttpWorker* w, HandedConnection&& c, Listening* ls) {
   upstream_addr.len = len;
   auto* client = new Connection(w->loop, w->conns, std::move(c.fds[0]), c.peer, ls);
   auto* upstream = new Connection(w->loop, w->conns, std::move(c.fds[1]), upstream_addr, nullptr);
-  auto* t = new Tunnel(w, static_cast<double>(c.timeout_ms) / 1000.0);
+  auto* t = new Tunnel(w, static_cast<double>(c.timeout_ms) / 1000.0, c.listener, c.via_proxy_protocol);
   t->start(client, upstream, c.to_client, c.to_upstream, static_cast<double>(c.idle_left_ms) / 1000.0);
   // Taken while this worker drains too: handed on, or drained, with the rest.
   if (w->draining() && !client->closed()) client->drain();

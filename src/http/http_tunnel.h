@@ -18,7 +18,8 @@ namespace baton::http {
 
 class HttpWorker;
 
-// Starts carrying a handed-over tunnel (c.fds: the client, then the upstream) accepted on ls.
+// Starts carrying a handed-over tunnel (c.fds: the client, then the upstream). ls: the listener its
+// client came to, null when this generation no longer has it.
 void adopt_tunnel(HttpWorker* w, HandedConnection&& c, Listening* ls);
 
 }  // namespace baton::http

@@ -119,11 +119,12 @@ void HttpWorker::give_back(std::unique_ptr<Request> r) {
   if (spare_requests_.size() < kMaxSpare) spare_requests_.push_back(std::move(r));
 }
 
-void HttpWorker::drain(HandOver hand_over, void* arg) {
+void HttpWorker::drain(HandOver hand_over, void* arg, bool tunnels) {
   if (!draining_) drain_started = loop->now();
   draining_ = true;
   hand_over_ = hand_over;
   hand_over_arg_ = arg;
+  hand_over_tunnels_ = hand_over && tunnels;
   upstreams.drain();
   conns->drain_all();
 }
@@ -139,13 +140,14 @@ std::string HttpWorker::adopt(HandedConnection&& hc, const std::vector<std::uniq
   Listening* ls = nullptr;
   for (const auto& l : listening)
     if (l->key == hc.listener) ls = l.get();
-  if (!ls) return "its address \"" + hc.listener + "\" is not configured here";
-  if (ls->opts.ssl) return "its address is a TLS one here";
   if (hc.kind == HandedConnection::Kind::kTunnel) {
+    // A tunnel speaks no HTTP any more: it goes on whatever this generation listens on.
     handed_in++;
     adopt_tunnel(this, std::move(hc), ls);
     return "";
   }
+  if (!ls) return "its address \"" + hc.listener + "\" is not configured here";
+  if (ls->opts.ssl) return "its address is a TLS one here";
   auto* c = new Connection(loop, conns, std::move(hc.fds[0]), hc.peer, ls);
   auto h = std::make_unique<HttpConnection>(this, c);
   HttpConnection* http = h.get();

@@ -31,10 +31,12 @@ class HttpWorker {
   // Graceful stop: idle connections close, busy ones finish their response with Connection: close.
   // With hand_over (a newer generation serves): plain connections that are idle, or become idle,
   // go to it instead, keep-alive and all; hand_over returns false when it cannot take one now.
+  // tunnels: tunnels go too (the receiving generation knows them).
   using HandOver = bool (*)(void* arg, HandedConnection&& c);
-  void drain(HandOver hand_over = nullptr, void* arg = nullptr);
+  void drain(HandOver hand_over = nullptr, void* arg = nullptr, bool tunnels = false);
   bool draining() const { return draining_; }
   bool can_hand_over() const { return hand_over_ != nullptr; }
+  bool can_hand_over_tunnels() const { return hand_over_ != nullptr && hand_over_tunnels_; }
   bool hand_over(HandedConnection&& c);
   // A connection a worker of the old generation handed over: served from here on, under this
   // worker's configuration. Returns an error text or "".
@@ -69,6 +71,7 @@ class HttpWorker {
   static void flush_logs(void* arg);
   bool draining_ = false;
   HandOver hand_over_ = nullptr;
+  bool hand_over_tunnels_ = false;
   void* hand_over_arg_ = nullptr;
   std::vector<std::unique_ptr<Request>> spare_requests_;
 };

@@ -184,7 +184,7 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
     log_emerg("%s", err.c_str());
     return 1;
   }
-  raise_nofile_limit(static_cast<rlim_t>(c->main.worker_connections) * 2 + 128);
+  raise_nofile_limit(static_cast<rlim_t>(c->main.worker_connections) * 2 + 128 + master::kHandOverDescriptors);
   if (c->main.daemon) {
     err = daemonize();
     if (!err.empty()) {

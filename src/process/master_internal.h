@@ -6,6 +6,7 @@
 // (as the new one). Nothing outside the master includes it.
 #pragma once
 
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include <cstdint>
@@ -42,6 +43,12 @@ inline double seconds(int64_t ms) { return static_cast<double>(ms) / 1000.0; }
 
 class Master;
 
+// Connections on their way from an old worker to a new one that the master holds at most (each with
+// up to three descriptors): beyond it, the old workers' channels are not read and their hand-overs
+// wait on their side. The master's descriptor limit makes room for them.
+constexpr size_t kMaxQueuedHandOvers = 2048;
+constexpr rlim_t kHandOverDescriptors = 3 * kMaxQueuedHandOvers + 64;
+
 struct WorkerProc {
   Master* master = nullptr;
   pid_t pid = 0;
@@ -50,7 +57,9 @@ struct WorkerProc {
   std::shared_ptr<Cycle> cycle;
   Fd channel;
   ev_io io;        // reads the channel; watches it for room too while the outbox holds anything
-  Outbox outbox;   // connections handed to it that its channel has not taken yet
+  Outbox outbox;   // messages for it that its channel has not taken yet, in order
+  bool reading_paused = false;  // its hand-overs wait in its own outbox: the master holds enough
+  bool channel_closed = false;  // the worker is gone
   bool ready = false;
   bool draining = false;
   double started = 0;
@@ -144,8 +153,10 @@ class Master {
   // hand_over: a newer generation serves, to which the drained workers may hand their connections.
   void drain_workers(int generation_below_or_all, bool hand_over = false);
   void pass_connection(WorkerProc* from, Message& m);
-  // Watches a worker's channel for room while its outbox holds anything.
+  // Watches a worker's channel for room while its outbox holds anything, and for messages unless
+  // reading it is paused.
   void watch_channel(WorkerProc* w);
+  size_t queued_to_workers() const;
   void send_shutdown(WorkerProc* w, const char* mode, bool hand_over = false);
   size_t live_workers() const { return workers_.size(); }
   bool generation_ready(int generation) const;

@@ -491,7 +491,7 @@ int resumed_master_main(const Options& opts, const char* state_fd) {
   }
   st.listeners.clear();
   if (!tls_set_ticket_secret_hex(st.ticket_secret)) tls_make_ticket_secret();
-  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128);
+  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128 + master::kHandOverDescriptors);
   int generation = st.generation;
   std::shared_ptr<Cycle> shared(std::move(cycle));
   master::Master master(std::move(shared), generation);

@@ -294,7 +294,7 @@ int upgraded_master_main(const Options& opts) {
   if (!adopt.empty())
     log_notice("upgrade: %zu listener(s) no longer configured are left to the master", adopt.size());
   adopt.clear();
-  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128);
+  raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128 + master::kHandOverDescriptors);
   log_notice("baton/%s started by an upgrade, candidate process %d, generation %d", BATON_VERSION,
              static_cast<int>(getpid()), generation);
   std::shared_ptr<Cycle> shared(std::move(cycle));

@@ -78,33 +78,56 @@ void Master::on_restart_cb(struct ev_loop*, ev_timer* w, int) {
 
 void Master::on_channel_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* wp = static_cast<WorkerProc*>(w->data);
+  Master* m = wp->master;
   if (revents & EV_WRITE) {
+    size_t before = wp->outbox.size();
     if (wp->outbox.flush(wp->channel.get()) < 0)
-      log_info("connections handed to worker %d are closed: %s", static_cast<int>(wp->pid), strerror(errno));
-    wp->master->watch_channel(wp);
+      log_info("%zu message(s) for worker %d are dropped: %s", before, static_cast<int>(wp->pid), strerror(errno));
+    m->watch_channel(wp);
+    // Room again: the old workers whose hand-overs waited are read again.
+    if (m->queued_to_workers() <= kMaxQueuedHandOvers / 2)
+      for (auto& w : m->workers_)
+        if (w->reading_paused) {
+          w->reading_paused = false;
+          m->watch_channel(w.get());
+        }
   }
-  if (revents & EV_READ) wp->master->on_channel(wp);
+  if (revents & EV_READ) m->on_channel(wp);
+}
+
+size_t Master::queued_to_workers() const {
+  size_t n = 0;
+  for (const auto& w : workers_) n += w->outbox.size();
+  return n;
 }
 
 void Master::watch_channel(WorkerProc* w) {
-  int want = EV_READ | (w->outbox.empty() ? 0 : EV_WRITE);
-  if ((w->io.events & (EV_READ | EV_WRITE)) == want) return;
-  bool active = ev_is_active(&w->io);
-  if (active) ev_io_stop(loop_->raw(), &w->io);
+  if (w->channel_closed) return;
+  int want = (w->reading_paused ? 0 : EV_READ) | (w->outbox.empty() ? 0 : EV_WRITE);
+  if (ev_is_active(&w->io) && (w->io.events & (EV_READ | EV_WRITE)) == want) return;
+  ev_io_stop(loop_->raw(), &w->io);
+  if (!want) return;
   ev_io_modify(&w->io, want);
-  if (active) ev_io_start(loop_->raw(), &w->io);
+  ev_io_start(loop_->raw(), &w->io);
 }
 
 void Master::on_channel(WorkerProc* w) {
   for (;;) {
+    if (w->reading_paused) return;
     Message m;
     int r = recv_message(w->channel.get(), &m);
     if (r < 0 && errno == EAGAIN) return;
-    if (r < 0 && errno == EPROTO) continue;  // one bad message is dropped; the channel goes on
+    if (r < 0 && errno == EPROTO) {
+      // One message that could not be taken whole (descriptors beyond this process's limit): it is
+      // dropped, with what it carried; the channel goes on.
+      log_info("a message from worker %d was dropped (%s)", static_cast<int>(w->pid), strerror(errno));
+      continue;
+    }
     if (r <= 0) {
       // The worker is gone; SIGCHLD tells how.
       ev_io_stop(loop_->raw(), &w->io);
       w->outbox.clear();
+      w->channel_closed = true;
       return;
     }
     w->last_answer = loop_->now();
@@ -129,7 +152,8 @@ void Master::on_channel(WorkerProc* w) {
 // One ping in flight per worker at most: a stopped worker does not collect a queue of them.
 bool Master::ping(WorkerProc* w) {
   if (w->ping_sent > 0) return true;
-  if (send_message(w->channel.get(), Message(MsgType::kStatus)) < 0) return false;
+  if (w->outbox.send(w->channel.get(), Message(MsgType::kStatus)) < 0) return false;
+  watch_channel(w);
   w->ping_sent = loop_->now();
   return true;
 }
@@ -178,8 +202,11 @@ void Master::on_worker_ready(WorkerProc* w) {
 void Master::send_shutdown(WorkerProc* w, const char* mode, bool hand_over) {
   Message m(MsgType::kShutdown);
   m.set("mode", mode);
-  if (hand_over) m.set("handover", "1");
-  if (send_message(w->channel.get(), m) < 0) ::kill(w->pid, strcmp(mode, "fast") == 0 ? SIGTERM : SIGQUIT);
+  // Tunnels too: a worker of an older binary, told this by its master, may hand them over.
+  if (hand_over) m.set("handover", "1").set("tunnels", "1");
+  // After what waits for it (connections from an older generation): it takes them before it drains.
+  if (w->outbox.send(w->channel.get(), std::move(m)) < 0) ::kill(w->pid, strcmp(mode, "fast") == 0 ? SIGTERM : SIGQUIT);
+  watch_channel(w);
 }
 
 // Drains every worker of a generation older than `below` (all of them when below is 0).
@@ -211,6 +238,11 @@ void Master::pass_connection(WorkerProc* from, Message& m) {
   if (to->outbox.send(to->channel.get(), std::move(m)) < 0)
     log_info("a connection handed over by worker %d is closed: %s", static_cast<int>(from->pid), strerror(errno));
   watch_channel(to);
+  if (queued_to_workers() > kMaxQueuedHandOvers && !from->reading_paused) {
+    // The new workers are behind: what the old one hands over waits on its side.
+    from->reading_paused = true;
+    watch_channel(from);
+  }
 }
 
 void Master::reap() {
@@ -251,6 +283,7 @@ void Master::reap() {
       workers_.erase(it);
       // What it said last is still read: a connection it handed over just before it left must
       // not be dropped with its channel.
+      w->reading_paused = false;
       on_channel(w.get());
       ev_io_stop(loop_->raw(), &w->io);
       on_worker_exit(w.get(), status);

@@ -71,6 +71,8 @@ class Worker {
     ev_io_stop(loop.raw(), &sig_watcher);
     ev_io_stop(loop.raw(), &chan_watcher);
     chan_watcher_ = nullptr;
+    if (!outbox_.empty())
+      log_info("%zu message(s) to the master were not sent before the worker exited", outbox_.size());
     conns.on_change = nullptr;
     conns.close_all();
     return 0;
@@ -135,7 +137,7 @@ class Worker {
       switch (m.type) {
         case MsgType::kShutdown:
           if (m.get("mode") == "fast") loop_->stop();
-          else stop_gracefully(false, m.get("handover") == "1");
+          else stop_gracefully(false, m.get("handover") == "1", m.get("tunnels") == "1");
           break;
         case MsgType::kConnection: {
           // A connection of the old generation, handed to this worker by the master.
@@ -167,12 +169,13 @@ class Worker {
   // Stops accepting at once, lets the requests in flight finish (idle connections close, or with
   // hand_over go to the new generation through the master), and exits when the last connection is
   // gone or at quit_timeout.
-  void stop_gracefully(bool close_listeners, bool hand_over = false) {
+  // tunnels: the master's generation takes tunnels too (a master of an older binary does not say so).
+  void stop_gracefully(bool close_listeners, bool hand_over = false, bool tunnels = false) {
     if (!quitting_) {
       quitting_ = true;
       set_proc_title(close_listeners ? "baton: worker process is shutting down" : "baton: worker process (draining)");
       acceptor_->stop();
-      if (hand_over) http_->drain(send_connection, this);
+      if (hand_over) http_->drain(send_connection, this, tunnels);
     }
     // A drain without hand-over (a stop after a reload, say) ends any hand-over begun before.
     if (!hand_over) http_->drain();
@@ -211,8 +214,9 @@ class Worker {
   }
 
   void flush_outbox() {
+    size_t before = outbox_.size();
     if (outbox_.flush(channel_.get()) < 0)
-      log_info("%zu message(s) to the master were dropped (%s)", outbox_.size(), strerror(errno));
+      log_info("%zu message(s) to the master were dropped (%s)", before, strerror(errno));
     // A connection is handed over once it has left through the channel.
     if (outbox_.empty() && http_->handed_out > 0) http_->last_handed = loop_->now();
     watch_channel();

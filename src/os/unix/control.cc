@@ -111,6 +111,11 @@ int send_message(int fd, const Message& msg) {
   return r < 0 ? -1 : 0;
 }
 
+namespace {
+// The channel itself is gone: nothing queued for it can leave.
+bool channel_gone(int err) { return err == EPIPE || err == ECONNRESET || err == ENOTCONN || err == EBADF; }
+}  // namespace
+
 int Outbox::send(int fd, Message&& msg) {
   if (queue_.empty()) {
     if (send_message(fd, msg) == 0) return 0;
@@ -124,10 +129,13 @@ int Outbox::flush(int fd) {
   while (!queue_.empty()) {
     if (send_message(fd, queue_.front()) < 0) {
       if (errno == EAGAIN) return 0;
-      int err = errno;
-      queue_.clear();
-      errno = err;
-      return -1;
+      if (channel_gone(errno)) {
+        int err = errno;
+        queue_.clear();
+        errno = err;
+        return -1;
+      }
+      dropped_++;  // this message cannot be sent (too many descriptors in flight, say); the rest may
     }
     queue_.pop_front();
   }

@@ -80,15 +80,18 @@ class Outbox {
   // Sends now when nothing waits and the channel takes it, else queues it (it takes msg). -1 with
   // errno on another failure: the message is dropped and its descriptors closed.
   int send(int fd, Message&& msg);
-  // Sends what waits, in order, until the channel is full. -1 with errno on another failure; what
-  // waits is then dropped.
+  // Sends what waits, in order, until the channel is full. A message that cannot be sent for a
+  // reason of its own is dropped (counted in dropped()) and the others go on; -1 with errno when
+  // the channel is gone, and what waits is then dropped.
   int flush(int fd);
   bool empty() const { return queue_.empty(); }
   size_t size() const { return queue_.size(); }
   void clear() { queue_.clear(); }
+  size_t dropped() const { return dropped_; }
 
  private:
   std::deque<Message> queue_;
+  size_t dropped_ = 0;
 };
 
 // A SOCK_SEQPACKET socketpair, close-on-exec and non-blocking; [0] for the parent, [1] for the child.

@@ -22,9 +22,16 @@ Message numbered(int i) {
   return m;
 }
 
+// A small send buffer, whatever the host's default: the channel is full after a few messages.
+void small_buffer(const Fd& fd) {
+  int size = 4096;
+  ASSERT_EQ(setsockopt(fd.get(), SOL_SOCKET, SO_SNDBUF, &size, sizeof(size)), 0);
+}
+
 TEST(Outbox, WhatAFullChannelDoesNotTakeWaitsInOrderAndLeavesWhenThereIsRoom) {
   Fd writer, reader;
   ASSERT_TRUE(control_socketpair(&writer, &reader));
+  small_buffer(writer);
   Outbox box;
   constexpr int kMessages = 500;  // far more than a packet socket queues
   for (int i = 0; i < kMessages; i++) ASSERT_EQ(box.send(writer.get(), numbered(i)), 0) << i;
@@ -49,6 +56,7 @@ TEST(Outbox, WhatAFullChannelDoesNotTakeWaitsInOrderAndLeavesWhenThereIsRoom) {
 TEST(Outbox, AChannelWhoseReaderIsGoneDropsWhatWaits) {
   Fd writer, reader;
   ASSERT_TRUE(control_socketpair(&writer, &reader));
+  small_buffer(writer);
   Outbox box;
   for (int i = 0; i < 500; i++) ASSERT_EQ(box.send(writer.get(), numbered(i)), 0);
   ASSERT_FALSE(box.empty());
