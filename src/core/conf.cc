@@ -1,12 +1,17 @@
 #include "core/conf.h"
 
+#include <fnmatch.h>
+#include <glob.h>
 #include <ini.h>
+#include <limits.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
 #include <sys/un.h>
 
 #include <algorithm>
+#include <deque>
 #include <fstream>
 #include <sstream>
 
@@ -16,6 +21,17 @@
 namespace baton {
 
 void ConfFile::fail(int line, const std::string& msg) const { throw ConfError(where(line) + ": " + msg); }
+
+std::string ConfFile::where(int line) const {
+  size_t i = static_cast<size_t>(conf_file_index(line));
+  const std::string& name = i == 0 || i > included.size() ? path : included[i - 1].path;
+  return name + ":" + std::to_string(conf_lineno(line));
+}
+
+std::string ConfFile::at(int line) const {
+  if (conf_file_index(line) == 0) return "line " + std::to_string(line);
+  return where(line);
+}
 
 namespace {
 
@@ -38,6 +54,8 @@ struct KeyInfo {
 constexpr KeyInfo kKeys[] = {
     {"worker_processes", kMain, false},
     {"worker_connections", kMain, false},
+    // Read by the reader itself, anywhere (it never reaches a section): here so that it is known.
+    {"include", kMain | kHttp | kServer | kLocation | kUpstream, true},
     {"pid", kMain, false},
     {"error_log", kMain, false},
     {"log_level", kMain, false},
@@ -155,7 +173,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"hash", "is written \"balance = hash KEY\" in [upstream] here"},
     {"random", nullptr}, {"zone", nullptr}, {"ntlm", nullptr}, {"sticky", nullptr},
     // http core
-    {"include", nullptr}, {"sendfile", "is not needed: baton always sends files with sendfile()"},
+    {"sendfile", "is not needed: baton always sends files with sendfile()"},
     {"tcp_nodelay", "is not needed: baton sets TCP_NODELAY on kept-alive connections"},
     {"tcp_nopush", nullptr}, {"aio", nullptr}, {"directio", nullptr}, {"output_buffers", nullptr},
     {"sendfile_max_chunk", nullptr}, {"absolute_redirect", nullptr}, {"port_in_redirect", nullptr},
@@ -313,9 +331,18 @@ std::string_view key_of_key_line(std::string_view t) {
 // here), joins lines that end with "\" itself, and reports lines the library would cut.
 struct IniReader {
   ConfFile* file = nullptr;
-  std::string_view data;
-  size_t pos = 0;
-  int lineno = 0;
+  // The files being read: the main one at the bottom, the one an `include` is reading on top.
+  struct Source {
+    std::string_view data;
+    size_t pos = 0;
+    int lineno = 0;             // in this file
+    int index = 0;              // in file->included (1-based), 0 for the main file
+    std::vector<std::string> chain;  // this file and those that included it, for loops
+  };
+  std::vector<Source> stack;
+  std::deque<std::string> texts;  // what the sources' data point into
+  int lineno = 0;            // the line being read, as conf_line() encodes it
+  std::vector<int> order;    // the lines in the order inih saw them: its line n is order[n - 1]
   bool continues = false;  // the key line inih is given now ends with "\"
   int cont_line = 0;       // while a value is being continued: the line of its key; else 0
   std::string cont_key;
@@ -323,13 +350,21 @@ struct IniReader {
   int first_error_line = 0;
   std::string first_error;
 
+  // The error on the line read first is the one reported.
   void error(int line, std::string msg) {
-    if (first_error_line == 0 || line < first_error_line) {
+    if (first_error_line == 0 || seq(line) < seq(first_error_line)) {
       first_error_line = line;
       first_error = std::move(msg);
     }
   }
+  size_t seq(int line) const {
+    for (size_t i = 0; i < order.size(); i++)
+      if (order[i] == line) return i;
+    return order.size();
+  }
 };
+
+constexpr size_t kIncludeDepth = 16;
 
 constexpr size_t kIniLineMax = INI_MAX_LINE - 2;  // room for the newline and the terminating NUL
 
@@ -375,7 +410,7 @@ void on_continuation_line(IniReader* r, std::string_view line) {
   std::string_view t = trim(line);
   int key_line = r->cont_line;
   r->cont_line = 0;
-  std::string of = "the value of \"" + r->cont_key + "\" (line " + std::to_string(key_line) + " ends with \"\\\")";
+  std::string of = "the value of \"" + r->cont_key + "\" (" + r->file->at(key_line) + " ends with \"\\\")";
   if (is_comment_or_blank(t)) {
     r->error(r->lineno, of + " continues into an empty line or a comment");
     return;
@@ -394,16 +429,116 @@ void on_continuation_line(IniReader* r, std::string_view line) {
   if (more) r->cont_line = key_line;
 }
 
+std::vector<ConfSource> g_snapshot;
+
+// Reads a configuration file: from the snapshot while one is set, else from the disk.
+bool read_source(const std::string& path, std::string* out);
+
+// The files an `include` names: the path itself, or what a glob matches, sorted (while a snapshot
+// is set, what it matches among the snapshot's files: the files read then, not those there now).
+// "" or the reason it cannot.
+std::string expand_include(const std::string& pattern, std::vector<std::string>* paths) {
+  paths->clear();
+  if (pattern.find_first_of("*?[") == std::string::npos) {
+    paths->push_back(pattern);
+    return "";
+  }
+  if (!g_snapshot.empty()) {
+    for (const ConfSource& f : g_snapshot)
+      if (fnmatch(pattern.c_str(), f.path.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0) paths->push_back(f.path);
+    std::sort(paths->begin(), paths->end());
+    return "";
+  }
+  // A directory that does not exist holds nothing; one that cannot be read is an error.
+  static thread_local std::string unreadable;
+  unreadable.clear();
+  auto on_error = [](const char* path, int err) {
+    if (err == ENOENT || err == ENOTDIR) return 0;
+    unreadable = std::string(path) + "\" (" + strerror(err) + ")";
+    return 1;
+  };
+  glob_t g{};
+  int rc = glob(pattern.c_str(), 0, on_error, &g);
+  if (rc == 0)
+    for (size_t i = 0; i < g.gl_pathc; i++) paths->push_back(g.gl_pathv[i]);
+  globfree(&g);
+  if (rc == 0 || rc == GLOB_NOMATCH) return "";  // a glob that matches nothing includes nothing (as in nginx)
+  if (!unreadable.empty()) return "cannot read the directory \"" + unreadable;
+  return "cannot expand \"" + pattern + "\"";
+}
+
+// `include = PATH-OR-GLOB`: the files it names are read next, in order, before the rest of this one.
+void on_include(IniReader* r, std::string_view value) {
+  if (value.empty()) {
+    r->error(r->lineno, "\"include\" needs a file or a glob");
+    return;
+  }
+  std::string pattern(value);
+  if (pattern[0] != '/') {
+    size_t slash = r->file->path.rfind('/');
+    pattern = (slash == std::string::npos ? std::string() : r->file->path.substr(0, slash + 1)) + pattern;
+  }
+  std::vector<std::string> paths;
+  if (std::string err = expand_include(pattern, &paths); !err.empty()) {
+    r->error(r->lineno, err);
+    return;
+  }
+  const IniReader::Source& from = r->stack.back();
+  if (!paths.empty() && from.chain.size() >= kIncludeDepth) {
+    r->error(r->lineno, "includes nest more than " + std::to_string(kIncludeDepth) + " deep");
+    return;
+  }
+  std::vector<IniReader::Source> next;
+  for (const std::string& path : paths) {
+    std::string text;
+    if (!read_source(path, &text)) {
+      r->error(r->lineno, "cannot open included file \"" + path + "\" (" + strerror(errno) + ")");
+      return;
+    }
+    char real[PATH_MAX];
+    std::string id = realpath(path.c_str(), real) ? std::string(real) : path;
+    for (const std::string& up : from.chain)
+      if (up == id) {
+        std::string loop;
+        for (const std::string& c : from.chain) loop += "\"" + c + "\" includes ";
+        r->error(r->lineno, "include loop: " + loop + "\"" + id + "\"");
+        return;
+      }
+    r->file->included.push_back(ConfSource{path, text});
+    r->texts.push_back(std::move(text));
+    IniReader::Source src;
+    src.data = r->texts.back();
+    src.index = static_cast<int>(r->file->included.size());
+    src.chain = from.chain;
+    src.chain.push_back(id);
+    next.push_back(std::move(src));
+  }
+  // The first file named is read first: it goes on top.
+  for (auto it = next.rbegin(); it != next.rend(); ++it) r->stack.push_back(std::move(*it));
+}
+
 char* ini_read_line(char* str, int num, void* stream) {
   auto* r = static_cast<IniReader*>(stream);
-  if (r->pos >= r->data.size()) return nullptr;
-  size_t nl = r->data.find('\n', r->pos);
-  size_t end = nl == std::string_view::npos ? r->data.size() : nl;
-  std::string_view line = r->data.substr(r->pos, end - r->pos);
-  r->pos = nl == std::string_view::npos ? r->data.size() : nl + 1;
-  r->lineno++;
+  while (!r->stack.empty() && r->stack.back().pos >= r->stack.back().data.size()) {
+    if (r->stack.size() == 1) return nullptr;
+    // The end of an included file: a value cannot continue across it.
+    if (r->cont_line) {
+      r->error(r->cont_line, "the value of \"" + r->cont_key + "\" ends with \"\\\" at the end of the file");
+      r->cont_line = 0;
+    }
+    r->stack.pop_back();
+  }
+  if (r->stack.empty()) return nullptr;
+  IniReader::Source& src = r->stack.back();
+  size_t nl = src.data.find('\n', src.pos);
+  size_t end = nl == std::string_view::npos ? src.data.size() : nl;
+  std::string_view line = src.data.substr(src.pos, end - src.pos);
+  src.pos = nl == std::string_view::npos ? src.data.size() : nl + 1;
+  src.lineno++;
+  r->lineno = conf_line(src.index, src.lineno);
+  r->order.push_back(r->lineno);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
-  if (r->lineno == 1 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);  // UTF-8 BOM
+  if (src.lineno == 1 && line.starts_with("\xEF\xBB\xBF")) line.remove_prefix(3);  // UTF-8 BOM
 
   std::string_view out;  // what inih sees: never indented, no inline comment, no trailing "\"
   r->continues = false;
@@ -422,6 +557,14 @@ char* ini_read_line(char* str, int num, void* stream) {
   } else if (t[0] == '[') {
     on_section_line(r, t);
     out = t;
+  } else if (key_of_key_line(t) == "include") {
+    // Read here, not by inih: the included lines take its place.
+    std::string_view value = cut_inline_comment(t);
+    value = trim(value.substr(value.find('=') + 1));
+    if (!value.empty() && value.back() == '\\')
+      r->error(r->lineno, "\"include\" cannot continue on the next line");
+    else
+      on_include(r, value);
   } else {
     out = cut_inline_comment(t);
     r->continues = cut_continuation(&out);
@@ -463,10 +606,16 @@ ConfFile parse_ini(const std::string& name, std::string_view text, bool lenient)
   file.text = std::string(text);
   IniReader reader;
   reader.file = &file;
-  reader.data = file.text;
+  IniReader::Source main_source;
+  main_source.data = file.text;
+  char real[PATH_MAX];
+  main_source.chain.push_back(realpath(name.c_str(), real) ? std::string(real) : name);
+  reader.stack.push_back(std::move(main_source));
   int rc = ini_parse_stream(ini_read_line, &reader, ini_on_entry, &reader);
   if (lenient) return file;
-  if (rc > 0) reader.error(rc, "invalid line (expected \"key = value\", \"[section]\" or a comment)");
+  if (rc > 0)
+    reader.error(static_cast<size_t>(rc) <= reader.order.size() ? reader.order[static_cast<size_t>(rc) - 1] : rc,
+                 "invalid line (expected \"key = value\", \"[section]\" or a comment)");
   if (rc < 0) reader.error(0, "cannot parse (out of memory)");
   if (reader.cont_line)
     reader.error(reader.cont_line, "the value of \"" + reader.cont_key + "\" ends with \"\\\" at the end of the file");
@@ -491,8 +640,16 @@ bool slurp(const std::string& path, std::string* out) {
 }  // namespace
 
 namespace {
-std::vector<ConfSource> g_snapshot;
 constexpr std::string_view kSnapshotMagic = "baton-conf-snapshot 1\n";
+
+bool read_source(const std::string& path, std::string* out) {
+  for (const ConfSource& f : g_snapshot)
+    if (f.path == path) {
+      *out = f.text;
+      return true;
+    }
+  return slurp(path, out);
+}
 }  // namespace
 
 void set_conf_snapshot(std::vector<ConfSource> files) { g_snapshot = std::move(files); }
@@ -530,10 +687,8 @@ bool decode_conf_snapshot(std::string_view in, std::vector<ConfSource>* files) {
 }
 
 ConfFile read_conf_file(const std::string& path) {
-  for (const ConfSource& f : g_snapshot)
-    if (f.path == path) return parse_ini(path, f.text, false);
   std::string text;
-  if (!slurp(path, &text)) throw ConfError("cannot open configuration file \"" + path + "\" (" + strerror(errno) + ")");
+  if (!read_source(path, &text)) throw ConfError("cannot open configuration file \"" + path + "\" (" + strerror(errno) + ")");
   return parse_ini(path, text, false);
 }
 
@@ -575,7 +730,7 @@ void check_section_keys(const ConfFile& file, const ConfSection& sec) {
       if (k->repeats) continue;
       for (size_t j = 0; j < i; j++)
         if (sec.entries[j].key == e.key)
-          file.fail(e.line, "\"" + e.key + "\" is duplicate (first at line " + std::to_string(sec.entries[j].line) + ")");
+          file.fail(e.line, "\"" + e.key + "\" is duplicate (first at " + file.at(sec.entries[j].line) + ")");
       continue;
     }
     if (k) file.fail(e.line, "\"" + e.key + "\" belongs in " + section_names(k->sections) + (k->hint ? k->hint : ""));
@@ -731,7 +886,7 @@ void parse_main_conf(const ConfFile& conf, const ConfFile* overrides, MainConf* 
     int main_line = 0;
     for (const ConfSection& sec : f->sections) {
       if (sec.kind != "main") continue;
-      if (main_line) f->fail(sec.line, "duplicate [main] section (first at line " + std::to_string(main_line) + ")");
+      if (main_line) f->fail(sec.line, "duplicate [main] section (first at " + f->at(main_line) + ")");
       main_line = sec.line;
       if (!sec.arg.empty()) f->fail(sec.line, "[main] takes no name");
       check_section_keys(*f, sec);

@@ -31,26 +31,40 @@ struct ConfSection {
   std::vector<ConfEntry> entries;
 };
 
-struct ConfFile {
-  std::string path;
-  std::string text;  // as read, for -T
-  std::vector<ConfSection> sections;
-
-  [[noreturn]] void fail(int line, const std::string& msg) const;
-  // "file:line: " + msg, for errors found after parsing.
-  std::string where(int line) const { return path + ":" + std::to_string(line); }
-};
-
 // A file the configuration was read from, as it was read (what -T prints).
 struct ConfSource {
   std::string path;
   std::string text;
 };
 
+// A line of the configuration is kept as one number that also says which file it is in: 0 for the
+// main file, i for its i-th included file (`include`). Lines of the main file are plain numbers.
+constexpr int kConfFileShift = 20;  // a file may have up to a million lines
+inline int conf_line(int file_index, int lineno) { return (file_index << kConfFileShift) | lineno; }
+inline int conf_lineno(int line) { return line & ((1 << kConfFileShift) - 1); }
+inline int conf_file_index(int line) { return line >> kConfFileShift; }
+
+struct ConfFile {
+  std::string path;
+  std::string text;  // as read, for -T
+  std::vector<ConfSource> included;  // the files `include` read, in the order it read them
+  std::vector<ConfSection> sections;
+
+  [[noreturn]] void fail(int line, const std::string& msg) const;
+  // "file:line", for errors found after parsing.
+  std::string where(int line) const;
+  // "line N" for a line of the main file, "file:N" for one of an included file: for messages that
+  // point at another line than their own.
+  std::string at(int line) const;
+};
+
 // Reads and splits an INI file. Indentation is insignificant; a value continues on the next line
-// when its line ends with "\". Throws ConfError for unreadable files, lines too long for the INI
-// reader (never silently cut), malformed lines, keys outside sections, bad section headers, a
-// continuation into nothing (or into what looks like a key) and a value that ends with ";".
+// when its line ends with "\". `include = PATH-OR-GLOB`, on any line, reads the lines of the files
+// it names (a glob in sorted order; a relative path from the main file's directory) in its place.
+// Throws ConfError for unreadable files, lines too long for the INI reader (never silently cut),
+// malformed lines, keys outside sections, bad section headers, a continuation into nothing (or
+// into what looks like a key), a value that ends with ";", a missing included file and an include
+// loop.
 ConfFile read_conf_file(const std::string& path);
 // The same from memory (tests, -g).
 ConfFile read_conf_text(const std::string& name, std::string_view text);

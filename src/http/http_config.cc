@@ -364,8 +364,7 @@ struct Parser {
       if (code == 304) conf.fail(e.line, "\"error_page\" cannot replace 304 (it is not an error and has no body)");
       for (const ErrorPage& other : s->error_pages)
         if (other.status == static_cast<int>(code) && other.line != e.line)
-          conf.fail(e.line, "the error page for " + std::to_string(code) + " is already set at line " +
-                                std::to_string(other.line));
+          conf.fail(e.line, "the error page for " + std::to_string(code) + " is already set at " + conf.at(other.line));
         else if (other.status == static_cast<int>(code))
           conf.fail(e.line, "status code " + std::to_string(code) + " is given twice in \"error_page\"");
       ErrorPage p = proto;
@@ -383,9 +382,8 @@ struct Parser {
       const Location* loc = srv.find_location(p.path);
       if (!loc->proxy_pass) continue;
       const char* kind = loc->kind == MatchKind::kExact ? "= " : loc->kind == MatchKind::kPrefixNoRegex ? "^~ " : "";
-      conf.fail(p.line, "the error page \"" + p.uri + "\" falls in [location " + kind + loc->match + "] (line " +
-                            std::to_string(loc->line) + ") of [server " + srv.name +
-                            "], which has \"proxy_pass\": an error page is served from a file or a \"return\" "
+      conf.fail(p.line, "the error page \"" + p.uri + "\" falls in [location " + kind + loc->match + "] (" +
+                            conf.at(loc->line) + ") of [server " + srv.name + "], which has \"proxy_pass\": an error page is served from a file or a \"return\" "
                             "(add a [location = " + p.path + "] with a root)");
     }
   }
@@ -845,7 +843,7 @@ struct Parser {
     UpstreamGroup* g = section_upstreams.at(index);
     UpstreamGroup* first = named_upstreams.at(lower(sec.arg));
     if (first != g)
-      conf.fail(sec.line, "duplicate upstream \"" + sec.arg + "\" (first at line " + std::to_string(first->line) + ")");
+      conf.fail(sec.line, "duplicate upstream \"" + sec.arg + "\" (first at " + conf.at(first->line) + ")");
     check_section_keys(conf, sec);
     int balance_line = 0;
     for (const ConfEntry& e : sec.entries) {
@@ -877,7 +875,7 @@ struct Parser {
       for (const UpstreamServer& srv : g->servers)
         if (srv.backup)
           conf.fail(srv.line, std::string("balancing method \"") + (g->balance == Balance::kIpHash ? "ip_hash" : "hash") +
-                                  "\" (line " + std::to_string(balance_line) + ") does not support parameter \"backup\"");
+                                  "\" (" + conf.at(balance_line) + ") does not support parameter \"backup\"");
   }
 
   // Makes a group for every [upstream] section before any section is read: a proxy_pass may name
@@ -935,8 +933,8 @@ struct Parser {
         // nginx's rule: the servers of a section have their own ports.
         if (hp.port)
           conf.fail(e.line, "upstream \"" + it->second->name + "\" may not have port " + std::to_string(hp.port) +
-                                " (its servers have their own; [upstream " + it->second->name + "] is at line " +
-                                std::to_string(it->second->line) + ")");
+                                " (its servers have their own; [upstream " + it->second->name + "] is at " +
+                                conf.at(it->second->line) + ")");
         pp->group = it->second;
         pp->proxy_host = it->second->name;
         pp->redirect_from = scheme + pp->proxy_host + (pp->has_uri ? pp->uri : std::string("/"));
@@ -1026,7 +1024,7 @@ struct Parser {
       conf.fail(sec.line, "location \"" + loc->match + "\" must start with \"/\"");
     for (const auto& other : srv->locations)
       if (other->match == loc->match && (other->kind == MatchKind::kExact) == (loc->kind == MatchKind::kExact))
-        conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at line " + std::to_string(other->line) + ")");
+        conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at " + conf.at(other->line) + ")");
 
     check_section_keys(conf, sec);
     begin_level(sec, &loc->s);
@@ -1129,12 +1127,11 @@ struct Parser {
                pl.opts.ssl || group->opts.ssl) {
       if (group->opts.backlog != pl.opts.backlog || group->opts.reuseport != pl.opts.reuseport ||
           group->opts.proxy_protocol != pl.opts.proxy_protocol || group->opts.ssl != pl.opts.ssl)
-        conf.fail(pl.line, "listen options for " + pl.addr.to_string() + " conflict with line " + std::to_string(group->line));
+        conf.fail(pl.line, "listen options for " + pl.addr.to_string() + " conflict with " + conf.at(group->line));
     }
     if (pl.default_server) {
       if (group->explicit_default)
-        conf.fail(pl.line, "a default server for " + pl.addr.to_string() + " is already set at line " +
-                               std::to_string(group->default_line));
+        conf.fail(pl.line, "a default server for " + pl.addr.to_string() + " is already set at " + conf.at(group->default_line));
       group->default_server = srv;
       group->explicit_default = true;
       group->default_line = pl.line;
@@ -1148,7 +1145,7 @@ struct Parser {
       auto [it, inserted] = group->exact_names.emplace(n, srv);
       if (!inserted && it->second != srv)
         conf.fail(pl.line, "duplicate listen " + pl.addr.to_string() + " for server name \"" + n +
-                               "\" (also in the server at line " + std::to_string(it->second->line) + ")");
+                               "\" (also in the server at " + conf.at(it->second->line) + ")");
     }
     for (const std::string& w : srv->wildcard_suffixes) {
       for (const auto& [suffix, other] : group->wildcards)
@@ -1232,7 +1229,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   int http_line = 0;
   for (const ConfSection& sec : conf.sections) {
     if (sec.kind != "http") continue;
-    if (http_line) conf.fail(sec.line, "duplicate [http] section (first at line " + std::to_string(http_line) + ")");
+    if (http_line) conf.fail(sec.line, "duplicate [http] section (first at " + conf.at(http_line) + ")");
     http_line = sec.line;
     if (!sec.arg.empty()) conf.fail(sec.line, "[http] takes no name");
     check_section_keys(conf, sec);
@@ -1297,7 +1294,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
       const TlsSettings& t = srv->s.tls;
       if (t.certificates.empty())
         conf.fail(srv->line, "no \"ssl_certificate\" for [server " + srv->name + "], which listens on " + g->text +
-                                 " with ssl (line " + std::to_string(g->line) + ")");
+                                 " with ssl (" + conf.at(g->line) + ")");
       if (t.certificates.size() != t.keys.size())
         conf.fail(t.keys.size() < t.certificates.size() ? t.certificate_lines[t.keys.size()] : t.key_lines[t.certificates.size()],
                   "each \"ssl_certificate\" needs its \"ssl_certificate_key\" (" + std::to_string(t.certificates.size()) +

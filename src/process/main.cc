@@ -262,6 +262,7 @@ int run() {
       std::vector<const ConfSource*> files;
       ConfSource main_file{cycle->conf.path, cycle->conf.text};
       files.push_back(&main_file);
+      for (const ConfSource& f : cycle->conf.included) files.push_back(&f);
       for (const ConfSource& f : cycle->http->files_read) files.push_back(&f);
       for (const ConfSource* f : files) {
         printf("# configuration file %s:\n", f->path.c_str());

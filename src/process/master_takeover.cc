@@ -119,6 +119,7 @@ void Master::hand_over_generation() {
   if (ok) {
     std::vector<ConfSource> files;
     files.push_back(ConfSource{current_->conf.path, current_->conf.text});
+    for (const ConfSource& f : current_->conf.included) files.push_back(f);
     for (const ConfSource& f : current_->http->files_read) files.push_back(f);
     std::string bytes = encode_conf_snapshot(files);
     Fd mem(memfd_create("baton-conf", MFD_CLOEXEC));
