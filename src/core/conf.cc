@@ -109,6 +109,8 @@ constexpr KeyInfo kKeys[] = {
     {"proxy_ssl_ciphers", kInherited, false},
     {"proxy_ssl_session_reuse", kInherited, false},
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
+    {"add_header", kInherited, true},  // the same
+    {"server_tokens", kInherited, false},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -177,7 +179,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"tcp_nodelay", "is not needed: baton sets TCP_NODELAY on kept-alive connections"},
     {"tcp_nopush", nullptr}, {"aio", nullptr}, {"directio", nullptr}, {"output_buffers", nullptr},
     {"sendfile_max_chunk", nullptr}, {"absolute_redirect", nullptr}, {"port_in_redirect", nullptr},
-    {"server_name_in_redirect", nullptr}, {"server_tokens", nullptr}, {"chunked_transfer_encoding", nullptr},
+    {"server_name_in_redirect", nullptr}, {"chunked_transfer_encoding", nullptr},
     {"client_body_temp_path", nullptr}, {"client_body_in_file_only", nullptr},
     {"large_client_header_buffers", "is not supported (baton's \"client_header_buffer_size\" is the largest request head)"},
     {"keepalive_time", nullptr}, {"keepalive_disable", nullptr}, {"lingering_close", nullptr},
@@ -196,7 +198,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
     {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
-    {"add_header", nullptr}, {"add_trailer", nullptr}, {"charset", nullptr}, {"charset_types", nullptr},
+    {"add_trailer", nullptr}, {"charset", nullptr}, {"charset_types", nullptr},
     {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},
     {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
     {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},

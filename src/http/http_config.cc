@@ -13,6 +13,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "event/tls.h"
+#include "http/http1.h"
 #include "http/http_mime.h"
 #include "http/http_request.h"
 
@@ -302,11 +303,41 @@ struct Parser {
       else if (e.key == "proxy_hide_header") s->proxy.hide_headers.clear();
       else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
       else if (e.key == "error_page") s->error_pages.clear();
+      else if (e.key == "add_header") s->add_headers.clear();
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
       else if (e.key == "ssl_session_ticket_key") s->tls.ticket_key_files.clear(), s->tls.ticket_key_lines.clear();
     }
+  }
+
+  // add_header = NAME VALUE [always]. The value may be quoted and may hold variables; a header the
+  // server writes itself, or one that frames the body, cannot be added.
+  void parse_add_header(const ConfEntry& e, Settings* s) {
+    std::string_view v = trim(std::string_view(e.value));
+    size_t sp = v.find_first_of(" \t");
+    std::string_view name = v.substr(0, sp);
+    if (name.empty() || sp == std::string_view::npos)
+      conf.fail(e.line, "\"add_header\" needs a name and a value (add_header = X-Frame-Options DENY)");
+    for (char c : name)
+      if (!is_tchar(static_cast<unsigned char>(c))) conf.fail(e.line, "invalid header name \"" + std::string(name) + "\" in \"add_header\"");
+    for (const char* own : {"content-length", "transfer-encoding", "connection", "date", "server", "keep-alive", "upgrade"})
+      if (iequals(name, own))
+        conf.fail(e.line, "\"" + std::string(name) + "\" is written by baton itself and cannot be added with \"add_header\"");
+    std::string_view rest = trim(v.substr(sp));
+    AddedHeader a;
+    a.name = std::string(name);
+    // "always" as the last word, after the value (a quoted value may hold the word itself).
+    if (rest.size() > 6 && rest.substr(rest.size() - 6) == "always" &&
+        (rest[rest.size() - 7] == ' ' || rest[rest.size() - 7] == '\t')) {
+      a.always = true;
+      rest = trim(rest.substr(0, rest.size() - 7));
+    }
+    std::string text = unquote(e, rest);
+    for (unsigned char c : text)
+      if ((c < 0x20 && c != '\t') || c == 0x7f) conf.fail(e.line, "control character in the value of \"add_header\"");
+    if (std::string err = a.value.compile(text); !err.empty()) conf.fail(e.line, err);
+    s->add_headers.push_back(std::move(a));
   }
 
   // error_page = CODE [CODE...] [=[RESPONSE]] URI. The URI is a local page (a path, looked up as a
@@ -702,6 +733,10 @@ struct Parser {
       s->access_log_format = fmt;
     } else if (k == "error_page") {
       parse_error_page(e, s);
+    } else if (k == "add_header") {
+      parse_add_header(e, s);
+    } else if (k == "server_tokens") {
+      on_off(e, &s->server_tokens);
     } else {
       return apply_proxy_setting(e, &s->proxy);
     }

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_response.h"
 #include "http/http_upstream.h"
 #include "http/http_variables.h"
 #include "os/unix/socket.h"
@@ -88,6 +89,9 @@ struct Settings {
   TlsSettings tls;
   // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
   std::vector<ErrorPage> error_pages;
+  // add_header lines, the same way: a level with any has only its own.
+  std::vector<AddedHeader> add_headers;
+  bool server_tokens = true;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

@@ -242,6 +242,18 @@ void HttpConnection::on_drain() {
   }
 }
 
+const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
+  policy_vars_ = VarContext();
+  policy_vars_.req = req_.get();
+  policy_vars_.server = server_;
+  policy_vars_.peer = &c_->peer();
+  policy_vars_.local = &c_->listening()->addr;
+  policy_.add = &s.add_headers;
+  policy_.vars = &policy_vars_;
+  policy_.server_tokens = s.server_tokens;
+  return &policy_;
+}
+
 void HttpConnection::release_request() {
   if (!req_ || log_pending_) return;
   req_->answer.file.reset();
@@ -727,6 +739,7 @@ void HttpConnection::answer(Request& req) {
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
+  r.policy = head_policy(s);
 
   VarContext vars;
   vars.req = &req;
@@ -744,6 +757,7 @@ void HttpConnection::answer(Request& req) {
     serve_static(w, server_, location_, req, &r, vars);
   } else if (req.method_id == HTTP_OPTIONS) {
     ResponseHead h;
+    h.policy = r.policy;
     h.status = 204;
     h.keep_alive = r.keep_alive;
     h.http10 = r.http10;
@@ -857,6 +871,7 @@ void HttpConnection::fail_request(int status) {
   Reply r;
   r.out = &w->out;
   r.keep_alive = false;
+  if (req_) r.policy = head_policy(s);
   size_t mark = w->out.size();
   reply_error(&r, status, s);
   if (status == 405) {
@@ -993,6 +1008,7 @@ void HttpConnection::start(const ResponseStart& r) {
     h.content_length = -1;
   }
   h.keep_alive = keep_alive_ || switching;
+  h.policy = head_policy(settings_now());
   begin_head(&w->out, h);
   for (size_t i = 0; i < r.header_count; i++) {
     w->out.append(r.headers[i].name);
@@ -1061,6 +1077,7 @@ void HttpConnection::fail(int status) {
   r.keep_alive = keep_alive_;
   r.http10 = req_->version_minor == 0;
   const Settings& s = settings_now();
+  r.policy = head_policy(s);
   reply_error(&r, status, s);
   if (!s.error_pages.empty()) {
     VarContext vars;

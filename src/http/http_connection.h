@@ -18,6 +18,7 @@
 #include "event/connection.h"
 #include "http/http_config.h"
 #include "http/http_request.h"
+#include "http/http_response.h"
 #include "http/http_stream.h"
 
 namespace baton::http {
@@ -36,6 +37,7 @@ struct Reply {
   Fd file;
   off_t file_offset = 0;
   uint64_t file_bytes = 0;
+  const HeadPolicy* policy = nullptr;  // what the answering location adds to the head
 };
 
 class HttpConnection final : public ConnectionHandler, public ResponseStream {
@@ -131,6 +133,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void log_request(int status, uint64_t body_bytes);
   void release_request();
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
+  // The head policy of the request at hand under settings s (valid until the next call).
+  const HeadPolicy* head_policy(const Settings& s);
 
   static int on_message_begin(llhttp_t* p);
   static int on_url(llhttp_t* p, const char* at, size_t len);
@@ -207,6 +211,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
     std::unique_ptr<std::string> s_;  // never empty when set
   };
   HeldInput in_;
+  HeadPolicy policy_;
+  VarContext policy_vars_;
   // The asynchronous handler of the request in progress (null when none). Deleted through the loop:
   // it may be the caller when it ends.
   RequestHandler* handler_ = nullptr;

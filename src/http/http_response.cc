@@ -64,7 +64,7 @@ void begin_head(std::string* out, const ResponseHead& h) {
   out->push_back(' ');
   out->append(status_reason(h.status));
   out->append("\r\nServer: ");
-  out->append(kServerToken);
+  out->append(h.policy && !h.policy->server_tokens ? std::string_view("baton") : std::string_view(kServerToken));
   out->append("\r\nDate: ");
   out->append(Clock::http_date());
   out->append("\r\n");
@@ -80,27 +80,55 @@ void begin_head(std::string* out, const ResponseHead& h) {
   }
 }
 
+bool adds_headers(int status) {
+  switch (status) {
+    case 200: case 201: case 204: case 206:
+    case 301: case 302: case 303: case 304: case 307: case 308:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void end_head(std::string* out, const ResponseHead& h) {
+  if (h.policy && h.policy->add && !h.policy->add->empty() && h.policy->vars) {
+    bool usual = adds_headers(h.status);
+    for (const AddedHeader& a : *h.policy->add) {
+      if (!a.always && !usual) continue;
+      size_t mark = out->size();
+      out->append(a.name);
+      out->append(": ");
+      size_t value_at = out->size();
+      a.value.evaluate(*h.policy->vars, out);
+      // A value with a line break in it (from a variable) would forge fields: it is cut there; an
+      // empty value adds nothing.
+      size_t bad = out->find_first_of("\r\n", value_at);
+      if (bad != std::string::npos) out->resize(bad);
+      if (out->size() == value_at) out->resize(mark);
+      else out->append("\r\n");
+    }
+  }
   if (!h.keep_alive) out->append("Connection: close\r\n\r\n");
   else if (h.http10) out->append("Connection: keep-alive\r\n\r\n");
   else out->append("\r\n");
 }
 
-std::string_view error_page(int code) {
+std::string_view error_page(int code, bool server_tokens) {
   static std::array<std::string, 600> pages;
+  static std::array<std::string, 600> bare;  // server_tokens off
   static std::once_flag once;
   std::call_once(once, [] {
     for (int c = 300; c < 600; c++) {
       const char* reason = status_reason(c);
       if (!*reason) continue;
       std::string title = std::to_string(c) + " " + reason;
-      pages[static_cast<size_t>(c)] =
-          "<!DOCTYPE html>\n<html>\n<head><title>" + title + "</title></head>\n<body>\n<h1>" + title +
-          "</h1>\n<hr><p>" + kServerToken + "</p>\n</body>\n</html>\n";
+      std::string top = "<!DOCTYPE html>\n<html>\n<head><title>" + title + "</title></head>\n<body>\n<h1>" + title;
+      pages[static_cast<size_t>(c)] = top + "</h1>\n<hr><p>" + kServerToken + "</p>\n</body>\n</html>\n";
+      bare[static_cast<size_t>(c)] = top + "</h1>\n<hr><p>baton</p>\n</body>\n</html>\n";
     }
   });
   if (code < 300 || code >= 600) return {};
-  return pages[static_cast<size_t>(code)];
+  return server_tokens ? pages[static_cast<size_t>(code)] : bare[static_cast<size_t>(code)];
 }
 
 }  // namespace baton::http

@@ -201,9 +201,12 @@ int status_for_errno(int e) {
   return 500;
 }
 
+bool tokens(const Reply* r) { return !r->policy || r->policy->server_tokens; }
+
 void reply_simple(Reply* r, int status, std::string_view type, std::string_view body,
                   std::string_view extra_headers = {}) {
   ResponseHead h;
+  h.policy = r->policy;
   h.status = status;
   h.keep_alive = r->keep_alive;
   h.http10 = r->http10;
@@ -224,8 +227,9 @@ void reply_simple(Reply* r, int status, std::string_view type, std::string_view 
 void reply_redirect(Reply* r, int status, std::string_view location, const Settings& s) {
   std::string& hdr = *r->out;
   (void)s;
-  std::string_view body = error_page(status);
+  std::string_view body = error_page(status, tokens(r));
   ResponseHead h;
+  h.policy = r->policy;
   h.status = status;
   h.keep_alive = r->keep_alive;
   h.http10 = r->http10;
@@ -322,6 +326,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
   };
 
   ResponseHead h;
+  h.policy = r->policy;
   h.keep_alive = r->keep_alive;
   h.http10 = r->http10;
 
@@ -348,7 +353,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
   }
 
   if (rr == RangeResult::kUnsatisfiable) {
-    std::string_view body = error_page(416);
+    std::string_view body = error_page(416, tokens(r));
     h.status = 416;
     h.content_type = "text/html";
     h.content_length = static_cast<int64_t>(body.size());
@@ -677,8 +682,8 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
 
 void reply_error(Reply* r, int status, const Settings& s) {
   (void)s;
-  std::string_view body = error_page(status);
-  if (body.empty() && status >= 300) body = error_page(500);
+  std::string_view body = error_page(status, tokens(r));
+  if (body.empty() && status >= 300) body = error_page(500, tokens(r));
   reply_simple(r, status, "text/html", body);
 }
 
