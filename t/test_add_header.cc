@@ -111,3 +111,16 @@ TEST(ServerTokens, OnByDefault) {
   Response r = get(s.port(), "/missing");
   EXPECT_EQ(r.header("Server").rfind("baton/", 0), 0u) << r;
 }
+
+TEST(Charset, AddedToTextTypesOnly) {
+  BatonServer s;
+  s.write_file("html/page.html", "<p>é</p>\n");
+  s.write_file("html/data.bin", "x");
+  s.set_config(site("charset = utf-8\n", "", "[location = /r]\nreturn = 200 text\n[location /plain/]\ncharset = off\n"));
+  s.write_file("html/plain/page.html", "<p>x</p>\n");
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/page.html").header("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(get(s.port(), "/data.bin").header("Content-Type"), "application/octet-stream");
+  EXPECT_EQ(get(s.port(), "/missing").header("Content-Type"), "text/html; charset=utf-8");
+  EXPECT_EQ(get(s.port(), "/plain/page.html").header("Content-Type"), "text/html");
+}

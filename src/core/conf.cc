@@ -111,6 +111,7 @@ constexpr KeyInfo kKeys[] = {
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"add_header", kInherited, true},  // the same
     {"server_tokens", kInherited, false},
+    {"charset", kInherited, false},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -198,7 +199,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
     {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
-    {"add_trailer", nullptr}, {"charset", nullptr}, {"charset_types", nullptr},
+    {"add_trailer", nullptr}, {"charset_types", nullptr},
     {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},
     {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
     {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},

@@ -737,6 +737,15 @@ struct Parser {
       parse_add_header(e, s);
     } else if (k == "server_tokens") {
       on_off(e, &s->server_tokens);
+    } else if (k == "charset") {
+      if (e.value == "off") {
+        s->charset.clear();
+      } else {
+        if (e.value.empty()) bad(e, "charset");
+        for (char c : e.value)
+          if (!is_tchar(static_cast<unsigned char>(c))) bad(e, "charset");
+        s->charset = e.value;
+      }
     } else {
       return apply_proxy_setting(e, &s->proxy);
     }

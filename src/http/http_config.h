@@ -92,6 +92,7 @@ struct Settings {
   // add_header lines, the same way: a level with any has only its own.
   std::vector<AddedHeader> add_headers;
   bool server_tokens = true;
+  std::string charset;  // charset = NAME; empty: off
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

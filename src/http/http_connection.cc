@@ -251,6 +251,7 @@ const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
   policy_.add = &s.add_headers;
   policy_.vars = &policy_vars_;
   policy_.server_tokens = s.server_tokens;
+  policy_.charset = s.charset;
   return &policy_;
 }
 

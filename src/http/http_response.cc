@@ -71,6 +71,10 @@ void begin_head(std::string* out, const ResponseHead& h) {
   if (!h.content_type.empty()) {
     out->append("Content-Type: ");
     out->append(h.content_type);
+    if (h.policy && !h.policy->charset.empty() && takes_charset(h.content_type)) {
+      out->append("; charset=");
+      out->append(h.policy->charset);
+    }
     out->append("\r\n");
   }
   if (h.content_length >= 0) {
@@ -78,6 +82,15 @@ void begin_head(std::string* out, const ResponseHead& h) {
     append_uint(out, static_cast<uint64_t>(h.content_length));
     out->append("\r\n");
   }
+}
+
+bool takes_charset(std::string_view type) {
+  if (type.find(';') != std::string_view::npos) return false;  // it has parameters (a charset) already
+  static const char* const kTypes[] = {"text/html", "text/xml", "text/plain", "text/vnd.wap.wml",
+                                       "application/javascript", "application/rss+xml"};
+  for (const char* t : kTypes)
+    if (iequals(type, t)) return true;
+  return false;
 }
 
 bool adds_headers(int status) {

@@ -24,7 +24,13 @@ struct HeadPolicy {
   const std::vector<AddedHeader>* add = nullptr;
   const VarContext* vars = nullptr;
   bool server_tokens = true;  // "Server: baton/VERSION"; off: "Server: baton"
+  std::string_view charset;   // added to a text type's Content-Type ("" for none)
 };
+
+// Whether `charset` applies to a Content-Type (nginx's charset_types: text/html, text/xml,
+// text/plain, text/vnd.wap.wml, application/javascript, application/rss+xml), one without a
+// charset of its own.
+bool takes_charset(std::string_view content_type);
 
 const char* status_reason(int code);  // "Not Found"; "" for unknown codes
 bool status_has_body(int code);       // false for 1xx, 204, 304
