@@ -507,6 +507,10 @@ void on_include(IniReader* r, std::string_view value) {
         r->error(r->lineno, "include loop: " + loop + "\"" + id + "\"");
         return;
       }
+    if (r->file->included.size() + 1 >= (size_t{1} << (31 - kConfFileShift))) {
+      r->error(r->lineno, "too many included files");
+      return;
+    }
     r->file->included.push_back(ConfSource{path, text});
     r->texts.push_back(std::move(text));
     IniReader::Source src;
