@@ -124,3 +124,53 @@ TEST(Charset, AddedToTextTypesOnly) {
   EXPECT_EQ(get(s.port(), "/missing").header("Content-Type"), "text/html; charset=utf-8");
   EXPECT_EQ(get(s.port(), "/plain/page.html").header("Content-Type"), "text/html");
 }
+
+// A custom error page gets the headers of its final status: `always` ones (an added Cache-Control
+// too, although the page's own file fields are dropped), and not the others on an error.
+TEST(AddHeader, ErrorPagesGetTheHeadersOfTheirFinalStatus) {
+  BatonServer s;
+  s.write_file("html/404.html", "custom\n");
+  s.set_config(site("", "error_page = 404 /404.html\nadd_header = Cache-Control no-store always\n"
+                        "add_header = X-Only-On-Success yes\n", ""));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/missing");
+  EXPECT_EQ(r.status, 404);
+  EXPECT_EQ(r.body, "custom\n");
+  EXPECT_EQ(r.header("Cache-Control"), "no-store") << r;
+  EXPECT_EQ(r.header("X-Only-On-Success"), "") << r;
+  EXPECT_EQ(r.count("Cache-Control"), 1u) << r;
+}
+
+// A [server] `return` answers with the server's headers, not those of the location the request
+// would have gone to.
+TEST(AddHeader, AServerReturnUsesTheServersHeaders) {
+  BatonServer s;
+  s.set_config(site("", "return = 301 https://example.com$request_uri\nadd_header = X-Server yes always\n",
+                    "[location /static/]\nadd_header = X-Location yes\n"));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/static/x");
+  EXPECT_EQ(r.status, 301);
+  EXPECT_EQ(r.header("X-Server"), "yes") << r;
+  EXPECT_EQ(r.header("X-Location"), "") << r;
+}
+
+TEST(Charset, AReturnTextGetsIt) {
+  BatonServer s;
+  s.set_config(site("charset = utf-8\n", "default_type = text/plain\n", "[location = /r]\nreturn = 200 text\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/r").header("Content-Type"), "text/plain; charset=utf-8");
+}
+
+// A request refused while its head is read is answered with the default server's headers, not with
+// those of the location the connection's previous request went to.
+TEST(AddHeader, AnErrorBeforeRoutingDoesNotTakeThePreviousRequestsHeaders) {
+  BatonServer s;
+  s.set_config(site("", "", "[location = /v]\nadd_header = X-Location yes always\nreturn = 200 ok\n"));
+  ASSERT_TRUE(s.start());
+  Client c(s.port());
+  Response r = c.exchange(req("GET", "/v"));
+  EXPECT_EQ(r.header("X-Location"), "yes");
+  r = c.exchange("GET /v HTTP/1.1\r\nHost: localhost\r\nBad Header: x\r\n\r\n");
+  EXPECT_EQ(r.status, 400);
+  EXPECT_EQ(r.header("X-Location"), "") << r;
+}

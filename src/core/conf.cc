@@ -29,7 +29,8 @@ std::string ConfFile::where(int line) const {
 }
 
 std::string ConfFile::at(int line) const {
-  if (conf_file_index(line) == 0) return "line " + std::to_string(line);
+  // With included files, "line N" alone could be read as a line of another file.
+  if (conf_file_index(line) == 0 && included.empty()) return "line " + std::to_string(line);
   return where(line);
 }
 
@@ -440,9 +441,9 @@ bool read_source(const std::string& path, std::string* out);
 // The files an `include` names: the path itself, or what a glob matches, sorted (while a snapshot
 // is set, what it matches among the snapshot's files: the files read then, not those there now).
 // "" or the reason it cannot.
-std::string expand_include(const std::string& pattern, std::vector<std::string>* paths) {
+std::string expand_include(const std::string& pattern, bool is_glob, std::vector<std::string>* paths) {
   paths->clear();
-  if (pattern.find_first_of("*?[") == std::string::npos) {
+  if (!is_glob) {
     paths->push_back(pattern);
     return "";
   }
@@ -450,6 +451,8 @@ std::string expand_include(const std::string& pattern, std::vector<std::string>*
     for (const ConfSource& f : g_snapshot)
       if (fnmatch(pattern.c_str(), f.path.c_str(), FNM_PATHNAME | FNM_PERIOD) == 0) paths->push_back(f.path);
     std::sort(paths->begin(), paths->end());
+    // (A file included at two places is in the snapshot twice.)
+    paths->erase(std::unique(paths->begin(), paths->end()), paths->end());
     return "";
   }
   // A directory that does not exist holds nothing; one that cannot be read is an error.
@@ -472,17 +475,39 @@ std::string expand_include(const std::string& pattern, std::vector<std::string>*
 
 // `include = PATH-OR-GLOB`: the files it names are read next, in order, before the rest of this one.
 void on_include(IniReader* r, std::string_view value) {
+  if (!value.empty() && value.back() == ';') {
+    r->error(r->lineno, "\"include\" value ends with \";\" (baton's configuration needs no \";\" at the end of a line)");
+    return;
+  }
+  if (value.size() >= 2 && (value[0] == '"' || value[0] == '\'') && value.back() == value[0])
+    value = value.substr(1, value.size() - 2);
   if (value.empty()) {
     r->error(r->lineno, "\"include\" needs a file or a glob");
     return;
   }
+  if (value.find_first_of(" \t") != std::string_view::npos) {
+    r->error(r->lineno, "\"include\" takes one file or glob (quote a path with blanks in it)");
+    return;
+  }
+  // Whether it is a glob is decided by what was written; the directory put in front of a relative
+  // path is taken literally.
+  const bool is_glob = value.find_first_of("*?[") != std::string_view::npos;
   std::string pattern(value);
   if (pattern[0] != '/') {
     size_t slash = r->file->path.rfind('/');
-    pattern = (slash == std::string::npos ? std::string() : r->file->path.substr(0, slash + 1)) + pattern;
+    std::string dir = slash == std::string::npos ? std::string() : r->file->path.substr(0, slash + 1);
+    if (is_glob) {
+      std::string escaped;
+      for (char c : dir) {
+        if (c == '*' || c == '?' || c == '[' || c == '\\') escaped.push_back('\\');
+        escaped.push_back(c);
+      }
+      dir = escaped;
+    }
+    pattern = dir + pattern;
   }
   std::vector<std::string> paths;
-  if (std::string err = expand_include(pattern, &paths); !err.empty()) {
+  if (std::string err = expand_include(pattern, is_glob, &paths); !err.empty()) {
     r->error(r->lineno, err);
     return;
   }
@@ -542,6 +567,10 @@ char* ini_read_line(char* str, int num, void* stream) {
   std::string_view line = src.data.substr(src.pos, end - src.pos);
   src.pos = nl == std::string_view::npos ? src.data.size() : nl + 1;
   src.lineno++;
+  if (src.lineno >= (1 << kConfFileShift)) {
+    r->error(r->order.empty() ? 1 : r->order.back(), "the file is too long (more than a million lines)");
+    return nullptr;
+  }
   r->lineno = conf_line(src.index, src.lineno);
   r->order.push_back(r->lineno);
   if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
@@ -594,6 +623,11 @@ int ini_on_entry(void* user, const char* /*section*/, const char* name, const ch
   std::string_view key = name;
   if (key.empty() || key.find_first_of(" \t") != std::string_view::npos) {
     r->error(r->lineno, "invalid line (expected \"key = value\", \"[section]\" or a comment)");
+    return 1;
+  }
+  if (key == "include") {
+    // Only "include = ..." is read as one (another separator would leave it unread).
+    r->error(r->lineno, "write \"include = PATH\"");
     return 1;
   }
   if (r->file->sections.empty()) {

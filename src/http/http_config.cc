@@ -1292,6 +1292,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   if (!types_path.empty()) {
     try {
       ConfFile types = read_conf_file(types_path);
+      if (!types.included.empty()) throw ConfError(types.path + ": \"include\" is not allowed in the types file");
       http->files_read.push_back(ConfSource{types.path, types.text});
       http->types->load(types);
     } catch (const ConfError& err) {

@@ -449,6 +449,9 @@ size_t HttpConnection::feed(const char* data, size_t len) {
 int HttpConnection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
   c->phase_ = Phase::kHead;
+  // Until this request is routed, what is answered (an error in its head) is the default server's.
+  c->server_ = c->group_->default_server;
+  c->location_ = nullptr;
   c->req_->url_end = nullptr;
   c->req_->error_status = 0;
   c->clean_end_ = false;
@@ -740,7 +743,8 @@ void HttpConnection::answer(Request& req) {
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
-  r.policy = head_policy(s);
+  // A [server] `return` answers with the server's headers.
+  r.policy = head_policy(server_->server_return ? server_->server_return->s : s);
 
   VarContext vars;
   vars.req = &req;

@@ -104,15 +104,22 @@ bool adds_headers(int status) {
 }
 
 void end_head(std::string* out, const ResponseHead& h) {
-  if (h.policy && h.policy->add && !h.policy->add->empty() && h.policy->vars) {
-    bool usual = adds_headers(h.status);
-    for (const AddedHeader& a : *h.policy->add) {
+  if (h.policy) append_added_headers(out, *h.policy, h.status);
+  if (!h.keep_alive) out->append("Connection: close\r\n\r\n");
+  else if (h.http10) out->append("Connection: keep-alive\r\n\r\n");
+  else out->append("\r\n");
+}
+
+void append_added_headers(std::string* out, const HeadPolicy& policy, int status) {
+  if (policy.add && !policy.add->empty() && policy.vars) {
+    bool usual = adds_headers(status);
+    for (const AddedHeader& a : *policy.add) {
       if (!a.always && !usual) continue;
       size_t mark = out->size();
       out->append(a.name);
       out->append(": ");
       size_t value_at = out->size();
-      a.value.evaluate(*h.policy->vars, out);
+      a.value.evaluate(*policy.vars, out);
       // A value with a line break in it (from a variable) would forge fields: it is cut there; an
       // empty value adds nothing.
       size_t bad = out->find_first_of("\r\n", value_at);
@@ -121,9 +128,6 @@ void end_head(std::string* out, const ResponseHead& h) {
       else out->append("\r\n");
     }
   }
-  if (!h.keep_alive) out->append("Connection: close\r\n\r\n");
-  else if (h.http10) out->append("Connection: keep-alive\r\n\r\n");
-  else out->append("\r\n");
 }
 
 std::string_view error_page(int code, bool server_tokens) {

@@ -54,6 +54,8 @@ void end_head(std::string* out, const ResponseHead& h);
 std::string_view error_page(int code, bool server_tokens = true);
 // Whether add_header without `always` applies to a response with this status (nginx's list).
 bool adds_headers(int status);
+// Appends the policy's add_header fields for a response with this status (end_head does).
+void append_added_headers(std::string* out, const HeadPolicy& policy, int status);
 
 extern const char kServerToken[];  // "baton/<version>"
 

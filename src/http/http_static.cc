@@ -740,6 +740,21 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
     return true;
   }
 
+  // The page is served without the added headers: they are added once its final status is known
+  // (and after the page's own file fields are dropped, so that an added Cache-Control stays).
+  const HeadPolicy* policy = r->policy;
+  HeadPolicy page_policy;
+  if (policy) {
+    page_policy = *policy;
+    page_policy.add = nullptr;
+    r->policy = &page_policy;
+  }
+  struct Restore {
+    Reply* r;
+    const HeadPolicy* p;
+    ~Restore() { r->policy = p; }
+  } restore{r, policy};
+
   // The internal redirect: the same request for the page's path, as a plain GET (HEAD stays HEAD:
   // no body). Conditions and ranges were about the resource asked for, not the page.
   Request sub = req;
@@ -774,7 +789,14 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
     return false;
   }
   int final_status = page->response > 0 ? page->response : page->response == 0 ? got : status;
-  if (final_status == got) return true;
+  if (final_status == got) {
+    if (policy) {
+      std::string added;
+      append_added_headers(&added, *policy, final_status);
+      out.insert(out.find("\r\n\r\n", mark) + 2, added);
+    }
+    return true;
+  }
 
   // The status line becomes the error's; the page's fields follow, less those that describe the
   // file as a resource of its own, and the error's own fields are kept with its status.
@@ -793,6 +815,7 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
       if (field_in(f, kStatusFields)) head.append(f).append("\r\n");
     });
   }
+  if (policy) append_added_headers(&head, *policy, final_status);
   head.append("\r\n");
   size_t head_end = out.find("\r\n\r\n", mark) + 4;
   out.replace(mark, head_end - mark, head);

@@ -720,3 +720,61 @@ TEST(ConfSnapshot, ReadConfFileTakesTheSnapshotsText) {
 
 }  // namespace
 }  // namespace baton
+
+namespace baton {
+namespace {
+
+// Files that exist only in a snapshot: what a live upgrade's master reads.
+struct SnapshotFiles {
+  explicit SnapshotFiles(std::vector<ConfSource> files) { set_conf_snapshot(std::move(files)); }
+  ~SnapshotFiles() { clear_conf_snapshot(); }
+};
+
+std::string error_of(const std::string& path) {
+  try {
+    read_conf_file(path);
+  } catch (const ConfError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+TEST(Include, AGlobIsMatchedAgainstTheSnapshotOnceForEachFile) {
+  // The snippet was included at two places when the snapshot was made: it is in it twice.
+  SnapshotFiles snap({{"/nowhere/conf/baton.ini", "[http]\ninclude = conf.d/*.ini\n"},
+                      {"/nowhere/conf/conf.d/b.ini", "[server b]\nlisten = 8081\n"},
+                      {"/nowhere/conf/conf.d/a.ini", "[server a]\nlisten = 8080\n"},
+                      {"/nowhere/conf/conf.d/a.ini", "[server a]\nlisten = 8080\n"},
+                      {"/nowhere/conf/other/c.ini", "[server c]\n"}});
+  ConfFile f = read_conf_file("/nowhere/conf/baton.ini");
+  ASSERT_EQ(f.sections.size(), 3u);
+  EXPECT_EQ(f.sections[1].arg, "a");
+  EXPECT_EQ(f.sections[2].arg, "b");
+  ASSERT_EQ(f.included.size(), 2u);
+  EXPECT_EQ(f.where(f.sections[2].entries[0].line), "/nowhere/conf/conf.d/b.ini:2");
+}
+
+TEST(Include, ErrorsOfTheReaderNameTheIncludedFileAndLine) {
+  SnapshotFiles snap({{"/nowhere/baton.ini", "[http]\n; one\n; two\ninclude = x.ini\nroot = html\n"},
+                      {"/nowhere/x.ini", "root = a\njust some words\n"}});
+  EXPECT_EQ(error_of("/nowhere/baton.ini"),
+            "/nowhere/x.ini:2: invalid line (expected \"key = value\", \"[section]\" or a comment)");
+}
+
+TEST(Include, MalformedIncludeLines) {
+  SnapshotFiles snap({{"/nowhere/a.ini", "[http]\ninclude = x.ini;\n"},
+                      {"/nowhere/b.ini", "[http]\ninclude: x.ini\n"},
+                      {"/nowhere/c.ini", "[http]\ninclude = x.ini y.ini\n"},
+                      {"/nowhere/d.ini", "[http]\ninclude = \"x.ini\"\n"},
+                      {"/nowhere/x.ini", "root = a\n"}});
+  EXPECT_NE(error_of("/nowhere/a.ini").find("a.ini:2: \"include\" value ends with \";\""), std::string::npos)
+      << error_of("/nowhere/a.ini");
+  EXPECT_NE(error_of("/nowhere/b.ini").find("b.ini:2: write \"include = PATH\""), std::string::npos)
+      << error_of("/nowhere/b.ini");
+  EXPECT_NE(error_of("/nowhere/c.ini").find("c.ini:2: \"include\" takes one file or glob"), std::string::npos)
+      << error_of("/nowhere/c.ini");
+  EXPECT_EQ(error_of("/nowhere/d.ini"), "");
+}
+
+}  // namespace
+}  // namespace baton
