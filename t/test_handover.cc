@@ -505,13 +505,14 @@ TEST(Handover, HandOversWaitWhileTheMasterCannotTakeThem) {
   BatonServer s;
   s.set_config(tunnel_config(up));
   ASSERT_TRUE(s.start());
-  // The answers come 6 s after the requests: by then the master must be stopped.
-  constexpr auto kDelay = 6000ms;
+  // The answers come 8 s after the requests: by then the master must be stopped (a generous bound
+  // for a slow machine; the setup takes about 2 s under the sanitizers).
+  constexpr auto kDelay = 8000ms;
   std::vector<Client> clients;
   auto t0 = SteadyClock::now();
   for (int i = 0; i < kConnections; i++) {
     clients.emplace_back(s.port());
-    ASSERT_TRUE(clients.back().send(req("GET", "/delay/6000/size/10"))) << i;
+    ASSERT_TRUE(clients.back().send(req("GET", "/delay/8000/size/10"))) << i;
   }
   std::vector<pid_t> old = workers_now(s, 2);
   ASSERT_EQ(old.size(), 2u);
