@@ -174,3 +174,32 @@ TEST(AddHeader, AnErrorBeforeRoutingDoesNotTakeThePreviousRequestsHeaders) {
   EXPECT_EQ(r.status, 400);
   EXPECT_EQ(r.header("X-Location"), "") << r;
 }
+
+// $request_id is one value per request: the same in an added header and in the answer.
+TEST(AddHeader, RequestIdIsTheSameInTheHeaderAndTheAnswer) {
+  BatonServer s;
+  s.set_config(site("", "", "[location = /id]\nadd_header = X-Request-Id $request_id\nreturn = 200 $request_id\n"));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/id");
+  EXPECT_EQ(r.status, 200);
+  EXPECT_EQ(r.header("X-Request-Id").size(), 32u) << r;
+  EXPECT_EQ(r.header("X-Request-Id"), r.body) << r;
+}
+
+// ... and the same in the request sent upstream.
+TEST(AddHeader, RequestIdIsTheSameUpstream) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({})) << up.error();
+  BatonServer s;
+  s.set_config(make_config("[upstream app]\nserver = " + up.address() +
+                               "\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
+                               "[location /]\nproxy_pass = http://app\nproxy_set_header = X-Request-Id $request_id\n"
+                               "add_header = X-Request-Id $request_id\n",
+                           "", 1));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/headers");
+  ASSERT_EQ(r.status, 200);
+  std::string id = r.header("X-Request-Id");
+  ASSERT_EQ(id.size(), 32u) << r;
+  EXPECT_TRUE(contains(r.body, "X-Request-Id: " + id + "\r\n")) << r.body;
+}

@@ -745,12 +745,9 @@ void HttpConnection::answer(Request& req) {
   r.http10 = req.version_minor == 0;
   // A [server] `return` answers with the server's headers.
   r.policy = head_policy(server_->server_return ? server_->server_return->s : s);
-
-  VarContext vars;
-  vars.req = &req;
-  vars.server = server_;
-  vars.peer = &c_->peer();
-  vars.local = &c_->listening()->addr;
+  // The request's variables: the same for the head's added fields and for the answer ($request_id
+  // is made once).
+  const VarContext& vars = policy_vars_;
   if (server_->server_return) {
     reply_return(&r, server_->server_return.get(), vars);
   } else if (location_->return_code) {
@@ -1084,14 +1081,7 @@ void HttpConnection::fail(int status) {
   const Settings& s = settings_now();
   r.policy = head_policy(s);
   reply_error(&r, status, s);
-  if (!s.error_pages.empty()) {
-    VarContext vars;
-    vars.req = req_.get();
-    vars.server = server_;
-    vars.peer = &c_->peer();
-    vars.local = &c_->listening()->addr;
-    reply_error_page(w, server_, *req_, &r, start, s, vars);
-  }
+  if (!s.error_pages.empty()) reply_error_page(w, server_, *req_, &r, start, s, policy_vars_);
   keep_alive_ = r.keep_alive;
   if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
   Request::Answer& sl = req_->answer;

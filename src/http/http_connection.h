@@ -133,7 +133,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void log_request(int status, uint64_t body_bytes);
   void release_request();
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
-  // The head policy of the request at hand under settings s (valid until the next call).
+  // The head policy of the request at hand under settings s, and the request's variables in
+  // policy_vars_ (both valid until the next call).
   const HeadPolicy* head_policy(const Settings& s);
 
   static int on_message_begin(llhttp_t* p);

@@ -101,7 +101,13 @@ struct Request {
     Answer& operator=(const Answer&) { return *this; }
   } answer;
 
+  // $request_id: random, made on first use, the same for every use within the request (its added
+  // headers, its answer, the request sent upstream, its log line).
+  mutable char request_id[32] = {};
+  mutable bool has_request_id = false;
+
   void reset() {
+    has_request_id = false;
     method = target = uri = query = {};
     header_count = 0;
     host = connection = user_agent = referer = if_none_match = if_modified_since = range = if_range =

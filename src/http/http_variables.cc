@@ -214,11 +214,11 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
         break;
       }
       case Var::kRequestId:
-        if (!ctx.has_request_id) {
-          make_request_id(ctx.request_id);
-          ctx.has_request_id = true;
+        if (!req.has_request_id) {
+          make_request_id(req.request_id);
+          req.has_request_id = true;
         }
-        out->append(ctx.request_id, sizeof(ctx.request_id));
+        out->append(req.request_id, sizeof(req.request_id));
         break;
       case Var::kSslProtocol:
         if (req.tls) out->append(req.tls->protocol());

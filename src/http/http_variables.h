@@ -29,9 +29,6 @@ struct VarContext {
   std::string_view uri;              // $uri when it is not the request's own path (an internal redirect)
   std::string_view proxy_host;       // $proxy_host: filled in by the proxy (its ProxyPass::proxy_host)
 
-  // $request_id: random, made on first use, the same for every use within the request.
-  mutable char request_id[32] = {};
-  mutable bool has_request_id = false;
 };
 
 enum class Var : uint8_t {
