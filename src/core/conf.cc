@@ -141,6 +141,7 @@ constexpr KeyInfo kKeys[] = {
     {"alias", kLocation, false},
     {"try_files", kLocation, false},
     {"return", kServer | kLocation, false},
+    {"rewrite", kServer | kLocation, true},
     {"proxy_pass", kLocation, false},
 
     {"server", kUpstream, true, "; a virtual server is a section: [server NAME]"},
@@ -196,7 +197,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"variables_hash_bucket_size", nullptr}, {"underscores_in_headers", nullptr}, {"ignore_invalid_headers", nullptr},
     {"default_server", "is an option of \"listen\" here: listen = ADDRESS default_server"},
     // rewrite, access, auth, index, headers
-    {"rewrite", nullptr}, {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
+    {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
     {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
     {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
@@ -391,6 +392,10 @@ bool cut_continuation(std::string_view* t) {
 
 void on_section_line(IniReader* r, std::string_view t) {
   size_t close = t.find(']');
+  // A regex location's pattern may hold ']' ("[location ~ ^/[a-z]+$]"): its header ends at the
+  // last one on the line.
+  std::string_view head = trim(t.substr(1));
+  if (head.starts_with("location") && trim(head.substr(8)).starts_with("~")) close = t.rfind(']');
   if (close == std::string_view::npos) {
     r->error(r->lineno, "section header without \"]\"");
     return;
@@ -591,8 +596,10 @@ char* ini_read_line(char* str, int num, void* stream) {
   } else if (std::string_view t = trim(line); is_comment_or_blank(t)) {
     // nothing for inih
   } else if (t[0] == '[') {
+    // The section is read here; inih is given a stand-in it cannot misread (a pattern may hold
+    // ';' or ']').
     on_section_line(r, t);
-    out = t;
+    out = "[s]";
   } else if (key_of_key_line(t) == "include") {
     // Read here, not by inih: the included lines take its place.
     std::string_view value = cut_inline_comment(t);

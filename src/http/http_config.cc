@@ -98,14 +98,21 @@ void HttpConf::flush_logs() {
   for (auto& [path, log] : access_logs) log->flush();
 }
 
-const Location* Server::find_location(std::string_view path) const {
+const Location* Server::find_location(std::string_view path, Captures* caps) const {
   if (!exact_locations.empty()) {
     auto it = exact_locations.find(std::string(path));
     if (it != exact_locations.end()) return it->second;
   }
+  const Location* prefix = nullptr;
   for (const Location* loc : prefix_locations)
-    if (path.starts_with(loc->match)) return loc;
-  return fallback.get();
+    if (path.starts_with(loc->match)) {
+      prefix = loc;
+      break;
+    }
+  if (prefix && prefix->kind == MatchKind::kPrefixNoRegex) return prefix;
+  for (const Location* loc : regex_locations)
+    if (loc->regex->match(path, caps)) return loc;
+  return prefix ? prefix : fallback.get();
 }
 
 Server* ListenGroup::find_server(std::string_view host) const {
@@ -221,6 +228,67 @@ std::string resolve_host(const HostPort& hp, uint16_t port, std::vector<SockAddr
   }
   freeaddrinfo(res);
   return "";
+}
+
+// The words of a `rewrite` value: REGEX REPLACEMENT [FLAG], each plain or in quotes ("..." or
+// '...', where \" \' and \\ stand for the character and any other escape is kept for the regex).
+std::vector<std::string> rewrite_words(const ConfFile& conf, const ConfEntry& e) {
+  std::vector<std::string> words;
+  std::string_view v = e.value;
+  size_t i = 0;
+  while (true) {
+    while (i < v.size() && (v[i] == ' ' || v[i] == '\t')) i++;
+    if (i == v.size()) break;
+    std::string w;
+    if (v[i] == '"' || v[i] == '\'') {
+      char q = v[i++];
+      bool closed = false;
+      for (; i < v.size(); i++) {
+        if (v[i] == q) {
+          closed = true;
+          i++;
+          break;
+        }
+        if (v[i] == '\\' && i + 1 < v.size() && (v[i + 1] == '"' || v[i + 1] == '\'' || v[i + 1] == '\\')) i++;
+        w.push_back(v[i]);
+      }
+      if (!closed) conf.fail(e.line, std::string("unterminated quoted text in \"rewrite\" (no closing ") + q + ")");
+      if (i < v.size() && v[i] != ' ' && v[i] != '\t')
+        conf.fail(e.line, "a space must follow the quoted text in \"rewrite\"");
+    } else {
+      while (i < v.size() && v[i] != ' ' && v[i] != '\t') w.push_back(v[i++]);
+    }
+    words.push_back(std::move(w));
+  }
+  if (words.size() < 2 || words.size() > 3)
+    conf.fail(e.line, "\"rewrite\" takes a regular expression, a replacement and an optional flag "
+                      "(last, break, redirect or permanent)");
+  if (words[0].empty() || words[1].empty()) conf.fail(e.line, "empty regular expression or replacement in \"rewrite\"");
+  return words;
+}
+
+// The named groups of every regex of the configuration (locations and rewrites): each is a variable
+// wherever a value takes variables. The regexes are compiled here first, so a bad one is reported
+// before any value that names its groups.
+std::vector<std::string> named_captures(const ConfFile& conf) {
+  std::vector<std::string> names;
+  auto add = [&](const std::string& pattern, bool caseless, int line) {
+    Regex re;
+    std::string err = re.compile(pattern, caseless);
+    if (!err.empty()) conf.fail(line, err);
+    for (const std::string& n : re.names())
+      if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+  };
+  for (const ConfSection& sec : conf.sections) {
+    if (sec.kind == "location") {
+      auto words = split_ws(sec.arg);
+      if (words.size() >= 2 && (words[0] == "~" || words[0] == "~*"))
+        add(std::string(trim(std::string_view(sec.arg).substr(words[0].size()))), words[0] == "~*", sec.line);
+    }
+    for (const ConfEntry& e : sec.entries)
+      if (e.key == "rewrite" && (sec.kind == "server" || sec.kind == "location")) add(rewrite_words(conf, e)[0], false, e.line);
+  }
+  return names;
 }
 
 struct Parser {
@@ -412,7 +480,10 @@ struct Parser {
       if (p.redirect) continue;
       const Location* loc = srv.find_location(p.path);
       if (!loc->proxy_pass) continue;
-      const char* kind = loc->kind == MatchKind::kExact ? "= " : loc->kind == MatchKind::kPrefixNoRegex ? "^~ " : "";
+      const char* kind = loc->kind == MatchKind::kExact            ? "= "
+                         : loc->kind == MatchKind::kPrefixNoRegex ? "^~ "
+                         : loc->kind == MatchKind::kRegex         ? (loc->regex->caseless() ? "~* " : "~ ")
+                                                                  : "";
       conf.fail(p.line, "the error page \"" + p.uri + "\" falls in [location " + kind + loc->match + "] (" +
                             conf.at(loc->line) + ") of [server " + srv.name + "], which has \"proxy_pass\": an error page is served from a file or a \"return\" "
                             "(add a [location = " + p.path + "] with a root)");
@@ -760,6 +831,7 @@ struct Parser {
     uint64_t code;
     if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
     loc->return_code = static_cast<int>(code);
+    loc->return_line = e.line;
     std::string_view rest = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp));
     std::string text = unquote(e, rest);
     bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
@@ -774,6 +846,51 @@ struct Parser {
     std::string err = loc->return_value.compile(text);
     if (!err.empty()) conf.fail(e.line, err + " in \"return\"");
     loc->return_text = std::move(text);
+  }
+
+  // rewrite = REGEX REPLACEMENT [FLAG]: the regex and the replacement may be quoted (a regex with a
+  // space must be).
+  void parse_rewrite(const ConfEntry& e, std::vector<Rewrite>* out) {
+    std::vector<std::string> words = rewrite_words(conf, e);
+    Rewrite rw;
+    rw.line = e.line;
+    rw.re = std::make_unique<Regex>();
+    std::string err = rw.re->compile(words[0], false);
+    if (!err.empty()) conf.fail(e.line, err);
+    const std::string& text = words[1];
+    if (words.size() == 3) {
+      const std::string& f = words[2];
+      if (f == "last") rw.flag = RewriteFlag::kLast;
+      else if (f == "break") rw.flag = RewriteFlag::kBreak;
+      else if (f == "redirect") rw.flag = RewriteFlag::kRedirect;
+      else if (f == "permanent") rw.flag = RewriteFlag::kPermanent;
+      else conf.fail(e.line, "invalid flag \"" + f + "\" of \"rewrite\" (last, break, redirect or permanent)");
+    }
+    rw.to_url = text.starts_with("http://") || text.starts_with("https://") || text.starts_with("$scheme");
+    if (!rw.to_url && text[0] != '/' && text[0] != '$')
+      conf.fail(e.line, "the replacement \"" + text + "\" of \"rewrite\" must start with \"/\", \"http://\", "
+                        "\"https://\" or a variable");
+    for (unsigned char c : text)
+      if (c < 0x20 || c == 0x7f) conf.fail(e.line, "control character in the replacement of \"rewrite\"");
+    // The arguments begin at the first '?' written in the replacement (not one a variable brings);
+    // a '?' at the very end only says that the request's arguments are not to follow.
+    std::string_view uri = text, args;
+    size_t q = text.find('?');
+    if (q != std::string::npos) {
+      uri = std::string_view(text).substr(0, q);
+      args = std::string_view(text).substr(q + 1);
+      rw.keep_args = false;
+      rw.has_args = !args.empty();
+      if (rw.has_args) rw.keep_args = args.back() != '?';
+      if (!rw.keep_args && rw.has_args) args.remove_suffix(1);
+    }
+    err = rw.uri.compile(uri);
+    if (err.empty() && rw.has_args) err = rw.args.compile(args);
+    if (!err.empty()) conf.fail(e.line, err + " in \"rewrite\"");
+    if (rw.to_url && rw.flag != RewriteFlag::kNone && rw.flag != RewriteFlag::kRedirect &&
+        rw.flag != RewriteFlag::kPermanent)
+      conf.fail(e.line, "a \"rewrite\" to a URL redirects the client: \"" + words[2] + "\" cannot apply");
+    out->push_back(std::move(rw));
   }
 
   // ---- [upstream NAME] ----
@@ -1050,7 +1167,8 @@ struct Parser {
     loc->line = sec.line;
     loc->s = srv->s;
     auto words = split_ws(sec.arg);
-    if (words.size() == 1) {
+    bool modifier_alone = words.size() == 1 && (words[0] == "=" || words[0] == "^~" || words[0] == "~" || words[0] == "~*");
+    if (words.size() == 1 && !modifier_alone) {
       loc->kind = MatchKind::kPrefix;
       loc->match = std::string(words[0]);
     } else if (words.size() == 2 && words[0] == "=") {
@@ -1059,16 +1177,25 @@ struct Parser {
     } else if (words.size() == 2 && words[0] == "^~") {
       loc->kind = MatchKind::kPrefixNoRegex;
       loc->match = std::string(words[1]);
-    } else if (words.size() == 2 && (words[0] == "~" || words[0] == "~*")) {
-      conf.fail(sec.line, "regular expression locations are not supported yet");
+    } else if (words.size() >= 2 && (words[0] == "~" || words[0] == "~*")) {
+      // The pattern is the rest of the header as written, spaces included.
+      loc->kind = MatchKind::kRegex;
+      loc->match = std::string(trim(std::string_view(sec.arg).substr(words[0].size())));
+      loc->regex = std::make_unique<Regex>();
+      std::string err = loc->regex->compile(loc->match, words[0] == "~*");
+      if (!err.empty()) conf.fail(sec.line, err);
     } else {
-      conf.fail(sec.line, "invalid location \"" + sec.arg + "\" (expected /prefix, = /exact or ^~ /prefix)");
+      conf.fail(sec.line, "invalid location \"" + sec.arg +
+                              "\" (expected /prefix, = /exact, ^~ /prefix, ~ REGEX or ~* REGEX)");
     }
-    if (loc->match.empty() || loc->match[0] != '/')
-      conf.fail(sec.line, "location \"" + loc->match + "\" must start with \"/\"");
-    for (const auto& other : srv->locations)
-      if (other->match == loc->match && (other->kind == MatchKind::kExact) == (loc->kind == MatchKind::kExact))
-        conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at " + conf.at(other->line) + ")");
+    if (loc->kind != MatchKind::kRegex) {
+      if (loc->match.empty() || loc->match[0] != '/')
+        conf.fail(sec.line, "location \"" + loc->match + "\" must start with \"/\"");
+      for (const auto& other : srv->locations)
+        if (other->kind != MatchKind::kRegex && other->match == loc->match &&
+            (other->kind == MatchKind::kExact) == (loc->kind == MatchKind::kExact))
+          conf.fail(sec.line, "duplicate location \"" + loc->match + "\" (first at " + conf.at(other->line) + ")");
+    }
 
     check_section_keys(conf, sec);
     begin_level(sec, &loc->s);
@@ -1077,6 +1204,9 @@ struct Parser {
         parse_proxy_pass(e, loc.get());
       } else if (e.key == "alias") {
         if (e.value.empty()) bad(e, "path");
+        if (loc->kind == MatchKind::kRegex)
+          conf.fail(e.line, "\"alias\" in a regular expression location is not supported (use \"root\": the "
+                            "whole URI is looked for under it)");
         loc->has_alias = true;
         loc->alias = resolve_path(prefix, e.value);
       } else if (e.key == "try_files") {
@@ -1092,6 +1222,8 @@ struct Parser {
         }
       } else if (e.key == "return") {
         parse_return(e, loc.get());
+      } else if (e.key == "rewrite") {
+        parse_rewrite(e, &loc->rewrites);
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
@@ -1107,6 +1239,9 @@ struct Parser {
         conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
                                              "\" cannot be combined in one location");
     }
+    if (loc->proxy_pass && loc->proxy_pass->has_uri && loc->kind == MatchKind::kRegex)
+      conf.fail(loc->proxy_pass->line, "\"proxy_pass\" cannot have a URI part in a regular expression location "
+                                       "(there is no prefix to replace; the request URI is passed as it is)");
     if (loc->proxy_pass && loc->proxy_pass->https) client_tls(loc->proxy_pass.get(), loc->s.proxy);
     if (loc->has_alias && loc->kind != MatchKind::kExact && !loc->alias.empty() &&
         loc->match.back() == '/' && loc->alias.back() != '/')
@@ -1220,6 +1355,8 @@ struct Parser {
           else if (name.find('*') != std::string::npos) conf.fail(e.line, "invalid server name \"" + name + "\" (only *.suffix wildcards)");
           else srv->exact_names.push_back(name);
         }
+      } else if (e.key == "rewrite") {
+        parse_rewrite(e, &srv->rewrites);
       } else if (e.key == "return") {
         srv->server_return = std::make_unique<Location>();
         srv->server_return->line = e.line;
@@ -1243,6 +1380,7 @@ struct Parser {
 
     for (auto& loc : srv->locations) {
       if (loc->kind == MatchKind::kExact) srv->exact_locations[loc->match] = loc.get();
+      else if (loc->kind == MatchKind::kRegex) srv->regex_locations.push_back(loc.get());
       else srv->prefix_locations.push_back(loc.get());
     }
     std::stable_sort(srv->prefix_locations.begin(), srv->prefix_locations.end(),
@@ -1266,6 +1404,11 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   auto http = std::make_unique<HttpConf>();
   http->prefix = prefix;
   http->base.root = resolve_path(prefix, "html");
+  // Named regex groups are variables in every value compiled below; none outlive this reading.
+  set_capture_names(named_captures(conf));
+  struct ForgetNames {
+    ~ForgetNames() { set_capture_names({}); }
+  } forget_names;
   Parser p{conf, http.get(), prefix, {}, {}, {}};
   p.declare_upstreams();
   std::string types_path;

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_regex.h"
 #include "http/http_response.h"
 #include "http/http_upstream.h"
 #include "http/http_variables.h"
@@ -100,17 +101,35 @@ struct Settings {
   }
 };
 
-enum class MatchKind { kExact, kPrefix, kPrefixNoRegex };
+enum class MatchKind { kExact, kPrefix, kPrefixNoRegex, kRegex };
+
+enum class RewriteFlag : uint8_t { kNone, kLast, kBreak, kRedirect, kPermanent };
+
+// rewrite = REGEX REPLACEMENT [last | break | redirect | permanent], in [server] (before the location
+// is looked for) or [location] (after).
+struct Rewrite {
+  std::unique_ptr<Regex> re;
+  Template uri;             // the replacement up to its first '?'
+  Template args;           // after it, when has_args
+  bool has_args = false;
+  bool keep_args = true;   // the request's own arguments follow (not when the replacement ends with '?')
+  bool to_url = false;     // http://, https:// or $scheme: the client is redirected whatever the flag
+  RewriteFlag flag = RewriteFlag::kNone;
+  int line = 0;
+};
 
 struct Location {
   MatchKind kind = MatchKind::kPrefix;
-  std::string match;
+  std::string match;  // the path, or the pattern of a regex location
+  std::unique_ptr<Regex> regex;  // kRegex
   int line = 0;
   Settings s;
   bool has_alias = false;
   std::string alias;
   std::vector<std::string> try_files;
+  std::vector<Rewrite> rewrites;  // in the order written
   int return_code = 0;  // 0: no return
+  int return_line = 0;  // a rewrite written after the return never runs (nginx's order)
   std::string return_text;  // as configured, quotes removed
   Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
@@ -129,6 +148,8 @@ struct Server {
   std::vector<std::unique_ptr<Location>> locations;
   std::unordered_map<std::string, Location*> exact_locations;
   std::vector<Location*> prefix_locations;  // longest first
+  std::vector<Location*> regex_locations;   // in the order written
+  std::vector<Rewrite> rewrites;            // the [server]'s own, run before a location is chosen
   std::unique_ptr<Location> fallback;       // serves what no location matches
   // A `return` in [server] answers every request of the server before any location is looked at
   // (nginx's habit for a plain-HTTP server that only redirects to HTTPS); null when there is none.
@@ -136,7 +157,9 @@ struct Server {
   // Its TLS context, when it listens on a TLS address (shared: the type stays out of this header).
   std::shared_ptr<TlsContext> tls;
 
-  const Location* find_location(std::string_view path) const;
+  // nginx's order: an exact match; else the longest prefix, unless it is `^~`, gives way to the
+  // first regex location that matches. A regex match keeps its groups in *caps when not null.
+  const Location* find_location(std::string_view path, Captures* caps = nullptr) const;
 };
 
 // One listening address and the servers that share it.

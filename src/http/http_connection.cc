@@ -21,6 +21,7 @@
 #include "http/http1.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
+#include "http/http_rewrite.h"
 #include "http/http_response.h"
 #include "http/http_static.h"
 #include "http/http_worker.h"
@@ -700,7 +701,19 @@ void HttpConnection::handle_head() {
       return;
     }
   }
-  location_ = server_->find_location(req.path);
+  // The rewrites and the location: the request's variables are those of the server it reached.
+  policy_vars_ = VarContext();
+  policy_vars_.req = &req;
+  policy_vars_.server = server_;
+  policy_vars_.peer = &c_->peer();
+  policy_vars_.local = &c_->listening()->addr;
+  route_ = Route();
+  route(*server_, &req, policy_vars_, &route_);
+  location_ = route_.location;
+  if (route_.status >= 400) {
+    req_->error_status = route_.status;
+    return;
+  }
   const Settings& s = location_->s;
 
   req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
@@ -744,13 +757,16 @@ void HttpConnection::answer(Request& req) {
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
   // A [server] `return` answers with the server's headers.
-  r.policy = head_policy(server_->server_return ? server_->server_return->s : s);
+  const Location* by = route_.server_return ? server_->server_return.get() : location_;
+  r.policy = head_policy(by->s);
   // The request's variables: the same for the head's added fields and for the answer ($request_id
   // is made once).
   const VarContext& vars = policy_vars_;
-  if (server_->server_return) {
+  if (route_.status) {
+    reply_redirect(&r, route_.status, route_.redirect, by->s);  // a rewrite's redirect
+  } else if (route_.server_return) {
     reply_return(&r, server_->server_return.get(), vars);
-  } else if (location_->return_code) {
+  } else if (location_->return_code && route_.location_return) {
     reply_return(&r, location_, vars);
   } else if (location_->proxy_pass) {
     start_proxy(this, *location_->proxy_pass);
@@ -776,8 +792,8 @@ void HttpConnection::answer(Request& req) {
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for.
-  const Location* by = server_->server_return ? server_->server_return.get() : location_;
-  if (r.status >= 300 && !by->s.error_pages.empty() && (!by->return_code || by->return_text.empty()))
+  bool returned = route_.status == 0 && (route_.server_return || (location_->return_code && route_.location_return));
+  if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, vars);
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;

@@ -19,6 +19,7 @@
 #include "http/http_config.h"
 #include "http/http_request.h"
 #include "http/http_response.h"
+#include "http/http_rewrite.h"
 #include "http/http_stream.h"
 
 namespace baton::http {
@@ -214,6 +215,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   HeldInput in_;
   HeadPolicy policy_;
   VarContext policy_vars_;
+  Route route_;  // the request's rewrites and location
   // The asynchronous handler of the request in progress (null when none). Deleted through the loop:
   // it may be the caller when it ends.
   RequestHandler* handler_ = nullptr;

@@ -435,7 +435,15 @@ void ProxyHandler::build_head(std::string* out, bool chunked_body, uint64_t leng
   h.reserve(512 + req_.header_count * 32);
   h.append(req_.method);
   h.push_back(' ');
-  if (pass_.has_uri) {
+  if (req_.rewritten && (!pass_.has_uri || req_.rewrite_break)) {
+    // The URI a rewrite made, whole (after a `break`, the location's prefix is no longer what it
+    // starts with).
+    append_escaped_path(&h, req_.path);
+    if (!req_.query.empty()) {
+      h.push_back('?');
+      h.append(req_.query);
+    }
+  } else if (pass_.has_uri) {
     h.append(pass_.uri);
     std::string_view rest = req_.path;
     if (loc_->kind != MatchKind::kExact && rest.size() >= loc_->match.size()) rest.remove_prefix(loc_->match.size());

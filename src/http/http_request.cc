@@ -77,6 +77,11 @@ bool normalize_path(std::string_view target, std::string* out, std::string_view*
     }
     out->push_back(c);
   }
+  return resolve_segments(out);
+}
+
+bool resolve_segments(std::string* out) {
+  if (out->empty() || (*out)[0] != '/') return false;
   // Resolve "//", "/./" and "/../" in place.
   std::string& p = *out;
   size_t w = 0;

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/http_regex.h"
 #include "os/unix/fd.h"
 
 namespace baton {
@@ -101,6 +102,13 @@ struct Request {
     Answer& operator=(const Answer&) { return *this; }
   } answer;
 
+  // What a rewrite made of the request: path holds the new URI, query the new arguments (kept in
+  // args; $request_uri stays as sent). The captures of the last regex the request matched ($1..$9).
+  bool rewritten = false;
+  bool rewrite_break = false;  // ... by a `break`: a proxy_pass URI part no longer applies (nginx's rule)
+  std::string args;
+  Captures captures;
+
   // $request_id: random, made on first use, the same for every use within the request (its added
   // headers, its answer, the request sent upstream, its log line).
   mutable char request_id[32] = {};
@@ -115,6 +123,9 @@ struct Request {
     host_count = 0;
     path.clear();
     host_lower.clear();
+    rewritten = rewrite_break = false;
+    args.clear();
+    captures.clear();
     keep_alive = false;
     has_body = chunked = tunnel = https = false;
     tls = nullptr;
@@ -139,5 +150,9 @@ struct Request {
 // "/a/../b" -> "/b"). Returns false (400) for a path that climbs above "/", a NUL byte, a bad escape
 // or a target that is not origin-form.
 bool normalize_path(std::string_view target, std::string* out, std::string_view* query);
+
+// Resolves "//", "/./" and "/../" in a decoded path that starts with '/' (a rewrite's result).
+// Returns false for a path that does not start with '/' or climbs above it.
+bool resolve_segments(std::string* path);
 
 }  // namespace baton::http

@@ -224,6 +224,8 @@ void reply_simple(Reply* r, int status, std::string_view type, std::string_view 
   }
 }
 
+}  // namespace
+
 void reply_redirect(Reply* r, int status, std::string_view location, const Settings& s) {
   std::string& hdr = *r->out;
   (void)s;
@@ -244,6 +246,8 @@ void reply_redirect(Reply* r, int status, std::string_view location, const Setti
     r->body_bytes = body.size();
   }
 }
+
+namespace {
 
 // Header fields of an error reply that go with its status, kept when a page replaces its body and the
 // status stays: Allow (405), Location (3xx), Content-Range (416).
@@ -596,9 +600,11 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
 }
 
 void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request& req, Reply* r,
-                const std::string& path, int, const VarContext& vars) {
+                const std::string& path, int depth, const VarContext& vars) {
   const Settings& s = loc->s;
-  if (loc->return_code) {
+  // The request's own location has had its say on `return` (a `break` before it skips it); a
+  // location reached by an internal redirect answers with its return.
+  if (loc->return_code && depth > 0) {
     // After an internal redirect, $uri is where the request was sent.
     VarContext here = vars;
     here.uri = path;
@@ -769,7 +775,10 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
   int got = 500;
   // A page in a proxied location is refused when the configuration is read; were one to get here,
   // it gets the built-in page.
-  if (!loc->proxy_pass) {
+  if (loc->return_code) {
+    reply_return(r, loc, here);
+    got = r->status;
+  } else if (!loc->proxy_pass) {
     serve_static(w, srv, loc, sub, r, here);
     got = r->status;
   }

@@ -12,6 +12,8 @@ namespace baton::http {
 void reply_error(Reply* r, int status, const Settings& s);
 // `return`: a redirect (Location: the value) or a text body; variables evaluated from vars.
 void reply_return(Reply* r, const Location* loc, const VarContext& vars);
+// A redirect to location (a rewrite's, a return's, a directory's without its slash).
+void reply_redirect(Reply* r, int status, std::string_view location, const Settings& s);
 // vars: for a `return` reached by an internal redirect (try_files).
 void serve_static(HttpWorker* w, const Server* srv, const Location* loc, const Request& req, Reply* r,
                   const VarContext& vars);

@@ -32,6 +32,11 @@ constexpr Known kKnown[] = {
     {"ssl_client_i_dn", Var::kSslClientIDn}, {"ssl_client_serial", Var::kSslClientSerial},
 };
 
+std::vector<std::string>& capture_names() {
+  static std::vector<std::string> names;
+  return names;
+}
+
 bool is_name_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_';
 }
@@ -45,7 +50,8 @@ void append_value(std::string* out, std::string_view v, Escape escape) {
     return;
   }
   for (unsigned char c : v) {
-    if (c <= 0x20 || c >= 0x7f) {
+    bool special = escape == Escape::kArgs && (c == '#' || c == '%' || c == '&' || c == '+' || c == '?');
+    if (c <= 0x20 || c >= 0x7f || special) {
       out->push_back('%');
       out->push_back(kHexUpper[c >> 4]);
       out->push_back(kHexUpper[c & 15]);
@@ -78,11 +84,13 @@ void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) 
 
 }  // namespace
 
+void set_capture_names(std::vector<std::string> names) { capture_names() = std::move(names); }
+
 const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
          "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $ssl_protocol "
          "$ssl_cipher $ssl_server_name $ssl_session_reused $ssl_client_verify $ssl_client_s_dn $ssl_client_i_dn "
-         "$ssl_client_serial $http_NAME";
+         "$ssl_client_serial $http_NAME, and a regular expression's groups: $1..$9 and named ones";
 }
 
 std::string Template::compile(std::string_view in) {
@@ -114,6 +122,13 @@ std::string Template::compile(std::string_view in) {
       i++;
       continue;
     }
+    if (i < in.size() && in[i] >= '0' && in[i] <= '9') {
+      // A group of the last regex match: one digit, as in nginx ("$12" is $1 and "2").
+      parts_.push_back({Var::kCapture, static_cast<uint32_t>(in[i] - '0'), 0});
+      has_variables_ = true;
+      i++;
+      continue;
+    }
     std::string_view name;
     if (i < in.size() && in[i] == '{') {
       size_t end = i + 1;
@@ -140,6 +155,17 @@ std::string Template::compile(std::string_view in) {
       parts_.push_back({Var::kHttpHeader, off, static_cast<uint32_t>(name.size() - 5)});
       has_variables_ = true;
       continue;
+    }
+    if (var == Var::kLiteral) {
+      bool named_group = false;
+      for (const std::string& n : capture_names()) named_group = named_group || n == name;
+      if (named_group) {
+        uint32_t off = static_cast<uint32_t>(names_.size());
+        names_.append(name);
+        parts_.push_back({Var::kNamedCapture, off, static_cast<uint32_t>(name.size())});
+        has_variables_ = true;
+        continue;
+      }
     }
     if (var == Var::kLiteral) return "unknown \"" + std::string(name) + "\" variable (known: " + known_variables() + ")";
     parts_.push_back({var, 0, 0});
@@ -246,6 +272,12 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
         break;
       case Var::kHttpHeader:
         append_value(out, req.header(std::string_view(names_).substr(p.off, p.len)), escape);
+        break;
+      case Var::kCapture:
+        append_value(out, req.captures.group(p.off), escape);
+        break;
+      case Var::kNamedCapture:
+        append_value(out, req.captures.named(std::string_view(names_).substr(p.off, p.len)), escape);
         break;
     }
   }

@@ -56,12 +56,16 @@ enum class Var : uint8_t {
   kSslClientSDn,
   kSslClientIDn,
   kSslClientSerial,
+  kCapture,        // $0..$9: a group of the request's last regex match (off: its number)
+  kNamedCapture,   // a named group of it (the name in names_)
 };
 
 // How variable values are written. kUrl: for a Location header, a value's control characters,
 // spaces and non-ASCII bytes are percent-encoded, so that no request can put a line break (or
 // anything else that is not a URL) into a response head — $uri is decoded and may hold %0D%0A.
-enum class Escape : uint8_t { kNone, kUrl };
+// kArgs: for a value that becomes part of a query string (a rewrite's arguments), '#', '%', '&',
+// '+' and '?' as well, so that a value is one argument's data and never a second argument.
+enum class Escape : uint8_t { kNone, kUrl, kArgs };
 
 class Template {
  public:
@@ -85,6 +89,11 @@ class Template {
   std::vector<Part> parts_;
   bool has_variables_ = false;
 };
+
+// The names of the regex groups the configuration being read defines ((?<name>...) in a location
+// or a rewrite): `$name` is a variable in every value read after this is set, as in nginx, where a
+// named capture anywhere is a variable everywhere. Set before the values are compiled.
+void set_capture_names(std::vector<std::string> names);
 
 // The names a template may use (for messages and documentation): "$scheme $host ...".
 const char* known_variables();

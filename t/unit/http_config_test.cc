@@ -463,7 +463,7 @@ TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[http]\ngzip = on\n", 2, "\"gzip\" is not supported yet");
   expect_error("[server a]\nssl_stapling_verify = on\n", 2, "\"ssl_stapling_verify\" is not supported yet");
   expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
-  for (const char* key : {"recursive_error_pages", "rewrite", "autoindex", "allow", "deny",
+  for (const char* key : {"recursive_error_pages", "rewrite_log", "autoindex", "allow", "deny",
                           "auth_basic", "limit_req", "log_format"}) {
     std::string err = error("[server a]\n" + std::string(key) + " = x\n");
     EXPECT_EQ(err, "t.ini:2: \"" + std::string(key) + "\" is not supported yet") << key;
@@ -545,7 +545,8 @@ TEST_F(HttpConfTest, DuplicateLocation) {
 
 TEST_F(HttpConfTest, BadLocationMatch) {
   expect_error("[server a]\n[location x]\n", 2, "must start with \"/\"");
-  expect_error("[server a]\n[location ~ \\.php$]\n", 2, "regular expression");
+  expect_error("[server a]\n[location ~ \\.(php$]\n", 2, "invalid regular expression \"\\.(php$\"");
+  expect_error("[server a]\n[location ~]\n", 2, "invalid location");
   expect_error("[server a]\n[location]\n", 2, "invalid location");
   expect_error("[server a]\n[location = /a /b]\n", 2, "invalid location");
 }

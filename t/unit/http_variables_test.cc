@@ -182,7 +182,8 @@ TEST_F(VariablesTest, AppendsToWhatIsThere) {
 TEST_F(VariablesTest, Errors) {
   EXPECT_NE(compile_error("$hots").find("unknown \"hots\" variable"), std::string::npos) << compile_error("$hots");
   EXPECT_NE(compile_error("https://$host$request_urii").find("\"request_urii\""), std::string::npos);
-  EXPECT_NE(compile_error("$1").find("unknown \"1\" variable"), std::string::npos);
+  EXPECT_EQ(compile_error("$1"), "");  // a regex group
+  EXPECT_NE(compile_error("$named").find("unknown \"named\" variable"), std::string::npos);
   EXPECT_NE(compile_error("$http_").find("unknown \"http_\" variable"), std::string::npos);
   EXPECT_NE(compile_error("cost: 5$").find("invalid variable name"), std::string::npos);
   EXPECT_NE(compile_error("5$ each").find("\"$$\""), std::string::npos) << "the error names the way out";
@@ -258,6 +259,59 @@ TEST_F(VariablesTest, CompileStartsOver) {
   std::string out;
   t.evaluate(ctx_, &out);
   EXPECT_EQ(out, "plain");
+}
+
+}  // namespace
+}  // namespace baton::http
+
+namespace baton::http {
+namespace {
+
+// The groups of a regex match as variables: numbered with one digit, named ones once the
+// configuration declares their names, escaped for a query string with Escape::kArgs.
+TEST_F(VariablesTest, RegexGroups) {
+  Regex re;
+  ASSERT_EQ(re.compile("^/(?<first>[^/]+)/(x)?(.*)$", false), "");
+  EXPECT_EQ(re.groups(), 3u);
+  ASSERT_EQ(re.names().size(), 1u);
+  EXPECT_EQ(re.number_of("first"), 1);
+  EXPECT_EQ(re.number_of("second"), -1);
+  // Before any match: nothing.
+  EXPECT_EQ(eval("[$1|$0]"), "[|]");
+  ASSERT_TRUE(re.match("/a b/c&d", &req_.captures));
+  set_capture_names({"first"});
+  // $2 took no part; $12 is $1 then "2"; $9 is beyond the groups.
+  EXPECT_EQ(eval("$0|$1|$2|$3|$12|$9|$first|${first}s"), "/a b/c&d|a b||c&d|a b2||a b|a bs");
+  EXPECT_EQ(eval("q=$3&w=$1", Escape::kArgs), "q=c%26d&w=a%20b");
+  // A failed match leaves the groups of the last one.
+  EXPECT_FALSE(re.match("no slash", &req_.captures));
+  EXPECT_EQ(eval("$1"), "a b");
+  set_capture_names({});
+  EXPECT_NE(compile_error("$first"), "");
+}
+
+TEST(Regex, CaselessAndBadPatterns) {
+  Regex re;
+  ASSERT_EQ(re.compile("\\.png$", true), "");
+  EXPECT_TRUE(re.match("/A.PNG", nullptr));
+  EXPECT_FALSE(re.match("/A.PNGX", nullptr));
+  std::string err = re.compile("(unclosed", false);
+  EXPECT_NE(err.find("invalid regular expression \"(unclosed\""), std::string::npos) << err;
+  // The earlier pattern stays usable.
+  EXPECT_TRUE(re.match("/b.png", nullptr));
+}
+
+TEST(ResolveSegments, KeepsARewrittenPathUnderTheRoot) {
+  std::string p = "/a/./b//c/../d";
+  ASSERT_TRUE(resolve_segments(&p));
+  EXPECT_EQ(p, "/a/b/d");
+  p = "/a/../../etc";
+  EXPECT_FALSE(resolve_segments(&p));
+  p = "relative";
+  EXPECT_FALSE(resolve_segments(&p));
+  p = "/%2e%2e/x";  // a decoded path is not decoded again
+  ASSERT_TRUE(resolve_segments(&p));
+  EXPECT_EQ(p, "/%2e%2e/x");
 }
 
 }  // namespace
