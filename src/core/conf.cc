@@ -82,7 +82,8 @@ constexpr KeyInfo kKeys[] = {
     {"client_header_buffer_size", kInherited, false},
     {"expires", kInherited, false},
     {"disable_symlinks", kInherited, false},
-    {"access_log", kInherited, false},  // one log per level: a second one would silently replace the first
+    {"access_log", kInherited, true},  // a level with any replaces the inherited ones
+    {"log_format", kHttp, true},
     {"proxy_set_header", kInherited, true},
     {"proxy_hide_header", kInherited, true},
     {"proxy_pass_header", kInherited, true},
@@ -210,7 +211,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"gzip_min_length", nullptr}, {"gzip_vary", nullptr}, {"gzip_proxied", nullptr}, {"gzip_disable", nullptr},
     {"gzip_buffers", nullptr}, {"gzip_http_version", nullptr},
     // logs
-    {"log_format", nullptr}, {"open_log_file_cache", nullptr},
+    {"open_log_file_cache", nullptr},
     // limits
     {"limit_req", nullptr}, {"limit_req_zone", nullptr}, {"limit_req_status", nullptr},
     {"limit_req_log_level", nullptr}, {"limit_req_dry_run", nullptr}, {"limit_conn", nullptr},

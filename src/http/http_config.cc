@@ -295,6 +295,7 @@ struct Parser {
   const ConfFile& conf;
   HttpConf* http;
   std::string prefix;
+  const ConfSection* level_ = nullptr;  // the section whose keys are being read (begin_level)
   // [upstream] groups by lower-cased name (the first section of each name), made before any
   // section is read so that a proxy_pass may name a section further down the file.
   std::unordered_map<std::string, UpstreamGroup*> named_upstreams;
@@ -366,17 +367,108 @@ struct Parser {
   // proxy_hide_header, proxy_pass_header and error_page): a level that sets one header (or page) does
   // not add it to those of the level above, it starts a list of its own.
   void begin_level(const ConfSection& sec, Settings* s) {
+    level_ = &sec;
     for (const ConfEntry& e : sec.entries) {
       if (e.key == "proxy_set_header") s->proxy.set_headers.clear();
       else if (e.key == "proxy_hide_header") s->proxy.hide_headers.clear();
       else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
       else if (e.key == "error_page") s->error_pages.clear();
       else if (e.key == "add_header") s->add_headers.clear();
+      else if (e.key == "access_log") s->access_logs.clear();
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
       else if (e.key == "ssl_session_ticket_key") s->tls.ticket_key_files.clear(), s->tls.ticket_key_lines.clear();
     }
+  }
+
+  // access_log = PATH [combined | json | NAME] [if=CONDITION], or `off`. Several may stand at one
+  // level: a request is written to each.
+  void parse_access_log(const ConfEntry& e, Settings* s) {
+    auto words = split_ws(e.value);
+    if (words.empty()) bad(e, "access_log");
+    if (words[0] == "off") {
+      if (words.size() != 1) conf.fail(e.line, "\"access_log = off\" takes nothing after it");
+      // Either the level logs or it does not: an `off` beside a log would silently win or lose.
+      for (const ConfEntry& other : level_->entries)
+        if (&other != &e && other.key == "access_log")
+          conf.fail(e.line, "\"access_log = off\" and another \"access_log\" (" + conf.at(other.line) + ") at one level");
+      s->access_logs.clear();
+      return;
+    }
+    AccessLog log;
+    for (size_t i = 1; i < words.size(); i++) {
+      std::string_view w = words[i];
+      if (w.starts_with("if=")) {
+        if (log.condition) conf.fail(e.line, "\"if=\" is given twice in \"access_log\"");
+        auto t = std::make_shared<Template>();
+        std::string err = t->compile(w.substr(3));
+        if (err.empty() && !t->has_variables()) err = "the condition \"" + std::string(w.substr(3)) + "\" holds no variable";
+        if (!err.empty()) conf.fail(e.line, err + " in \"access_log\"");
+        log.condition = std::move(t);
+      } else if (i == 1) {
+        if (w == "combined") {
+          log.format = LogFormat::kCombined;
+        } else if (w == "json") {
+          log.format = LogFormat::kJson;
+        } else {
+          auto it = http->log_formats.find(std::string(w));
+          if (it == http->log_formats.end())
+            conf.fail(e.line, "unknown log format \"" + std::string(w) + "\" (combined, json or a log_format of [http])");
+          log.format = LogFormat::kCustom;
+          log.custom = it->second;
+        }
+      } else {
+        conf.fail(e.line, "unexpected \"" + std::string(w) + "\" in \"access_log\" (PATH [FORMAT] [if=CONDITION])");
+      }
+    }
+    std::string path = resolve_path(prefix, std::string(words[0]));
+    auto& slot = http->access_logs[path];
+    if (!slot) {
+      slot = std::make_shared<AccessLogFile>();
+      slot->path = path;
+      slot->line = e.line;
+    }
+    for (const AccessLog& other : s->access_logs)
+      if (other.file == slot)
+        conf.fail(e.line, "\"" + std::string(words[0]) + "\" is named twice at this level of \"access_log\"");
+    log.file = slot;
+    s->access_logs.push_back(std::move(log));
+  }
+
+  // log_format = NAME [escape=default|json|none] FORMAT, in [http]: FORMAT is the rest of the value,
+  // quoted or not, with variables.
+  void parse_log_format(const ConfEntry& e) {
+    std::string_view v = trim(std::string_view(e.value));
+    size_t sp = v.find_first_of(" \t");
+    std::string name(v.substr(0, sp));
+    if (name.empty() || sp == std::string_view::npos)
+      conf.fail(e.line, "\"log_format\" needs a name and a format (log_format = main \"$remote_addr $request\")");
+    if (name == "combined" || name == "json" || name == "off")
+      conf.fail(e.line, "\"" + name + "\" is a built-in log format and cannot be defined again");
+    for (char c : name)
+      if (!is_tchar(static_cast<unsigned char>(c))) bad(e, "log format name");
+    auto f = std::make_shared<CustomLogFormat>();
+    f->name = name;
+    f->line = e.line;
+    std::string_view rest = trim(v.substr(sp));
+    if (rest.starts_with("escape=")) {
+      size_t end = rest.find_first_of(" \t");
+      std::string_view how = rest.substr(7, end == std::string_view::npos ? std::string_view::npos : end - 7);
+      if (how == "default") f->escape = Escape::kLog;
+      else if (how == "json") f->escape = Escape::kJson;
+      else if (how == "none") f->escape = Escape::kLogRaw;
+      else conf.fail(e.line, "unknown escape \"" + std::string(how) + "\" in \"log_format\" (default, json or none)");
+      rest = end == std::string_view::npos ? std::string_view() : trim(rest.substr(end));
+    }
+    std::string text = unquote(e, rest);
+    if (text.empty()) conf.fail(e.line, "\"log_format\" needs a format after its name");
+    for (unsigned char c : text)
+      if (c == '\n' || c == '\r') conf.fail(e.line, "a line break in \"log_format\" would split the log's lines");
+    std::string err = f->format.compile(text);
+    if (!err.empty()) conf.fail(e.line, err + " in \"log_format\"");
+    auto [it, fresh] = http->log_formats.emplace(name, f);
+    if (!fresh) conf.fail(e.line, "duplicate log_format \"" + name + "\" (first at " + conf.at(it->second->line) + ")");
   }
 
   // add_header = NAME VALUE [always]. The value may be quoted and may hold variables; a header the
@@ -779,29 +871,7 @@ struct Parser {
       else if (e.value == "outside_root") s->disable_symlinks = Symlinks::kOutsideRoot;
       else bad(e, "value (off, on or outside_root)");
     } else if (k == "access_log") {
-      auto words = split_ws(e.value);
-      if (words.empty()) bad(e, "access_log");
-      if (words[0] == "off") {
-        if (words.size() != 1) bad(e, "access_log");
-        s->access_log.reset();
-        return true;
-      }
-      if (words.size() > 2) bad(e, "access_log");
-      LogFormat fmt = LogFormat::kCombined;
-      if (words.size() == 2) {
-        if (words[1] == "combined") fmt = LogFormat::kCombined;
-        else if (words[1] == "json") fmt = LogFormat::kJson;
-        else conf.fail(e.line, "unknown access_log format \"" + std::string(words[1]) + "\" (combined or json)");
-      }
-      std::string path = resolve_path(prefix, std::string(words[0]));
-      auto& slot = http->access_logs[path];
-      if (!slot) {
-        slot = std::make_shared<AccessLogFile>();
-        slot->path = path;
-        slot->line = e.line;
-      }
-      s->access_log = slot;
-      s->access_log_format = fmt;
+      parse_access_log(e, s);
     } else if (k == "error_page") {
       parse_error_page(e, s);
     } else if (k == "add_header") {
@@ -1409,8 +1479,13 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   struct ForgetNames {
     ~ForgetNames() { set_capture_names({}); }
   } forget_names;
-  Parser p{conf, http.get(), prefix, {}, {}, {}};
+  Parser p{conf, http.get(), prefix, nullptr, {}, {}, {}};
   p.declare_upstreams();
+  // Log formats first: an access_log anywhere may name one, wherever it stands in [http].
+  for (const ConfSection& sec : conf.sections)
+    if (sec.kind == "http")
+      for (const ConfEntry& e : sec.entries)
+        if (e.key == "log_format") p.parse_log_format(e);
   std::string types_path;
   int types_line = 0;
   int http_line = 0;
@@ -1422,7 +1497,9 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
     check_section_keys(conf, sec);
     p.begin_level(sec, &http->base);
     for (const ConfEntry& e : sec.entries) {
-      if (e.key == "types") {
+      if (e.key == "log_format") {
+        continue;  // read above
+      } else if (e.key == "types") {
         if (e.value.empty()) p.bad(e, "path");
         types_path = resolve_path(prefix, e.value);
         types_line = e.line;

@@ -27,7 +27,24 @@ class MimeTypes;
 struct AccessLogFile;
 
 enum class Symlinks { kOff, kOn, kOutsideRoot };
-enum class LogFormat { kCombined, kJson };
+enum class LogFormat { kCombined, kJson, kCustom };
+
+// log_format = NAME [escape=default|json|none] FORMAT, in [http].
+struct CustomLogFormat {
+  std::string name;
+  Template format;
+  Escape escape = Escape::kLog;  // kLog, kLogRaw (escape=none) or kJson
+  int line = 0;
+};
+
+// access_log = PATH [FORMAT] [if=CONDITION]: one of the logs a request is written to.
+struct AccessLog {
+  std::shared_ptr<AccessLogFile> file;
+  LogFormat format = LogFormat::kCombined;
+  std::shared_ptr<const CustomLogFormat> custom;  // kCustom
+  // if=: a line is written only when this is neither empty nor "0"; null: always.
+  std::shared_ptr<const Template> condition;
+};
 
 // error_page = CODE [CODE...] [=[RESPONSE]] URI: what a client gets instead of the built-in page for
 // one status. A line with several codes is one ErrorPage per code.
@@ -84,8 +101,8 @@ struct Settings {
   uint64_t client_header_buffer_size = 8192;
   int64_t expires_ms = -1;  // -1: off
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
-  std::shared_ptr<AccessLogFile> access_log;  // null: off
-  LogFormat access_log_format = LogFormat::kCombined;
+  // access_log lines; a level that has any replaces the inherited ones (`off`: none), as nginx.
+  std::vector<AccessLog> access_logs;
   ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
   TlsSettings tls;
   // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
@@ -208,6 +225,7 @@ struct HttpConf {
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::unique_ptr<ListenGroup>> listens;
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
+  std::map<std::string, std::shared_ptr<const CustomLogFormat>> log_formats;  // by name
   uint64_t max_header_buffer = 8192;
   std::vector<ConfSource> files_read;  // besides the main file: the types file (for -T)
 

@@ -819,7 +819,7 @@ void HttpConnection::save_log(int status, uint64_t body_bytes) {
 void HttpConnection::log_request(int status, uint64_t body_bytes) {
   const Settings& s = settings_now();
   log_pending_ = false;
-  if (!s.access_log) return;
+  if (s.access_logs.empty()) return;
   const Request& req = *req_;
   LogEntry e;
   e.peer = &c_->peer();
@@ -852,7 +852,16 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
     e.upstream_status = statuses;
     e.upstream_response_time = times;
   }
-  access_log(s, e);
+  access_log(s, e, log_vars());
+}
+
+VarContext HttpConnection::log_vars() const {
+  VarContext vars;
+  vars.req = req_.get();
+  vars.server = server_;
+  vars.peer = &c_->peer();
+  vars.local = &c_->listening()->addr;
+  return vars;
 }
 
 void HttpConnection::handle_message_complete() {
@@ -896,7 +905,7 @@ void HttpConnection::fail_request(int status) {
     size_t head_end_pos = r.out->find("\r\n\r\n", mark);
     if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
   }
-  if (s.access_log) {
+  if (!s.access_logs.empty()) {
     LogEntry e{};
     e.peer = &c_->peer();
     e.status = status;
@@ -911,7 +920,7 @@ void HttpConnection::fail_request(int status) {
       if (req_->parser.http_major == 1) e.version_minor = req_->parser.http_minor;
     }
     e.request_time = c_->loop()->now() - req_->start_time;
-    access_log(s, e);
+    access_log(s, e, log_vars());
   }
   keep_alive_ = false;
   clean_end_ = false;

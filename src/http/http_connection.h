@@ -214,6 +214,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   };
   HeldInput in_;
   HeadPolicy policy_;
+  // The variables of the request's access log line.
+  VarContext log_vars() const;
   VarContext policy_vars_;
   Route route_;  // the request's rewrites and location
   // The asynchronous handler of the request in progress (null when none). Deleted through the loop:

@@ -54,75 +54,103 @@ void append_json_escaped(std::string* out, std::string_view text) {
   }
 }
 
-void access_log(const Settings& s, const LogEntry& e) {
-  AccessLogFile* f = s.access_log.get();
-  if (!f) return;
-  std::string& b = f->buf;
-  char host[64];
-  size_t hn = e.peer->host_into(host, sizeof(host));
-  if (s.access_log_format == LogFormat::kCombined) {
-    // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
-    b.append(host, hn);
-    b.append(" - - [");
-    b.append(Clock::log_date());
-    b.append("] \"");
-    if (e.method.empty()) {
-      b.push_back('-');
-    } else {
-      append_escaped(&b, e.method);
-      b.push_back(' ');
-      append_escaped(&b, e.target);
-      b.append(" HTTP/");
-      b.push_back(static_cast<char>('0' + e.version_major));
-      b.push_back('.');
-      b.push_back(static_cast<char>('0' + e.version_minor));
-    }
-    b.append("\" ");
-    append_uint(&b, static_cast<uint64_t>(e.status));
-    b.push_back(' ');
-    append_uint(&b, e.body_bytes);
-    b.append(" \"");
-    append_or_dash(&b, e.referer);
-    b.append("\" \"");
-    append_or_dash(&b, e.user_agent);
-    b.append("\"\n");
+namespace {
+
+void write_combined(std::string& b, const LogEntry& e, std::string_view host) {
+  // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
+  b.append(host);
+  b.append(" - - [");
+  b.append(Clock::log_date());
+  b.append("] \"");
+  if (e.method.empty()) {
+    b.push_back('-');
   } else {
-    b.append("{\"time\":\"");
-    b.append(Clock::iso_date());
-    b.append("\",\"remote_addr\":\"");
-    append_json_escaped(&b, std::string_view(host, hn));
-    b.append("\",\"method\":\"");
-    append_json_escaped(&b, e.method);
-    b.append("\",\"uri\":\"");
-    append_json_escaped(&b, e.target);
-    b.append("\",\"protocol\":\"HTTP/");
+    append_escaped(&b, e.method);
+    b.push_back(' ');
+    append_escaped(&b, e.target);
+    b.append(" HTTP/");
     b.push_back(static_cast<char>('0' + e.version_major));
     b.push_back('.');
     b.push_back(static_cast<char>('0' + e.version_minor));
-    b.append("\",\"status\":");
-    append_uint(&b, static_cast<uint64_t>(e.status));
-    b.append(",\"body_bytes_sent\":");
-    append_uint(&b, e.body_bytes);
-    b.append(",\"referer\":\"");
-    append_json_escaped(&b, e.referer);
-    b.append("\",\"user_agent\":\"");
-    append_json_escaped(&b, e.user_agent);
-    char rt[32];
-    int n = snprintf(rt, sizeof(rt), "%.3f", e.request_time < 0 ? 0.0 : e.request_time);
-    b.append("\",\"request_time\":");
-    b.append(rt, static_cast<size_t>(n));
-    if (!e.upstream_addr.empty()) {
-      b.append(",\"upstream_addr\":\"");
-      append_json_escaped(&b, e.upstream_addr);
-      b.append("\",\"upstream_status\":\"");
-      append_json_escaped(&b, e.upstream_status);
-      b.append("\",\"upstream_response_time\":\"");
-      append_json_escaped(&b, e.upstream_response_time);
-      b.append("\"");
-    }
-    b.append("}\n");
   }
-  if (b.size() >= kFlushAt) f->flush();
+  b.append("\" ");
+  append_uint(&b, static_cast<uint64_t>(e.status));
+  b.push_back(' ');
+  append_uint(&b, e.body_bytes);
+  b.append(" \"");
+  append_or_dash(&b, e.referer);
+  b.append("\" \"");
+  append_or_dash(&b, e.user_agent);
+  b.append("\"\n");
+}
+
+void write_json(std::string& b, const LogEntry& e, std::string_view host) {
+  b.append("{\"time\":\"");
+  b.append(Clock::iso_date());
+  b.append("\",\"remote_addr\":\"");
+  append_json_escaped(&b, host);
+  b.append("\",\"method\":\"");
+  append_json_escaped(&b, e.method);
+  b.append("\",\"uri\":\"");
+  append_json_escaped(&b, e.target);
+  b.append("\",\"protocol\":\"HTTP/");
+  b.push_back(static_cast<char>('0' + e.version_major));
+  b.push_back('.');
+  b.push_back(static_cast<char>('0' + e.version_minor));
+  b.append("\",\"status\":");
+  append_uint(&b, static_cast<uint64_t>(e.status));
+  b.append(",\"body_bytes_sent\":");
+  append_uint(&b, e.body_bytes);
+  b.append(",\"referer\":\"");
+  append_json_escaped(&b, e.referer);
+  b.append("\",\"user_agent\":\"");
+  append_json_escaped(&b, e.user_agent);
+  char rt[32];
+  int n = snprintf(rt, sizeof(rt), "%.3f", e.request_time < 0 ? 0.0 : e.request_time);
+  b.append("\",\"request_time\":");
+  b.append(rt, static_cast<size_t>(n));
+  if (!e.upstream_addr.empty()) {
+    b.append(",\"upstream_addr\":\"");
+    append_json_escaped(&b, e.upstream_addr);
+    b.append("\",\"upstream_status\":\"");
+    append_json_escaped(&b, e.upstream_status);
+    b.append("\",\"upstream_response_time\":\"");
+    append_json_escaped(&b, e.upstream_response_time);
+    b.append("\"");
+  }
+  b.append("}\n");
+}
+
+// if=: nginx's rule, a line unless the value is empty or "0".
+bool wanted(const AccessLog& log, const VarContext& vars) {
+  if (!log.condition) return true;
+  std::string v;
+  log.condition->evaluate(vars, &v);
+  return !v.empty() && v != "0";
+}
+
+}  // namespace
+
+void access_log(const Settings& s, const LogEntry& e, const VarContext& vars) {
+  if (s.access_logs.empty()) return;
+  char host_buf[64];
+  std::string_view host(host_buf, e.peer->host_into(host_buf, sizeof(host_buf)));
+  VarContext here = vars;
+  here.log = &e;
+  for (const AccessLog& log : s.access_logs) {
+    if (!wanted(log, here)) continue;
+    AccessLogFile* f = log.file.get();
+    std::string& b = f->buf;
+    if (log.format == LogFormat::kCombined) {
+      write_combined(b, e, host);
+    } else if (log.format == LogFormat::kJson) {
+      write_json(b, e, host);
+    } else {
+      log.custom->format.evaluate(here, &b, log.custom->escape);
+      b.push_back('\n');
+    }
+    if (b.size() >= kFlushAt) f->flush();
+  }
 }
 
 }  // namespace baton::http

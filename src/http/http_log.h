@@ -26,7 +26,8 @@ struct LogEntry {
   std::string_view upstream_response_time;
 };
 
-void access_log(const Settings& s, const LogEntry& e);
+// Writes e to each access log of s (vars: the request's variables, for a custom format and if=).
+void access_log(const Settings& s, const LogEntry& e, const VarContext& vars);
 
 // Appends text escaped for the combined format ('"', '\\' and bytes outside 0x20..0x7e as \xHH).
 void append_escaped(std::string* out, std::string_view text);

@@ -113,13 +113,15 @@ void end_head(std::string* out, const ResponseHead& h) {
 void append_added_headers(std::string* out, const HeadPolicy& policy, int status) {
   if (policy.add && !policy.add->empty() && policy.vars) {
     bool usual = adds_headers(status);
+    VarContext vars = *policy.vars;
+    vars.status = status;  // $status
     for (const AddedHeader& a : *policy.add) {
       if (!a.always && !usual) continue;
       size_t mark = out->size();
       out->append(a.name);
       out->append(": ");
       size_t value_at = out->size();
-      a.value.evaluate(*policy.vars, out);
+      a.value.evaluate(vars, out);
       // A value with a line break in it (from a variable) would forge fields: it is cut there; an
       // empty value adds nothing.
       size_t bad = out->find_first_of("\r\n", value_at);

@@ -1,11 +1,17 @@
 #include "http/http_variables.h"
 
 #include <openssl/rand.h>
+#include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
+#include <cstdio>
+
+#include "core/clock.h"
 #include "core/strings.h"
 #include "event/tls.h"
 #include "http/http_config.h"
+#include "http/http_log.h"
 #include "http/http_request.h"
 
 namespace baton::http {
@@ -30,6 +36,26 @@ constexpr Known kKnown[] = {
     {"ssl_server_name", Var::kSslServerName}, {"ssl_session_reused", Var::kSslSessionReused},
     {"ssl_client_verify", Var::kSslClientVerify}, {"ssl_client_s_dn", Var::kSslClientSDn},
     {"ssl_client_i_dn", Var::kSslClientIDn}, {"ssl_client_serial", Var::kSslClientSerial},
+    {"status", Var::kStatus}, {"body_bytes_sent", Var::kBodyBytesSent},
+    {"request_time", Var::kRequestTime}, {"time_local", Var::kTimeLocal},
+    {"time_iso8601", Var::kTimeIso8601}, {"msec", Var::kMsec},
+    {"request", Var::kRequest}, {"server_protocol", Var::kServerProtocol},
+    {"remote_user", Var::kRemoteUser}, {"content_length", Var::kContentLength},
+    {"content_type", Var::kContentType}, {"upstream_addr", Var::kUpstreamAddr},
+    {"upstream_status", Var::kUpstreamStatus}, {"upstream_response_time", Var::kUpstreamResponseTime},
+    {"hostname", Var::kHostname}, {"pid", Var::kPid},
+};
+
+// Variables of a name prefix and a name of the request's own: $http_user_agent, $arg_page.
+struct Family {
+  std::string_view prefix;
+  Var var;
+  bool header_name;  // '_' stands for '-' and the name is lower-cased (a header name)
+};
+constexpr Family kFamilies[] = {
+    {"http_", Var::kHttpHeader, true},
+    {"arg_", Var::kArg, false},
+    {"cookie_", Var::kCookie, false},
 };
 
 std::vector<std::string>& capture_names() {
@@ -45,9 +71,20 @@ const char kHex[] = "0123456789abcdef";
 const char kHexUpper[] = "0123456789ABCDEF";
 
 void append_value(std::string* out, std::string_view v, Escape escape) {
-  if (escape == Escape::kNone) {
-    out->append(v);
-    return;
+  switch (escape) {
+    case Escape::kNone:
+    case Escape::kLogRaw:
+      out->append(v);
+      return;
+    case Escape::kLog:
+      append_escaped(out, v);
+      return;
+    case Escape::kJson:
+      append_json_escaped(out, v);
+      return;
+    case Escape::kUrl:
+    case Escape::kArgs:
+      break;
   }
   for (unsigned char c : v) {
     bool special = escape == Escape::kArgs && (c == '#' || c == '%' || c == '&' || c == '+' || c == '?');
@@ -75,6 +112,51 @@ void make_request_id(char* out) {
   }
 }
 
+// The value of argument name in a query string ("a=1&b=2"), as sent; the first one of that name,
+// compared without regard to case as nginx does. "b" alone has an empty value.
+std::string_view query_arg(std::string_view query, std::string_view name) {
+  while (!query.empty()) {
+    size_t amp = query.find('&');
+    std::string_view pair = query.substr(0, amp);
+    query = amp == std::string_view::npos ? std::string_view() : query.substr(amp + 1);
+    size_t eq = pair.find('=');
+    if (iequals(pair.substr(0, eq), name)) return eq == std::string_view::npos ? std::string_view() : pair.substr(eq + 1);
+  }
+  return {};
+}
+
+// The value of cookie name in the request's Cookie headers ("a=1; b=2").
+std::string_view cookie(const Request& req, std::string_view name) {
+  for (size_t i = 0; i < req.header_count; i++) {
+    if (!iequals(req.headers[i].name, "cookie")) continue;
+    std::string_view v = req.headers[i].value;
+    while (!v.empty()) {
+      size_t semi = v.find(';');
+      std::string_view pair = trim(v.substr(0, semi));
+      v = semi == std::string_view::npos ? std::string_view() : v.substr(semi + 1);
+      size_t eq = pair.find('=');
+      if (eq != std::string_view::npos && iequals(trim(pair.substr(0, eq)), name)) return trim(pair.substr(eq + 1));
+    }
+  }
+  return {};
+}
+
+void append_fixed3(std::string* out, double v) {
+  char buf[48];
+  int n = snprintf(buf, sizeof(buf), "%.3f", v);
+  if (n > 0) out->append(buf, static_cast<size_t>(n));
+}
+
+std::string_view hostname() {
+  static char name[256];
+  static size_t len = [] {
+    if (gethostname(name, sizeof(name) - 1) != 0) return size_t{0};
+    name[sizeof(name) - 1] = '\0';
+    return strlen(name);
+  }();
+  return {name, len};
+}
+
 void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) {
   if (!ctx.peer) return;
   char host[64];
@@ -90,7 +172,10 @@ const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
          "$request_method $remote_addr $remote_port $request_id $proxy_host $proxy_add_x_forwarded_for $ssl_protocol "
          "$ssl_cipher $ssl_server_name $ssl_session_reused $ssl_client_verify $ssl_client_s_dn $ssl_client_i_dn "
-         "$ssl_client_serial $http_NAME, and a regular expression's groups: $1..$9 and named ones";
+         "$ssl_client_serial $status $body_bytes_sent $request_time $time_local $time_iso8601 $msec $request "
+         "$server_protocol $remote_user $content_length $content_type $upstream_addr $upstream_status "
+         "$upstream_response_time $hostname $pid $http_NAME $arg_NAME $cookie_NAME, and a regular expression's "
+         "groups: $1..$9 and named ones";
 }
 
 std::string Template::compile(std::string_view in) {
@@ -148,14 +233,18 @@ std::string Template::compile(std::string_view in) {
     Var var = Var::kLiteral;
     for (const Known& k : kKnown)
       if (k.name == name) var = k.var;
-    if (var == Var::kLiteral && name.starts_with("http_") && name.size() > 5) {
+    bool family = false;
+    for (const Family& f : kFamilies) {
+      if (var != Var::kLiteral || !name.starts_with(f.prefix) || name.size() == f.prefix.size()) continue;
       // Header names compare without regard to case; `_` stands for `-`.
       uint32_t off = static_cast<uint32_t>(names_.size());
-      for (char c : name.substr(5)) names_.push_back(c == '_' ? '-' : ascii_lower(c));
-      parts_.push_back({Var::kHttpHeader, off, static_cast<uint32_t>(name.size() - 5)});
+      for (char c : name.substr(f.prefix.size())) names_.push_back(!f.header_name ? c : c == '_' ? '-' : ascii_lower(c));
+      parts_.push_back({f.var, off, static_cast<uint32_t>(name.size() - f.prefix.size())});
       has_variables_ = true;
-      continue;
+      family = true;
+      break;
     }
+    if (family) continue;
     if (var == Var::kLiteral) {
       bool named_group = false;
       for (const std::string& n : capture_names()) named_group = named_group || n == name;
@@ -175,9 +264,26 @@ std::string Template::compile(std::string_view in) {
 }
 
 void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) const {
-  const Request& req = *ctx.req;
+  // A line for a request refused before its head was read has no request: its values are empty.
+  static const Request kNoRequest{};
+  const Request& req = ctx.req ? *ctx.req : kNoRequest;
+  const bool dash = escape == Escape::kLog || escape == Escape::kLogRaw;
   for (const Part& p : parts_) {
-    switch (p.var) {
+    size_t before = out->size();
+    if (p.var == Var::kLiteral) {
+      out->append(text_, p.off, p.len);
+      continue;
+    }
+    append_part(p, ctx, req, out, escape);
+    // nginx's access log writes "-" for a value that is empty.
+    if (dash && out->size() == before) out->push_back('-');
+  }
+}
+
+void Template::append_part(const Part& p, const VarContext& ctx, const Request& req, std::string* out,
+                           Escape escape) const {
+  const LogEntry* log = ctx.log;
+  switch (p.var) {
       case Var::kLiteral:
         out->append(text_, p.off, p.len);
         break;
@@ -279,7 +385,74 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
       case Var::kNamedCapture:
         append_value(out, req.captures.named(std::string_view(names_).substr(p.off, p.len)), escape);
         break;
-    }
+      case Var::kArg:
+        append_value(out, query_arg(req.query, std::string_view(names_).substr(p.off, p.len)), escape);
+        break;
+      case Var::kCookie:
+        append_value(out, cookie(req, std::string_view(names_).substr(p.off, p.len)), escape);
+        break;
+      case Var::kStatus: {
+        int status = log ? log->status : ctx.status;
+        if (status > 0) append_uint(out, static_cast<uint64_t>(status));
+        else out->append("000");
+        break;
+      }
+      case Var::kBodyBytesSent:
+        append_uint(out, log ? log->body_bytes : 0);
+        break;
+      case Var::kRequestTime: {
+        double t = log ? log->request_time : req.start_time > 0 ? Clock::now_precise() - req.start_time : 0;
+        append_fixed3(out, t < 0 ? 0 : t);
+        break;
+      }
+      case Var::kTimeLocal:
+        out->append(Clock::log_date());
+        break;
+      case Var::kTimeIso8601:
+        out->append(Clock::iso_date());
+        break;
+      case Var::kMsec:
+        append_fixed3(out, Clock::now_precise());
+        break;
+      case Var::kRequest: {
+        std::string_view method = log ? log->method : req.method;
+        if (method.empty()) break;
+        append_value(out, method, escape);
+        out->push_back(' ');
+        append_value(out, log ? log->target : req.target, escape);
+        out->append(" HTTP/1.");
+        out->push_back(static_cast<char>('0' + ((log ? log->version_minor : req.version_minor) & 1)));
+        break;
+      }
+      case Var::kServerProtocol:
+        if (log ? !log->method.empty() : !req.method.empty()) {
+          out->append("HTTP/1.");
+          out->push_back(static_cast<char>('0' + ((log ? log->version_minor : req.version_minor) & 1)));
+        }
+        break;
+      case Var::kRemoteUser:
+        break;
+      case Var::kContentLength:
+        append_value(out, req.header("content-length"), escape);
+        break;
+      case Var::kContentType:
+        append_value(out, req.header("content-type"), escape);
+        break;
+      case Var::kUpstreamAddr:
+        if (log) append_value(out, log->upstream_addr, escape);
+        break;
+      case Var::kUpstreamStatus:
+        if (log) append_value(out, log->upstream_status, escape);
+        break;
+      case Var::kUpstreamResponseTime:
+        if (log) append_value(out, log->upstream_response_time, escape);
+        break;
+      case Var::kHostname:
+        append_value(out, hostname(), escape);
+        break;
+      case Var::kPid:
+        append_uint(out, static_cast<uint64_t>(getpid()));
+        break;
   }
 }
 

@@ -19,6 +19,7 @@ namespace baton::http {
 
 struct Request;
 struct Server;
+struct LogEntry;
 
 // What a request's variables are read from. Built on the stack for the request being answered.
 struct VarContext {
@@ -28,6 +29,8 @@ struct VarContext {
   const SockAddr* local = nullptr;   // the listening address: $server_port
   std::string_view uri;              // $uri when it is not the request's own path (an internal redirect)
   std::string_view proxy_host;       // $proxy_host: filled in by the proxy (its ProxyPass::proxy_host)
+  int status = 0;                    // $status of the response whose head is being written
+  const LogEntry* log = nullptr;     // the access log's line: $status, $body_bytes_sent, $upstream_*...
 
 };
 
@@ -56,6 +59,24 @@ enum class Var : uint8_t {
   kSslClientSDn,
   kSslClientIDn,
   kSslClientSerial,
+  kArg,            // $arg_NAME: the argument NAME of the query string, as sent (any case)
+  kCookie,         // $cookie_NAME: the cookie NAME of the Cookie header
+  kStatus,
+  kBodyBytesSent,
+  kRequestTime,    // seconds since the request's first byte, with milliseconds
+  kTimeLocal,      // 03/Dec/2026:11:39:50 +0000
+  kTimeIso8601,    // 2026-12-03T11:39:50+00:00
+  kMsec,           // seconds since the epoch, with milliseconds
+  kRequest,        // the request line: "GET /a?b HTTP/1.1"
+  kServerProtocol, // "HTTP/1.1"
+  kRemoteUser,     // the user of basic authentication (none yet: empty)
+  kContentLength,
+  kContentType,
+  kUpstreamAddr,
+  kUpstreamStatus,
+  kUpstreamResponseTime,
+  kHostname,
+  kPid,
   kCapture,        // $0..$9: a group of the request's last regex match (off: its number)
   kNamedCapture,   // a named group of it (the name in names_)
 };
@@ -65,7 +86,10 @@ enum class Var : uint8_t {
 // anything else that is not a URL) into a response head — $uri is decoded and may hold %0D%0A.
 // kArgs: for a value that becomes part of a query string (a rewrite's arguments), '#', '%', '&',
 // '+' and '?' as well, so that a value is one argument's data and never a second argument.
-enum class Escape : uint8_t { kNone, kUrl, kArgs };
+// The access log's: kLog escapes '"', '\\' and bytes outside 0x20..0x7e as \xHH and writes "-"
+// for an empty value, kLogRaw writes the value as it is (escape=none) but "-" for an empty one,
+// kJson escapes for a JSON string (escape=json) and writes nothing for an empty value.
+enum class Escape : uint8_t { kNone, kUrl, kArgs, kLog, kLogRaw, kJson };
 
 class Template {
  public:
@@ -81,9 +105,10 @@ class Template {
  private:
   struct Part {
     Var var;
-    uint32_t off;  // kLiteral: the bytes in text_; kHttpHeader: the header name in names_
+    uint32_t off;  // kLiteral: the bytes in text_; kHttpHeader, kArg...: the name in names_
     uint32_t len;
   };
+  void append_part(const Part& p, const VarContext& ctx, const Request& req, std::string* out, Escape escape) const;
   std::string text_;
   std::string names_;
   std::vector<Part> parts_;

@@ -81,7 +81,7 @@ TEST_F(HttpConfTest, DefaultsWithoutHttpSection) {
   EXPECT_EQ(s.s.keepalive_timeout_ms, 75000);
   EXPECT_EQ(s.s.client_max_body_size, 1024u * 1024);
   EXPECT_EQ(s.s.disable_symlinks, Symlinks::kOutsideRoot);
-  EXPECT_EQ(s.s.access_log, nullptr);
+  EXPECT_TRUE(s.s.access_logs.empty());
   // No listen: 0.0.0.0:80.
   ASSERT_EQ(http->listens.size(), 1u);
   EXPECT_EQ(http->listens[0]->addr.to_string(), "0.0.0.0:80");
@@ -208,17 +208,19 @@ TEST_F(HttpConfTest, AccessLogs) {
       "[location /other]\n"
       "access_log = /var/log/other.log combined\n");
   const Server& a = *http->servers.at(0);
-  ASSERT_NE(a.s.access_log, nullptr);
-  EXPECT_EQ(a.s.access_log->path, prefix_ + "/logs/access.log");
-  EXPECT_EQ(a.s.access_log_format, LogFormat::kCombined);
+  ASSERT_EQ(a.s.access_logs.size(), 1u);
+  const auto& main_log = a.s.access_logs[0].file;
+  EXPECT_EQ(main_log->path, prefix_ + "/logs/access.log");
+  EXPECT_EQ(a.s.access_logs[0].format, LogFormat::kCombined);
   const Location* json = loc(a, "/json");
-  EXPECT_EQ(json->s.access_log, a.s.access_log);  // one file object per path
-  EXPECT_EQ(json->s.access_log_format, LogFormat::kJson);
-  EXPECT_EQ(loc(a, "/quiet")->s.access_log, nullptr);
-  ASSERT_NE(loc(a, "/other")->s.access_log, nullptr);
-  EXPECT_EQ(loc(a, "/other")->s.access_log->path, "/var/log/other.log");
+  ASSERT_EQ(json->s.access_logs.size(), 1u);
+  EXPECT_EQ(json->s.access_logs[0].file, main_log);  // one file object per path
+  EXPECT_EQ(json->s.access_logs[0].format, LogFormat::kJson);
+  EXPECT_TRUE(loc(a, "/quiet")->s.access_logs.empty());
+  ASSERT_EQ(loc(a, "/other")->s.access_logs.size(), 1u);
+  EXPECT_EQ(loc(a, "/other")->s.access_logs[0].file->path, "/var/log/other.log");
   EXPECT_EQ(http->access_logs.size(), 2u);
-  EXPECT_EQ(a.s.access_log->fd, -1);  // opened later, not while parsing
+  EXPECT_EQ(main_log->fd, -1);  // opened later, not while parsing
 }
 
 TEST_F(HttpConfTest, TypesFileRelativeToPrefix) {
@@ -464,7 +466,7 @@ TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[server a]\nssl_stapling_verify = on\n", 2, "\"ssl_stapling_verify\" is not supported yet");
   expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
   for (const char* key : {"recursive_error_pages", "rewrite_log", "autoindex", "allow", "deny",
-                          "auth_basic", "limit_req", "log_format"}) {
+                          "auth_basic", "limit_req", "limit_conn"}) {
     std::string err = error("[server a]\n" + std::string(key) + " = x\n");
     EXPECT_EQ(err, "t.ini:2: \"" + std::string(key) + "\" is not supported yet") << key;
   }
@@ -484,7 +486,8 @@ TEST_F(HttpConfTest, DuplicateKeys) {
   EXPECT_EQ(error("[server a]\nroot = html\nlisten = 8080\nroot = static\n"), "t.ini:4: \"root\" is duplicate (first at line 2)");
   expect_error("[http]\nindex = a.html\nindex = b.html\n", 3, "\"index\" is duplicate (first at line 2)");
   expect_error("[server a]\nserver_name = a.test\nserver_name = b.test\n", 3, "\"server_name\" is duplicate");
-  expect_error("[http]\naccess_log = a.log\naccess_log = b.log\n", 3, "\"access_log\" is duplicate");
+  expect_error("[http]\naccess_log = a.log\naccess_log = a.log json\n", 3, "\"a.log\" is named twice");
+  expect_error("[http]\naccess_log = a.log\naccess_log = off\n", 3, "\"access_log = off\" and another");
   expect_error("[server a]\n[location /]\nreturn = 200 a\nreturn = 200 b\n", 4, "\"return\" is duplicate (first at line 3)");
   expect_error("[server a]\n[location /]\nkeepalive_timeout = 1s\n\nkeepalive_timeout = 2s\n", 5, "(first at line 3)");
   // listen repeats; the same key in different sections is no repetition.
