@@ -246,7 +246,7 @@ const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
   policy_vars_ = VarContext();
   policy_vars_.req = req_.get();
   policy_vars_.server = server_;
-  policy_vars_.peer = &c_->peer();
+  policy_vars_.peer = &req_->client;
   policy_vars_.local = &c_->listening()->addr;
   policy_.add = &s.add_headers;
   policy_.vars = &policy_vars_;
@@ -296,7 +296,7 @@ void HttpConnection::on_readable() {
     // cancels it, as in nginx (logged as 499); once the answer is flowing, a client that only
     // shut its sending side still gets all of it.
     if (n == 0 && handler_ && !streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead) {
-      log_info("client %s closed the connection while its request was being answered", c_->peer().to_string().c_str());
+      log_info("client %s closed the connection while its request was being answered", client().to_string().c_str());
       if (log_pending_) req_->answer.log_status = 499;
     }
     bool answer_coming = blocked() || (handler_ && streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
@@ -459,6 +459,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
+  c->req_->client = c->c_->peer();
   if (c->c_->transport()->secure()) {
     c->req_->https = true;
     c->req_->tls = static_cast<const TlsTransport*>(c->c_->transport());
@@ -806,7 +807,7 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   if (!s.access_log) return;
   const Request& req = *req_;
   LogEntry e;
-  e.peer = &c_->peer();
+  e.peer = &req.client;
   e.status = status;
   e.body_bytes = body_bytes;
   e.version_major = 1;
@@ -851,7 +852,7 @@ void HttpConnection::handle_message_complete() {
 }
 
 void HttpConnection::abandon(const char* why) {
-  log_info("client %s: request body %s, closing the connection after the response", c_->peer().to_string().c_str(), why);
+  log_info("client %s: request body %s, closing the connection after the response", client().to_string().c_str(), why);
   if (handler_) {
     // The handler cannot have the whole body: it stops, and the client gets no more of an answer.
     end_handler(true);
@@ -882,7 +883,7 @@ void HttpConnection::fail_request(int status) {
   }
   if (s.access_log) {
     LogEntry e{};
-    e.peer = &c_->peer();
+    e.peer = &client();
     e.status = status;
     e.body_bytes = r.body_bytes;
     e.version_major = 1;
@@ -938,7 +939,7 @@ bool HttpConnection::flush() {
   if (!q.empty()) {
     if (!c_->flush_queue(last)) {
       if (c_->failed()) {
-        if (errno == ENODATA) log_error("file shrank while being sent to %s", c_->peer().to_string().c_str());
+        if (errno == ENODATA) log_error("file shrank while being sent to %s", client().to_string().c_str());
         output_failed();
         return false;
       }

@@ -72,6 +72,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   const Server* server() const { return server_; }
   const Location* location() const { return location_; }
   Connection* connection() const { return c_; }
+  // Who the request in progress is from (Request::client); the connection's peer between requests.
+  const PeerAddr& client() const { return req_ ? req_->client : c_->peer(); }
   HttpWorker* worker() const { return worker_; }
 
  private:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "os/unix/fd.h"
+#include "os/unix/socket.h"
 
 namespace baton {
 class TlsTransport;
@@ -73,6 +74,9 @@ struct Request {
   bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
   bool https = false;      // arrived over TLS: $scheme https
   const TlsTransport* tls = nullptr;  // ... on this connection's TLS ($ssl_*)
+  // Who the request is from: the connection's peer when the request begins. $remote_addr, the
+  // logs, ip_hash and the proxy's X-Real-IP / X-Forwarded-For all read this, never the connection.
+  PeerAddr client;
   uint64_t content_length = 0;
 
   // The connection's reading of the request and its answer (set by the connection; reset() leaves
