@@ -113,6 +113,8 @@ constexpr KeyInfo kKeys[] = {
     {"add_header", kInherited, true},  // the same
     {"server_tokens", kInherited, false},
     {"charset", kInherited, false},
+    {"allow", kInherited, true},  // allow and deny make one list, in the order written
+    {"deny", kInherited, true},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -156,8 +158,8 @@ struct NginxDirective {
 };
 
 // nginx directives an nginx configuration commonly carries (core, events, http core, rewrite,
-// access, auth, headers, gzip, log, limits, charset, proxy, fastcgi and friends, ssl, http2,
-// realip, ...) that baton does not read: said plainly rather than called a typo.
+// auth, headers, gzip, log, limits, charset, proxy, fastcgi and friends, ssl, http2, realip, ...)
+// that baton does not read: said plainly rather than called a typo.
 constexpr NginxDirective kNginxDirectives[] = {
     // main and events
     {"worker_rlimit_nofile", nullptr}, {"worker_cpu_affinity", nullptr}, {"worker_priority", nullptr},
@@ -197,7 +199,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"default_server", "is an option of \"listen\" here: listen = ADDRESS default_server"},
     // rewrite, access, auth, index, headers
     {"rewrite", nullptr}, {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
-    {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
+    {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
     {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
     {"add_trailer", nullptr}, {"charset_types", nullptr},

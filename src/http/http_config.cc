@@ -304,6 +304,7 @@ struct Parser {
       else if (e.key == "proxy_pass_header") s->proxy.pass_headers.clear();
       else if (e.key == "error_page") s->error_pages.clear();
       else if (e.key == "add_header") s->add_headers.clear();
+      else if (e.key == "allow" || e.key == "deny") s->access.clear();
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
@@ -338,6 +339,19 @@ struct Parser {
       if ((c < 0x20 && c != '\t') || c == 0x7f) conf.fail(e.line, "control character in the value of \"add_header\"");
     if (std::string err = a.value.compile(text); !err.empty()) conf.fail(e.line, err);
     s->add_headers.push_back(std::move(a));
+  }
+
+  // allow / deny = ADDR, ADDR/BITS, unix: or all. Bits past the prefix are cleared with a warning,
+  // as nginx does.
+  AddrRange addr_range(const ConfEntry& e) {
+    std::string_view v = trim(std::string_view(e.value));
+    AddrRange r;
+    bool host_bits = false;
+    std::string err = parse_addr_range(v, e.key, true, &r, &host_bits);
+    if (!err.empty()) conf.fail(e.line, err);
+    if (host_bits)
+      log_warn("%s: low address bits of %s are meaningless", conf.where(e.line).c_str(), std::string(v).c_str());
+    return r;
   }
 
   // error_page = CODE [CODE...] [=[RESPONSE]] URI. The URI is a local page (a path, looked up as a
@@ -737,6 +751,8 @@ struct Parser {
       parse_add_header(e, s);
     } else if (k == "server_tokens") {
       on_off(e, &s->server_tokens);
+    } else if (k == "allow" || k == "deny") {
+      s->access.push_back(AccessRule{addr_range(e), k == "allow"});
     } else if (k == "charset") {
       if (e.value == "off") {
         s->charset.clear();

@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_access.h"
 #include "http/http_response.h"
 #include "http/http_upstream.h"
 #include "http/http_variables.h"
@@ -93,6 +94,9 @@ struct Settings {
   std::vector<AddedHeader> add_headers;
   bool server_tokens = true;
   std::string charset;  // charset = NAME; empty: off
+  // allow / deny lines in the order written (the first that matches decides); a level with any has
+  // only its own.
+  std::vector<AccessRule> access;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

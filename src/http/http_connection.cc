@@ -19,6 +19,7 @@
 #include "event/listener.h"
 #include "event/tls.h"
 #include "http/http1.h"
+#include "http/http_access.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
 #include "http/http_response.h"
@@ -738,18 +739,24 @@ void HttpConnection::handle_head() {
 void HttpConnection::answer(Request& req) {
   HttpWorker* w = worker_;
   const Settings& s = location_->s;
+  // A [server] `return` answers for the server, with the server's settings.
+  const Location* by = server_->server_return ? server_->server_return.get() : location_;
+  // Whether the client may be answered at all: before any handler runs.
+  const bool denied = !access_allows(by->s.access, req.client);
   const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
   r.out = &w->out;
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
-  // A [server] `return` answers with the server's headers.
-  r.policy = head_policy(server_->server_return ? server_->server_return->s : s);
+  r.policy = head_policy(by->s);
   // The request's variables: the same for the head's added fields and for the answer ($request_id
   // is made once).
   const VarContext& vars = policy_vars_;
-  if (server_->server_return) {
+  if (denied) {
+    log_forbidden(req, *server_);
+    reply_error(&r, 403, by->s);
+  } else if (server_->server_return) {
     reply_return(&r, server_->server_return.get(), vars);
   } else if (location_->return_code) {
     reply_return(&r, location_, vars);
@@ -776,9 +783,8 @@ void HttpConnection::answer(Request& req) {
     if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
-  // it asks for.
-  const Location* by = server_->server_return ? server_->server_return.get() : location_;
-  if (r.status >= 300 && !by->s.error_pages.empty() && (!by->return_code || by->return_text.empty()))
+  // it asks for (unless the request was refused before it).
+  if (r.status >= 300 && !by->s.error_pages.empty() && (denied || !by->return_code || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, vars);
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;
