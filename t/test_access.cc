@@ -1,5 +1,9 @@
-// allow / deny: first match wins, inherited as a set, IPv4, IPv6 and unix-socket clients, a 403 that
-// goes through error_page and an nginx-style error-log line, checked before every handler.
+// allow / deny (first match wins, inherited as a set, IPv4, IPv6 and unix-socket clients, a 403 that
+// goes through error_page and an nginx-style error-log line) and the real client address
+// (set_real_ip_from, real_ip_header, real_ip_recursive): what $remote_addr, the access log,
+// allow/deny, ip_hash and the upstream's X-Real-IP / X-Forwarded-For see.
+#include <map>
+#include <set>
 #include <string>
 
 #include "harness.h"
@@ -22,10 +26,31 @@ void write_files(BatonServer& s) {
     s.write_file(std::string("html/") + dir + "a.txt", "file\n");
 }
 
+// The access log line of the request with User-Agent `agent` ("" if none appears within 2 s).
+std::string log_line(BatonServer& s, std::string_view agent) {
+  std::string needle = "\"" + std::string(agent) + "\"";
+  std::string found;
+  wait_for(
+      [&] {
+        std::string log = s.access_log();
+        size_t pos = log.find(needle);
+        if (pos == std::string::npos) return false;
+        size_t start = log.rfind('\n', pos);
+        start = start == std::string::npos ? 0 : start + 1;
+        found = log.substr(start, log.find('\n', pos) - start);
+        return true;
+      },
+      2000ms);
+  return found;
+}
+
 // `baton.ini:N: ` for the configuration line that holds `text`.
 std::string where(const BatonServer& s, std::string_view text) {
   return "baton.ini:" + std::to_string(line_of(s.config_text(), text)) + ": ";
 }
+
+// A location that answers with the address it sees.
+const char* kShowAddr = "[location = /addr]\nreturn = 200 \"$remote_addr|$remote_port\"\n";
 
 }  // namespace
 
@@ -250,4 +275,190 @@ TEST(Access, HostBitsPastThePrefixAreAWarning) {
       << r.err;
   ASSERT_TRUE(s.start());
   EXPECT_EQ(get(s.port(), "/a/a.txt").status, 403);  // 127.0.0.0/8
+}
+
+// ---- the real client address ---------------------------------------------------------------------
+
+TEST(RealIp, XRealIpFromATrustedPeer) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = 127.0.0.1\n", kShowAddr));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/addr", "X-Real-IP: 203.0.113.7\r\nUser-Agent: real-1\r\n");
+  // The header names no port: $remote_port is empty, as in nginx.
+  EXPECT_EQ(r.body, "203.0.113.7|") << r;
+  EXPECT_EQ(log_line(s, "real-1").rfind("203.0.113.7 - - [", 0), 0u) << s.access_log();
+  r = get(s.port(), "/addr", "X-Real-IP: [2001:db8::7]:4430\r\n");
+  EXPECT_EQ(r.body, "2001:db8::7|4430") << r;
+  // Without the header, the peer is the client.
+  r = get(s.port(), "/addr", "User-Agent: real-2\r\n");
+  EXPECT_EQ(r.body.rfind("127.0.0.1|", 0), 0u) << r;
+  EXPECT_GT(r.body.size(), std::string("127.0.0.1|").size()) << r;
+  EXPECT_EQ(log_line(s, "real-2").rfind("127.0.0.1 - - [", 0), 0u) << s.access_log();
+  // The address belongs to the request, not to the connection: the next request on it starts over.
+  Client c(s.port());
+  EXPECT_EQ(c.exchange(req("GET", "/addr", "X-Real-IP: 203.0.113.7\r\n")).body, "203.0.113.7|");
+  r = c.exchange(req("GET", "/addr"));
+  EXPECT_EQ(r.body.rfind("127.0.0.1|", 0), 0u) << r;
+}
+
+TEST(RealIp, HeaderOfAnUntrustedPeerIsIgnored) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = 10.0.0.0/8\nset_real_ip_from = 2001:db8::/32\n", kShowAddr));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/addr", "X-Real-IP: 203.0.113.7\r\nUser-Agent: untrusted\r\n");
+  EXPECT_EQ(r.body.rfind("127.0.0.1|", 0), 0u) << r;
+  EXPECT_EQ(log_line(s, "untrusted").rfind("127.0.0.1 - - [", 0), 0u) << s.access_log();
+}
+
+TEST(RealIp, MalformedValuesLeaveThePeer) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = 127.0.0.1\n", std::string(kShowAddr) +
+                                                          "[location = /xff]\nreal_ip_header = X-Forwarded-For\n"
+                                                          "return = 200 $remote_addr\n"));
+  ASSERT_TRUE(s.start());
+  for (const char* bad : {"unknown", "203.0.113.7.1", "203.0.113.7:99999", "[2001:db8::7]", "\"203.0.113.7\""}) {
+    Response r = get(s.port(), "/addr", std::string("X-Real-IP: ") + bad + "\r\n");
+    EXPECT_EQ(r.body.rfind("127.0.0.1|", 0), 0u) << bad << ": " << r;
+  }
+  EXPECT_EQ(get(s.port(), "/xff", "X-Forwarded-For: 203.0.113.7, garbage\r\n").body, "127.0.0.1");
+  EXPECT_EQ(get(s.port(), "/xff", "X-Forwarded-For: 203.0.113.7\r\n").body, "203.0.113.7");
+}
+
+TEST(RealIp, XForwardedForWithAndWithoutRecursion) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = 127.0.0.1\nset_real_ip_from = 10.0.0.0/8\nreal_ip_header = X-Forwarded-For\n",
+                    "[location = /last]\nreturn = 200 $remote_addr\n"
+                    "[location = /walk]\nreal_ip_recursive = on\nreturn = 200 $remote_addr\n"));
+  ASSERT_TRUE(s.start());
+  const std::string chain = "X-Forwarded-For: 198.51.100.1, 203.0.113.7, 10.0.0.2\r\n";
+  // Without recursion the last address is the client, trusted or not.
+  EXPECT_EQ(get(s.port(), "/last", chain).body, "10.0.0.2");
+  // With it, the walk from the right skips trusted proxies and stops at the first other address.
+  EXPECT_EQ(get(s.port(), "/walk", chain).body, "203.0.113.7");
+  // Several lines make one list; every address trusted gives the leftmost.
+  EXPECT_EQ(get(s.port(), "/walk", "X-Forwarded-For: 203.0.113.9\r\nX-Forwarded-For: 10.1.1.1, 10.0.0.2\r\n").body,
+            "203.0.113.9");
+  EXPECT_EQ(get(s.port(), "/walk", "X-Forwarded-For: 10.9.9.9, 10.0.0.2\r\n").body, "10.9.9.9");
+  // X-Real-IP is not read when the header is X-Forwarded-For.
+  EXPECT_EQ(get(s.port(), "/last", "X-Real-IP: 203.0.113.7\r\n").body, "127.0.0.1");
+}
+
+TEST(RealIp, AnyHeaderName) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = 127.0.0.1\nreal_ip_header = CF-Connecting-IP\n",
+                    "[location = /a]\nreturn = 200 $remote_addr\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/a", "cf-connecting-ip: 198.51.100.20\r\n").body, "198.51.100.20");
+  EXPECT_EQ(get(s.port(), "/a", "X-Real-IP: 198.51.100.20\r\n").body, "127.0.0.1");
+}
+
+// allow/deny see the real address, and so does the error-log line of a refusal.
+TEST(RealIp, DecidesAllowAndDeny) {
+  BatonServer s;
+  write_files(s);
+  s.set_config(site("set_real_ip_from = 127.0.0.1\ndeny = 203.0.113.0/24\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/a.txt").status, 200);
+  EXPECT_EQ(get(s.port(), "/a.txt", "X-Real-IP: 198.51.100.1\r\n").status, 200);
+  EXPECT_EQ(get(s.port(), "/a.txt", "X-Real-IP: 203.0.113.7\r\n").status, 403);
+  EXPECT_TRUE(
+      wait_for([&] { return contains(s.error_log(), "access forbidden by rule, client: 203.0.113.7,"); }, 2000ms))
+      << s.error_log();
+  // An IPv4-mapped IPv6 address is matched as the IPv4 address it is.
+  EXPECT_EQ(get(s.port(), "/a.txt", "X-Real-IP: ::ffff:203.0.113.8\r\n").status, 403);
+  EXPECT_EQ(get(s.port(), "/a.txt", "X-Real-IP: ::ffff:198.51.100.1\r\n").status, 200);
+}
+
+// The upstream is told the real address, and ip_hash balances on it.
+TEST(RealIp, ThroughTheProxy) {
+  TestUpstream a, b;
+  ASSERT_TRUE(a.start({"--name", "a"})) << a.error();
+  ASSERT_TRUE(b.start({"--name", "b"})) << b.error();
+  BatonServer s;
+  s.set_config(make_config("[upstream app]\nserver = " + a.address() + "\nbalance = ip_hash\n"
+                           "[upstream pair]\nserver = " + a.address() + "\nserver = " + b.address() +
+                               "\nbalance = ip_hash\n"
+                               "[server main]\nlisten = 127.0.0.1:@PORT@\nset_real_ip_from = 127.0.0.1\n"
+                               "[location /]\nproxy_pass = http://app\n"
+                               "[location /pair/]\nproxy_pass = http://pair/\n",
+                           "", 1));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/headers", "X-Real-IP: 203.0.113.7\r\n");
+  ASSERT_EQ(r.status, 200) << r;
+  EXPECT_TRUE(contains(r.body, "\r\nX-Real-IP: 203.0.113.7\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "\r\nX-Forwarded-For: 203.0.113.7\r\n")) << r.body;
+  // A list the client sent is kept, and the real address appended (nginx's
+  // $proxy_add_x_forwarded_for).
+  r = get(s.port(), "/headers", "X-Real-IP: 203.0.113.7\r\nX-Forwarded-For: 198.51.100.1\r\n");
+  EXPECT_TRUE(contains(r.body, "\r\nX-Forwarded-For: 198.51.100.1, 203.0.113.7\r\n")) << r.body;
+
+  // Every request comes from 127.0.0.1; the clients it names spread over both servers, each
+  // staying on its own.
+  std::map<std::string, std::string> where;
+  std::set<std::string> servers;
+  for (int net = 1; net <= 16; net++) {
+    std::string client = "198.51." + std::to_string(net) + ".7";
+    std::string got = get(s.port(), "/pair/size/1", "X-Real-IP: " + client + "\r\n").header("X-Upstream");
+    ASSERT_TRUE(got == "a" || got == "b") << client << ": " << got;
+    where[client] = got;
+    servers.insert(got);
+  }
+  EXPECT_EQ(servers.size(), 2u) << "16 client networks all went to one server";
+  for (const auto& [client, server] : where)
+    EXPECT_EQ(get(s.port(), "/pair/size/1?again", "X-Real-IP: " + client + "\r\n").header("X-Upstream"), server)
+        << client;
+}
+
+// On a proxy_protocol address the PROXY header's client is the peer. real_ip_header =
+// proxy_protocol believes that header only from the proxies set_real_ip_from trusts; the other
+// fields are trusted by the proxy's own address, not by the client the header names.
+TEST(RealIp, ProxyProtocol) {
+  BatonServer s;
+  s.set_config(make_config("[server main]\nlisten = 127.0.0.1:@PORT@ proxy_protocol\n"
+                           "[location = /plain]\nreturn = 200 \"$remote_addr|$remote_port\"\n"
+                           "[location = /trusted]\nset_real_ip_from = 127.0.0.1\nreal_ip_header = proxy_protocol\n"
+                           "return = 200 \"$remote_addr|$remote_port\"\n"
+                           "[location = /untrusted]\nset_real_ip_from = 10.0.0.0/8\nreal_ip_header = proxy_protocol\n"
+                           "return = 200 \"$remote_addr|$remote_port\"\n"
+                           "[location = /field]\nset_real_ip_from = 127.0.0.1\nreturn = 200 $remote_addr\n"
+                           "[location = /field-by-client]\nset_real_ip_from = 192.0.2.10\nreturn = 200 $remote_addr\n",
+                           "", 1));
+  ASSERT_TRUE(s.start());
+  auto ask = [&](const std::string& path, const std::string& headers = "") {
+    Client c(s.port());
+    std::string proxy_header = "PROXY TCP4 192.0.2.10 192.0.2.1 40000 80\r\n";
+    return c.exchange(proxy_header + req("GET", path, headers + "Connection: close\r\n")).body;
+  };
+  EXPECT_EQ(ask("/plain"), "192.0.2.10|40000");
+  EXPECT_EQ(ask("/trusted"), "192.0.2.10|40000");
+  std::string untrusted = ask("/untrusted");
+  EXPECT_EQ(untrusted.rfind("127.0.0.1|", 0), 0u) << untrusted;
+  EXPECT_NE(untrusted, "127.0.0.1|40000");
+  EXPECT_EQ(ask("/field", "X-Real-IP: 203.0.113.7\r\n"), "203.0.113.7");
+  EXPECT_EQ(ask("/field-by-client", "X-Real-IP: 203.0.113.7\r\n"), "192.0.2.10");
+}
+
+TEST(RealIp, BadLinesAreRefusedWithTheirLine) {
+  BatonServer s;
+  s.set_config(site("set_real_ip_from = all\n"));
+  RunResult r = s.test_config();
+  EXPECT_TRUE(contains(r.err, where(s, "set_real_ip_from = all") + "invalid address \"all\" in \"set_real_ip_from\""))
+      << r.err;
+  EXPECT_TRUE(contains(r.err, "0.0.0.0/0")) << r.err;
+  s.set_config(site("set_real_ip_from = 10.0.0.0/40\n"));
+  r = s.test_config();
+  EXPECT_TRUE(contains(r.err, where(s, "set_real_ip_from") + "invalid prefix length \"/40\"")) << r.err;
+  s.set_config(site("real_ip_header = X Real IP\n"));
+  r = s.test_config();
+  EXPECT_TRUE(contains(r.err, where(s, "real_ip_header") + "invalid header name")) << r.err;
+  s.set_config(site("real_ip_recursive = yes\n"));
+  r = s.test_config();
+  EXPECT_TRUE(contains(r.err, where(s, "real_ip_recursive") + "invalid switch")) << r.err;
+  s.set_config(site("real_ip_header = X-Real-IP\nreal_ip_header = X-Forwarded-For\n"));
+  r = s.test_config();
+  EXPECT_TRUE(contains(r.err, "\"real_ip_header\" is duplicate")) << r.err;
+  s.set_config(make_config("[upstream app]\nserver = 127.0.0.1:9\nset_real_ip_from = 127.0.0.1\n"
+                           "[server main]\nlisten = 127.0.0.1:@PORT@\n"));
+  r = s.test_config();
+  EXPECT_TRUE(contains(r.err, where(s, "set_real_ip_from") + "\"set_real_ip_from\" belongs in")) << r.err;
 }

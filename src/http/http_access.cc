@@ -31,6 +31,26 @@ bool same_prefix(const uint8_t* a, const uint8_t* net, unsigned bits) {
   return (a[whole] & mask) == net[whole];
 }
 
+// A numeric IPv4 or IPv6 address, nothing around it; the port is 0.
+bool parse_ip(std::string_view text, PeerAddr* out) {
+  char buf[INET6_ADDRSTRLEN];
+  if (text.empty() || text.size() >= sizeof(buf)) return false;
+  memcpy(buf, text.data(), text.size());
+  buf[text.size()] = '\0';
+  PeerAddr a;
+  if (inet_pton(AF_INET, buf, &a.u.in.sin_addr) == 1) {
+    a.u.in.sin_family = AF_INET;
+  } else if (inet_pton(AF_INET6, buf, &a.u.in6.sin6_addr) == 1) {
+    a.u.in6.sin6_family = AF_INET6;
+  } else {
+    return false;
+  }
+  *out = a;
+  return true;
+}
+
+bool is_separator(char c) { return c == ',' || c == ' ' || c == '\t'; }
+
 }  // namespace
 
 bool AddrRange::contains(const PeerAddr& a) const {
@@ -102,6 +122,72 @@ bool access_allows(const std::vector<AccessRule>& rules, const PeerAddr& client)
   for (const AccessRule& rule : rules)
     if (rule.range.contains(client)) return rule.allow;
   return true;
+}
+
+bool RealIpSettings::trusts(const PeerAddr& a) const {
+  for (const AddrRange& r : from)
+    if (r.contains(a)) return true;
+  return false;
+}
+
+bool parse_forwarded_addr(std::string_view text, PeerAddr* out) {
+  if (parse_ip(text, out)) return true;
+  PeerAddr a;
+  std::string_view port;
+  if (text.starts_with('[')) {
+    size_t close = text.find(']');
+    if (close == std::string_view::npos || close + 1 >= text.size() || text[close + 1] != ':') return false;
+    if (!parse_ip(text.substr(1, close - 1), &a) || a.family() != AF_INET6) return false;
+    port = text.substr(close + 2);
+  } else {
+    size_t colon = text.find(':');
+    if (colon == std::string_view::npos) return false;
+    if (!parse_ip(text.substr(0, colon), &a) || a.family() != AF_INET) return false;
+    port = text.substr(colon + 1);
+  }
+  uint64_t p;
+  if (!parse_uint(port, &p) || p == 0 || p > 65535) return false;
+  if (a.family() == AF_INET) a.u.in.sin_port = htons(static_cast<uint16_t>(p));
+  else a.u.in6.sin6_port = htons(static_cast<uint16_t>(p));
+  *out = a;
+  return true;
+}
+
+bool real_ip_from_header(const RealIpSettings& s, const Request& req, const PeerAddr& peer, PeerAddr* out) {
+  if (s.source == RealIpSource::kProxyProtocol || !s.trusts(peer)) return false;
+  bool found = false;
+  // Walks one line of the field from its right end; false once the walk is over.
+  auto walk = [&](std::string_view v) {
+    size_t end = v.size();
+    bool any = false;
+    for (;;) {
+      while (end > 0 && is_separator(v[end - 1])) end--;
+      // A line with no address in it ends the walk, as a malformed address does.
+      if (end == 0) return any;
+      size_t start = end;
+      while (start > 0 && !is_separator(v[start - 1])) start--;
+      PeerAddr a;
+      if (!parse_forwarded_addr(v.substr(start, end - start), &a)) return false;
+      *out = a;
+      found = any = true;
+      if (!s.recursive || !s.trusts(a)) return false;
+      end = start;
+    }
+  };
+  if (s.source == RealIpSource::kXForwardedFor) {
+    // Each proxy appends to the list, on the last line or on a line of its own: the lines read
+    // last to first are one list read from its right.
+    for (size_t i = req.header_count; i-- > 0;)
+      if (iequals(req.headers[i].name, s.header) && !walk(req.headers[i].value)) break;
+  } else {
+    // Of another field, only the first line counts (nginx's rule).
+    for (size_t i = 0; i < req.header_count; i++) {
+      if (!iequals(req.headers[i].name, s.header)) continue;
+      walk(req.headers[i].value);
+      break;
+    }
+  }
+  return found;
 }
 
 void log_forbidden(const Request& req, const Server& srv) {

@@ -97,6 +97,8 @@ struct Settings {
   // allow / deny lines in the order written (the first that matches decides); a level with any has
   // only its own.
   std::vector<AccessRule> access;
+  // set_real_ip_from (a level with any has only its own), real_ip_header, real_ip_recursive.
+  RealIpSettings real_ip;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

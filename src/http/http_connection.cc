@@ -741,7 +741,8 @@ void HttpConnection::answer(Request& req) {
   const Settings& s = location_->s;
   // A [server] `return` answers for the server, with the server's settings.
   const Location* by = server_->server_return ? server_->server_return.get() : location_;
-  // Whether the client may be answered at all: before any handler runs.
+  // Who the request is from, then whether it may be answered at all: before any handler runs.
+  find_client(req, by->s.real_ip);
   const bool denied = !access_allows(by->s.access, req.client);
   const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
@@ -796,6 +797,27 @@ void HttpConnection::answer(Request& req) {
   }
   if (req.has_body || file_pending_) save_log(r.status, r.body_bytes);
   else log_request(r.status, r.body_bytes);
+}
+
+void HttpConnection::find_client(Request& req, const RealIpSettings& rip) const {
+  if (rip.from.empty()) return;
+  // On a proxy_protocol address the peer is the client the PROXY header named; set_real_ip_from is
+  // about the proxy that sent the header, which only the socket still knows.
+  const bool proxied = c_->listening()->opts.proxy_protocol;
+  const PeerAddr via = proxied ? socket_peer() : c_->peer();
+  if (rip.source == RealIpSource::kProxyProtocol) {
+    // The header is believed only from a trusted proxy: another peer is its own client.
+    if (proxied && !rip.trusts(via)) req.client = via;
+    return;
+  }
+  real_ip_from_header(rip, req, via, &req.client);
+}
+
+PeerAddr HttpConnection::socket_peer() const {
+  SockAddr a;
+  a.len = sizeof(a.storage);
+  if (getpeername(fd(), a.sa(), &a.len) < 0) return c_->peer();
+  return PeerAddr(a);
 }
 
 void HttpConnection::save_log(int status, uint64_t body_bytes) {

@@ -1,5 +1,6 @@
 // Unit tests of src/http/http_access.h: address ranges (parsing, host bits, IPv4, IPv6, IPv4-mapped
-// clients, unix sockets) and the first-match allow/deny decision.
+// clients, unix sockets), the first-match allow/deny decision, and the client address a trusted
+// proxy names (X-Real-IP, X-Forwarded-For with and without recursion, another field).
 #include "http/http_access.h"
 
 #include <arpa/inet.h>
@@ -7,6 +8,8 @@
 
 #include <string>
 
+#include "http/http_request.h"
+#include "http/http_variables.h"
 
 namespace baton::http {
 namespace {
@@ -30,6 +33,8 @@ PeerAddr unix_peer() {
   a.u.sa.sa_family = AF_UNIX;
   return a;
 }
+
+std::string text(const PeerAddr& a) { return a.to_string(); }
 
 AddrRange range(const std::string& t, bool accept_all = true) {
   AddrRange r;
@@ -133,6 +138,132 @@ TEST(AccessRules, FirstMatchWinsAndNoMatchLetsIn) {
   EXPECT_FALSE(access_allows(rules, unix_peer()));
   EXPECT_TRUE(access_allows({}, addr("192.0.2.1")));
   EXPECT_TRUE(access_allows({{range("10.0.0.0/8"), false}}, addr("192.0.2.1")));
+}
+
+TEST(ForwardedAddr, FormsAProxyWrites) {
+  PeerAddr a;
+  EXPECT_TRUE(parse_forwarded_addr("192.0.2.1", &a));
+  EXPECT_EQ(text(a), "192.0.2.1");
+  EXPECT_TRUE(parse_forwarded_addr("192.0.2.1:5555", &a));
+  EXPECT_EQ(text(a), "192.0.2.1:5555");
+  EXPECT_TRUE(parse_forwarded_addr("2001:db8::1", &a));
+  EXPECT_EQ(text(a), "2001:db8::1");
+  EXPECT_TRUE(parse_forwarded_addr("[2001:db8::1]:443", &a));
+  EXPECT_EQ(text(a), "[2001:db8::1]:443");
+  for (const char* bad : {"", "unknown", "192.0.2.1:0", "192.0.2.1:65536", "192.0.2.1:", "[2001:db8::1]",
+                          "[192.0.2.1]:80", "2001:db8::1]:80", "192.0.2.1 ", "\"192.0.2.1\"", "for=192.0.2.1"})
+    EXPECT_FALSE(parse_forwarded_addr(bad, &a)) << bad;
+}
+
+class RealIpTest : public ::testing::Test {
+ protected:
+  void header(std::string_view name, std::string_view value) {
+    req_.headers[req_.header_count++] = {name, value};
+  }
+  // The client address for a request from peer, or "-" when the peer's stays.
+  std::string client(const std::string& peer = "127.0.0.1") {
+    PeerAddr out;
+    if (!real_ip_from_header(s_, req_, addr(peer), &out)) return "-";
+    return text(out);
+  }
+  Request req_;
+  RealIpSettings s_;
+};
+
+TEST_F(RealIpTest, XRealIpFromATrustedPeerOnly) {
+  s_.from = {range("127.0.0.1")};
+  header("X-Real-IP", "203.0.113.7");
+  EXPECT_EQ(client(), "203.0.113.7");
+  EXPECT_EQ(client("127.0.0.2"), "-");
+  s_.from = {range("10.0.0.0/8")};
+  EXPECT_EQ(client(), "-");
+  s_.from.clear();
+  EXPECT_EQ(client(), "-");
+}
+
+TEST_F(RealIpTest, MalformedOrMissingValuesAreIgnored) {
+  s_.from = {range("127.0.0.0/8")};
+  EXPECT_EQ(client(), "-");
+  header("X-Real-IP", "not-an-address");
+  EXPECT_EQ(client(), "-");
+  req_.header_count = 0;
+  header("X-Real-IP", "");
+  EXPECT_EQ(client(), "-");
+  req_.header_count = 0;
+  header("X-Real-IP", "203.0.113.7:8080");
+  EXPECT_EQ(client(), "203.0.113.7:8080");
+  // The first line of the field is the one read.
+  req_.header_count = 0;
+  header("X-Real-IP", "203.0.113.1");
+  header("x-real-ip", "203.0.113.2");
+  EXPECT_EQ(client(), "203.0.113.1");
+}
+
+TEST_F(RealIpTest, XForwardedForTakesTheLastAddress) {
+  s_.from = {range("127.0.0.1"), range("10.0.0.0/8")};
+  s_.source = RealIpSource::kXForwardedFor;
+  s_.header = "X-Forwarded-For";
+  header("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 10.0.0.2");
+  EXPECT_EQ(client(), "10.0.0.2");
+  s_.recursive = true;
+  // From the right, past every trusted address: the first untrusted one is the client.
+  EXPECT_EQ(client(), "203.0.113.7");
+  // A malformed address ends the walk at the address before it.
+  req_.header_count = 0;
+  header("X-Forwarded-For", "198.51.100.1, garbage, 10.0.0.3, 10.0.0.2");
+  EXPECT_EQ(client(), "10.0.0.3");
+  // Everything trusted: the leftmost address.
+  req_.header_count = 0;
+  header("X-Forwarded-For", "10.0.0.9,10.0.0.3 10.0.0.2");
+  EXPECT_EQ(client(), "10.0.0.9");
+  // Empty items between commas are skipped.
+  req_.header_count = 0;
+  header("X-Forwarded-For", "198.51.100.1, , 10.0.0.2,");
+  EXPECT_EQ(client(), "198.51.100.1");
+}
+
+TEST_F(RealIpTest, XForwardedForLinesMakeOneList) {
+  s_.from = {range("127.0.0.1"), range("10.0.0.0/8")};
+  s_.source = RealIpSource::kXForwardedFor;
+  s_.header = "X-Forwarded-For";
+  header("X-Forwarded-For", "198.51.100.1, 203.0.113.7");
+  header("Host", "a.test");
+  header("x-forwarded-for", "10.0.0.5");
+  EXPECT_EQ(client(), "10.0.0.5");
+  s_.recursive = true;
+  EXPECT_EQ(client(), "203.0.113.7");
+}
+
+TEST_F(RealIpTest, AnotherFieldAndUnixPeers) {
+  s_.from = {range("unix:")};
+  s_.source = RealIpSource::kHeader;
+  s_.header = "CF-Connecting-IP";
+  header("cf-connecting-ip", "2001:db8::7");
+  PeerAddr out;
+  EXPECT_TRUE(real_ip_from_header(s_, req_, unix_peer(), &out));
+  EXPECT_EQ(text(out), "2001:db8::7");
+  EXPECT_EQ(client("127.0.0.1"), "-");
+  // The PROXY protocol is not a field: nothing to read here.
+  s_.source = RealIpSource::kProxyProtocol;
+  EXPECT_FALSE(real_ip_from_header(s_, req_, unix_peer(), &out));
+}
+
+// An address a proxy named without a port has none: $remote_port is empty, as in nginx.
+TEST(RemotePort, EmptyForAnAddressWithoutPort) {
+  Request req;
+  PeerAddr peer = addr("203.0.113.7");
+  VarContext ctx;
+  ctx.req = &req;
+  ctx.peer = &peer;
+  Template t;
+  ASSERT_EQ(t.compile("[$remote_addr][$remote_port]"), "");
+  std::string out;
+  t.evaluate(ctx, &out);
+  EXPECT_EQ(out, "[203.0.113.7][]");
+  peer = addr("203.0.113.7", 4242);
+  out.clear();
+  t.evaluate(ctx, &out);
+  EXPECT_EQ(out, "[203.0.113.7][4242]");
 }
 
 }  // namespace
