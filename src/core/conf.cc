@@ -114,6 +114,11 @@ constexpr KeyInfo kKeys[] = {
     {"add_header", kInherited, true},  // the same
     {"server_tokens", kInherited, false},
     {"charset", kInherited, false},
+    {"allow", kInherited, true},  // allow and deny make one list, in the order written
+    {"deny", kInherited, true},
+    {"set_real_ip_from", kInherited, true},
+    {"real_ip_header", kInherited, false},
+    {"real_ip_recursive", kInherited, false},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -158,8 +163,8 @@ struct NginxDirective {
 };
 
 // nginx directives an nginx configuration commonly carries (core, events, http core, rewrite,
-// access, auth, headers, gzip, log, limits, charset, proxy, fastcgi and friends, ssl, http2,
-// realip, ...) that baton does not read: said plainly rather than called a typo.
+// auth, headers, gzip, log, limits, charset, proxy, fastcgi and friends, ssl, http2, ...) that
+// baton does not read: said plainly rather than called a typo.
 constexpr NginxDirective kNginxDirectives[] = {
     // main and events
     {"worker_rlimit_nofile", nullptr}, {"worker_cpu_affinity", nullptr}, {"worker_priority", nullptr},
@@ -199,7 +204,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"default_server", "is an option of \"listen\" here: listen = ADDRESS default_server"},
     // rewrite, access, auth, index, headers
     {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
-    {"allow", nullptr}, {"deny", nullptr}, {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
+    {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
     {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
     {"add_trailer", nullptr}, {"charset_types", nullptr},
@@ -217,8 +222,6 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"limit_req_log_level", nullptr}, {"limit_req_dry_run", nullptr}, {"limit_conn", nullptr},
     {"limit_conn_zone", nullptr}, {"limit_conn_status", nullptr}, {"limit_conn_log_level", nullptr},
     {"limit_conn_dry_run", nullptr},
-    // real ip
-    {"set_real_ip_from", nullptr}, {"real_ip_header", nullptr}, {"real_ip_recursive", nullptr},
     // proxy and the other upstream modules
     {"proxy_busy_buffers_size", nullptr}, {"proxy_ignore_headers", nullptr},
     {"proxy_intercept_errors", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},

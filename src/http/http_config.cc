@@ -375,6 +375,8 @@ struct Parser {
       else if (e.key == "error_page") s->error_pages.clear();
       else if (e.key == "add_header") s->add_headers.clear();
       else if (e.key == "access_log") s->access_logs.clear();
+      else if (e.key == "allow" || e.key == "deny") s->access.clear();
+      else if (e.key == "set_real_ip_from") s->real_ip.from.clear();
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
@@ -498,6 +500,34 @@ struct Parser {
       if ((c < 0x20 && c != '\t') || c == 0x7f) conf.fail(e.line, "control character in the value of \"add_header\"");
     if (std::string err = a.value.compile(text); !err.empty()) conf.fail(e.line, err);
     s->add_headers.push_back(std::move(a));
+  }
+
+  // allow / deny / set_real_ip_from = ADDR, ADDR/BITS or unix: (and `all` for allow and deny).
+  // Bits past the prefix are cleared with a warning, as nginx does.
+  AddrRange addr_range(const ConfEntry& e) {
+    std::string_view v = trim(std::string_view(e.value));
+    AddrRange r;
+    bool host_bits = false;
+    std::string err = parse_addr_range(v, e.key, e.key != "set_real_ip_from", &r, &host_bits);
+    if (!err.empty()) conf.fail(e.line, err);
+    if (host_bits)
+      log_warn("%s: low address bits of %s are meaningless", conf.where(e.line).c_str(), std::string(v).c_str());
+    return r;
+  }
+
+  // real_ip_header = X-Real-IP | X-Forwarded-For | proxy_protocol | another field's name.
+  void parse_real_ip_header(const ConfEntry& e, RealIpSettings* r) {
+    std::string_view v = trim(std::string_view(e.value));
+    if (v == "proxy_protocol") {
+      r->source = RealIpSource::kProxyProtocol;
+      r->header.clear();
+      return;
+    }
+    if (!is_token(v)) bad(e, "header name");
+    r->source = iequals(v, "X-Real-IP")         ? RealIpSource::kXRealIp
+                : iequals(v, "X-Forwarded-For") ? RealIpSource::kXForwardedFor
+                                                : RealIpSource::kHeader;
+    r->header = std::string(v);
   }
 
   // error_page = CODE [CODE...] [=[RESPONSE]] URI. The URI is a local page (a path, looked up as a
@@ -878,6 +908,14 @@ struct Parser {
       parse_add_header(e, s);
     } else if (k == "server_tokens") {
       on_off(e, &s->server_tokens);
+    } else if (k == "allow" || k == "deny") {
+      s->access.push_back(AccessRule{addr_range(e), k == "allow"});
+    } else if (k == "set_real_ip_from") {
+      s->real_ip.from.push_back(addr_range(e));
+    } else if (k == "real_ip_header") {
+      parse_real_ip_header(e, &s->real_ip);
+    } else if (k == "real_ip_recursive") {
+      on_off(e, &s->real_ip.recursive);
     } else if (k == "charset") {
       if (e.value == "off") {
         s->charset.clear();

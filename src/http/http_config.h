@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "http/http_access.h"
 #include "http/http_regex.h"
 #include "http/http_response.h"
 #include "http/http_upstream.h"
@@ -111,6 +112,11 @@ struct Settings {
   std::vector<AddedHeader> add_headers;
   bool server_tokens = true;
   std::string charset;  // charset = NAME; empty: off
+  // allow / deny lines in the order written (the first that matches decides); a level with any has
+  // only its own.
+  std::vector<AccessRule> access;
+  // set_real_ip_from (a level with any has only its own), real_ip_header, real_ip_recursive.
+  RealIpSettings real_ip;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

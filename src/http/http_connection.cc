@@ -19,6 +19,7 @@
 #include "event/listener.h"
 #include "event/tls.h"
 #include "http/http1.h"
+#include "http/http_access.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
 #include "http/http_rewrite.h"
@@ -247,7 +248,7 @@ const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
   policy_vars_ = VarContext();
   policy_vars_.req = req_.get();
   policy_vars_.server = server_;
-  policy_vars_.peer = &c_->peer();
+  policy_vars_.peer = &req_->client;
   policy_vars_.local = &c_->listening()->addr;
   policy_.add = &s.add_headers;
   policy_.vars = &policy_vars_;
@@ -297,7 +298,7 @@ void HttpConnection::on_readable() {
     // cancels it, as in nginx (logged as 499); once the answer is flowing, a client that only
     // shut its sending side still gets all of it.
     if (n == 0 && handler_ && !streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead) {
-      log_info("client %s closed the connection while its request was being answered", c_->peer().to_string().c_str());
+      log_info("client %s closed the connection while its request was being answered", client().to_string().c_str());
       if (log_pending_) req_->answer.log_status = 499;
     }
     bool answer_coming = blocked() || (handler_ && streaming_ && phase_ != Phase::kBody && phase_ != Phase::kHead);
@@ -460,6 +461,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
+  c->req_->client = c->c_->peer();
   if (c->c_->transport()->secure()) {
     c->req_->https = true;
     c->req_->tls = static_cast<const TlsTransport*>(c->c_->transport());
@@ -705,7 +707,8 @@ void HttpConnection::handle_head() {
   policy_vars_ = VarContext();
   policy_vars_.req = &req;
   policy_vars_.server = server_;
-  policy_vars_.peer = &c_->peer();
+  find_client(req, server_->s.real_ip);
+  policy_vars_.peer = &req.client;
   policy_vars_.local = &c_->listening()->addr;
   route_ = Route();
   route(*server_, &req, policy_vars_, &route_);
@@ -750,19 +753,27 @@ void HttpConnection::handle_head() {
 void HttpConnection::answer(Request& req) {
   HttpWorker* w = worker_;
   const Settings& s = location_->s;
+  // A [server] `return` answers for the server, with the server's settings.
+  const Location* by = route_.server_return ? server_->server_return.get() : location_;
+  // Who the request is from, by the settings of what answers (the rewrites had the server's), then
+  // whether it may be answered at all: before any handler runs.
+  req.client = c_->peer();
+  find_client(req, by->s.real_ip);
+  const bool denied = !access_allows(by->s.access, req.client);
   const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
   r.out = &w->out;
   r.head_only = req.method_id == HTTP_HEAD;
   r.keep_alive = keep_alive_;
   r.http10 = req.version_minor == 0;
-  // A [server] `return` answers with the server's headers.
-  const Location* by = route_.server_return ? server_->server_return.get() : location_;
   r.policy = head_policy(by->s);
   // The request's variables: the same for the head's added fields and for the answer ($request_id
   // is made once).
   const VarContext& vars = policy_vars_;
-  if (route_.status) {
+  if (denied) {
+    log_forbidden(req, *server_);
+    reply_error(&r, 403, by->s);
+  } else if (route_.status) {
     reply_redirect(&r, route_.status, route_.redirect, by->s);  // a rewrite's redirect
   } else if (route_.server_return) {
     reply_return(&r, server_->server_return.get(), vars);
@@ -791,8 +802,9 @@ void HttpConnection::answer(Request& req) {
     if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
-  // it asks for.
-  bool returned = route_.status == 0 && (route_.server_return || (location_->return_code && route_.location_return));
+  // it asks for (unless the request was refused before it).
+  bool returned = !denied && route_.status == 0 &&
+                  (route_.server_return || (location_->return_code && route_.location_return));
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, vars);
   keep_alive_ = r.keep_alive;
@@ -805,6 +817,27 @@ void HttpConnection::answer(Request& req) {
   }
   if (req.has_body || file_pending_) save_log(r.status, r.body_bytes);
   else log_request(r.status, r.body_bytes);
+}
+
+void HttpConnection::find_client(Request& req, const RealIpSettings& rip) const {
+  if (rip.from.empty()) return;
+  // On a proxy_protocol address the peer is the client the PROXY header named; set_real_ip_from is
+  // about the proxy that sent the header, which only the socket still knows.
+  const bool proxied = c_->listening()->opts.proxy_protocol;
+  const PeerAddr via = proxied ? socket_peer() : c_->peer();
+  if (rip.source == RealIpSource::kProxyProtocol) {
+    // The header is believed only from a trusted proxy: another peer is its own client.
+    if (proxied && !rip.trusts(via)) req.client = via;
+    return;
+  }
+  real_ip_from_header(rip, req, via, &req.client);
+}
+
+PeerAddr HttpConnection::socket_peer() const {
+  SockAddr a;
+  a.len = sizeof(a.storage);
+  if (getpeername(fd(), a.sa(), &a.len) < 0) return c_->peer();
+  return PeerAddr(a);
 }
 
 void HttpConnection::save_log(int status, uint64_t body_bytes) {
@@ -822,7 +855,7 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   if (s.access_logs.empty()) return;
   const Request& req = *req_;
   LogEntry e;
-  e.peer = &c_->peer();
+  e.peer = &req.client;
   e.status = status;
   e.body_bytes = body_bytes;
   e.version_major = 1;
@@ -859,7 +892,7 @@ VarContext HttpConnection::log_vars() const {
   VarContext vars;
   vars.req = req_.get();
   vars.server = server_;
-  vars.peer = &c_->peer();
+  vars.peer = &client();
   vars.local = &c_->listening()->addr;
   return vars;
 }
@@ -876,7 +909,7 @@ void HttpConnection::handle_message_complete() {
 }
 
 void HttpConnection::abandon(const char* why) {
-  log_info("client %s: request body %s, closing the connection after the response", c_->peer().to_string().c_str(), why);
+  log_info("client %s: request body %s, closing the connection after the response", client().to_string().c_str(), why);
   if (handler_) {
     // The handler cannot have the whole body: it stops, and the client gets no more of an answer.
     end_handler(true);
@@ -907,7 +940,7 @@ void HttpConnection::fail_request(int status) {
   }
   if (!s.access_logs.empty()) {
     LogEntry e{};
-    e.peer = &c_->peer();
+    e.peer = &client();
     e.status = status;
     e.body_bytes = r.body_bytes;
     e.version_major = 1;
@@ -963,7 +996,7 @@ bool HttpConnection::flush() {
   if (!q.empty()) {
     if (!c_->flush_queue(last)) {
       if (c_->failed()) {
-        if (errno == ENODATA) log_error("file shrank while being sent to %s", c_->peer().to_string().c_str());
+        if (errno == ENODATA) log_error("file shrank while being sent to %s", client().to_string().c_str());
         output_failed();
         return false;
       }

@@ -73,6 +73,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   const Server* server() const { return server_; }
   const Location* location() const { return location_; }
   Connection* connection() const { return c_; }
+  // Who the request in progress is from (Request::client); the connection's peer between requests.
+  const PeerAddr& client() const { return req_ ? req_->client : c_->peer(); }
   HttpWorker* worker() const { return worker_; }
 
  private:
@@ -130,6 +132,10 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void wait_for_output();
   void finish_or_close();
   void process_held_input();
+  // real_ip_header: the request's client, when rip trusts the peer the connection came from.
+  void find_client(Request& req, const RealIpSettings& rip) const;
+  // The connection's peer as the socket has it: on a proxy_protocol address, the proxy.
+  PeerAddr socket_peer() const;
   void save_log(int status, uint64_t body_bytes);
   void log_request(int status, uint64_t body_bytes);
   void release_request();

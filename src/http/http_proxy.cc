@@ -286,13 +286,13 @@ void ProxyHandler::next_attempt() {
   PickInput in;
   in.tried_bits = tried_bits_;
   in.tried = tried_more_.empty() ? nullptr : &tried_more_;
-  in.client = &hc_->connection()->peer();
+  in.client = &hc_->client();
   std::string key;
   if (g.balance == Balance::kHash) {
     VarContext vars;
     vars.req = &req_;
     vars.server = hc_->server();
-    vars.peer = &hc_->connection()->peer();
+    vars.peer = &hc_->client();
     vars.local = &hc_->connection()->listening()->addr;
     g.hash_key.evaluate(vars, &key);
     in.key = key;
@@ -304,7 +304,7 @@ void ProxyHandler::next_attempt() {
       return;
     }
     log_error("no live upstreams while connecting to upstream \"%s\", client: %s, request: \"%.*s %.*s\"",
-              g.name.c_str(), hc_->connection()->peer().to_string().c_str(), static_cast<int>(req_.method.size()),
+              g.name.c_str(), hc_->client().to_string().c_str(), static_cast<int>(req_.method.size()),
               req_.method.data(), static_cast<int>(req_.target.size()), req_.target.data());
     finish_with(502);
     return;
@@ -465,7 +465,7 @@ void ProxyHandler::build_head(std::string* out, bool chunked_body, uint64_t leng
   VarContext vars;
   vars.req = &req_;
   vars.server = hc_->server();
-  vars.peer = &hc_->connection()->peer();
+  vars.peer = &hc_->client();
   vars.local = &hc_->connection()->listening()->addr;
   vars.proxy_host = pass_.proxy_host;
 
@@ -481,7 +481,7 @@ void ProxyHandler::build_head(std::string* out, bool chunked_body, uint64_t leng
     h.append("\r\n");
   }
   char addr[INET6_ADDRSTRLEN + 8];
-  size_t addr_len = hc_->connection()->peer().host_into(addr, sizeof(addr));
+  size_t addr_len = hc_->client().host_into(addr, sizeof(addr));
   std::string_view client(addr, addr_len);
   if (!overridden("x-forwarded-for")) {
     h.append("X-Forwarded-For: ");
@@ -1051,7 +1051,7 @@ void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
   bool sent = sent_any_;
   release_link(false);
   log_error("%s while proxying to upstream \"%s\" (%s), client: %s, request: \"%.*s %.*s\"", what, us.text.c_str(),
-            g.name.c_str(), hc_->connection()->peer().to_string().c_str(), static_cast<int>(req_.method.size()),
+            g.name.c_str(), hc_->client().to_string().c_str(), static_cast<int>(req_.method.size()),
             req_.method.data(), static_cast<int>(req_.target.size()), req_.target.data());
   fail_status_ = why == Failure::kStatus ? 502 : status;
   uint32_t cond = why == Failure::kTimeout ? uint32_t{kNextTimeout} : why == Failure::kError ? uint32_t{kNextError} : 0u;

@@ -16,6 +16,7 @@
 
 #include "http/http_regex.h"
 #include "os/unix/fd.h"
+#include "os/unix/socket.h"
 
 namespace baton {
 class TlsTransport;
@@ -74,6 +75,11 @@ struct Request {
   bool tunnel = false;     // asks to switch protocols (Upgrade), and the handler may carry it
   bool https = false;      // arrived over TLS: $scheme https
   const TlsTransport* tls = nullptr;  // ... on this connection's TLS ($ssl_*)
+  // Who the request is from: the connection's peer when the request begins, replaced once the
+  // location is chosen by the address a trusted proxy names in real_ip_header (set_real_ip_from).
+  // $remote_addr, the logs, allow/deny, ip_hash and the proxy's X-Real-IP / X-Forwarded-For all
+  // read this, never the connection.
+  PeerAddr client;
   uint64_t content_length = 0;
 
   // The connection's reading of the request and its answer (set by the connection; reset() leaves

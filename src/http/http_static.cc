@@ -14,6 +14,7 @@
 #include "core/clock.h"
 #include "core/log.h"
 #include "core/strings.h"
+#include "http/http_access.h"
 #include "http/http_file_cache.h"
 #include "http/http_mime.h"
 #include "http/http_response.h"
@@ -593,9 +594,15 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
     reply_error(r, 500, loc->s);
     return;
   }
-  // An internal redirect: the fallback URI is served by the location it falls in.
+  // An internal redirect: the fallback URI is served by the location it falls in, if that
+  // location's allow/deny let the client in (as nginx checks them again after a redirect).
   const std::string& uri = last;
   const Location* next = srv->find_location(uri);
+  if (!access_allows(next->s.access, req.client)) {
+    log_forbidden(req, *srv);
+    reply_error(r, 403, next->s);
+    return;
+  }
   serve_path(w, srv, next, req, r, uri, depth + 1, vars);
 }
 
@@ -774,8 +781,11 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
   const Location* loc = srv->find_location(sub.path);
   int got = 500;
   // A page in a proxied location is refused when the configuration is read; were one to get here,
-  // it gets the built-in page.
-  if (loc->return_code) {
+  // it gets the built-in page. So does a page whose location's allow/deny refuse the client, as in
+  // nginx, where the redirect to the page is checked like any request.
+  if (!access_allows(loc->s.access, sub.client)) {
+    got = 403;
+  } else if (loc->return_code) {
     reply_return(r, loc, here);
     got = r->status;
   } else if (!loc->proxy_pass) {

@@ -323,10 +323,14 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
       case Var::kRemoteAddr:
         append_remote_addr(ctx, out, escape);
         break;
-      case Var::kRemotePort:
-        if (ctx.peer && ctx.peer->family() == AF_INET) append_uint(out, ntohs(ctx.peer->u.in.sin_port));
-        else if (ctx.peer && ctx.peer->family() == AF_INET6) append_uint(out, ntohs(ctx.peer->u.in6.sin6_port));
+      case Var::kRemotePort: {
+        // An address a proxy named without a port (real_ip_header) has none: empty, as in nginx.
+        uint16_t port = 0;
+        if (ctx.peer && ctx.peer->family() == AF_INET) port = ntohs(ctx.peer->u.in.sin_port);
+        else if (ctx.peer && ctx.peer->family() == AF_INET6) port = ntohs(ctx.peer->u.in6.sin6_port);
+        if (port != 0) append_uint(out, port);
         break;
+      }
       case Var::kProxyHost:
         append_value(out, ctx.proxy_host, escape);
         break;

@@ -64,6 +64,10 @@ size_t PeerAddr::host_into(char* out, size_t cap) const {
 }
 
 std::string PeerAddr::to_string() const {
+  if ((family() == AF_INET && u.in.sin_port == 0) || (family() == AF_INET6 && u.in6.sin6_port == 0)) {
+    char host[INET6_ADDRSTRLEN + 8];
+    return std::string(host, host_into(host, sizeof(host)));
+  }
   SockAddr a;
   if (family() == AF_INET) {
     memcpy(&a.storage, &u.in, sizeof(u.in));

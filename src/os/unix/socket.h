@@ -41,6 +41,8 @@ struct PeerAddr {
   explicit PeerAddr(const SockAddr& a);
   int family() const { return u.sa.sa_family; }
   size_t host_into(char* out, size_t cap) const;
+  // "127.0.0.1:5555", "[::1]:5555", "unix:"; the host alone for an address without a port (one a
+  // proxy named in a header).
   std::string to_string() const;
 };
 
