@@ -2,6 +2,7 @@
 // order of locations, the groups of a match as $1..$9 and named variables, the four flags, the
 // request's arguments, the order of a level's rewrites and its return, cycles, and a rewritten URI
 // that is sent upstream, checked on what clients and a real upstream see.
+#include <chrono>
 #include <string>
 
 #include "harness.h"
@@ -246,6 +247,8 @@ TEST(RewriteConfig, MistakesNameTheirLine) {
       {"", "[location ~ ^/x]\nproxy_pass = http://127.0.0.1:1/base/\n", "proxy_pass", "\"proxy_pass\" cannot have a URI part"},
       {"", "[location ~ ^/x]\nalias = /tmp/\n", "alias", "\"alias\" in a regular expression location"},
       {"", "[location ~ ^/x]\nreturn = 200 $nosuchgroup\n", "return", "unknown \"nosuchgroup\" variable"},
+      {"", "[location ~ ^/(?<host>x)]\n", "(?<host>", "the group \"host\" of a regular expression has the name of a variable"},
+      {"rewrite = \"^/a\" \"/b c\"\n", "", "/b c", "a space in the replacement of \"rewrite\""},
   };
   for (const Case& c : cases) {
     s.set_config(site(c.server_extra, c.locations));
@@ -263,4 +266,108 @@ TEST(RewriteConfig, MistakesNameTheirLine) {
   s.set_config(site("rewrite = \"^/a b$\" /c last\n", ""));
   r = s.test_config();
   EXPECT_EQ(r.exit_code, 0) << r.err;
+}
+
+TEST(RegexLocation, AMatchThatRunsOutOfRoomIsAnErrorNeverAFallThrough) {
+  BatonServer s;
+  s.set_config(site("", R"([location /]
+return = 200 public
+[location ~ ^/admin(/[a-z]+)*$]
+return = 403
+[location ~ ^/slow/(\w+\s?)*$]
+return = 200 slow
+)"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/admin/a/b").status, 403);
+  // A long path: many repetitions of the group (a small JIT stack runs out on them).
+  std::string path = "/admin";
+  for (int i = 0; i < 830; i++) path += "/a";
+  Response r = get(s.port(), path);
+  EXPECT_EQ(r.status, 403) << r;
+  // A pattern that backtracks without end on a hostile path: stopped early, and a 500, never the
+  // location a failed match would fall through to.
+  auto started = std::chrono::steady_clock::now();
+  r = get(s.port(), "/slow/" + std::string(4000, 'a') + "!");
+  EXPECT_EQ(r.status, 500) << r;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 2s);
+  EXPECT_TRUE(wait_for([&] { return contains(s.error_log(), "^/slow/(\\w+\\s?)*$"); }, 5000ms)) << s.error_log();
+}
+
+TEST(Rewrite, AnIncludedRewriteKeepsItsPlaceBeforeTheReturn) {
+  BatonServer s;
+  s.write_file("conf/redirects.ini", "rewrite = ^/old/(.*)$ /new/$1 permanent\n");
+  s.write_file("conf/late.ini", "return = 200 late\n");
+  s.set_config(site("", "[location /old/]\ninclude = redirects.ini\nreturn = 404\n"
+                        "[location /late/]\ninclude = late.ini\nrewrite = ^ /new/x permanent\n"));
+  ASSERT_TRUE(s.start());
+  Response r = get(s.port(), "/old/x");
+  EXPECT_EQ(r.status, 301) << r;
+  EXPECT_EQ(r.header("Location"), "/new/x");
+  // A return read from an included file before a rewrite still comes first.
+  EXPECT_EQ(body_of(s.port(), "/late/y"), "200 late");
+}
+
+TEST(Rewrite, ValuesAreEscapedByWhereTheyComeFrom) {
+  BatonServer s;
+  s.set_config(site(R"(rewrite = ^/r/(.*)$ /t/$1 redirect
+rewrite = ^/a$ /b?x=1&$args?
+)",
+                    "[location = /b]\nreturn = 200 \"args=$args\"\n"));
+  ASSERT_TRUE(s.start());
+  // A decoded group keeps its '%' and '#' escaped in a URL.
+  Response r = get(s.port(), "/r/100%25");
+  EXPECT_EQ(r.header("Location"), "/t/100%25") << r;
+  r = get(s.port(), "/r/a%23b%3Fc");
+  EXPECT_EQ(r.header("Location"), "/t/a%23b%3Fc") << r;
+  // The request's arguments are already escaped: they are not escaped again.
+  EXPECT_EQ(body_of(s.port(), "/a?p=1&q=%20"), "200 args=x=1&p=1&q=%20");
+}
+
+TEST(Rewrite, TenChangesAreAllowedTheEleventhIsACycle) {
+  BatonServer s;
+  std::string locations;
+  for (int i = 0; i < 11; i++)
+    locations += "[location /c" + std::to_string(i) + "/]\nrewrite = ^/c" + std::to_string(i) + "/$ /c" +
+                 std::to_string(i + 1) + "/ last\n";
+  locations += "[location /c11/]\nrewrite = ^/nomatch$ /x last\nreturn = 200 eleven\n";
+  locations += "[location /c10/x]\nrewrite = ^/nomatch$ /x last\nreturn = 200 ten\n";
+  s.set_config(site("error_page = 500 /oops\n", locations + "[location = /oops]\nreturn = 200 \"oops\"\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(body_of(s.port(), "/c1/"), "200 eleven");   // ten changes
+  // Eleven changes: a 500, which is an error like any other (its page; no body for HEAD).
+  Response r = get(s.port(), "/c0/");
+  EXPECT_EQ(r.status, 500) << r;
+  EXPECT_EQ(r.body, "oops");
+  Client c(s.port());
+  r = c.exchange(req("HEAD", "/c0/"), true);
+  EXPECT_EQ(r.status, 500) << r;
+  EXPECT_TRUE(r.body.empty()) << r;
+  // The connection stays open after it.
+  EXPECT_EQ(c.exchange(req("GET", "/c10/x")).body, "ten");
+}
+
+TEST(Rewrite, ATryFilesFallbackIsRoutedAgainThroughRewritesAndLocations) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start({"--name", "app"})) << up.error();
+  BatonServer s;
+  s.write_file("html/tf/real.txt", "real\n");
+  s.set_config(site("", "[location /tf/]\ntry_files = $uri /legacy/x\n"
+                        "[location /legacy/]\nrewrite = ^ /new/ last\nreturn = 200 legacy\n"
+                        "[location /new/]\nreturn = 200 \"new $uri\"\n"
+                        "[location /spa/]\ntry_files = $uri /app/index?from=spa\n"
+                        "[location /app/]\nproxy_pass = http://" + up.address() + "\n"
+                        "[location /circle/]\ntry_files = $uri /circle/again\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(body_of(s.port(), "/tf/real.txt"), "200 real\n");
+  // The fallback's location runs its rewrites (nginx's internal redirect), not only its return.
+  EXPECT_EQ(body_of(s.port(), "/tf/missing"), "200 new /new/");
+  // A fallback into a proxied location is proxied, with the fallback's URI and arguments.
+  Response r = get(s.port(), "/spa/deep/link");
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.header("X-Upstream"), "app") << r;
+  ASSERT_EQ(up.log_lines().size(), 1u) << up.log_text();
+  EXPECT_EQ(up.log_lines()[0].target, "/app/index?from=spa");
+  // A fallback that falls back to itself ends in a 500.
+  EXPECT_EQ(get(s.port(), "/circle/x").status, 500);
+  EXPECT_TRUE(wait_for([&] { return contains(s.error_log(), "rewrite or internal redirection cycle"); }, 5000ms));
 }

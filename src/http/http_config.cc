@@ -98,7 +98,7 @@ void HttpConf::flush_logs() {
   for (auto& [path, log] : access_logs) log->flush();
 }
 
-const Location* Server::find_location(std::string_view path, Captures* caps) const {
+const Location* Server::find_location(std::string_view path, Captures* caps, bool* failed) const {
   if (!exact_locations.empty()) {
     auto it = exact_locations.find(std::string(path));
     if (it != exact_locations.end()) return it->second;
@@ -110,8 +110,14 @@ const Location* Server::find_location(std::string_view path, Captures* caps) con
       break;
     }
   if (prefix && prefix->kind == MatchKind::kPrefixNoRegex) return prefix;
-  for (const Location* loc : regex_locations)
-    if (loc->regex->match(path, caps)) return loc;
+  for (const Location* loc : regex_locations) {
+    Regex::Result m = loc->regex->match(path, caps);
+    if (m == Regex::Result::kMatch) return loc;
+    if (m == Regex::Result::kError) {
+      if (failed) *failed = true;
+      break;
+    }
+  }
   return prefix ? prefix : fallback.get();
 }
 
@@ -276,8 +282,14 @@ std::vector<std::string> named_captures(const ConfFile& conf) {
     Regex re;
     std::string err = re.compile(pattern, caseless);
     if (!err.empty()) conf.fail(line, err);
-    for (const std::string& n : re.names())
+    for (const std::string& n : re.names()) {
+      if (is_variable_name(n))
+        conf.fail(line, "the group \"" + n + "\" of a regular expression has the name of a variable ($" + n + ")");
+      if (re.number_of(n) >= static_cast<int>(Captures::kMaxGroups))
+        conf.fail(line, "the group \"" + n + "\" is beyond the first " + std::to_string(Captures::kMaxGroups - 1) +
+                            " groups of its regular expression, which are the ones kept");
       if (std::find(names.begin(), names.end(), n) == names.end()) names.push_back(n);
+    }
   };
   for (const ConfSection& sec : conf.sections) {
     if (sec.kind == "location") {
@@ -939,7 +951,6 @@ struct Parser {
     uint64_t code;
     if (!parse_uint(v.substr(0, sp), &code) || code < 100 || code > 599) bad(e, "return code");
     loc->return_code = static_cast<int>(code);
-    loc->return_line = e.line;
     std::string_view rest = sp == std::string_view::npos ? std::string_view() : trim(v.substr(sp));
     std::string text = unquote(e, rest);
     bool redirect = code == 301 || code == 302 || code == 303 || code == 307 || code == 308;
@@ -978,8 +989,10 @@ struct Parser {
     if (!rw.to_url && text[0] != '/' && text[0] != '$')
       conf.fail(e.line, "the replacement \"" + text + "\" of \"rewrite\" must start with \"/\", \"http://\", "
                         "\"https://\" or a variable");
-    for (unsigned char c : text)
+    for (unsigned char c : text) {
       if (c < 0x20 || c == 0x7f) conf.fail(e.line, "control character in the replacement of \"rewrite\"");
+      if (c == ' ') conf.fail(e.line, "a space in the replacement of \"rewrite\" (write it %20)");
+    }
     // The arguments begin at the first '?' written in the replacement (not one a variable brings);
     // a '?' at the very end only says that the request's arguments are not to follow.
     std::string_view uri = text, args;
@@ -1330,6 +1343,7 @@ struct Parser {
         }
       } else if (e.key == "return") {
         parse_return(e, loc.get());
+        loc->rewrites_before_return = loc->rewrites.size();
       } else if (e.key == "rewrite") {
         parse_rewrite(e, &loc->rewrites);
       } else if (!apply_setting(e, &loc->s)) {
@@ -1470,6 +1484,7 @@ struct Parser {
         srv->server_return->line = e.line;
         srv->server_return->match = "/";
         parse_return(e, srv->server_return.get());
+        srv->server_return->rewrites_before_return = srv->rewrites.size();
       } else if (!apply_setting(e, &srv->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [server]");
       }

@@ -150,9 +150,10 @@ struct Location {
   bool has_alias = false;
   std::string alias;
   std::vector<std::string> try_files;
-  std::vector<Rewrite> rewrites;  // in the order written
+  std::vector<Rewrite> rewrites;  // in the order read
   int return_code = 0;  // 0: no return
-  int return_line = 0;  // a rewrite written after the return never runs (nginx's order)
+  // The rewrites read before the return (nginx's order: a rewrite after the return never runs).
+  size_t rewrites_before_return = 0;
   std::string return_text;  // as configured, quotes removed
   Template return_value;    // return_text compiled: literal text and variables
   bool implicit = false;  // made up for a server without a matching location
@@ -182,7 +183,9 @@ struct Server {
 
   // nginx's order: an exact match; else the longest prefix, unless it is `^~`, gives way to the
   // first regex location that matches. A regex match keeps its groups in *caps when not null.
-  const Location* find_location(std::string_view path, Captures* caps = nullptr) const;
+  // A regex that cannot be matched (Regex::Result::kError) sets *failed when it is not null; the
+  // request is then an error (500), whatever the location returned.
+  const Location* find_location(std::string_view path, Captures* caps = nullptr, bool* failed = nullptr) const;
 };
 
 // One listening address and the servers that share it.

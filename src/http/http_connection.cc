@@ -713,10 +713,6 @@ void HttpConnection::handle_head() {
   route_ = Route();
   route(*server_, &req, policy_vars_, &route_);
   location_ = route_.location;
-  if (route_.status >= 400) {
-    req_->error_status = route_.status;
-    return;
-  }
   const Settings& s = location_->s;
 
   req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
@@ -752,61 +748,94 @@ void HttpConnection::handle_head() {
 // client_body_timeout) before the next request on the connection.
 void HttpConnection::answer(Request& req) {
   HttpWorker* w = worker_;
-  const Settings& s = location_->s;
-  // A [server] `return` answers for the server, with the server's settings.
-  const Location* by = route_.server_return ? server_->server_return.get() : location_;
-  // Who the request is from, by the settings of what answers (the rewrites had the server's), then
-  // whether it may be answered at all: before any handler runs.
-  req.client = c_->peer();
-  find_client(req, by->s.real_ip);
-  const bool denied = !access_allows(by->s.access, req.client);
   const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
-  r.out = &w->out;
-  r.head_only = req.method_id == HTTP_HEAD;
-  r.keep_alive = keep_alive_;
-  r.http10 = req.version_minor == 0;
-  r.policy = head_policy(by->s);
-  // The request's variables: the same for the head's added fields and for the answer ($request_id
-  // is made once).
-  const VarContext& vars = policy_vars_;
-  if (denied) {
-    log_forbidden(req, *server_);
-    reply_error(&r, 403, by->s);
-  } else if (route_.status) {
-    reply_redirect(&r, route_.status, route_.redirect, by->s);  // a rewrite's redirect
-  } else if (route_.server_return) {
-    reply_return(&r, server_->server_return.get(), vars);
-  } else if (location_->return_code && route_.location_return) {
-    reply_return(&r, location_, vars);
-  } else if (location_->proxy_pass) {
-    start_proxy(this, *location_->proxy_pass);
-    return;
-  } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
-    serve_static(w, server_, location_, req, &r, vars);
-  } else if (req.method_id == HTTP_OPTIONS) {
-    ResponseHead h;
-    h.policy = r.policy;
-    h.status = 204;
-    h.keep_alive = r.keep_alive;
-    h.http10 = r.http10;
-    begin_head(r.out, h);
-    r.out->append("Allow: GET, HEAD, OPTIONS\r\n");
-    end_head(r.out, h);
-    r.status = 204;
-  } else {
-    size_t mark = w->out.size();
-    reply_error(&r, 405, s);
-    // The Allow header belongs in the head: put it right after the status line and fixed headers.
-    size_t head_end_pos = r.out->find("\r\n\r\n", mark);
-    if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
+  const Location* by = nullptr;
+  bool denied = false;
+  for (int redirects = 0;; redirects++) {
+    const Settings& s = location_->s;
+    // A [server] `return` answers for the server, with the server's settings.
+    by = route_.server_return ? server_->server_return.get() : location_;
+    // Who the request is from, by the settings of what answers (the rewrites had the server's),
+    // then whether it may be answered at all: before any handler runs.
+    req.client = c_->peer();
+    find_client(req, by->s.real_ip);
+    denied = !access_allows(by->s.access, req.client);
+    r.out = &w->out;
+    r.head_only = req.method_id == HTTP_HEAD;
+    r.keep_alive = keep_alive_;
+    r.http10 = req.version_minor == 0;
+    r.redirects = true;
+    r.policy = head_policy(by->s);
+    // The request's variables: the same for the head's added fields and for the answer
+    // ($request_id is made once).
+    const VarContext& vars = policy_vars_;
+    if (denied) {
+      log_forbidden(req, *server_);
+      reply_error(&r, 403, by->s);
+    } else if (route_.status >= 400) {
+      reply_error(&r, route_.status, by->s);  // a rewrite cycle, a rewrite above the root, a failed regex
+    } else if (route_.status) {
+      reply_redirect(&r, route_.status, route_.redirect, by->s);  // a rewrite's redirect
+    } else if (route_.server_return) {
+      reply_return(&r, server_->server_return.get(), vars);
+    } else if (location_->return_code && route_.location_return) {
+      reply_return(&r, location_, vars);
+    } else if (location_->proxy_pass) {
+      start_proxy(this, *location_->proxy_pass);
+      return;
+    } else if (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD) {
+      serve_static(w, server_, location_, req, &r, vars);
+    } else if (req.method_id == HTTP_OPTIONS) {
+      ResponseHead h;
+      h.policy = r.policy;
+      h.status = 204;
+      h.keep_alive = r.keep_alive;
+      h.http10 = r.http10;
+      begin_head(r.out, h);
+      r.out->append("Allow: GET, HEAD, OPTIONS\r\n");
+      end_head(r.out, h);
+      r.status = 204;
+    } else {
+      size_t mark = w->out.size();
+      reply_error(&r, 405, s);
+      // The Allow header belongs in the head: put it right after the status line and fixed headers.
+      size_t head_end_pos = r.out->find("\r\n\r\n", mark);
+      if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
+    }
+    if (r.internal_redirect.empty()) break;
+    // A try_files fallback: the request is for that URI now, and goes through the server's
+    // rewrites and the locations again, as a request of its own would (proxied, if its location
+    // proxies).
+    std::string_view uri = r.internal_redirect;
+    r.internal_redirect = {};
+    w->out.resize(start);
+    route_ = Route();
+    if (redirects == kMaxInternalRedirects) {
+      std::string shown;
+      append_escaped(&shown, uri);
+      log_error("rewrite or internal redirection cycle while processing \"%s\"", shown.c_str());
+      route_.location = location_;
+      route_.status = 500;
+      continue;
+    }
+    size_t q = uri.find('?');
+    req.path.assign(uri.substr(0, q));
+    if (q != std::string_view::npos) {
+      req.args.assign(uri.substr(q + 1));
+      req.query = req.args;
+    }
+    req.rewritten = true;
+    if (!resolve_segments(&req.path)) req.path = "/";  // a fallback is checked when it is read
+    route(*server_, &req, policy_vars_, &route_);
+    location_ = route_.location;
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
   bool returned = !denied && route_.status == 0 &&
                   (route_.server_return || (location_->return_code && route_.location_return));
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
-    reply_error_page(w, server_, req, &r, start, by->s, vars);
+    reply_error_page(w, server_, req, &r, start, by->s, policy_vars_);
   keep_alive_ = r.keep_alive;
   file_pending_ = r.file.valid() && r.file_bytes > 0;
   if (file_pending_) {

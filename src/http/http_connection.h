@@ -39,6 +39,10 @@ struct Reply {
   off_t file_offset = 0;
   uint64_t file_bytes = 0;
   const HeadPolicy* policy = nullptr;  // what the answering location adds to the head
+  // Set by the connection: a try_files fallback is an internal redirect it routes again (rewrites
+  // and location, as nginx's); the URI is then left in internal_redirect and nothing is answered.
+  bool redirects = false;
+  std::string_view internal_redirect;
 };
 
 class HttpConnection final : public ConnectionHandler, public ResponseStream {

@@ -3,6 +3,9 @@
 #define PCRE2_CODE_UNIT_WIDTH 8
 #include <pcre2.h>
 
+#include "core/log.h"
+#include "http/http_log.h"
+
 namespace baton::http {
 
 namespace {
@@ -12,6 +15,26 @@ namespace {
 pcre2_match_data* match_data() {
   static pcre2_match_data* data = pcre2_match_data_create(Captures::kMaxGroups, nullptr);
   return data;
+}
+
+// What one match may cost: PCRE2's default allows ten million backtracking steps (a tenth of a
+// second and more on a hostile path); a URI needs far fewer. The JIT's stack may grow to 1 MiB (its
+// default, 32 KiB, runs out on a group repeated over a couple of kilobytes of path).
+constexpr uint32_t kMatchLimit = 200000;
+constexpr uint32_t kHeapLimitKiB = 8 * 1024;
+constexpr size_t kJitStackMax = 1024 * 1024;
+
+pcre2_match_context* match_context() {
+  static pcre2_match_context* ctx = [] {
+    pcre2_match_context* c = pcre2_match_context_create(nullptr);
+    if (!c) return c;
+    pcre2_set_match_limit(c, kMatchLimit);
+    pcre2_set_heap_limit(c, kHeapLimitKiB);
+    if (pcre2_jit_stack* stack = pcre2_jit_stack_create(32 * 1024, kJitStackMax, nullptr))
+      pcre2_jit_stack_assign(c, nullptr, stack);
+    return c;
+  }();
+  return ctx;
 }
 
 }  // namespace
@@ -72,12 +95,23 @@ int Regex::number_of(std::string_view name) const {
   return -1;
 }
 
-bool Regex::match(std::string_view subject, Captures* caps) const {
+Regex::Result Regex::match(std::string_view subject, Captures* caps) const {
   pcre2_match_data* md = match_data();
-  if (!code_ || !md) return false;
-  int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0, 0, md, nullptr);
-  if (rc < 0) return false;  // no match, or a limit reached: no match either way
-  if (!caps) return true;
+  if (!code_ || !md) return Result::kError;
+  int rc = pcre2_match(code_, reinterpret_cast<PCRE2_SPTR>(subject.data()), subject.size(), 0, 0, md,
+                       match_context());
+  if (rc == PCRE2_ERROR_NOMATCH) return Result::kNoMatch;
+  if (rc < 0) {
+    PCRE2_UCHAR text[128];
+    pcre2_get_error_message(rc, text, sizeof(text));
+    std::string shown;
+    append_escaped(&shown, subject.substr(0, 256));
+    log_error("regular expression \"%s\" could not be matched against \"%s%s\" (%d bytes): %s", pattern_.c_str(),
+              shown.c_str(), subject.size() > 256 ? "..." : "", static_cast<int>(subject.size()),
+              reinterpret_cast<char*>(text));
+    return Result::kError;
+  }
+  if (!caps) return Result::kMatch;
   // rc 0: more groups than the match data holds; the first kMaxGroups are there.
   uint32_t n = rc == 0 ? Captures::kMaxGroups : static_cast<uint32_t>(rc);
   const PCRE2_SIZE* ov = pcre2_get_ovector_pointer(md);
@@ -86,7 +120,7 @@ bool Regex::match(std::string_view subject, Captures* caps) const {
   caps->count = n;
   for (uint32_t i = 0; i < 2 * n; i++)
     caps->ovector[i] = ov[i] == PCRE2_UNSET ? UINT32_MAX : static_cast<uint32_t>(ov[i]);
-  return true;
+  return Result::kMatch;
 }
 
 }  // namespace baton::http

@@ -43,8 +43,12 @@ class Regex {
 
   // Returns "" or what is wrong with the pattern (with the offset where PCRE2 saw it).
   std::string compile(std::string_view pattern, bool caseless);
-  // Matches subject; on a match, and when caps is not null, keeps the captures there.
-  bool match(std::string_view subject, Captures* caps) const;
+  enum class Result { kNoMatch, kMatch, kError };
+  // Matches subject; on a match, and when caps is not null, keeps the captures there. A match that
+  // cannot be decided (it needs more backtracking or stack than a request may take: a hostile path
+  // against a pattern that backtracks without end) is kError, and the error log says so: the
+  // caller answers 500, never as if the pattern had not matched.
+  Result match(std::string_view subject, Captures* caps) const;
 
   const std::string& pattern() const { return pattern_; }
   bool caseless() const { return caseless_; }

@@ -1,6 +1,7 @@
 #include "http/http_rewrite.h"
 
 #include "core/log.h"
+#include "http/http_log.h"
 #include "http/http_request.h"
 #include "http/http_variables.h"
 
@@ -8,8 +9,9 @@ namespace baton::http {
 
 namespace {
 
-// As nginx: ten times through the locations, and a rewrite that goes round in circles is an error.
-constexpr int kMaxRewriteCycles = 10;
+// As nginx: a request's URI may change ten times on the way to its location; the eleventh change
+// is a rewrite that goes round in circles, an error.
+constexpr int kMaxRewriteChanges = 10;
 
 enum class Step {
   kDone,     // no rewrite stopped: the level's `return` (if any) applies
@@ -42,8 +44,11 @@ Step apply(const Rewrite& rw, Request* req, const VarContext& vars, Route* out) 
   }
   if (!resolve_segments(&uri)) {
     // A value the request brought ($arg_..., a header) cannot take the URI above the root.
-    log_info("rewrite \"%s\" made \"%s\" of \"%.*s\", which is not a path under \"/\"", rw.re->pattern().c_str(),
-             uri.c_str(), static_cast<int>(req->target.size()), req->target.data());
+    std::string shown, target;
+    append_escaped(&shown, uri);
+    append_escaped(&target, req->target);
+    log_info("rewrite \"%s\" made \"%s\" of \"%s\", which is not a path under \"/\"", rw.re->pattern().c_str(),
+             shown.c_str(), target.c_str());
     out->status = uri.empty() || uri[0] != '/' ? 500 : 400;
     return Step::kAnswer;
   }
@@ -51,17 +56,21 @@ Step apply(const Rewrite& rw, Request* req, const VarContext& vars, Route* out) 
   req->args = std::move(args);
   req->query = req->args;
   req->rewritten = true;
-  req->rewrite_break = false;
   return Step::kDone;
 }
 
-// Runs a level's rewrites in order: those written before its `return` (the return ends the level
-// in nginx). Returns how the level ended; *changed says whether the URI changed on the way.
-Step run(const std::vector<Rewrite>& rewrites, int return_line, Request* req, const VarContext& vars, Route* out,
+// Runs a level's rewrites in order: those read before its `return` (the return ends the level in
+// nginx). Returns how the level ended; *changed says whether the URI changed on the way.
+Step run(const std::vector<Rewrite>& rewrites, size_t count, Request* req, const VarContext& vars, Route* out,
          bool* changed) {
-  for (const Rewrite& rw : rewrites) {
-    if (return_line && rw.line > return_line) break;
-    if (!rw.re->match(req->path, &req->captures)) continue;
+  for (size_t i = 0; i < count; i++) {
+    const Rewrite& rw = rewrites[i];
+    Regex::Result m = rw.re->match(req->path, &req->captures);
+    if (m == Regex::Result::kError) {
+      out->status = 500;
+      return Step::kAnswer;
+    }
+    if (m == Regex::Result::kNoMatch) continue;
     Step s = apply(rw, req, vars, out);
     if (s == Step::kAnswer) return s;
     *changed = true;
@@ -74,15 +83,19 @@ Step run(const std::vector<Rewrite>& rewrites, int return_line, Request* req, co
   return Step::kDone;
 }
 
+size_t before_return(const std::vector<Rewrite>& rewrites, const Location* returns) {
+  return returns && returns->return_code ? returns->rewrites_before_return : rewrites.size();
+}
+
 }  // namespace
 
 void route(const Server& srv, Request* req, const VarContext& vars, Route* out) {
   bool changed = false;
+  bool failed = false;
   if (!srv.rewrites.empty()) {
-    int return_line = srv.server_return ? srv.server_return->return_line : 0;
-    Step s = run(srv.rewrites, return_line, req, vars, out, &changed);
+    Step s = run(srv.rewrites, before_return(srv.rewrites, srv.server_return.get()), req, vars, out, &changed);
     if (s == Step::kAnswer) {
-      out->location = srv.find_location(req->path, &req->captures);
+      out->location = srv.find_location(req->path, &req->captures, &failed);
       return;
     }
     // `last` or `break` at the server level ends the server's rewrites, its return included.
@@ -90,17 +103,16 @@ void route(const Server& srv, Request* req, const VarContext& vars, Route* out) 
   } else {
     out->server_return = srv.server_return != nullptr;
   }
-  for (int cycle = 0;; cycle++) {
-    const Location* loc = srv.find_location(req->path, &req->captures);
+  for (int changes = 0;;) {
+    const Location* loc = srv.find_location(req->path, &req->captures, &failed);
     out->location = loc;
-    if (out->server_return || loc->rewrites.empty()) return;
-    if (cycle == kMaxRewriteCycles) {
-      log_error("rewrite or internal redirection cycle while processing \"%s\"", req->path.c_str());
+    if (failed) {
       out->status = 500;
       return;
     }
+    if (out->server_return || loc->rewrites.empty()) return;
     changed = false;
-    Step s = run(loc->rewrites, loc->return_code ? loc->return_line : 0, req, vars, out, &changed);
+    Step s = run(loc->rewrites, before_return(loc->rewrites, loc), req, vars, out, &changed);
     if (s == Step::kAnswer) return;
     if (s == Step::kBreak) {
       out->location_return = false;
@@ -109,6 +121,13 @@ void route(const Server& srv, Request* req, const VarContext& vars, Route* out) 
     // Without a flag, the location's `return` comes next; without one, a changed URI is looked
     // for again once the location's rewrites are done.
     if (s == Step::kDone && (!changed || loc->return_code)) return;
+    if (++changes > kMaxRewriteChanges) {
+      std::string shown;
+      append_escaped(&shown, req->path);
+      log_error("rewrite or internal redirection cycle while processing \"%s\"", shown.c_str());
+      out->status = 500;
+      return;
+    }
   }
 }
 

@@ -27,7 +27,6 @@ namespace {
 constexpr uint64_t kInlineFileMax = 32 * 1024;
 // Multipart range answers are assembled in memory up to this size; past it the whole file is sent.
 constexpr uint64_t kMultipartMax = 4 * 1024 * 1024;
-constexpr int kMaxInternalRedirects = 10;
 
 char* put_hex(char* p, unsigned long long v) {
   char tmp[16];
@@ -589,6 +588,10 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
     reply_error(r, code, loc->s);
     return;
   }
+  if (r->redirects) {
+    r->internal_redirect = last;
+    return;
+  }
   if (depth >= kMaxInternalRedirects) {
     log_error("rewrite or internal redirection cycle while processing \"%s\"", last.c_str());
     reply_error(r, 500, loc->s);
@@ -762,11 +765,17 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
     page_policy.add = nullptr;
     r->policy = &page_policy;
   }
+  // A try_files fallback of the page's location is followed here, not by the connection.
   struct Restore {
     Reply* r;
     const HeadPolicy* p;
-    ~Restore() { r->policy = p; }
-  } restore{r, policy};
+    bool redirects;
+    ~Restore() {
+      r->policy = p;
+      r->redirects = redirects;
+    }
+  } restore{r, policy, r->redirects};
+  r->redirects = false;
 
   // The internal redirect: the same request for the page's path, as a plain GET (HEAD stays HEAD:
   // no body). Conditions and ranges were about the resource asked for, not the page.

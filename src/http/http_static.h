@@ -9,6 +9,9 @@
 namespace baton::http {
 
 // An error page reply; status must be >= 300.
+// As nginx: ten internal redirects (try_files fallbacks, error pages) at most for one request.
+constexpr int kMaxInternalRedirects = 10;
+
 void reply_error(Reply* r, int status, const Settings& s);
 // `return`: a redirect (Location: the value) or a text body; variables evaluated from vars.
 void reply_return(Reply* r, const Location* loc, const VarContext& vars);

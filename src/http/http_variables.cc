@@ -70,7 +70,11 @@ bool is_name_char(char c) {
 const char kHex[] = "0123456789abcdef";
 const char kHexUpper[] = "0123456789ABCDEF";
 
-void append_value(std::string* out, std::string_view v, Escape escape) {
+// decoded: the value is part of the decoded path ($uri, a regex group), where '%', '#' and '?' are
+// data; in a URL (kUrl, kArgs) they are escaped too, and in arguments '&' and '+' as well. A value
+// as the client sent it ($args, $request_uri, a header) is already escaped: in a URL only what can
+// never stand in one is (control characters, spaces, bytes past ASCII).
+void append_value(std::string* out, std::string_view v, Escape escape, bool decoded = false) {
   switch (escape) {
     case Escape::kNone:
     case Escape::kLogRaw:
@@ -87,7 +91,8 @@ void append_value(std::string* out, std::string_view v, Escape escape) {
       break;
   }
   for (unsigned char c : v) {
-    bool special = escape == Escape::kArgs && (c == '#' || c == '%' || c == '&' || c == '+' || c == '?');
+    bool special = decoded && (c == '#' || c == '%' || c == '?' ||
+                               (escape == Escape::kArgs && (c == '&' || c == '+')));
     if (c <= 0x20 || c >= 0x7f || special) {
       out->push_back('%');
       out->push_back(kHexUpper[c >> 4]);
@@ -167,6 +172,14 @@ void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) 
 }  // namespace
 
 void set_capture_names(std::vector<std::string> names) { capture_names() = std::move(names); }
+
+bool is_variable_name(std::string_view name) {
+  for (const Known& k : kKnown)
+    if (k.name == name) return true;
+  for (const Family& f : kFamilies)
+    if (name.starts_with(f.prefix)) return true;
+  return false;
+}
 
 const char* known_variables() {
   return "$scheme $host $server_name $server_port $request_uri $uri $args $query_string $is_args "
@@ -309,7 +322,7 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
         append_value(out, req.target, escape);
         break;
       case Var::kUri:
-        append_value(out, ctx.uri.empty() ? std::string_view(req.path) : ctx.uri, escape);
+        append_value(out, ctx.uri.empty() ? std::string_view(req.path) : ctx.uri, escape, true);
         break;
       case Var::kArgs:
         append_value(out, req.query, escape);
@@ -384,10 +397,10 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
         append_value(out, req.header(std::string_view(names_).substr(p.off, p.len)), escape);
         break;
       case Var::kCapture:
-        append_value(out, req.captures.group(p.off), escape);
+        append_value(out, req.captures.group(p.off), escape, true);
         break;
       case Var::kNamedCapture:
-        append_value(out, req.captures.named(std::string_view(names_).substr(p.off, p.len)), escape);
+        append_value(out, req.captures.named(std::string_view(names_).substr(p.off, p.len)), escape, true);
         break;
       case Var::kArg:
         append_value(out, query_arg(req.query, std::string_view(names_).substr(p.off, p.len)), escape);

@@ -84,8 +84,9 @@ enum class Var : uint8_t {
 // How variable values are written. kUrl: for a Location header, a value's control characters,
 // spaces and non-ASCII bytes are percent-encoded, so that no request can put a line break (or
 // anything else that is not a URL) into a response head — $uri is decoded and may hold %0D%0A.
-// kArgs: for a value that becomes part of a query string (a rewrite's arguments), '#', '%', '&',
-// '+' and '?' as well, so that a value is one argument's data and never a second argument.
+// kArgs: for a value that becomes part of a query string (a rewrite's arguments). A value from the
+// decoded path ($uri, a regex group) has its '%', '#' and '?' escaped in either (and '&' and '+' in
+// arguments), so that it stays data: one argument's value, never a second argument or a fragment.
 // The access log's: kLog escapes '"', '\\' and bytes outside 0x20..0x7e as \xHH and writes "-"
 // for an empty value, kLogRaw writes the value as it is (escape=none) but "-" for an empty one,
 // kJson escapes for a JSON string (escape=json) and writes nothing for an empty value.
@@ -119,6 +120,9 @@ class Template {
 // or a rewrite): `$name` is a variable in every value read after this is set, as in nginx, where a
 // named capture anywhere is a variable everywhere. Set before the values are compiled.
 void set_capture_names(std::vector<std::string> names);
+
+// Whether `$name` is one of baton's own variables (or of a family: http_, arg_, cookie_).
+bool is_variable_name(std::string_view name);
 
 // The names a template may use (for messages and documentation): "$scheme $host ...".
 const char* known_variables();

@@ -278,13 +278,13 @@ TEST_F(VariablesTest, RegexGroups) {
   EXPECT_EQ(re.number_of("second"), -1);
   // Before any match: nothing.
   EXPECT_EQ(eval("[$1|$0]"), "[|]");
-  ASSERT_TRUE(re.match("/a b/c&d", &req_.captures));
+  ASSERT_EQ(re.match("/a b/c&d", &req_.captures), Regex::Result::kMatch);
   set_capture_names({"first"});
   // $2 took no part; $12 is $1 then "2"; $9 is beyond the groups.
   EXPECT_EQ(eval("$0|$1|$2|$3|$12|$9|$first|${first}s"), "/a b/c&d|a b||c&d|a b2||a b|a bs");
   EXPECT_EQ(eval("q=$3&w=$1", Escape::kArgs), "q=c%26d&w=a%20b");
   // A failed match leaves the groups of the last one.
-  EXPECT_FALSE(re.match("no slash", &req_.captures));
+  EXPECT_EQ(re.match("no slash", &req_.captures), Regex::Result::kNoMatch);
   EXPECT_EQ(eval("$1"), "a b");
   set_capture_names({});
   EXPECT_NE(compile_error("$first"), "");
@@ -293,12 +293,12 @@ TEST_F(VariablesTest, RegexGroups) {
 TEST(Regex, CaselessAndBadPatterns) {
   Regex re;
   ASSERT_EQ(re.compile("\\.png$", true), "");
-  EXPECT_TRUE(re.match("/A.PNG", nullptr));
-  EXPECT_FALSE(re.match("/A.PNGX", nullptr));
+  EXPECT_EQ(re.match("/A.PNG", nullptr), Regex::Result::kMatch);
+  EXPECT_EQ(re.match("/A.PNGX", nullptr), Regex::Result::kNoMatch);
   std::string err = re.compile("(unclosed", false);
   EXPECT_NE(err.find("invalid regular expression \"(unclosed\""), std::string::npos) << err;
   // The earlier pattern stays usable.
-  EXPECT_TRUE(re.match("/b.png", nullptr));
+  EXPECT_EQ(re.match("/b.png", nullptr), Regex::Result::kMatch);
 }
 
 TEST(ResolveSegments, KeepsARewrittenPathUnderTheRoot) {
