@@ -113,6 +113,10 @@ constexpr KeyInfo kKeys[] = {
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"add_header", kInherited, true},  // the same
     {"server_tokens", kInherited, false},
+    {"autoindex", kInherited, false},
+    {"autoindex_format", kInherited, false},
+    {"autoindex_exact_size", kInherited, false},
+    {"autoindex_localtime", kInherited, false},
     {"charset", kInherited, false},
     {"allow", kInherited, true},  // allow and deny make one list, in the order written
     {"deny", kInherited, true},
@@ -205,8 +209,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     // rewrite, access, auth, index, headers
     {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
     {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
-    {"auth_request", nullptr}, {"auth_request_set", nullptr}, {"autoindex", nullptr},
-    {"autoindex_exact_size", nullptr}, {"autoindex_format", nullptr}, {"autoindex_localtime", nullptr},
+    {"auth_request", nullptr}, {"auth_request_set", nullptr},
     {"add_trailer", nullptr}, {"charset_types", nullptr},
     {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},
     {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},

@@ -918,6 +918,16 @@ struct Parser {
       parse_error_page(e, s);
     } else if (k == "add_header") {
       parse_add_header(e, s);
+    } else if (k == "autoindex") {
+      on_off(e, &s->autoindex);
+    } else if (k == "autoindex_format") {
+      if (e.value == "html") s->autoindex_json = false;
+      else if (e.value == "json") s->autoindex_json = true;
+      else bad(e, "format (html or json)");
+    } else if (k == "autoindex_exact_size") {
+      on_off(e, &s->autoindex_exact_size);
+    } else if (k == "autoindex_localtime") {
+      on_off(e, &s->autoindex_localtime);
     } else if (k == "server_tokens") {
       on_off(e, &s->server_tokens);
     } else if (k == "allow" || k == "deny") {

@@ -112,6 +112,11 @@ struct Settings {
   std::vector<AddedHeader> add_headers;
   bool server_tokens = true;
   std::string charset;  // charset = NAME; empty: off
+  // autoindex: a directory without an index file is listed (HTML or JSON) instead of a 403.
+  bool autoindex = false;
+  bool autoindex_json = false;
+  bool autoindex_exact_size = true;
+  bool autoindex_localtime = false;
   // allow / deny lines in the order written (the first that matches decides); a level with any has
   // only its own.
   std::vector<AccessRule> access;

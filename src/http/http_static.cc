@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "http/http_access.h"
+#include "http/http_autoindex.h"
 #include "http/http_file_cache.h"
 #include "http/http_mime.h"
 #include "http/http_response.h"
@@ -609,6 +610,36 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
   serve_path(w, srv, next, req, r, uri, depth + 1, vars);
 }
 
+// autoindex: the listing of the directory dirfd, base/rel, requested as path. An entry that is a
+// symbolic link is listed only when a request for it would be served (disable_symlinks).
+void reply_listing(Reply* r, int dirfd, const Target& t, const std::string& path, const Settings& s) {
+  std::vector<ListedEntry> entries;
+  std::string rel;
+  auto follow = [&](const char* name, struct stat* st) {
+    if (s.disable_symlinks == Symlinks::kOff) return ::fstatat(dirfd, name, st, 0) == 0;
+    rel.assign(t.rel);
+    if (!rel.empty() && rel.back() != '/') rel.push_back('/');
+    rel.append(name);
+    int err = 0;
+    int fd = open_beneath(*t.base, rel.c_str(), s.disable_symlinks, &err);
+    if (fd < 0) return false;
+    bool ok = ::fstat(fd, st) == 0;
+    ::close(fd);
+    return ok;
+  };
+  if (!list_directory(dirfd, follow, &entries)) {
+    int err = errno;
+    log_error("opendir() \"%s/%s\" failed (%s)", t.base->c_str(), t.rel, strerror(err));
+    reply_error(r, status_for_errno(err), s);
+    return;
+  }
+  if (s.autoindex_json) {
+    reply_simple(r, 200, "application/json", autoindex_json(entries));
+  } else {
+    reply_simple(r, 200, "text/html", autoindex_html(path, entries, s.autoindex_exact_size, s.autoindex_localtime));
+  }
+}
+
 void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request& req, Reply* r,
                 const std::string& path, int depth, const VarContext& vars) {
   const Settings& s = loc->s;
@@ -638,7 +669,7 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
     return;
   }
   if (S_ISDIR(st.st_mode)) {
-    ::close(fd);
+    Fd dir(fd);  // kept for a listing
     if (path.empty() || path.back() != '/') {
       // A directory is addressed with its slash, so that relative links in its index resolve.
       std::string loc_hdr(path);
@@ -674,6 +705,10 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
         }
       }
       send_file(w, loc, req, r, ifd, ist, index);
+      return;
+    }
+    if (s.autoindex) {
+      reply_listing(r, dir.get(), t, path, s);
       return;
     }
     reply_error(r, 403, s);
