@@ -113,6 +113,12 @@ constexpr KeyInfo kKeys[] = {
     {"error_page", kInherited, true},  // a level with any replaces the inherited ones
     {"add_header", kInherited, true},  // the same
     {"server_tokens", kInherited, false},
+    {"gzip", kInherited, false},
+    {"gzip_types", kInherited, false},
+    {"gzip_min_length", kInherited, false},
+    {"gzip_comp_level", kInherited, false},
+    {"gzip_vary", kInherited, false},
+    {"gzip_static", kInherited, false},
     {"autoindex", kInherited, false},
     {"autoindex_format", kInherited, false},
     {"autoindex_exact_size", kInherited, false},
@@ -215,8 +221,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
     {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},
     // gzip
-    {"gzip", nullptr}, {"gzip_static", nullptr}, {"gzip_comp_level", nullptr}, {"gzip_types", nullptr},
-    {"gzip_min_length", nullptr}, {"gzip_vary", nullptr}, {"gzip_proxied", nullptr}, {"gzip_disable", nullptr},
+    {"gzip_proxied", "is not supported yet (proxied responses are not compressed yet)"}, {"gzip_disable", nullptr},
     {"gzip_buffers", nullptr}, {"gzip_http_version", nullptr},
     // logs
     {"open_log_file_cache", nullptr},

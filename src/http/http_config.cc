@@ -918,6 +918,26 @@ struct Parser {
       parse_error_page(e, s);
     } else if (k == "add_header") {
       parse_add_header(e, s);
+    } else if (k == "gzip") {
+      on_off(e, &s->gzip);
+    } else if (k == "gzip_types") {
+      // text/html always, as nginx; "*" every type.
+      s->gzip_types = {"text/html"};
+      auto words = split_ws(e.value);
+      if (words.empty()) bad(e, "MIME type list");
+      for (std::string_view t : words) {
+        if (t != "*" && t.find('/') == std::string_view::npos)
+          conf.fail(e.line, "invalid MIME type \"" + std::string(t) + "\" in \"gzip_types\" (type/subtype or *)");
+        s->gzip_types.emplace_back(t);
+      }
+    } else if (k == "gzip_min_length") {
+      size(e, &s->gzip_min_length);
+    } else if (k == "gzip_comp_level") {
+      number(e, &s->gzip_comp_level, 1, 9);
+    } else if (k == "gzip_vary") {
+      on_off(e, &s->gzip_vary);
+    } else if (k == "gzip_static") {
+      on_off(e, &s->gzip_static);
     } else if (k == "autoindex") {
       on_off(e, &s->autoindex);
     } else if (k == "autoindex_format") {

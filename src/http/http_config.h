@@ -117,6 +117,13 @@ struct Settings {
   bool autoindex_json = false;
   bool autoindex_exact_size = true;
   bool autoindex_localtime = false;
+  // gzip: static files compressed for the clients that accept it; gzip_static: FILE.gz served.
+  bool gzip = false;
+  std::vector<std::string> gzip_types = {"text/html"};
+  uint64_t gzip_min_length = 20;
+  int gzip_comp_level = 1;
+  bool gzip_vary = false;
+  bool gzip_static = false;
   // allow / deny lines in the order written (the first that matches decides); a level with any has
   // only its own.
   std::vector<AccessRule> access;

@@ -17,6 +17,7 @@
 #include "http/http_access.h"
 #include "http/http_autoindex.h"
 #include "http/http_file_cache.h"
+#include "http/http_gzip.h"
 #include "http/http_mime.h"
 #include "http/http_response.h"
 
@@ -293,13 +294,60 @@ bool file_exists(const std::string& base, const char* rel, Symlinks policy, bool
 
 // Sends an open regular file, with conditional and range handling.
 // content: the file's bytes from the cache (fd is then -1).
+// The file compressed at level: from the worker's cache, or read (content when the file cache
+// has it, else from fd) and compressed once for this version of the file.
+const std::string* gzip_of(HttpWorker* w, int fd, const struct stat& st, const std::string* content, int level) {
+  if (const std::string* kept = w->gzip_cache.find(st, level)) return kept;
+  std::string read_buf;
+  if (!content) {
+    read_buf.resize(static_cast<size_t>(st.st_size));
+    size_t done = 0;
+    while (done < read_buf.size()) {
+      ssize_t got = pread(fd, read_buf.data() + done, read_buf.size() - done, static_cast<off_t>(done));
+      if (got <= 0) {
+        log_error("pread() of a file to compress failed (%s)", got < 0 ? strerror(errno) : "it shrank");
+        return nullptr;
+      }
+      done += static_cast<size_t>(got);
+    }
+    content = &read_buf;
+  }
+  std::string gz;
+  if (!gzip_compress(*content, level, &gz)) {
+    log_error("gzip compression failed");
+    return nullptr;
+  }
+  return w->gzip_cache.put(st, level, std::move(gz));
+}
+
+// precompressed: the file is the .gz of the one asked for (gzip_static).
 void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r, int fd,
-               const struct stat& st, std::string_view name_for_type, const std::string* content = nullptr) {
+               const struct stat& st, std::string_view name_for_type, const std::string* content = nullptr,
+               bool precompressed = false) {
   const Settings& s = loc->s;
   Fd file(fd);
   char etag_buf[48];
   std::string_view etag = etag_of(st, etag_buf);
   uint64_t size = static_cast<uint64_t>(st.st_size);
+
+  std::string_view type = s.default_type;
+  if (const std::string* t = w->conf->types->lookup(name_for_type)) type = *t;
+
+  // gzip: decided before the conditionals, as the answer's ETag is then weak (the compressed bytes
+  // are another representation). Never for a range request; Vary for every answer that could have
+  // been compressed, so that a cache keeps the two apart.
+  bool gzip_eligible = s.gzip && !precompressed && size >= s.gzip_min_length && size <= GzipCache::kMaxFileSize &&
+                       gzip_type_matches(s.gzip_types, type);
+  bool compress = gzip_eligible && req.range.empty() && accepts_gzip(req.header("accept-encoding"));
+  bool vary = s.gzip_vary && (gzip_eligible || precompressed);
+  char weak_buf[56];
+  std::string_view etag_shown = etag;
+  if (compress) {
+    weak_buf[0] = 'W';
+    weak_buf[1] = '/';
+    memcpy(weak_buf + 2, etag.data(), etag.size());
+    etag_shown = std::string_view(weak_buf, etag.size() + 2);
+  }
 
   // Conditionals (RFC 9110 13.2.2): If-None-Match wins over If-Modified-Since.
   bool not_modified = false;
@@ -310,15 +358,14 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
     not_modified = ims >= 0 && st.st_mtime <= ims;
   }
 
-  std::string_view type = s.default_type;
-  if (const std::string* t = w->conf->types->lookup(name_for_type)) type = *t;
-
   char lm[32];
   format_http_date(st.st_mtime, lm);
 
   auto common_headers = [&](std::string* out) {
     append_header(out, "Last-Modified", std::string_view(lm, 29));
-    append_header(out, "ETag", etag);
+    append_header(out, "ETag", etag_shown);
+    if (precompressed) append_header(out, "Content-Encoding", "gzip");
+    if (vary) append_header(out, "Vary", "Accept-Encoding");
     if (s.expires_ms >= 0) {
       char exp[32];
       int64_t secs = s.expires_ms / 1000;
@@ -450,6 +497,22 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
     r->body_bytes = body.size();
     if (!r->head_only) r->out->append(body);
     if (body.capacity() > kMultipartMax) std::string().swap(body);
+  } else if (compress) {
+    const std::string* gz = gzip_of(w, file.get(), st, content, s.gzip_comp_level);
+    if (!gz) {
+      reply_error(r, 500, s);
+      return;
+    }
+    h.status = 200;
+    h.content_type = type;
+    h.content_length = static_cast<int64_t>(gz->size());
+    begin_head(r->out, h);
+    append_header(r->out, "Content-Encoding", "gzip");
+    common_headers(r->out);
+    end_head(r->out, h);
+    r->status = 200;
+    r->body_bytes = r->head_only ? 0 : gz->size();
+    if (!r->head_only) r->out->append(*gz);
   } else {
     h.status = 200;
     h.content_type = type;
@@ -654,6 +717,20 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
   }
   Target t = map_path(loc, path);
   int err = 0;
+  if (s.gzip_static && !path.empty() && path.back() != '/' && accepts_gzip(req.header("accept-encoding"))) {
+    // gzip_static: FILE.gz, when it is there, under the same rules as FILE.
+    std::string& gz_rel = w->scratch;
+    gz_rel.assign(t.rel);
+    gz_rel.append(".gz");
+    int gz = open_beneath(*t.base, gz_rel.c_str(), s.disable_symlinks, &err);
+    struct stat gst;
+    if (gz >= 0 && fstat(gz, &gst) == 0 && S_ISREG(gst.st_mode)) {
+      send_file(w, loc, req, r, gz, gst, path, nullptr, true);
+      return;
+    }
+    if (gz >= 0) ::close(gz);
+    err = 0;
+  }
   if (serve_cached(w, loc, req, r, t, path)) return;
   int fd = open_beneath(*t.base, t.rel, s.disable_symlinks, &err);
   if (fd < 0) {

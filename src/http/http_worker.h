@@ -9,6 +9,7 @@
 #include "event/listener.h"
 #include "http/http_config.h"
 #include "http/http_file_cache.h"
+#include "http/http_gzip.h"
 #include "http/http_handover.h"
 #include "http/http_range.h"
 #include "http/http_request.h"
@@ -65,6 +66,7 @@ class HttpWorker {
   std::vector<Header> upstream_headers;
   std::vector<Header> response_headers;
   FileCache file_cache;
+  GzipCache gzip_cache;  // gzip's compressed files
   UpstreamRuntimes upstreams;  // balancing, passive health and keep-alive pools, per group
 
  private:
