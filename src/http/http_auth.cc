@@ -3,6 +3,7 @@
 #include <crypt.h>
 #include <errno.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
@@ -198,6 +199,9 @@ std::string UserFile::load(const std::string& path) {
   users_.clear();
   std::ifstream in(path, std::ios::binary);
   if (!in) return "cannot read \"" + path + "\" (" + strerror(errno) + ")";
+  // A directory opens like a file and reads as nothing: it would be a file without users.
+  struct stat st;
+  if (::stat(path.c_str(), &st) == 0 && !S_ISREG(st.st_mode)) return "\"" + path + "\" is not a file";
   std::string line;
   int n = 0;
   while (std::getline(in, line)) {

@@ -132,6 +132,7 @@ TEST_F(UserFileTest, MalformedEntriesNameTheirLine) {
             path_ + ":1: user \"bob\": unknown password hash (bcrypt $2y$, $5$, $6$, $apr1$, {SHA} or {PLAIN})");
   ::unlink(path_.c_str());
   EXPECT_EQ(users_.load(path_), "cannot read \"" + path_ + "\" (No such file or directory)");
+  EXPECT_EQ(users_.load("/tmp"), "\"/tmp\" is not a file");
 }
 
 }  // namespace
