@@ -257,10 +257,10 @@ TEST(Access, BadLinesAreRefusedWithTheirLine) {
   EXPECT_TRUE(contains(r.err, where(s, "allow = 127.0.0.1") + "\"allow\" belongs in [http], [server] or [location]"))
       << r.err;
 
-  // satisfy is not part of access control yet.
-  s.set_config(site("satisfy = any\n"));
+  // satisfy weighs allow/deny against basic authentication: all or any (see test_auth.cc).
+  s.set_config(site("satisfy = either\n"));
   r = s.test_config();
-  EXPECT_TRUE(contains(r.err, where(s, "satisfy") + "\"satisfy\" is not supported yet")) << r.err;
+  EXPECT_TRUE(contains(r.err, where(s, "satisfy") + "invalid value (all or any) \"either\" in \"satisfy\"")) << r.err;
 }
 
 // Bits past the prefix mean nothing: nginx warns and uses the network, and so does baton.

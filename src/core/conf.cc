@@ -129,6 +129,9 @@ constexpr KeyInfo kKeys[] = {
     {"set_real_ip_from", kInherited, true},
     {"real_ip_header", kInherited, false},
     {"real_ip_recursive", kInherited, false},
+    {"auth_basic", kInherited, false},
+    {"auth_basic_user_file", kInherited, false},
+    {"satisfy", kInherited, false},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -207,14 +210,13 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"limit_rate", nullptr}, {"limit_rate_after", nullptr}, {"log_not_found", nullptr}, {"log_subrequest", nullptr},
     {"etag", nullptr}, {"if_modified_since", nullptr}, {"max_ranges", nullptr}, {"merge_slashes", nullptr},
     {"open_file_cache", nullptr}, {"open_file_cache_valid", nullptr}, {"open_file_cache_min_uses", nullptr},
-    {"open_file_cache_errors", nullptr}, {"resolver", nullptr}, {"resolver_timeout", nullptr}, {"satisfy", nullptr},
+    {"open_file_cache_errors", nullptr}, {"resolver", nullptr}, {"resolver_timeout", nullptr},
     {"server_names_hash_bucket_size", nullptr}, {"server_names_hash_max_size", nullptr},
     {"types_hash_max_size", nullptr}, {"types_hash_bucket_size", nullptr}, {"variables_hash_max_size", nullptr},
     {"variables_hash_bucket_size", nullptr}, {"underscores_in_headers", nullptr}, {"ignore_invalid_headers", nullptr},
     {"default_server", "is an option of \"listen\" here: listen = ADDRESS default_server"},
     // rewrite, access, auth, index, headers
     {"rewrite_log", nullptr}, {"set", nullptr}, {"if", nullptr}, {"break", nullptr},
-    {"auth_basic", nullptr}, {"auth_basic_user_file", nullptr},
     {"auth_request", nullptr}, {"auth_request_set", nullptr},
     {"add_trailer", nullptr}, {"charset_types", nullptr},
     {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},

@@ -118,10 +118,14 @@ std::string parse_addr_range(std::string_view text, std::string_view key, bool a
   return "";
 }
 
-bool access_allows(const std::vector<AccessRule>& rules, const PeerAddr& client) {
+AccessVerdict access_verdict(const std::vector<AccessRule>& rules, const PeerAddr& client) {
   for (const AccessRule& rule : rules)
-    if (rule.range.contains(client)) return rule.allow;
-  return true;
+    if (rule.range.contains(client)) return rule.allow ? AccessVerdict::kAllow : AccessVerdict::kDeny;
+  return AccessVerdict::kNoMatch;
+}
+
+bool access_allows(const std::vector<AccessRule>& rules, const PeerAddr& client) {
+  return access_verdict(rules, client) != AccessVerdict::kDeny;
 }
 
 bool RealIpSettings::trusts(const PeerAddr& a) const {
@@ -190,17 +194,21 @@ bool real_ip_from_header(const RealIpSettings& s, const Request& req, const Peer
   return found;
 }
 
-void log_forbidden(const Request& req, const Server& srv) {
+void log_refused(LogLevel level, const Request& req, const Server& srv, std::string_view what) {
   // $server_name, or the section's name for a server without one.
   std::string_view server = srv.primary_name.empty() ? srv.name : srv.primary_name;
   char addr[INET6_ADDRSTRLEN + 8];
   size_t n = req.client.host_into(addr, sizeof(addr));
   std::string_view host = trim(req.host);
-  log_error("access forbidden by rule, client: %.*s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\"%s%.*s%s",
-            static_cast<int>(n), addr, static_cast<int>(server.size()), server.data(),
-            static_cast<int>(req.method.size()), req.method.data(), static_cast<int>(req.target.size()),
-            req.target.data(), req.version_major, req.version_minor, host.empty() ? "" : ", host: \"",
-            static_cast<int>(host.size()), host.data(), host.empty() ? "" : "\"");
+  BATON_LOG(level, "%.*s, client: %.*s, server: %.*s, request: \"%.*s %.*s HTTP/%d.%d\"%s%.*s%s",
+            static_cast<int>(what.size()), what.data(), static_cast<int>(n), addr, static_cast<int>(server.size()),
+            server.data(), static_cast<int>(req.method.size()), req.method.data(),
+            static_cast<int>(req.target.size()), req.target.data(), req.version_major, req.version_minor,
+            host.empty() ? "" : ", host: \"", static_cast<int>(host.size()), host.data(), host.empty() ? "" : "\"");
+}
+
+void log_forbidden(const Request& req, const Server& srv) {
+  log_refused(LogLevel::kError, req, srv, "access forbidden by rule");
 }
 
 }  // namespace baton::http

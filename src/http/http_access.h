@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "core/log.h"
 #include "os/unix/socket.h"
 
 namespace baton::http {
@@ -42,8 +43,13 @@ struct AccessRule {
   bool allow = false;
 };
 
-// Whether rules (one level's, in the order written) let client in: the first rule that matches
-// decides, and a client no rule matches is let in.
+// What rules (one level's, in the order written) say of client: the first rule that matches
+// decides. No match is told apart from an `allow`: with `satisfy = any` only an allow lets a client
+// in without credentials (nginx's access module declines when no rule matches).
+enum class AccessVerdict : uint8_t { kAllow, kDeny, kNoMatch };
+AccessVerdict access_verdict(const std::vector<AccessRule>& rules, const PeerAddr& client);
+
+// Whether rules let client in: a client no rule matches is let in.
 bool access_allows(const std::vector<AccessRule>& rules, const PeerAddr& client);
 
 // Where real_ip_header takes the client address from.
@@ -71,6 +77,10 @@ bool real_ip_from_header(const RealIpSettings& s, const Request& req, const Peer
 // One address as a proxy writes it in a header: IPv4 or IPv6, optionally with a port (IPv6 then in
 // brackets). False for anything else.
 bool parse_forwarded_addr(std::string_view text, PeerAddr* out);
+
+// An error-log line about a refused request, as nginx writes them: what, then the client, the
+// server's name, the request line and Host.
+void log_refused(LogLevel level, const Request& req, const Server& srv, std::string_view what);
 
 // The error-log line of a request that allow/deny refused, as nginx writes it (its client, the
 // server's name, the request line and Host): `access forbidden by rule, client: ...`.

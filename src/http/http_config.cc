@@ -314,6 +314,8 @@ struct Parser {
   std::unordered_map<size_t, UpstreamGroup*> section_upstreams;  // by section index
   // Implicit groups by lower-cased "host:port": one per address, whichever locations name it.
   std::unordered_map<std::string, UpstreamGroup*> implicit_upstreams;
+  // auth_basic_user_file: each file read once, by absolute path.
+  std::map<std::string, std::shared_ptr<const UserFile>> user_files_;
 
   [[noreturn]] void bad(const ConfEntry& e, const char* what) {
     conf.fail(e.line, std::string("invalid ") + what + " \"" + e.value + "\" in \"" + e.key + "\"");
@@ -525,6 +527,44 @@ struct Parser {
     if (host_bits)
       log_warn("%s: low address bits of %s are meaningless", conf.where(e.line).c_str(), std::string(v).c_str());
     return r;
+  }
+
+  // auth_basic = REALM | off. The realm may be quoted and may hold variables; it is sent as a
+  // quoted-string, so a control character cannot be part of it.
+  void parse_auth_basic(const ConfEntry& e, AuthBasic* a) {
+    std::string text = unquote(e, trim(std::string_view(e.value)));
+    a->line = e.line;
+    if (text == "off") {
+      a->on = false;
+      return;
+    }
+    for (unsigned char c : text)
+      if ((c < 0x20 && c != '\t') || c == 0x7f) conf.fail(e.line, "control character in the realm of \"auth_basic\"");
+    if (std::string err = a->realm.compile(text); !err.empty()) conf.fail(e.line, err + " in \"auth_basic\"");
+    a->on = true;
+  }
+
+  // auth_basic_user_file = PATH: read now, once per path for the whole configuration; an error in
+  // it stops the configuration at this line.
+  std::shared_ptr<const UserFile> user_file(const ConfEntry& e) {
+    std::string_view v = trim(std::string_view(e.value));
+    if (v.empty()) bad(e, "path");
+    if (v.find('$') != std::string_view::npos)
+      conf.fail(e.line, "variables are not supported in \"auth_basic_user_file\"");
+    std::string path = resolve_path(prefix, std::string(v));
+    auto& slot = user_files_[path];
+    if (!slot) {
+      auto f = std::make_shared<UserFile>();
+      if (std::string err = f->load(path); !err.empty()) conf.fail(e.line, "\"auth_basic_user_file\": " + err);
+      slot = std::move(f);
+    }
+    return slot;
+  }
+
+  // auth_basic with no user file would let everyone in (nginx then skips the check silently).
+  void check_auth(const Settings& s) {
+    if (s.auth_basic.on && !s.auth_basic.users)
+      conf.fail(s.auth_basic.line, "\"auth_basic\" needs an \"auth_basic_user_file\" at its level or above");
   }
 
   // real_ip_header = X-Real-IP | X-Forwarded-For | proxy_protocol | another field's name.
@@ -958,6 +998,14 @@ struct Parser {
       parse_real_ip_header(e, &s->real_ip);
     } else if (k == "real_ip_recursive") {
       on_off(e, &s->real_ip.recursive);
+    } else if (k == "auth_basic") {
+      parse_auth_basic(e, &s->auth_basic);
+    } else if (k == "auth_basic_user_file") {
+      s->auth_basic.users = user_file(e);
+    } else if (k == "satisfy") {
+      if (e.value == "all") s->satisfy = Satisfy::kAll;
+      else if (e.value == "any") s->satisfy = Satisfy::kAny;
+      else bad(e, "value (all or any)");
     } else if (k == "charset") {
       if (e.value == "off") {
         s->charset.clear();
@@ -1380,6 +1428,7 @@ struct Parser {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
     }
+    check_auth(loc->s);
     if (loc->proxy_pass) {
       // Each of these would answer the request before the proxy or instead of it: one of the
       // two would silently do nothing.
@@ -1519,6 +1568,7 @@ struct Parser {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [server]");
       }
     }
+    check_auth(srv->s);
     // The server's own settings, whatever their order relative to the return.
     if (srv->server_return) srv->server_return->s = srv->s;
     if (listens.empty()) {
@@ -1562,7 +1612,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   struct ForgetNames {
     ~ForgetNames() { set_capture_names({}); }
   } forget_names;
-  Parser p{conf, http.get(), prefix, nullptr, {}, {}, {}};
+  Parser p{conf, http.get(), prefix, nullptr, {}, {}, {}, {}};
   p.declare_upstreams();
   // Log formats first: an access_log anywhere may name one, wherever it stands in [http].
   for (const ConfSection& sec : conf.sections)

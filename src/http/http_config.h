@@ -12,6 +12,7 @@
 
 #include "core/conf.h"
 #include "http/http_access.h"
+#include "http/http_auth.h"
 #include "http/http_regex.h"
 #include "http/http_response.h"
 #include "http/http_upstream.h"
@@ -129,6 +130,10 @@ struct Settings {
   std::vector<AccessRule> access;
   // set_real_ip_from (a level with any has only its own), real_ip_header, real_ip_recursive.
   RealIpSettings real_ip;
+  // auth_basic and auth_basic_user_file (one file per path, shared by the levels that name it), and
+  // satisfy: how allow/deny and basic authentication combine.
+  AuthBasic auth_basic;
+  Satisfy satisfy = Satisfy::kAll;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;

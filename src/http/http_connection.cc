@@ -20,6 +20,7 @@
 #include "event/tls.h"
 #include "http/http1.h"
 #include "http/http_access.h"
+#include "http/http_auth.h"
 #include "http/http_log.h"
 #include "http/http_proxy.h"
 #include "http/http_rewrite.h"
@@ -751,16 +752,17 @@ void HttpConnection::answer(Request& req) {
   const size_t start = w->out.size();  // where this response begins: an error page replaces it
   Reply r;
   const Location* by = nullptr;
-  bool denied = false;
+  int refused = 0;  // 403 or 401: the access phase's answer
   for (int redirects = 0;; redirects++) {
     const Settings& s = location_->s;
     // A [server] `return` answers for the server, with the server's settings.
     by = route_.server_return ? server_->server_return.get() : location_;
     // Who the request is from, by the settings of what answers (the rewrites had the server's),
-    // then whether it may be answered at all: before any handler runs.
+    // then whether it may be answered at all (allow/deny, basic authentication): before any
+    // handler runs.
     req.client = c_->peer();
     find_client(req, by->s.real_ip);
-    denied = !access_allows(by->s.access, req.client);
+    refused = check_access(by->s, req, *server_);
     r.out = &w->out;
     r.head_only = req.method_id == HTTP_HEAD;
     r.keep_alive = keep_alive_;
@@ -770,9 +772,10 @@ void HttpConnection::answer(Request& req) {
     // The request's variables: the same for the head's added fields and for the answer
     // ($request_id is made once).
     const VarContext& vars = policy_vars_;
-    if (denied) {
-      log_forbidden(req, *server_);
-      reply_error(&r, 403, by->s);
+    if (refused) {
+      size_t mark = w->out.size();
+      reply_error(&r, refused, by->s);
+      if (refused == 401) add_www_authenticate(r.out, mark, by->s, vars);
     } else if (route_.status >= 400) {
       reply_error(&r, route_.status, by->s);  // a rewrite cycle, a rewrite above the root, a failed regex
     } else if (route_.status) {
@@ -832,7 +835,7 @@ void HttpConnection::answer(Request& req) {
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
-  bool returned = !denied && route_.status == 0 &&
+  bool returned = !refused && route_.status == 0 &&
                   (route_.server_return || (location_->return_code && route_.location_return));
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, policy_vars_);
@@ -894,6 +897,8 @@ void HttpConnection::log_request(int status, uint64_t body_bytes) {
   e.version_minor = req.version_minor;
   e.referer = req.referer;
   e.user_agent = req.user_agent;
+  std::string user;
+  if (remote_user(req, &user)) e.remote_user = user;
   std::string addrs, statuses, times;
   if (!req.answer.upstream_tries.empty()) {
     // Each server asked, in order, as nginx's $upstream_addr / _status / _response_time.

@@ -59,7 +59,10 @@ namespace {
 void write_combined(std::string& b, const LogEntry& e, std::string_view host) {
   // $remote_addr - $remote_user [$time_local] "$request" $status $body_bytes_sent "$http_referer" "$http_user_agent"
   b.append(host);
-  b.append(" - - [");
+  b.append(" - ");
+  if (e.remote_user.empty()) b.push_back('-');
+  else append_escaped(&b, e.remote_user);
+  b.append(" [");
   b.append(Clock::log_date());
   b.append("] \"");
   if (e.method.empty()) {

@@ -19,6 +19,7 @@ struct LogEntry {
   uint64_t body_bytes;
   std::string_view referer;
   std::string_view user_agent;
+  std::string_view remote_user;  // the user of the request's Basic credentials; "" when none
   double request_time;
   // A proxied request: each server tried, in order, as nginx writes them ("10.0.0.1:80, 10.0.0.2:80").
   std::string_view upstream_addr;

@@ -15,6 +15,7 @@
 #include "core/log.h"
 #include "core/strings.h"
 #include "http/http_access.h"
+#include "http/http_auth.h"
 #include "http/http_autoindex.h"
 #include "http/http_file_cache.h"
 #include "http/http_gzip.h"
@@ -252,8 +253,8 @@ void reply_redirect(Reply* r, int status, std::string_view location, const Setti
 namespace {
 
 // Header fields of an error reply that go with its status, kept when a page replaces its body and the
-// status stays: Allow (405), Location (3xx), Content-Range (416).
-constexpr std::string_view kStatusFields[] = {"Allow", "Location", "Content-Range"};
+// status stays: Allow (405), Location (3xx), Content-Range (416), WWW-Authenticate (401).
+constexpr std::string_view kStatusFields[] = {"Allow", "Location", "Content-Range", "WWW-Authenticate"};
 // Fields that describe a file served as itself; under an error status they would give a cache a
 // validator or a freshness for the error (nginx drops them too).
 constexpr std::string_view kFileFields[] = {"Last-Modified", "ETag", "Accept-Ranges", "Expires", "Cache-Control"};
@@ -662,12 +663,14 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
     return;
   }
   // An internal redirect: the fallback URI is served by the location it falls in, if that
-  // location's allow/deny let the client in (as nginx checks them again after a redirect).
+  // location's allow/deny and basic authentication let the client in (as nginx checks them again
+  // after a redirect).
   const std::string& uri = last;
   const Location* next = srv->find_location(uri);
-  if (!access_allows(next->s.access, req.client)) {
-    log_forbidden(req, *srv);
-    reply_error(r, 403, next->s);
+  if (int refused = check_access(next->s, req, *srv)) {
+    size_t mark = r->out->size();
+    reply_error(r, refused, next->s);
+    if (refused == 401) add_www_authenticate(r->out, mark, next->s, vars);
     return;
   }
   serve_path(w, srv, next, req, r, uri, depth + 1, vars);
@@ -902,10 +905,11 @@ bool reply_error_page(HttpWorker* w, const Server* srv, const Request& req, Repl
   const Location* loc = srv->find_location(sub.path);
   int got = 500;
   // A page in a proxied location is refused when the configuration is read; were one to get here,
-  // it gets the built-in page. So does a page whose location's allow/deny refuse the client, as in
-  // nginx, where the redirect to the page is checked like any request.
-  if (!access_allows(loc->s.access, sub.client)) {
-    got = 403;
+  // it gets the built-in page. So does a page whose location's allow/deny or basic authentication
+  // refuse the client, as in nginx, where the redirect to the page is checked like any request (a
+  // page for 401 belongs in a location with `auth_basic = off`).
+  if (int refused = check_access(loc->s, sub, *srv)) {
+    got = refused;
   } else if (loc->return_code) {
     reply_return(r, loc, here);
     got = r->status;

@@ -10,6 +10,7 @@
 #include "core/clock.h"
 #include "core/strings.h"
 #include "event/tls.h"
+#include "http/http_auth.h"
 #include "http/http_config.h"
 #include "http/http_log.h"
 #include "http/http_request.h"
@@ -447,8 +448,11 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
           out->push_back(static_cast<char>('0' + ((log ? log->version_minor : req.version_minor) & 1)));
         }
         break;
-      case Var::kRemoteUser:
+      case Var::kRemoteUser: {
+        std::string user;
+        if (remote_user(req, &user)) append_value(out, user, escape);
         break;
+      }
       case Var::kContentLength:
         append_value(out, req.header("content-length"), escape);
         break;

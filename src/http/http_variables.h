@@ -69,7 +69,7 @@ enum class Var : uint8_t {
   kMsec,           // seconds since the epoch, with milliseconds
   kRequest,        // the request line: "GET /a?b HTTP/1.1"
   kServerProtocol, // "HTTP/1.1"
-  kRemoteUser,     // the user of basic authentication (none yet: empty)
+  kRemoteUser,     // the user of the request's Basic credentials, checked or not (nginx's meaning)
   kContentLength,
   kContentType,
   kUpstreamAddr,

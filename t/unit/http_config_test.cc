@@ -465,8 +465,8 @@ TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[http]\ngzip_disable = msie6\n", 2, "\"gzip_disable\" is not supported yet");
   expect_error("[server a]\nssl_stapling_verify = on\n", 2, "\"ssl_stapling_verify\" is not supported yet");
   expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
-  for (const char* key : {"recursive_error_pages", "rewrite_log", "sub_filter", "satisfy",
-                          "auth_basic", "limit_req", "limit_conn"}) {
+  for (const char* key : {"recursive_error_pages", "rewrite_log", "sub_filter", "mirror",
+                          "limit_req", "limit_conn"}) {
     std::string err = error("[server a]\n" + std::string(key) + " = x\n");
     EXPECT_EQ(err, "t.ini:2: \"" + std::string(key) + "\" is not supported yet") << key;
   }
