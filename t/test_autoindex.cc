@@ -19,6 +19,7 @@ TEST(Autoindex, ListsDirectoriesFirstWithNamesEscaped) {
   BatonServer s;
   s.write_file("html/d/b.txt", "bb");
   s.write_file("html/d/a.txt", std::string(2048, 'a'));
+  s.write_file("html/d/c.txt", std::string(20000, 'c'));
   s.write_file("html/d/<img src=x onerror=alert(1)>.txt", "x");
   s.write_file("html/d/q\"&'.txt", "x");
   s.write_file("html/d/.hidden", "secret");
@@ -55,9 +56,11 @@ TEST(Autoindex, ListsDirectoriesFirstWithNamesEscaped) {
       << b;
   // The listed links work.
   EXPECT_EQ(get(s.port(), "/d/q%22%26%27.txt").body, "x");
-  // Sizes rounded when asked.
+  // Sizes rounded when asked, in nginx's 7 columns: bytes up to 9,999, then K to the nearest.
   r = get(s.port(), "/rounded/");
-  EXPECT_TRUE(contains(r.body, std::string(17, ' ') + "2K\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "    20K\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "   2048\r\n")) << r.body;
+  EXPECT_TRUE(contains(r.body, "      -\r\n")) << r.body;
   // An index file wins; without autoindex a directory is a 403; HEAD has no body.
   EXPECT_EQ(get(s.port(), "/withindex/").body, "the index\n");
   EXPECT_EQ(get(s.port(), "/closed/").status, 403);
@@ -74,6 +77,7 @@ TEST(Autoindex, JsonFormat) {
   BatonServer s;
   s.write_file("html/j/file \"1\".txt", "12345");
   s.write_file("html/j/dir/x", "x");
+  s.write_file("html/u/caf\xC3\xA9.txt", "x");
   s.set_config(site("autoindex = on\nautoindex_format = json\n"));
   ASSERT_TRUE(s.start());
   Response r = get(s.port(), "/j/");
@@ -84,6 +88,9 @@ TEST(Autoindex, JsonFormat) {
                                       "{ \"name\":\"file \\\"1\\\".txt\", \"type\":\"file\", \"mtime\":\"%* GMT\", \"size\":5 }\n"
                                       "]\n"))
       << r.body;
+  // A UTF-8 name reads as it was written.
+  r = get(s.port(), "/u/");
+  EXPECT_TRUE(contains(r.body, "\"name\":\"caf\xC3\xA9.txt\"")) << r.body;
 }
 
 TEST(Autoindex, ASymbolicLinkIsListedOnlyWhenItWouldBeServed) {

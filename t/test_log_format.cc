@@ -131,8 +131,12 @@ TEST(LogFormat, EscapesDefaultJsonAndNone) {
   ASSERT_TRUE(s.start());
   ASSERT_EQ(get(s.port(), "/e", "User-Agent: say \"hi\" \\ \xC3\xA9\r\n").status, 200);
   EXPECT_EQ(line_with(s.path("logs/plain.log"), "say"), "[say \\x22hi\\x22 \\x5C \\xC3\\xA9] [-]");
-  EXPECT_EQ(line_with(s.path("logs/js.log"), "say"), "{\"ua\":\"say \\\"hi\\\" \\\\ \\u00C3\\u00A9\",\"ref\":\"\"}");
-  EXPECT_EQ(line_with(s.path("logs/raw.log"), "say"), "[say \"hi\" \\ \xC3\xA9] [-]");
+  // JSON keeps valid UTF-8 as it is (nginx's escape=json does too) and escapes other bytes.
+  EXPECT_EQ(line_with(s.path("logs/js.log"), "say"), "{\"ua\":\"say \\\"hi\\\" \\\\ \xC3\xA9\",\"ref\":\"\"}");
+  // escape=none writes nothing for a header that is not there, as nginx.
+  EXPECT_EQ(line_with(s.path("logs/raw.log"), "say"), "[say \"hi\" \\ \xC3\xA9] []");
+  ASSERT_EQ(get(s.port(), "/e", "User-Agent: bad \xC3\x28 \xFF\r\n").status, 200);
+  EXPECT_EQ(line_with(s.path("logs/js.log"), "bad"), "{\"ua\":\"bad \\u00C3( \\u00FF\",\"ref\":\"\"}");
 }
 
 TEST(LogFormat, SeveralLogsConditionsAndALevelOfItsOwn) {
@@ -141,6 +145,8 @@ TEST(LogFormat, SeveralLogsConditionsAndALevelOfItsOwn) {
   s.write_file("html/own/b.txt", "b");
   s.set_config(make_config(kServer + "[location /own/]\naccess_log = logs/own.log short\n",
                            "log_format = short \"$request_uri $status\"\n"
+                           "log_format = parts \"[$uri$is_args$args] [$http_x_empty] [$http_x_absent]\"\n"
+                           "access_log = logs/parts.log parts\n"
                            "access_log = logs/wanted.log short if=$arg_log\n"));
   ASSERT_TRUE(s.start());
   EXPECT_EQ(get(s.port(), "/a.txt?log=1").status, 200);
@@ -155,6 +161,10 @@ TEST(LogFormat, SeveralLogsConditionsAndALevelOfItsOwn) {
   EXPECT_EQ(line_with(s.path("logs/own.log"), "b.txt"), "/own/b.txt?log=1 200");
   EXPECT_FALSE(contains(s.access_log(), "b.txt")) << s.access_log();
   EXPECT_EQ(lines_in(s.access_log()).size(), 4u) << s.access_log();
+  // "-" only for what has no value at all (nginx's "not found"): an empty query or an empty header
+  // are empty.
+  ASSERT_EQ(get(s.port(), "/a.txt", "X-Empty:\r\n").status, 200);
+  EXPECT_EQ(line_with(s.path("logs/parts.log"), "[/a.txt]"), "[/a.txt] [] [-]");
 }
 
 TEST(LogFormat, UpstreamFieldsOfAProxiedRequest) {

@@ -119,6 +119,7 @@ constexpr KeyInfo kKeys[] = {
     {"gzip_comp_level", kInherited, false},
     {"gzip_vary", kInherited, false},
     {"gzip_static", kInherited, false},
+    {"gzip_proxied", kInherited, false},
     {"autoindex", kInherited, false},
     {"autoindex_format", kInherited, false},
     {"autoindex_exact_size", kInherited, false},
@@ -223,7 +224,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
     {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},
     // gzip
-    {"gzip_proxied", "is not supported yet (proxied responses are not compressed yet)"}, {"gzip_disable", nullptr},
+    {"gzip_disable", nullptr},
     {"gzip_buffers", nullptr}, {"gzip_http_version", nullptr},
     // logs
     {"open_log_file_cache", nullptr},

@@ -70,24 +70,24 @@ std::string_view utf8_prefix(std::string_view s, size_t chars) {
   return s.substr(0, i);
 }
 
+// nginx's columns: 19 wide in bytes; otherwise 7 wide, in K above 9,999 bytes, M and G above their
+// unit, rounded to the nearest.
 void append_size(std::string* out, const ListedEntry& e, bool exact) {
   char buf[32];
   int n;
   if (e.dir) {
-    n = snprintf(buf, sizeof(buf), "%19s", "-");
+    n = snprintf(buf, sizeof(buf), exact ? "%19s" : "%7s", "-");
   } else if (exact) {
     n = snprintf(buf, sizeof(buf), "%19lld", static_cast<long long>(e.size));
   } else {
-    // As nginx: the size rounded up in the largest unit it reaches.
-    static const char kUnits[] = "KMG";
-    long long v = e.size;
-    char unit = 0;
-    for (int i = 0; i < 3 && v >= 1024; i++) {
-      v = (v + 1023) / 1024;
-      unit = kUnits[i];
-    }
-    if (unit) n = snprintf(buf, sizeof(buf), "%18lld%c", v, unit);
-    else n = snprintf(buf, sizeof(buf), "%19lld", v);
+    long long v = e.size, unit = 1;
+    char scale = 0;
+    if (v > 1024LL * 1024 * 1024 - 1) unit = 1024LL * 1024 * 1024, scale = 'G';
+    else if (v > 1024LL * 1024 - 1) unit = 1024LL * 1024, scale = 'M';
+    else if (v > 9999) unit = 1024, scale = 'K';
+    long long shown = v / unit + (scale && v % unit > unit / 2 - 1 ? 1 : 0);
+    if (scale) n = snprintf(buf, sizeof(buf), "%6lld%c", shown, scale);
+    else n = snprintf(buf, sizeof(buf), " %6lld", shown);
   }
   out->append(buf, static_cast<size_t>(n));
 }
@@ -161,7 +161,7 @@ std::string autoindex_html(std::string_view uri, const std::vector<ListedEntry>&
       b.append("</a>");
     }
     b.append(kNameColumns + 1 - chars, ' ');
-    struct tm tm;
+    struct tm tm {};
     if (localtime) localtime_r(&e.mtime, &tm);
     else gmtime_r(&e.mtime, &tm);
     char date[32];

@@ -976,6 +976,12 @@ struct Parser {
       number(e, &s->gzip_comp_level, 1, 9);
     } else if (k == "gzip_vary") {
       on_off(e, &s->gzip_vary);
+    } else if (k == "gzip_proxied") {
+      // nginx's other values are about a proxied response's own headers: there are none to weigh
+      // for a file.
+      if (e.value == "off") s->gzip_proxied = false;
+      else if (e.value == "any") s->gzip_proxied = true;
+      else conf.fail(e.line, "\"gzip_proxied = " + e.value + "\" is not supported (off or any)");
     } else if (k == "gzip_static") {
       on_off(e, &s->gzip_static);
     } else if (k == "autoindex") {

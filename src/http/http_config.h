@@ -124,6 +124,7 @@ struct Settings {
   uint64_t gzip_min_length = 20;
   int gzip_comp_level = 1;
   bool gzip_vary = false;
+  bool gzip_proxied = false;  // any: also for requests that came through a proxy (Via)
   bool gzip_static = false;
   // allow / deny lines in the order written (the first that matches decides); a level with any has
   // only its own.

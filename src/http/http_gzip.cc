@@ -68,14 +68,33 @@ bool gzip_compress(std::string_view data, int level, std::string* out) {
 
 size_t GzipCache::KeyHash::operator()(const Key& k) const {
   size_t h = std::hash<uint64_t>()(static_cast<uint64_t>(k.ino));
-  h ^= std::hash<uint64_t>()(static_cast<uint64_t>(k.mtime_ns)) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
+  h ^= std::hash<uint64_t>()(static_cast<uint64_t>(k.mtime_ns ^ (k.ctime_ns << 1))) + 0x9e3779b97f4a7c15ull + (h << 6) + (h >> 2);
   h ^= std::hash<uint64_t>()(static_cast<uint64_t>(k.size) * 16 + static_cast<uint64_t>(k.level)) + (h << 6) + (h >> 2);
   return h ^ static_cast<size_t>(k.dev);
 }
 
 GzipCache::Key GzipCache::key_of(const struct stat& st, int level) {
-  return Key{st.st_dev, st.st_ino, st.st_size,
-             static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec, level};
+  return Key{st.st_dev,
+             st.st_ino,
+             st.st_size,
+             static_cast<int64_t>(st.st_mtim.tv_sec) * 1000000000 + st.st_mtim.tv_nsec,
+             static_cast<int64_t>(st.st_ctim.tv_sec) * 1000000000 + st.st_ctim.tv_nsec,
+             level};
+}
+
+namespace {
+
+// What an entry costs: its bytes and the bookkeeping around them.
+constexpr uint64_t kEntryOverhead = 160;
+
+}  // namespace
+
+void GzipCache::drop(const Key& k) {
+  auto it = entries_.find(k);
+  if (it == entries_.end()) return;
+  bytes_ -= it->second.data.capacity() + kEntryOverhead;
+  order_.erase(it->second.at);
+  entries_.erase(it);
 }
 
 const std::string* GzipCache::find(const struct stat& st, int level) {
@@ -87,21 +106,17 @@ const std::string* GzipCache::find(const struct stat& st, int level) {
 
 const std::string* GzipCache::put(const struct stat& st, int level, std::string data) {
   Key k = key_of(st, level);
-  auto old = entries_.find(k);
-  if (old != entries_.end()) {
-    bytes_ -= old->second.data.size();
-    order_.erase(old->second.at);
-    entries_.erase(old);
+  // The older versions of the file: a file rewritten often would otherwise fill the cache with them.
+  for (auto it = order_.begin(); it != order_.end();) {
+    Key o = *it++;  // a copy: drop() frees the node it is in
+    if (o.dev == k.dev && o.ino == k.ino && o.level == k.level) drop(o);
   }
+  data.shrink_to_fit();  // compressed into a buffer sized for the worst case
+  uint64_t cost = data.capacity() + kEntryOverhead;
   // The least recently used go until the new one fits.
-  while (!order_.empty() && bytes_ + data.size() > kMaxBytes) {
-    auto last = entries_.find(order_.back());
-    bytes_ -= last->second.data.size();
-    entries_.erase(last);
-    order_.pop_back();
-  }
+  while (!order_.empty() && bytes_ + cost > kMaxBytes) drop(order_.back());
   order_.push_front(k);
-  bytes_ += data.size();
+  bytes_ += cost;
   Entry& e = entries_[k];
   e.data = std::move(data);
   e.at = order_.begin();

@@ -29,22 +29,28 @@ class GzipCache {
  public:
   // Files larger than this are sent as they are (compressed in one piece, in memory).
   static constexpr uint64_t kMaxFileSize = 4 * 1024 * 1024;
-  static constexpr uint64_t kMaxBytes = 32 * 1024 * 1024;  // compressed bytes kept per worker
+  static constexpr uint64_t kMaxBytes = 32 * 1024 * 1024;  // memory kept per worker, entries included
 
   // The compressed form of the file whose identity st gives, at level; nullptr when not kept.
   const std::string* find(const struct stat& st, int level);
-  // Keeps data (the compressed form) and returns it as kept.
+  // Keeps data (the compressed form) and returns it as kept; another version of the same file at
+  // the same level goes.
   const std::string* put(const struct stat& st, int level, std::string data);
 
  private:
+  // A file's version: its inode, size and both times. The change time cannot be set from user
+  // space and moves with every write, so a file rewritten in place with its old size and an old
+  // modification time (rsync --inplace -t, cp -p) is still another version.
   struct Key {
     dev_t dev;
     ino_t ino;
     off_t size;
     int64_t mtime_ns;
+    int64_t ctime_ns;
     int level;
     bool operator==(const Key&) const = default;
   };
+  void drop(const Key& k);
   struct KeyHash {
     size_t operator()(const Key& k) const;
   };

@@ -33,8 +33,35 @@ void append_escaped(std::string* out, std::string_view text) {
   }
 }
 
+namespace {
+
+// The length of the valid UTF-8 sequence that starts text (RFC 3629: no overlong forms, no
+// surrogates, nothing past U+10FFFF); 0 when it does not start with one.
+size_t utf8_sequence(std::string_view text) {
+  auto b = [&](size_t i) { return static_cast<unsigned char>(text[i]); };
+  auto cont = [&](size_t i) { return i < text.size() && (b(i) & 0xC0) == 0x80; };
+  unsigned char c = b(0);
+  if (c >= 0xC2 && c <= 0xDF) return cont(1) ? 2 : 0;
+  if (c >= 0xE0 && c <= 0xEF) {
+    if (!cont(1) || !cont(2)) return 0;
+    if (c == 0xE0 && b(1) < 0xA0) return 0;  // overlong
+    if (c == 0xED && b(1) >= 0xA0) return 0;  // a surrogate
+    return 3;
+  }
+  if (c >= 0xF0 && c <= 0xF4) {
+    if (!cont(1) || !cont(2) || !cont(3)) return 0;
+    if (c == 0xF0 && b(1) < 0x90) return 0;
+    if (c == 0xF4 && b(1) >= 0x90) return 0;
+    return 4;
+  }
+  return 0;
+}
+
+}  // namespace
+
 void append_json_escaped(std::string* out, std::string_view text) {
-  for (unsigned char c : text) {
+  for (size_t i = 0; i < text.size(); i++) {
+    unsigned char c = static_cast<unsigned char>(text[i]);
     switch (c) {
       case '"': out->append("\\\""); break;
       case '\\': out->append("\\\\"); break;
@@ -42,8 +69,16 @@ void append_json_escaped(std::string* out, std::string_view text) {
       case '\r': out->append("\\r"); break;
       case '\t': out->append("\\t"); break;
       default:
+        if (c >= 0x80) {
+          // UTF-8 goes as it is (JSON text is UTF-8: a name reads as it was written); a byte that
+          // is not part of a valid sequence is written \u00XX, so the line stays valid JSON.
+          if (size_t n = utf8_sequence(text.substr(i))) {
+            out->append(text.substr(i, n));
+            i += n - 1;
+            break;
+          }
+        }
         if (c < 0x20 || c >= 0x7f) {
-          // Bytes that are not printable ASCII are kept readable and the line stays valid JSON.
           out->append("\\u00");
           out->push_back(kHex[c >> 4]);
           out->push_back(kHex[c & 15]);

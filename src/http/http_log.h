@@ -32,6 +32,8 @@ void access_log(const Settings& s, const LogEntry& e, const VarContext& vars);
 
 // Appends text escaped for the combined format ('"', '\\' and bytes outside 0x20..0x7e as \xHH).
 void append_escaped(std::string* out, std::string_view text);
+// ... and for a JSON string: '"', '\\' and control characters escaped, valid UTF-8 as it is, any
+// other byte as \u00XX.
 void append_json_escaped(std::string* out, std::string_view text);
 
 }  // namespace baton::http

@@ -19,6 +19,7 @@
 #include "http/http_autoindex.h"
 #include "http/http_file_cache.h"
 #include "http/http_gzip.h"
+#include "http/http_log.h"
 #include "http/http_mime.h"
 #include "http/http_response.h"
 
@@ -339,7 +340,10 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
   // been compressed, so that a cache keeps the two apart.
   bool gzip_eligible = s.gzip && !precompressed && size >= s.gzip_min_length && size <= GzipCache::kMaxFileSize &&
                        gzip_type_matches(s.gzip_types, type);
-  bool compress = gzip_eligible && req.range.empty() && accepts_gzip(req.header("accept-encoding"));
+  // As nginx's defaults (gzip_http_version 1.1, gzip_proxied off): not for an HTTP/1.0 client, nor
+  // for a request that came through a proxy (Via), which may keep the answer for other clients.
+  bool compress = gzip_eligible && req.range.empty() && req.version_minor >= 1 &&
+                  (s.gzip_proxied || req.header("via").empty()) && accepts_gzip(req.header("accept-encoding"));
   bool vary = s.gzip_vary && (gzip_eligible || precompressed);
   char weak_buf[56];
   std::string_view etag_shown = etag;
@@ -498,12 +502,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
     r->body_bytes = body.size();
     if (!r->head_only) r->out->append(body);
     if (body.capacity() > kMultipartMax) std::string().swap(body);
-  } else if (compress) {
-    const std::string* gz = gzip_of(w, file.get(), st, content, s.gzip_comp_level);
-    if (!gz) {
-      reply_error(r, 500, s);
-      return;
-    }
+  } else if (const std::string* gz = compress ? gzip_of(w, file.get(), st, content, s.gzip_comp_level) : nullptr) {
     h.status = 200;
     h.content_type = type;
     h.content_length = static_cast<int64_t>(gz->size());
@@ -695,7 +694,9 @@ void reply_listing(Reply* r, int dirfd, const Target& t, const std::string& path
   };
   if (!list_directory(dirfd, follow, &entries)) {
     int err = errno;
-    log_error("opendir() \"%s/%s\" failed (%s)", t.base->c_str(), t.rel, strerror(err));
+    std::string shown;
+    append_escaped(&shown, t.rel);
+    log_error("opendir() \"%s/%s\" failed (%s)", t.base->c_str(), shown.c_str(), strerror(err));
     reply_error(r, status_for_errno(err), s);
     return;
   }
@@ -720,7 +721,7 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
   }
   Target t = map_path(loc, path);
   int err = 0;
-  if (s.gzip_static && !path.empty() && path.back() != '/' && accepts_gzip(req.header("accept-encoding"))) {
+  if (s.gzip_static && !path.empty() && path.back() != '/' && *t.rel && accepts_gzip(req.header("accept-encoding"))) {
     // gzip_static: FILE.gz, when it is there, under the same rules as FILE.
     std::string& gz_rel = w->scratch;
     gz_rel.assign(t.rel);

@@ -163,6 +163,29 @@ std::string_view hostname() {
   return {name, len};
 }
 
+bool has_header(const Request& req, std::string_view name) {
+  for (size_t i = 0; i < req.header_count; i++)
+    if (iequals(req.headers[i].name, name)) return true;
+  return false;
+}
+
+// The variables that are "not found" when they are empty, in nginx's terms (the access log writes
+// "-" for them).
+bool absent_when_empty(Var v) {
+  switch (v) {
+    case Var::kHttpHeader: case Var::kArg: case Var::kCookie: case Var::kRemoteUser:
+    case Var::kUpstreamAddr: case Var::kUpstreamStatus: case Var::kUpstreamResponseTime:
+    case Var::kContentLength: case Var::kContentType: case Var::kCapture: case Var::kNamedCapture:
+    case Var::kSslProtocol: case Var::kSslCipher: case Var::kSslServerName: case Var::kSslSessionReused:
+    case Var::kSslClientVerify: case Var::kSslClientSDn: case Var::kSslClientIDn: case Var::kSslClientSerial:
+    case Var::kRemoteAddr: case Var::kRemotePort: case Var::kServerPort: case Var::kRequest:
+    case Var::kServerProtocol:
+      return true;
+    default:
+      return false;
+  }
+}
+
 void append_remote_addr(const VarContext& ctx, std::string* out, Escape escape) {
   if (!ctx.peer) return;
   char host[64];
@@ -281,7 +304,6 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
   // A line for a request refused before its head was read has no request: its values are empty.
   static const Request kNoRequest{};
   const Request& req = ctx.req ? *ctx.req : kNoRequest;
-  const bool dash = escape == Escape::kLog || escape == Escape::kLogRaw;
   for (const Part& p : parts_) {
     size_t before = out->size();
     if (p.var == Var::kLiteral) {
@@ -289,8 +311,12 @@ void Template::evaluate(const VarContext& ctx, std::string* out, Escape escape) 
       continue;
     }
     append_part(p, ctx, req, out, escape);
-    // nginx's access log writes "-" for a value that is empty.
-    if (dash && out->size() == before) out->push_back('-');
+    // nginx's access log (escape=default) writes "-" for a variable that has no value at all: a
+    // header, argument or cookie that is not there, no upstream, no user; an empty value that is
+    // one ($args of a request without a query) stays empty.
+    if (escape == Escape::kLog && out->size() == before && absent_when_empty(p.var) &&
+        !(p.var == Var::kHttpHeader && has_header(req, std::string_view(names_).substr(p.off, p.len))))
+      out->push_back('-');
   }
 }
 
@@ -364,6 +390,13 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
         break;
       }
       case Var::kRequestId:
+        if (!ctx.req) {
+          // No request to keep it in: one of its own (never the shared stand-in's).
+          char id[32];
+          make_request_id(id);
+          out->append(id, sizeof(id));
+          break;
+        }
         if (!req.has_request_id) {
           make_request_id(req.request_id);
           req.has_request_id = true;

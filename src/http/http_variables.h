@@ -88,8 +88,8 @@ enum class Var : uint8_t {
 // decoded path ($uri, a regex group) has its '%', '#' and '?' escaped in either (and '&' and '+' in
 // arguments), so that it stays data: one argument's value, never a second argument or a fragment.
 // The access log's: kLog escapes '"', '\\' and bytes outside 0x20..0x7e as \xHH and writes "-"
-// for an empty value, kLogRaw writes the value as it is (escape=none) but "-" for an empty one,
-// kJson escapes for a JSON string (escape=json) and writes nothing for an empty value.
+// for a variable that has no value (a header not sent, no upstream: nginx's "not found"), kLogRaw
+// writes values as they are (escape=none), kJson escapes for a JSON string (escape=json).
 enum class Escape : uint8_t { kNone, kUrl, kArgs, kLog, kLogRaw, kJson };
 
 class Template {
