@@ -79,13 +79,7 @@ std::string read_spill(const std::string& sizes, int fd, std::string* to_client,
   if (static_cast<uint64_t>(st.st_size) != a + b)
     return "the memory file holds " + std::to_string(st.st_size) + " bytes, not " + std::to_string(a + b);
   std::string all(a + b, '\0');
-  size_t done = 0;
-  while (done < all.size()) {
-    ssize_t n = pread(fd, all.data() + done, all.size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return "the memory file cannot be read";
-    done += static_cast<size_t>(n);
-  }
+  if (!pread_exact(fd, all.data(), all.size(), 0)) return "the memory file cannot be read";
   to_client->assign(all, 0, a);
   to_upstream->assign(all, a, b);
   return "";

@@ -303,14 +303,9 @@ const std::string* gzip_of(HttpWorker* w, int fd, const struct stat& st, const s
   std::string read_buf;
   if (!content) {
     read_buf.resize(static_cast<size_t>(st.st_size));
-    size_t done = 0;
-    while (done < read_buf.size()) {
-      ssize_t got = pread(fd, read_buf.data() + done, read_buf.size() - done, static_cast<off_t>(done));
-      if (got <= 0) {
-        log_error("pread() of a file to compress failed (%s)", got < 0 ? strerror(errno) : "it shrank");
-        return nullptr;
-      }
-      done += static_cast<size_t>(got);
+    if (!pread_exact(fd, read_buf.data(), read_buf.size(), 0)) {
+      log_error("pread() of a file to compress failed (%s)", errno ? strerror(errno) : "it shrank");
+      return nullptr;
     }
     content = &read_buf;
   }

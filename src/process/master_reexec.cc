@@ -76,14 +76,7 @@ bool read_all(int fd, std::string* out) {
   struct stat st {};
   if (fstat(fd, &st) < 0 || st.st_size < 0 || st.st_size > (64 << 20)) return false;
   out->resize(static_cast<size_t>(st.st_size));
-  size_t done = 0;
-  while (done < out->size()) {
-    ssize_t n = ::pread(fd, out->data() + done, out->size() - done, static_cast<off_t>(done));
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return true;
+  return pread_exact(fd, out->data(), out->size(), 0);
 }
 
 // The descriptors the state has named so far (and the state's own): each may be taken once.

@@ -1,8 +1,11 @@
 // Fd: the one owner of a file descriptor. Move-only; closes in its destructor.
 #pragma once
 
+#include <errno.h>
+#include <sys/types.h>
 #include <unistd.h>
 
+#include <cstddef>
 #include <utility>
 
 namespace baton {
@@ -32,5 +35,21 @@ class Fd {
  private:
   int fd_ = -1;
 };
+
+// Reads exactly len bytes at offset, through short reads and EINTR. False when a read fails (errno
+// says why) or the file ends first (errno 0).
+inline bool pread_exact(int fd, char* buf, size_t len, off_t offset) {
+  size_t done = 0;
+  while (done < len) {
+    ssize_t n = ::pread(fd, buf + done, len - done, offset + static_cast<off_t>(done));
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) {
+      if (n == 0) errno = 0;
+      return false;
+    }
+    done += static_cast<size_t>(n);
+  }
+  return true;
+}
 
 }  // namespace baton
