@@ -133,6 +133,16 @@ constexpr KeyInfo kKeys[] = {
     {"auth_basic", kInherited, false},
     {"auth_basic_user_file", kInherited, false},
     {"satisfy", kInherited, false},
+    {"limit_req_zone", kHttp, true},
+    {"limit_conn_zone", kHttp, true},
+    {"limit_req", kInherited, true},  // a level with any replaces the inherited ones
+    {"limit_req_status", kInherited, false},
+    {"limit_req_log_level", kInherited, false},
+    {"limit_req_dry_run", kInherited, false},
+    {"limit_conn", kInherited, true},  // the same
+    {"limit_conn_status", kInherited, false},
+    {"limit_conn_log_level", kInherited, false},
+    {"limit_conn_dry_run", kInherited, false},
     {"types", kHttp, false},
 
     // TLS: in [http] (for every server) or in a [server]; a level with its own certificates
@@ -228,11 +238,6 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"gzip_buffers", nullptr}, {"gzip_http_version", nullptr},
     // logs
     {"open_log_file_cache", nullptr},
-    // limits
-    {"limit_req", nullptr}, {"limit_req_zone", nullptr}, {"limit_req_status", nullptr},
-    {"limit_req_log_level", nullptr}, {"limit_req_dry_run", nullptr}, {"limit_conn", nullptr},
-    {"limit_conn_zone", nullptr}, {"limit_conn_status", nullptr}, {"limit_conn_log_level", nullptr},
-    {"limit_conn_dry_run", nullptr},
     // proxy and the other upstream modules
     {"proxy_busy_buffers_size", nullptr}, {"proxy_ignore_headers", nullptr},
     {"proxy_intercept_errors", nullptr}, {"proxy_cache", nullptr}, {"proxy_cache_path", nullptr},

@@ -86,6 +86,12 @@ void AccessLogFile::flush() {
   buf.clear();
 }
 
+std::vector<ShmZone*> HttpConf::shm_zones() {
+  std::vector<ShmZone*> zones;
+  for (auto& [name, z] : limit_zones) zones.push_back(&z->shm);
+  return zones;
+}
+
 std::string HttpConf::open_logs() {
   for (auto& [path, log] : access_logs) {
     std::string err = log->open();
@@ -391,6 +397,8 @@ struct Parser {
       else if (e.key == "access_log") s->access_logs.clear();
       else if (e.key == "allow" || e.key == "deny") s->access.clear();
       else if (e.key == "set_real_ip_from") s->real_ip.from.clear();
+      else if (e.key == "limit_req") s->limits.reqs.clear();
+      else if (e.key == "limit_conn") s->limits.conns.clear();
       else if (e.key == "ssl_certificate") s->tls.certificates.clear(), s->tls.certificate_lines.clear();
       else if (e.key == "ssl_certificate_key") s->tls.keys.clear(), s->tls.key_lines.clear();
       else if (e.key == "ssl_conf_command") s->tls.conf_commands.clear();
@@ -450,6 +458,119 @@ struct Parser {
         conf.fail(e.line, "\"" + std::string(words[0]) + "\" is named twice at this level of \"access_log\"");
     log.file = slot;
     s->access_logs.push_back(std::move(log));
+  }
+
+  // limit_req_zone = NAME KEY rate=Nr/s|Nr/m [size=S] and limit_conn_zone = NAME KEY [size=S], in
+  // [http]. nginx's own order is read too: KEY zone=NAME:SIZE [rate=...].
+  void parse_limit_zone(const ConfEntry& e, LimitKind kind) {
+    const bool req = kind == LimitKind::kReq;
+    const char* usage = req ? "limit_req_zone = NAME KEY rate=10r/s [size=10m]" : "limit_conn_zone = NAME KEY [size=10m]";
+    auto words = split_ws(e.value);
+    auto z = std::make_unique<LimitZone>();
+    z->kind = kind;
+    z->line = e.line;
+    uint64_t size = 10 * 1024 * 1024;
+    bool has_rate = false;
+    for (size_t i = 0; i < words.size(); i++) {
+      std::string_view w = words[i];
+      if (req && w.starts_with("rate=")) {
+        if (!parse_limit_rate(w.substr(5), &z->rate))
+          conf.fail(e.line, "invalid rate \"" + std::string(w.substr(5)) + "\" in \"" + e.key + "\" (10r/s or 30r/m)");
+        has_rate = true;
+      } else if (w.starts_with("size=")) {
+        if (!parse_size(w.substr(5), &size)) conf.fail(e.line, "invalid size \"" + std::string(w.substr(5)) + "\" in \"" + e.key + "\"");
+      } else if (w.starts_with("zone=")) {
+        std::string_view nz = w.substr(5);
+        size_t colon = nz.find(':');
+        if (!z->name.empty() || colon == std::string_view::npos || !parse_size(nz.substr(colon + 1), &size))
+          conf.fail(e.line, "invalid \"" + std::string(w) + "\" in \"" + e.key + "\" (zone=NAME:SIZE, or " + usage + ")");
+        z->name = nz.substr(0, colon);
+      } else if (z->name.empty() && !w.starts_with("$") && i == 0) {
+        z->name = w;
+      } else if (z->key_text.empty() && w.find('=') == std::string_view::npos) {
+        z->key_text = w;
+      } else {
+        conf.fail(e.line, "unexpected \"" + std::string(w) + "\" in \"" + e.key + "\" (" + usage + ")");
+      }
+    }
+    if (z->name.empty() || z->key_text.empty()) conf.fail(e.line, std::string("\"") + e.key + "\" needs a name and a key (" + usage + ")");
+    if (req && !has_rate) conf.fail(e.line, std::string("\"") + e.key + "\" needs a rate (" + usage + ")");
+    for (char c : z->name)
+      if (!isalnum(static_cast<unsigned char>(c)) && c != '_' && c != '-' && c != '.')
+        conf.fail(e.line, "invalid zone name \"" + z->name + "\" in \"" + e.key + "\" (letters, digits, _ - .)");
+    if (size < 32 * 1024 || size > (uint64_t{1} << 36))
+      conf.fail(e.line, "the size of zone \"" + z->name + "\" must be between 32k and 64g");
+    std::string err = z->key.compile(z->key_text);
+    if (!err.empty()) conf.fail(e.line, err + " in \"" + e.key + "\"");
+    if (!z->key.has_variables())
+      conf.fail(e.line, "the key \"" + z->key_text + "\" of \"" + e.key + "\" holds no variable: every client would share one limit");
+    z->shm.name = z->name;
+    z->shm.size = size;
+    z->shm.kind = static_cast<uint32_t>(kind);
+    // The same name, kind, size and key find the same memory after a reload or an upgrade; a zone
+    // that changed any of them starts empty (its records would mean something else).
+    z->shm.key = std::string("zone ") + (req ? "limit_req " : "limit_conn ") + z->name + " " + std::to_string(size) +
+                 " " + z->key_text;
+    auto [it, fresh] = http->limit_zones.emplace(z->name, nullptr);
+    if (!fresh)
+      conf.fail(e.line, "duplicate zone \"" + z->name + "\" (first at " + conf.at(it->second->line) + ")");
+    it->second = std::move(z);
+  }
+
+  const LimitZone* limit_zone(const ConfEntry& e, std::string_view name, LimitKind kind) {
+    auto it = http->limit_zones.find(std::string(name));
+    if (it == http->limit_zones.end() || it->second->kind != kind)
+      conf.fail(e.line, "unknown " + std::string(kind == LimitKind::kReq ? "limit_req_zone" : "limit_conn_zone") + " \"" +
+                            std::string(name) + "\" in \"" + e.key + "\"");
+    return it->second.get();
+  }
+
+  // limit_req = NAME [burst=N] [nodelay | delay=N] (or nginx's zone=NAME)
+  void parse_limit_req(const ConfEntry& e, Settings* s) {
+    auto words = split_ws(e.value);
+    LimitReq l;
+    bool nodelay = false, has_delay = false;
+    for (size_t i = 0; i < words.size(); i++) {
+      std::string_view w = words[i];
+      uint64_t n = 0;
+      if (w.starts_with("burst=")) {
+        if (!parse_uint(w.substr(6), &n) || n > 1000000) conf.fail(e.line, "invalid burst \"" + std::string(w.substr(6)) + "\" in \"limit_req\"");
+        l.burst = n * 1000;
+      } else if (w.starts_with("delay=")) {
+        if (!parse_uint(w.substr(6), &n) || n > 1000000) conf.fail(e.line, "invalid delay \"" + std::string(w.substr(6)) + "\" in \"limit_req\"");
+        l.delay = n * 1000;
+        has_delay = true;
+      } else if (w == "nodelay") {
+        nodelay = true;
+      } else if (w.starts_with("zone=") && !l.zone) {
+        l.zone = limit_zone(e, w.substr(5), LimitKind::kReq);
+      } else if (i == 0) {
+        l.zone = limit_zone(e, w, LimitKind::kReq);
+      } else {
+        conf.fail(e.line, "unexpected \"" + std::string(w) + "\" in \"limit_req\" (limit_req = NAME [burst=N] [nodelay | delay=N])");
+      }
+    }
+    if (!l.zone) conf.fail(e.line, "\"limit_req\" needs a zone (limit_req = NAME [burst=N] [nodelay | delay=N])");
+    if (nodelay && has_delay) conf.fail(e.line, "\"nodelay\" and \"delay=\" together in \"limit_req\"");
+    if (nodelay) l.delay = UINT64_MAX;
+    for (const LimitReq& other : s->limits.reqs)
+      if (other.zone == l.zone) conf.fail(e.line, "zone \"" + l.zone->name + "\" is named twice at this level of \"limit_req\"");
+    if (s->limits.reqs.size() == 8) conf.fail(e.line, "more than 8 \"limit_req\" at one level");
+    s->limits.reqs.push_back(l);
+  }
+
+  // limit_conn = NAME N
+  void parse_limit_conn(const ConfEntry& e, Settings* s) {
+    auto words = split_ws(e.value);
+    uint64_t n = 0;
+    if (words.size() != 2 || !parse_uint(words[1], &n) || n == 0 || n > 65535)
+      conf.fail(e.line, "\"limit_conn\" takes a zone and a number from 1 to 65535 (limit_conn = NAME N)");
+    LimitConn l;
+    l.zone = limit_zone(e, words[0], LimitKind::kConn);
+    l.max = static_cast<uint32_t>(n);
+    for (const LimitConn& other : s->limits.conns)
+      if (other.zone == l.zone) conf.fail(e.line, "zone \"" + l.zone->name + "\" is named twice at this level of \"limit_conn\"");
+    s->limits.conns.push_back(l);
   }
 
   // log_format = NAME [escape=default|json|none] FORMAT, in [http]: FORMAT is the rest of the value,
@@ -996,6 +1117,23 @@ struct Parser {
       on_off(e, &s->autoindex_localtime);
     } else if (k == "server_tokens") {
       on_off(e, &s->server_tokens);
+    } else if (k == "limit_req") {
+      parse_limit_req(e, s);
+    } else if (k == "limit_conn") {
+      parse_limit_conn(e, s);
+    } else if (k == "limit_req_status") {
+      number(e, &s->limits.req_status, 400, 599);
+    } else if (k == "limit_conn_status") {
+      number(e, &s->limits.conn_status, 400, 599);
+    } else if (k == "limit_req_log_level" || k == "limit_conn_log_level") {
+      LogLevel level;
+      if (!parse_log_level(e.value, &level) || level < LogLevel::kInfo || level > LogLevel::kError)
+        bad(e, "level (info, notice, warn or error)");
+      (k == "limit_req_log_level" ? s->limits.req_log_level : s->limits.conn_log_level) = level;
+    } else if (k == "limit_req_dry_run") {
+      on_off(e, &s->limits.req_dry_run);
+    } else if (k == "limit_conn_dry_run") {
+      on_off(e, &s->limits.conn_dry_run);
     } else if (k == "allow" || k == "deny") {
       s->access.push_back(AccessRule{addr_range(e), k == "allow"});
     } else if (k == "set_real_ip_from") {
@@ -1621,10 +1759,15 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
   Parser p{conf, http.get(), prefix, nullptr, {}, {}, {}, {}};
   p.declare_upstreams();
   // Log formats first: an access_log anywhere may name one, wherever it stands in [http].
-  for (const ConfSection& sec : conf.sections)
-    if (sec.kind == "http")
-      for (const ConfEntry& e : sec.entries)
-        if (e.key == "log_format") p.parse_log_format(e);
+  // The limit zones too: a limit_req or limit_conn anywhere names one.
+  for (const ConfSection& sec : conf.sections) {
+    if (sec.kind != "http") continue;
+    for (const ConfEntry& e : sec.entries) {
+      if (e.key == "log_format") p.parse_log_format(e);
+      else if (e.key == "limit_req_zone") p.parse_limit_zone(e, LimitKind::kReq);
+      else if (e.key == "limit_conn_zone") p.parse_limit_zone(e, LimitKind::kConn);
+    }
+  }
   std::string types_path;
   int types_line = 0;
   int http_line = 0;
@@ -1636,7 +1779,7 @@ std::unique_ptr<HttpConf> parse_http_conf(const ConfFile& conf, const std::strin
     check_section_keys(conf, sec);
     p.begin_level(sec, &http->base);
     for (const ConfEntry& e : sec.entries) {
-      if (e.key == "log_format") {
+      if (e.key == "log_format" || e.key == "limit_req_zone" || e.key == "limit_conn_zone") {
         continue;  // read above
       } else if (e.key == "types") {
         if (e.value.empty()) p.bad(e, "path");

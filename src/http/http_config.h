@@ -13,6 +13,7 @@
 #include "core/conf.h"
 #include "http/http_access.h"
 #include "http/http_auth.h"
+#include "http/http_limit.h"
 #include "http/http_regex.h"
 #include "http/http_response.h"
 #include "http/http_upstream.h"
@@ -135,6 +136,8 @@ struct Settings {
   // satisfy: how allow/deny and basic authentication combine.
   AuthBasic auth_basic;
   Satisfy satisfy = Satisfy::kAll;
+  // limit_req and limit_conn (each a level with any has only its own), their statuses and logging.
+  LimitSettings limits;
   const ErrorPage* error_page_for(int status) const {
     for (const ErrorPage& p : error_pages)
       if (p.status == status) return &p;
@@ -254,8 +257,13 @@ struct HttpConf {
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
   std::map<std::string, std::shared_ptr<const CustomLogFormat>> log_formats;  // by name
   uint64_t max_header_buffer = 8192;
+  // limit_req_zone and limit_conn_zone, by name; their memory is made or taken over with the
+  // generation's listeners.
+  std::map<std::string, std::unique_ptr<LimitZone>> limit_zones;
   std::vector<ConfSource> files_read;  // besides the main file: the types file (for -T)
 
+  // The shared memory zones this configuration uses.
+  std::vector<ShmZone*> shm_zones();
   // Opens (or reopens) every access log; returns the first error or "".
   std::string open_logs();
   void flush_logs();

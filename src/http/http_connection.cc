@@ -260,6 +260,7 @@ const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
 
 void HttpConnection::release_request() {
   if (!req_ || log_pending_) return;
+  req_->limit_conns.release();
   req_->answer.file.reset();
   worker_->give_back(std::move(req_));
 }
@@ -744,6 +745,44 @@ void HttpConnection::handle_head() {
   answer(req);
 }
 
+namespace {
+
+// A request that limit_req delays: it waits here, as the handler of the request, until its turn.
+// What the client sends meanwhile (the start of a body) is kept for the handler that answers it.
+class LimitDelay final : public RequestHandler {
+ public:
+  LimitDelay(HttpConnection* hc, double seconds) : hc_(hc) {
+    ev_timer_init(&timer_, on_timer_cb, seconds, 0);
+    timer_.data = this;
+    ev_timer_start(hc_->connection()->loop()->raw(), &timer_);
+  }
+  bool on_request_body(const char* data, size_t len) override {
+    held_.append(data, len);
+    return false;
+  }
+  void on_request_body_end() override { body_ended_ = true; }
+  bool on_tunnel_data(const char* data, size_t len) override {
+    held_.append(data, len);
+    tunnel_ = true;
+    return false;
+  }
+  void on_output_ready() override {}
+  void on_abort() override { ev_timer_stop(hc_->connection()->loop()->raw(), &timer_); }
+
+ private:
+  static void on_timer_cb(struct ev_loop*, ev_timer* w, int) {
+    auto* self = static_cast<LimitDelay*>(w->data);
+    self->hc_->answer_delayed(std::move(self->held_), self->body_ended_, self->tunnel_);
+  }
+  HttpConnection* hc_;
+  ev_timer timer_;
+  std::string held_;
+  bool body_ended_ = false;
+  bool tunnel_ = false;
+};
+
+}  // namespace
+
 // No handler uses a request body yet, so the answer never waits for one: it goes out now, and the
 // body that follows is read and discarded (bounded by client_max_body_size and
 // client_body_timeout) before the next request on the connection.
@@ -753,6 +792,7 @@ void HttpConnection::answer(Request& req) {
   Reply r;
   const Location* by = nullptr;
   int refused = 0;  // 403 or 401: the access phase's answer
+  int limited = 0;  // limit_req_status or limit_conn_status
   for (int redirects = 0;; redirects++) {
     const Settings& s = location_->s;
     // A [server] `return` answers for the server, with the server's settings.
@@ -762,7 +802,23 @@ void HttpConnection::answer(Request& req) {
     // handler runs.
     req.client = c_->peer();
     find_client(req, by->s.real_ip);
-    refused = check_access(by->s, req, *server_);
+    // The limits, once per request (not again after an internal redirect): limit_req, which may
+    // make the request wait its turn, then limit_conn; a request they refuse is not looked at by
+    // allow/deny or authentication.
+    if (req.limits_checked == 0 && !by->s.limits.reqs.empty()) {
+      req.limits_checked = 1;
+      double delay = 0;
+      limited = check_limit_req(by->s.limits, policy_vars_, &req, &delay);
+      if (limited < 0) {
+        start_handler(new LimitDelay(this, delay));
+        return;
+      }
+    }
+    if (req.limits_checked < 2 && !limited) {
+      req.limits_checked = 2;
+      limited = check_limit_conn(by->s.limits, policy_vars_, &req);
+    }
+    refused = limited ? 0 : check_access(by->s, req, *server_);
     r.out = &w->out;
     r.head_only = req.method_id == HTTP_HEAD;
     r.keep_alive = keep_alive_;
@@ -772,7 +828,9 @@ void HttpConnection::answer(Request& req) {
     // The request's variables: the same for the head's added fields and for the answer
     // ($request_id is made once).
     const VarContext& vars = policy_vars_;
-    if (refused) {
+    if (limited) {
+      reply_error(&r, limited, by->s);
+    } else if (refused) {
       size_t mark = w->out.size();
       reply_error(&r, refused, by->s);
       if (refused == 401) add_www_authenticate(r.out, mark, by->s, vars);
@@ -835,7 +893,7 @@ void HttpConnection::answer(Request& req) {
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
-  bool returned = !refused && route_.status == 0 &&
+  bool returned = !refused && !limited && route_.status == 0 &&
                   (route_.server_return || (location_->return_code && route_.location_return));
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, policy_vars_);
@@ -849,6 +907,25 @@ void HttpConnection::answer(Request& req) {
   }
   if (req.has_body || file_pending_) save_log(r.status, r.body_bytes);
   else log_request(r.status, r.body_bytes);
+}
+
+void HttpConnection::answer_delayed(std::string held, bool body_ended, bool tunnel) {
+  // The delay ends as a handler that finished: it answered nothing, the request is answered now.
+  RequestHandler* h = handler_;
+  handler_ = nullptr;
+  body_paused_ = false;
+  c_->loop()->defer_delete(h);
+  answer(*req_);
+  if (closed()) return;
+  if (handler_) {
+    // The handler that answers (the proxy) takes what the client sent meanwhile.
+    bool more = true;
+    if (!held.empty()) more = tunnel ? handler_->on_tunnel_data(held.data(), held.size())
+                                     : handler_->on_request_body(held.data(), held.size());
+    if (!more) body_paused_ = true;
+    if (handler_ && body_ended && !tunnel) handler_->on_request_body_end();
+  }
+  if (flush()) after_output();
 }
 
 void HttpConnection::find_client(Request& req, const RealIpSettings& rip) const {
@@ -884,6 +961,8 @@ void HttpConnection::save_log(int status, uint64_t body_bytes) {
 void HttpConnection::log_request(int status, uint64_t body_bytes) {
   const Settings& s = settings_now();
   log_pending_ = false;
+  // The request is over: it no longer counts for limit_conn.
+  req_->limit_conns.release();
   if (s.access_logs.empty()) return;
   const Request& req = *req_;
   LogEntry e;

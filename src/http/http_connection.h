@@ -74,6 +74,9 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void refuse_plain_http() { refuse_plain_ = true; }
   void start_handler(RequestHandler* h);
   const Request& request() const { return *req_; }
+  // limit_req's delay is over: the request is answered now. held: body (or tunnel) bytes the
+  // delay took in; body_ended: the body was complete.
+  void answer_delayed(std::string held, bool body_ended, bool tunnel);
   const Server* server() const { return server_; }
   const Location* location() const { return location_; }
   Connection* connection() const { return c_; }

@@ -29,6 +29,8 @@ void Request::own(const char* begin, const char* end) {
   for (std::string_view* v : {&host, &connection, &user_agent, &referer, &if_none_match, &if_modified_since,
                               &range, &if_range, &expect, &transfer_encoding})
     move(*v);
+  // Owned once: a second call for the same head finds it here and copies nothing.
+  if (msg_start == begin) msg_start = base;
 }
 
 static int hex_value(char c) {

@@ -14,6 +14,7 @@
 #include <string_view>
 #include <vector>
 
+#include "http/http_limit.h"
 #include "http/http_regex.h"
 #include "os/unix/fd.h"
 #include "os/unix/socket.h"
@@ -110,6 +111,13 @@ struct Request {
 
   // What a rewrite made of the request: path holds the new URI, query the new arguments (kept in
   // args; $request_uri stays as sent). The captures of the last regex the request matched ($1..$9).
+  // The limits (http_limit.h): run once per request; what they said, for $limit_req_status and
+  // $limit_conn_status; the limit_conn zones it counts in while it is in progress.
+  uint8_t limits_checked = 0;  // 1: limit_req has run, 2: limit_conn too
+  LimitStatus limit_req_status = LimitStatus::kNone;
+  LimitStatus limit_conn_status = LimitStatus::kNone;
+  LimitConnHolds limit_conns;
+
   bool rewritten = false;
   bool rewrite_break = false;  // ... by a `break`: a proxy_pass URI part no longer applies (nginx's rule)
   std::string args;
@@ -130,6 +138,9 @@ struct Request {
     path.clear();
     host_lower.clear();
     rewritten = rewrite_break = false;
+    limits_checked = 0;
+    limit_req_status = limit_conn_status = LimitStatus::kNone;
+    limit_conns.release();
     args.clear();
     captures.clear();
     keep_alive = false;

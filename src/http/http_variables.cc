@@ -45,6 +45,8 @@ constexpr Known kKnown[] = {
     {"content_type", Var::kContentType}, {"upstream_addr", Var::kUpstreamAddr},
     {"upstream_status", Var::kUpstreamStatus}, {"upstream_response_time", Var::kUpstreamResponseTime},
     {"hostname", Var::kHostname}, {"pid", Var::kPid},
+    {"binary_remote_addr", Var::kBinaryRemoteAddr}, {"limit_req_status", Var::kLimitReqStatus},
+    {"limit_conn_status", Var::kLimitConnStatus},
 };
 
 // Variables of a name prefix and a name of the request's own: $http_user_agent, $arg_page.
@@ -179,7 +181,7 @@ bool absent_when_empty(Var v) {
     case Var::kSslProtocol: case Var::kSslCipher: case Var::kSslServerName: case Var::kSslSessionReused:
     case Var::kSslClientVerify: case Var::kSslClientSDn: case Var::kSslClientIDn: case Var::kSslClientSerial:
     case Var::kRemoteAddr: case Var::kRemotePort: case Var::kServerPort: case Var::kRequest:
-    case Var::kServerProtocol:
+    case Var::kServerProtocol: case Var::kLimitReqStatus: case Var::kLimitConnStatus:
       return true;
     default:
       return false;
@@ -211,7 +213,7 @@ const char* known_variables() {
          "$ssl_cipher $ssl_server_name $ssl_session_reused $ssl_client_verify $ssl_client_s_dn $ssl_client_i_dn "
          "$ssl_client_serial $status $body_bytes_sent $request_time $time_local $time_iso8601 $msec $request "
          "$server_protocol $remote_user $content_length $content_type $upstream_addr $upstream_status "
-         "$upstream_response_time $hostname $pid $http_NAME $arg_NAME $cookie_NAME, and a regular expression's "
+         "$upstream_response_time $hostname $pid $binary_remote_addr $limit_req_status $limit_conn_status $http_NAME $arg_NAME $cookie_NAME, and a regular expression's "
          "groups: $1..$9 and named ones";
 }
 
@@ -506,6 +508,18 @@ void Template::append_part(const Part& p, const VarContext& ctx, const Request& 
         break;
       case Var::kPid:
         append_uint(out, static_cast<uint64_t>(getpid()));
+        break;
+      case Var::kBinaryRemoteAddr:
+        if (ctx.peer && ctx.peer->family() == AF_INET)
+          append_value(out, std::string_view(reinterpret_cast<const char*>(&ctx.peer->u.in.sin_addr), 4), escape);
+        else if (ctx.peer && ctx.peer->family() == AF_INET6)
+          append_value(out, std::string_view(reinterpret_cast<const char*>(&ctx.peer->u.in6.sin6_addr), 16), escape);
+        break;
+      case Var::kLimitReqStatus:
+        append_value(out, limit_status_name(req.limit_req_status), escape);
+        break;
+      case Var::kLimitConnStatus:
+        append_value(out, limit_status_name(req.limit_conn_status), escape);
         break;
   }
 }

@@ -79,6 +79,9 @@ enum class Var : uint8_t {
   kPid,
   kCapture,        // $0..$9: a group of the request's last regex match (off: its number)
   kNamedCapture,   // a named group of it (the name in names_)
+  kBinaryRemoteAddr,  // the client's address as 4 or 16 bytes: the usual key of a limit zone
+  kLimitReqStatus,    // PASSED, DELAYED or REJECTED by limit_req; empty when none applied
+  kLimitConnStatus,   // PASSED or REJECTED by limit_conn
 };
 
 // How variable values are written. kUrl: for a Location header, a value's control characters,

@@ -1,6 +1,7 @@
 #include "process/cycle.h"
 
 #include "config.h"
+#include "core/log.h"
 #include "core/strings.h"
 #include "process/start_checks.h"
 
@@ -40,7 +41,38 @@ std::string Cycle::open_listeners(std::map<std::string, Fd>* adopt) {
     if (!ls->fd) return err;
     listening.push_back(std::move(ls));
   }
+  for (ShmZone* z : http->shm_zones()) {
+    std::string err;
+    if (adopt) {
+      auto it = adopt->find(z->key);
+      if (it != adopt->end()) {
+        Fd fd = std::move(it->second);
+        adopt->erase(it);
+        std::shared_ptr<SharedMemory> mem = SharedMemory::attach(std::move(fd), &err);
+        if (mem && z->check(mem->base(), mem->size(), z->kind)) {
+          z->mem = std::move(mem);
+          continue;
+        }
+        // Memory that this binary cannot read (another layout): the zone starts over.
+        log_notice("zone \"%s\" is made anew: the memory handed over %s", z->name.c_str(),
+                   mem ? "has another layout" : ("cannot be used (" + err + ")").c_str());
+      }
+    }
+    z->mem = SharedMemory::create(("baton-zone-" + z->name).c_str(), z->size, &err);
+    if (!z->mem) return "cannot make the shared memory of zone \"" + z->name + "\": " + err;
+    if (!z->format(z->mem->base(), z->mem->size(), z->kind))
+      return "cannot set up the shared memory of zone \"" + z->name + "\"";
+  }
   return "";
+}
+
+std::vector<std::pair<std::string, int>> Cycle::handover_fds() const {
+  std::vector<std::pair<std::string, int>> fds;
+  for (const auto& ls : listening)
+    if (ls->fd.valid()) fds.emplace_back(ls->key, ls->fd.get());
+  for (ShmZone* z : http->shm_zones())
+    if (z->mem) fds.emplace_back(z->key, z->mem->fd());
+  return fds;
 }
 
 std::vector<int> Cycle::own_descriptors() const {

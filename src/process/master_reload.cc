@@ -30,12 +30,12 @@ void Master::start_reload(ControlConn* waiter) {
     reply(waiter, false, e.what());
     return;
   }
-  // Sockets with the same key stay the same sockets; only new addresses are opened.
+  // Sockets with the same key stay the same sockets; only new addresses are opened. The same for
+  // shared memory zones: a limit's state outlives the reload.
   std::map<std::string, Fd> adopt;
-  for (auto& ls : current_->listening) {
-    if (!ls->fd.valid()) continue;
-    int dup = fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0);
-    if (dup >= 0) adopt.emplace(ls->key, Fd(dup));
+  for (const auto& [key, fd] : current_->handover_fds()) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (dup >= 0) adopt.emplace(key, Fd(dup));
   }
   std::string err = next->open_listeners(&adopt);
   if (err.empty()) err = next->http->open_logs();

@@ -94,11 +94,11 @@ void Master::hand_over_generation() {
   auto dup = [](int from) { return Fd(fcntl(from, F_DUPFD_CLOEXEC, 0)); };
   bool ok = true;
   long long listeners = 0, workers = 0;
-  for (auto& ls : current_->listening) {
-    if (!ls->fd.valid() || !ok) continue;
+  for (const auto& [key, fd] : current_->handover_fds()) {
+    if (!ok) continue;
     Message m(MsgType::kFd);
-    m.set("key", ls->key);
-    m.fds.push_back(dup(ls->fd.get()));
+    m.set("key", key);
+    m.fds.push_back(dup(fd));
     ok = m.fds[0].valid() && send(m);
     listeners++;
   }
@@ -287,13 +287,17 @@ int upgraded_master_main(const Options& opts) {
     done.set("count", count);
     send_message(fdc.get(), done);
   }
-  log_notice("upgrade: received %zu listener(s) from the master", adopt.size());
+  size_t zones = 0;
+  for (const auto& [key, fd] : adopt) zones += is_zone_key(key);
+  if (zones) log_notice("upgrade: received %zu listener(s) and %zu shared memory zone(s) from the master", adopt.size() - zones, zones);
+  else log_notice("upgrade: received %zu listener(s) from the master", adopt.size());
 
   err = cycle->open_listeners(&adopt);
   if (err.empty()) err = cycle->http->open_logs();
   if (!err.empty()) return fail(err);
-  if (!adopt.empty())
-    log_notice("upgrade: %zu listener(s) no longer configured are left to the master", adopt.size());
+  size_t unused = 0;
+  for (const auto& [key, fd] : adopt) unused += !is_zone_key(key);
+  if (unused) log_notice("upgrade: %zu listener(s) no longer configured are left to the master", unused);
   adopt.clear();
   raise_nofile_limit(static_cast<rlim_t>(cycle->main.worker_connections) * 2 + 128 + master::kHandOverDescriptors);
   log_notice("baton/%s started by an upgrade, candidate process %d, generation %d", BATON_VERSION,

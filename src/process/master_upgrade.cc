@@ -111,15 +111,15 @@ void Master::on_exec_result() {
 // Step 1: on the connection the candidate asked on, announce how many listeners follow.
 void Master::start_handover(ControlConn* c) {
   std::vector<Message> listeners;
-  for (auto& ls : current_->listening) {
-    if (!ls->fd.valid()) continue;
-    int dup = fcntl(ls->fd.get(), F_DUPFD_CLOEXEC, 0);
+  // The listening sockets, and the shared memory zones, whose state the new binary takes over.
+  for (const auto& [key, fd] : current_->handover_fds()) {
+    int dup = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (dup < 0) {
-      rollback("cannot hand over " + ls->key + ": fcntl(F_DUPFD_CLOEXEC) failed (" + strerror(errno) + ")");
+      rollback("cannot hand over " + key + ": fcntl(F_DUPFD_CLOEXEC) failed (" + strerror(errno) + ")");
       return;
     }
     Message m(MsgType::kFd);
-    m.set("key", ls->key);
+    m.set("key", key);
     m.fds.emplace_back(dup);
     listeners.push_back(std::move(m));
   }

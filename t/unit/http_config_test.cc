@@ -466,7 +466,7 @@ TEST_F(HttpConfTest, UnsupportedNginxDirectivesSaySo) {
   expect_error("[server a]\nssl_stapling_verify = on\n", 2, "\"ssl_stapling_verify\" is not supported yet");
   expect_error("[server a]\n[location /]\nproxy_cache = one\n", 3, "\"proxy_cache\" is not supported yet");
   for (const char* key : {"recursive_error_pages", "rewrite_log", "sub_filter", "mirror",
-                          "limit_req", "limit_conn"}) {
+                          "limit_except", "log_subrequest"}) {
     std::string err = error("[server a]\n" + std::string(key) + " = x\n");
     EXPECT_EQ(err, "t.ini:2: \"" + std::string(key) + "\" is not supported yet") << key;
   }
