@@ -316,3 +316,26 @@ TEST(LimitConn, KeepAliveAndPipelining) {
     EXPECT_EQ(r->status, 200);
   }
 }
+
+// A worker that dies with requests in progress cannot give their counts back: the master clears the
+// limit_conn zones, so that the client is not refused until the next restart.
+TEST(LimitConn, WorkerThatDiesDoesNotKeepItsCounts) {
+  BatonServer s;
+  s.write_generated("html/big.bin", 16 << 20);
+  s.write_file("html/small.txt", "small\n");
+  s.set_config(make_runtime_config("[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\nlimit_conn = addr 1\n", "", 1,
+                                   "limit_conn_zone = addr $binary_remote_addr\nlimit_conn_status = 429\n"));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> workers;
+  ASSERT_TRUE(wait_for([&] { return (workers = s.current_workers()).size() == 1; }, 5000ms));
+  Client stalled(s.port(), {.timeout = 5000ms, .rcvbuf = 4096});
+  ASSERT_TRUE(stalled.send(req("GET", "/big.bin")));
+  ASSERT_TRUE(contains(stalled.read_some(1024), "200 OK"));
+  EXPECT_EQ(fresh_get(s.port(), "/small.txt").status, 429);
+  ASSERT_EQ(kill(workers[0], SIGKILL), 0);
+  // The master starts another worker; the dead one's count is gone with it.
+  std::vector<pid_t> now;
+  ASSERT_TRUE(wait_for([&] { now = s.current_workers(); return now.size() == 1 && now[0] != workers[0]; }, 5000ms));
+  EXPECT_TRUE(wait_for([&] { return fresh_get(s.port(), "/small.txt").status == 200; }, 5000ms));
+  EXPECT_TRUE(contains(s.error_log(), "limit_conn zone(s) cleared")) << s.error_log();
+}

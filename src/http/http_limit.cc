@@ -281,6 +281,18 @@ int check_limit_conn(const LimitSettings& s, const VarContext& vars, Request* re
   return 0;
 }
 
+size_t forget_conn_counts(const std::map<std::string, std::unique_ptr<LimitZone>>& zones) {
+  size_t n = 0;
+  for (const auto& [name, z] : zones) {
+    if (z->kind != LimitKind::kConn || !z->shm.mem) continue;
+    ShmTable t = table_of(*z);
+    ShmLock lock(t.mutex());
+    t.clear();
+    n++;
+  }
+  return n;
+}
+
 void LimitConnHolds::release() {
   for (const Hold& h : holds_) {
     ShmTable t = table_of(*h.zone);

@@ -9,6 +9,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -90,6 +91,12 @@ int check_limit_req(const LimitSettings& s, const VarContext& vars, Request* req
 // limit_conn for a request: 0 (it now counts in req->limit_conns until it ends) or the status to
 // refuse it with.
 int check_limit_conn(const LimitSettings& s, const VarContext& vars, Request* req);
+
+// A worker that died (crashed, or killed) took the release of its requests' limit_conn counts with
+// it: the master clears the limit_conn zones the worker used, so that its requests do not count for
+// ever. Requests in progress elsewhere then count for nothing until they end: a short time of
+// leniency rather than a key refused until the next restart. Returns the zones cleared.
+size_t forget_conn_counts(const std::map<std::string, std::unique_ptr<LimitZone>>& zones);
 
 // Parses "10r/s" / "30r/m" into requests per 1000 seconds; false when it is not a rate.
 bool parse_limit_rate(std::string_view text, uint64_t* out);

@@ -11,6 +11,7 @@
 #include <algorithm>
 
 #include "core/log.h"
+#include "http/http_limit.h"
 #include "os/unix/sd_notify.h"
 #include "process/worker.h"
 
@@ -300,6 +301,12 @@ void Master::on_worker_exit(WorkerProc* w, int status) {
                WCOREDUMP(status) ? " (core dumped)" : "");
   else
     log_notice("worker process %d exited with code %d", static_cast<int>(w->pid), WEXITSTATUS(status));
+  if (!stopping_ && (WIFSIGNALED(status) || WEXITSTATUS(status) != 0) && w->cycle) {
+    // It could not give back the limit_conn counts of its requests in progress.
+    if (size_t n = http::forget_conn_counts(w->cycle->http->limit_zones))
+      log_notice("%zu limit_conn zone(s) cleared: worker process %d could not release its counts", n,
+                 static_cast<int>(w->pid));
+  }
   if (stopping_ || w->draining) return;
   if (reload_.active && w->generation == reload_.generation) {
     fail_reload("a worker of the new configuration exited before it was ready");
