@@ -148,6 +148,7 @@ bool Connection::send(const iovec* iov, int iovcnt) {
 }
 
 void Connection::drain() {
+  LogContext log(&log_);
   if (handler_) handler_->on_drain();
 }
 
@@ -216,6 +217,7 @@ void Connection::set_deadline(double seconds) {
 
 void Connection::io_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* c = static_cast<Connection*>(w->data);
+  LogContext log(&c->log_);
   // The handler may be replaced by its own callback: each call looks it up again.
   if ((revents & EV_WRITE) && !c->closed()) c->handler_->on_writable();
   if ((revents & EV_READ) && !c->closed() && (c->events_ & EV_READ)) c->handler_->on_readable();
@@ -231,6 +233,7 @@ void Connection::timer_cb(struct ev_loop* loop, ev_timer* w, int) {
     return;
   }
   c->deadline_ = 0;
+  LogContext log(&c->log_);
   c->handler_->on_timeout();
 }
 

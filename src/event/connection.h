@@ -14,6 +14,7 @@
 
 #include <memory>
 
+#include "core/log.h"
 #include "event/loop.h"
 #include "event/output_queue.h"
 #include "os/unix/fd.h"
@@ -129,6 +130,15 @@ class Connection final : public Deletable {
   // failed (failed() is set; it is not closed here).
   bool send(const iovec* iov, int iovcnt);
 
+  // ---- error log -----------------------------------------------------------------------------
+  // The error log of what the connection is doing (a server's own error_log); null: the process's.
+  // Lines written while its events are handled go there.
+  void set_log(ErrorLogFile* log) { log_ = log; }
+  ErrorLogFile* log() const { return log_; }
+  // For a LogContext around work on the connection outside its own events (its start): the lines
+  // follow the log it has at each moment.
+  ErrorLogFile* const* log_slot() const { return &log_; }
+
   // ---- events ---------------------------------------------------------------------------------
   void want_read(bool on);
   void want_write(bool on);
@@ -165,6 +175,7 @@ class Connection final : public Deletable {
   PeerAddr peer_;
   Listening* listening_;
   Transport* transport_;
+  ErrorLogFile* log_ = nullptr;
   std::unique_ptr<ConnectionHandler> handler_;
   OutputQueue out_;
   ConnectionList* list_;
