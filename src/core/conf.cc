@@ -58,7 +58,8 @@ constexpr KeyInfo kKeys[] = {
     // Read by the reader itself, anywhere (it never reaches a section): here so that it is known.
     {"include", kMain | kHttp | kServer | kLocation | kUpstream, true},
     {"pid", kMain, false},
-    {"error_log", kMain, false},
+    // In [main] the process's error log; in [http], [server] or [location] that level's own.
+    {"error_log", kMain | kInherited, false},
     {"log_level", kMain, false},
     {"control_socket", kMain, false},
     {"quit_timeout", kMain, false},

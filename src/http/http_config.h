@@ -105,6 +105,9 @@ struct Settings {
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
   // access_log lines; a level that has any replaces the inherited ones (`off`: none), as nginx.
   std::vector<AccessLog> access_logs;
+  // error_log: where the lines about this level's requests go (one of HttpConf::error_logs); null:
+  // the process's error log.
+  ErrorLogFile* error_log = nullptr;
   ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
   TlsSettings tls;
   // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
@@ -252,11 +255,13 @@ struct HttpConf {
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::unique_ptr<ListenGroup>> listens;
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
+  // The error_log files of [http], [server] and [location] (not [main]'s), one per path.
+  std::map<std::string, std::unique_ptr<ErrorLogFile>> error_logs;
   std::map<std::string, std::shared_ptr<const CustomLogFormat>> log_formats;  // by name
   uint64_t max_header_buffer = 8192;
   std::vector<ConfSource> files_read;  // besides the main file: the types file (for -T)
 
-  // Opens (or reopens) every access log; returns the first error or "".
+  // Opens (or reopens) every access log and error log of the levels; returns the first error or "".
   std::string open_logs();
   void flush_logs();
 };

@@ -454,7 +454,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->phase_ = Phase::kHead;
   // Until this request is routed, what is answered (an error in its head) is the default server's.
   c->server_ = c->group_->default_server;
-  c->location_ = nullptr;
+  c->set_location(nullptr);
   c->req_->url_end = nullptr;
   c->req_->error_status = 0;
   c->clean_end_ = false;
@@ -695,6 +695,7 @@ void HttpConnection::handle_head() {
   }
 
   server_ = group_->find_server(req.host_lower);
+  set_location(nullptr);
   if (req.tls && server_->s.tls.verify_client != kVerifyOff) {
     // The server that answers decides whether a client certificate is required, whatever the
     // handshake's server asked for.
@@ -713,7 +714,7 @@ void HttpConnection::handle_head() {
   policy_vars_.local = &c_->listening()->addr;
   route_ = Route();
   route(*server_, &req, policy_vars_, &route_);
-  location_ = route_.location;
+  set_location(route_.location);
   const Settings& s = location_->s;
 
   req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
@@ -831,7 +832,7 @@ void HttpConnection::answer(Request& req) {
     req.rewritten = true;
     if (!resolve_segments(&req.path)) req.path = "/";  // a fallback is checked when it is read
     route(*server_, &req, policy_vars_, &route_);
-    location_ = route_.location;
+    set_location(route_.location);
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
