@@ -963,6 +963,10 @@ struct Parser {
       } else {
         bad(e, "value (off, none, builtin or builtin:N)");
       }
+    } else if (k == "limit_rate") {
+      size(e, &s->limit_rate);
+    } else if (k == "limit_rate_after") {
+      size(e, &s->limit_rate_after);
     } else if (k == "client_max_body_size") {
       size(e, &s->client_max_body_size);
     } else if (k == "client_header_buffer_size") {

@@ -102,6 +102,10 @@ struct Settings {
   uint64_t client_max_body_size = 1024 * 1024;
   uint64_t client_header_buffer_size = 8192;
   int64_t expires_ms = -1;  // -1: off
+  // limit_rate: a response goes out at no more than this many bytes a second (0: no limit), once
+  // its first limit_rate_after bytes are out.
+  uint64_t limit_rate = 0;
+  uint64_t limit_rate_after = 0;
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
   // access_log lines; a level that has any replaces the inherited ones (`off`: none), as nginx.
   std::vector<AccessLog> access_logs;

@@ -259,6 +259,29 @@ TEST_F(HttpConfTest, ErrorLogTakesAPathOnly) {
   expect_error("[upstream u]\nserver = 127.0.0.1:9\nerror_log = logs/u.log\n", 3, "\"error_log\" belongs in [main]");
 }
 
+TEST_F(HttpConfTest, LimitRate) {
+  auto http = parse(
+      "[http]\n"
+      "limit_rate = 100k\n"
+      "[server a]\n"
+      "listen = 8080\n"
+      "limit_rate_after = 1m\n"
+      "[location /free]\n"
+      "limit_rate = 0\n"
+      "[server b]\n"
+      "listen = 8081\n");
+  const Server& a = *http->servers.at(0);
+  EXPECT_EQ(a.s.limit_rate, 100u * 1024);
+  EXPECT_EQ(a.s.limit_rate_after, 1024u * 1024);
+  EXPECT_EQ(loc(a, "/")->s.limit_rate, 100u * 1024);
+  EXPECT_EQ(loc(a, "/free")->s.limit_rate, 0u);
+  EXPECT_EQ(loc(a, "/free")->s.limit_rate_after, 1024u * 1024);
+  EXPECT_EQ(http->servers.at(1)->s.limit_rate_after, 0u);
+  EXPECT_EQ(parse("[server a]\n")->servers.at(0)->s.limit_rate, 0u);  // off by default
+  expect_error("[server a]\nlimit_rate = fast\n", 2, "invalid size \"fast\" in \"limit_rate\"");
+  expect_error("[server a]\nlimit_rate_after = -1\n", 2, "invalid size");
+}
+
 TEST_F(HttpConfTest, TypesFileRelativeToPrefix) {
   std::ofstream(prefix_ + "/conf/mime.types") << "[types]\nimage/webp = webp\n";
   auto http = parse("[http]\ntypes = conf/mime.types\n");
