@@ -2,6 +2,9 @@
 // limit_rate_after bytes), for files (sendfile and TLS alike) and proxied responses, with every byte
 // intact; without a limit nothing is slowed, and send_timeout does not end a limited response that is
 // moving. Times are asserted as generous bounds only.
+#include <unistd.h>
+
+#include <sstream>
 #include <string>
 #include <vector>
 
@@ -53,6 +56,23 @@ Timed timed_get(int port, const std::string& target, size_t mark = 0) {
   return t;
 }
 
+// The CPU time a process has used (user and system), in seconds; -1 when it cannot be read.
+double cpu_seconds(pid_t pid) {
+  std::string stat = read_file("/proc/" + std::to_string(pid) + "/stat");
+  size_t paren = stat.rfind(')');
+  if (paren == std::string::npos) return -1;
+  // After the name: state (field 3) ... utime (14), stime (15).
+  std::istringstream in(stat.substr(paren + 2));
+  std::string field;
+  long utime = -1, stime = -1;
+  for (int i = 3; i <= 15 && in >> field; i++) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  if (utime < 0 || stime < 0) return -1;
+  return static_cast<double>(utime + stime) / static_cast<double>(sysconf(_SC_CLK_TCK));
+}
+
 std::string file_server(std::string_view extra = "", std::string_view locations = "") {
   return "[server main]\n"
          "listen = 127.0.0.1:@PORT@\n"
@@ -65,12 +85,19 @@ TEST(LimitRate, AFileGoesNoFasterThanTheRate) {
   std::string content = s.write_generated("html/big.bin", 512 * kKiB);
   s.set_config(make_config(file_server("limit_rate = 256k\n")));
   ASSERT_TRUE(s.start());
+  std::vector<pid_t> workers = s.worker_pids();
+  ASSERT_EQ(workers.size(), 1u);
+  double cpu_before = cpu_seconds(workers[0]);
   Timed t = timed_get(s.port(), "/big.bin");
   ASSERT_TRUE(contains(t.head, "200 OK")) << t.head;
   EXPECT_TRUE(same_bytes(t.body, content));
   // 512 KiB at 256 KiB a second: two seconds, less the first piece that leaves at once.
   EXPECT_GE(t.total_s, 1.5);
   EXPECT_LT(t.total_s, 8.0);
+  // The worker waits on a timer meanwhile: no loop that spins until the next bytes are allowed.
+  double cpu = cpu_seconds(workers[0]) - cpu_before;
+  ASSERT_GE(cpu_before, 0);
+  EXPECT_LT(cpu, 0.5) << "the worker used " << cpu << " s of CPU over " << t.total_s << " s";
 }
 
 TEST(LimitRate, TheFirstLimitRateAfterBytesGoAtOnce) {
