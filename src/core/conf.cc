@@ -58,7 +58,8 @@ constexpr KeyInfo kKeys[] = {
     // Read by the reader itself, anywhere (it never reaches a section): here so that it is known.
     {"include", kMain | kHttp | kServer | kLocation | kUpstream, true},
     {"pid", kMain, false},
-    {"error_log", kMain, false},
+    // In [main] the process's error log; in [http], [server] or [location] that level's own.
+    {"error_log", kMain | kInherited, false},
     {"log_level", kMain, false},
     {"control_socket", kMain, false},
     {"quit_timeout", kMain, false},
@@ -82,6 +83,8 @@ constexpr KeyInfo kKeys[] = {
     {"client_header_buffer_size", kInherited, false},
     {"expires", kInherited, false},
     {"disable_symlinks", kInherited, false},
+    {"limit_rate", kInherited, false},
+    {"limit_rate_after", kInherited, false},
     {"access_log", kInherited, true},  // a level with any replaces the inherited ones
     {"log_format", kHttp, true},
     {"proxy_set_header", kInherited, true},
@@ -218,7 +221,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"keepalive_time", nullptr}, {"keepalive_disable", nullptr}, {"lingering_close", nullptr},
     {"lingering_time", nullptr}, {"lingering_timeout", nullptr}, {"reset_timedout_connection", nullptr},
     {"recursive_error_pages", nullptr}, {"internal", nullptr}, {"limit_except", nullptr},
-    {"limit_rate", nullptr}, {"limit_rate_after", nullptr}, {"log_not_found", nullptr}, {"log_subrequest", nullptr},
+    {"log_not_found", nullptr}, {"log_subrequest", nullptr},
     {"etag", nullptr}, {"if_modified_since", nullptr}, {"max_ranges", nullptr}, {"merge_slashes", nullptr},
     {"open_file_cache", nullptr}, {"open_file_cache_valid", nullptr}, {"open_file_cache_min_uses", nullptr},
     {"open_file_cache_errors", nullptr}, {"resolver", nullptr}, {"resolver_timeout", nullptr},

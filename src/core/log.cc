@@ -15,6 +15,23 @@ int ErrorLog::fd_ = STDERR_FILENO;
 LogLevel ErrorLog::level_ = LogLevel::kNotice;
 std::string ErrorLog::path_ = "stderr";
 int ErrorLog::echo_pid_ = 0;
+ErrorLogFile* const* ErrorLog::context_ = nullptr;
+
+ErrorLogFile::~ErrorLogFile() {
+  if (fd > STDERR_FILENO) ::close(fd);
+}
+
+std::string ErrorLogFile::open() {
+  if (path == "stderr") {
+    fd = STDERR_FILENO;
+    return "";
+  }
+  int nfd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644);
+  if (nfd < 0) return (where.empty() ? "" : where + ": ") + "open() \"" + path + "\" failed (" + strerror(errno) + ")";
+  if (fd > STDERR_FILENO) ::close(fd);
+  fd = nfd;
+  return "";
+}
 
 static const char* const kLevelNames[] = {"debug", "info", "notice", "warn",
                                           "error", "crit", "alert", "emerg"};
@@ -65,11 +82,13 @@ void ErrorLog::write(LogLevel level, std::string_view msg) {
   line.append(msg);
   line.push_back('\n');
   // One write() keeps lines from different processes whole (O_APPEND).
+  const ErrorLogFile* own = context_ ? *context_ : nullptr;
+  int fd = own && own->fd >= 0 ? own->fd : fd_;
   ssize_t r;
   do {
-    r = ::write(fd_, line.data(), line.size());
+    r = ::write(fd, line.data(), line.size());
   } while (r < 0 && errno == EINTR);
-  if (level == LogLevel::kEmerg && echo_pid_ != 0 && fd_ != STDERR_FILENO && echo_pid_ == static_cast<int>(getpid())) {
+  if (level == LogLevel::kEmerg && echo_pid_ != 0 && fd != STDERR_FILENO && echo_pid_ == static_cast<int>(getpid())) {
     line.assign("baton: [emerg] ");
     line.append(msg);
     line.push_back('\n');

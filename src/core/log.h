@@ -1,4 +1,6 @@
 // The error log: levels as nginx names them, one file (or stderr) per process, reopened on USR1.
+// A part of the work may have a file of its own (a server's error_log): while a LogContext names
+// it, lines go there instead of the process's file, at the same level.
 #pragma once
 
 #include <string>
@@ -10,6 +12,22 @@ enum class LogLevel { kDebug, kInfo, kNotice, kWarn, kError, kCrit, kAlert, kEme
 
 bool parse_log_level(std::string_view name, LogLevel* out);
 const char* log_level_name(LogLevel level);
+
+// An error log of its own (error_log in [http], [server] or [location]): a path (or stderr) and,
+// once opened, its descriptor.
+struct ErrorLogFile {
+  std::string path;   // absolute, or "stderr"
+  std::string where;  // the configuration's file:line that names it, for errors
+  int fd = -1;
+  ErrorLogFile() = default;
+  ErrorLogFile(const ErrorLogFile&) = delete;
+  ErrorLogFile& operator=(const ErrorLogFile&) = delete;
+  ~ErrorLogFile();
+  // (Re)opens the file; returns an error text ("file:line: open() ... failed") or "".
+  std::string open();
+};
+
+class LogContext;
 
 class ErrorLog {
  public:
@@ -30,10 +48,28 @@ class ErrorLog {
   static void echo_emerg_to_stderr(bool on);
 
  private:
+  friend class LogContext;
+  // The slot of the file lines go to instead of fd_ (null, or a slot holding null: fd_). A slot
+  // rather than the file, so that its owner may change the file while it is the context (a request
+  // routed to a server with a log of its own).
+  static ErrorLogFile* const* context_;
   static int fd_;
   static int echo_pid_;  // 0: no echo
   static LogLevel level_;
   static std::string path_;
+};
+
+// While one is alive, lines go to the file *slot holds (when it holds one); the context before it
+// comes back at its end. Set where events of a connection are handled, with the connection's slot.
+class LogContext {
+ public:
+  explicit LogContext(ErrorLogFile* const* slot) : saved_(ErrorLog::context_) { ErrorLog::context_ = slot; }
+  ~LogContext() { ErrorLog::context_ = saved_; }
+  LogContext(const LogContext&) = delete;
+  LogContext& operator=(const LogContext&) = delete;
+
+ private:
+  ErrorLogFile* const* saved_;
 };
 
 void log_printf(LogLevel level, const char* fmt, ...) __attribute__((format(printf, 2, 3)));

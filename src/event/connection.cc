@@ -9,6 +9,7 @@
 #include <sys/sendfile.h>
 #include <sys/socket.h>
 
+#include <algorithm>
 #include <cassert>
 #include <vector>
 
@@ -56,6 +57,23 @@ ssize_t PlainTransport::sendfile(int fd, int file, off_t* offset, size_t len) {
 
 void PlainTransport::shutdown_write(int fd) { ::shutdown(fd, SHUT_WR); }
 
+// limit_rate's state: what may have left by a moment is `after` plus one piece plus `rate` bytes a
+// second since `start`; `sent` is what has.
+struct Connection::RateLimit {
+  uint64_t rate = 0;
+  uint64_t after = 0;
+  uint64_t piece = 0;  // the least worth a write (a tenth of a second's worth, within bounds)
+  uint64_t sent = 0;
+  double start = 0;
+  ev_timer timer;
+  // The bytes that may leave at `now` beyond those already sent.
+  uint64_t allowance(double now) const {
+    double allowed = static_cast<double>(after) + static_cast<double>(piece) + static_cast<double>(rate) * (now - start);
+    double left = allowed - static_cast<double>(sent);
+    return left >= 1 ? static_cast<uint64_t>(left) : 0;
+  }
+};
+
 Connection::Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockAddr& peer, Listening* ls)
     : loop_(loop), fd_(std::move(fd)), peer_(PeerAddr(peer)), listening_(ls), transport_(PlainTransport::instance()), list_(list) {
   ev_io_init(&io_, io_cb, fd_.get(), 0);
@@ -67,6 +85,7 @@ Connection::Connection(EventLoop* loop, ConnectionList* list, Fd fd, const SockA
 
 Connection::~Connection() {
   assert(!fd_.valid());
+  assert(!rate_ || !ev_is_active(&rate_->timer));
   if (!transport_->shared()) delete transport_;
 }
 
@@ -108,6 +127,7 @@ int Connection::unsent_bytes() const {
 
 bool Connection::flush_queue(bool more) {
   if (out_.empty()) return true;
+  if (rate_) return flush_limited(more);
   ssize_t r = out_.write(transport_, fd_.get(), more);
   if (r == kIoError) {
     failed_ = true;
@@ -127,7 +147,7 @@ bool Connection::flush_queue(bool more) {
 bool Connection::send(const iovec* iov, int iovcnt) {
   if (failed_) return false;
   size_t done = 0;
-  if (out_.empty()) {
+  if (out_.empty() && !rate_) {
     ssize_t r = transport_->writev(fd_.get(), iov, iovcnt, false);
     if (r == kIoError) {
       failed_ = true;
@@ -147,7 +167,73 @@ bool Connection::send(const iovec* iov, int iovcnt) {
   return true;
 }
 
+void Connection::limit_rate(uint64_t rate, uint64_t after) {
+  bool waiting = rate_ && ev_is_active(&rate_->timer);
+  if (waiting) ev_timer_stop(loop_->raw(), &rate_->timer);
+  if (rate == 0) {
+    rate_.reset();
+  } else {
+    if (!rate_) {
+      rate_ = std::make_unique<RateLimit>();
+      ev_init(&rate_->timer, rate_cb);
+      rate_->timer.data = this;
+    }
+    rate_->rate = rate;
+    rate_->after = after;
+    rate_->piece = std::clamp<uint64_t>(rate / 10, 1, 64 * 1024);
+    rate_->sent = 0;
+    rate_->start = ev_now(loop_->raw());
+  }
+  // Output that waited for the old limit's timer waits for the socket now.
+  if (waiting && !out_.empty()) want_write(true);
+}
+
+bool Connection::rate_delayed() const { return rate_ && ev_is_active(&rate_->timer); }
+
+bool Connection::flush_limited(bool more) {
+  RateLimit& r = *rate_;
+  double now = ev_now(loop_->raw());
+  uint64_t allowed = r.allowance(now);
+  if (allowed >= std::min<uint64_t>(out_.bytes(), r.piece)) {
+    uint64_t before = out_.bytes();
+    ssize_t n = out_.write(transport_, fd_.get(), more, allowed);
+    r.sent += before - out_.bytes();
+    if (n == kIoError) {
+      failed_ = true;
+      return false;
+    }
+    if (n == kIoWantWrite) {
+      want_write(true);
+      return false;
+    }
+    if (n == kIoWantRead) {
+      want_read(true);
+      return false;
+    }
+    if (out_.empty()) return true;
+    allowed = r.allowance(now);
+  }
+  // The allowance is spent: the socket is not asked for until the next piece is due (no write
+  // that sends a few bytes, no wake-up in between).
+  want_write(false);
+  uint64_t piece = std::min<uint64_t>(out_.bytes(), r.piece);
+  uint64_t need = piece > allowed ? piece - allowed : 1;
+  double delay = static_cast<double>(need) / static_cast<double>(r.rate);
+  ev_timer_stop(loop_->raw(), &r.timer);
+  ev_timer_set(&r.timer, delay > 0.001 ? delay : 0.001, 0.);
+  ev_timer_start(loop_->raw(), &r.timer);
+  return false;
+}
+
+void Connection::rate_cb(struct ev_loop*, ev_timer* w, int) {
+  auto* c = static_cast<Connection*>(w->data);
+  if (c->closed()) return;
+  LogContext log(&c->log_);
+  c->handler_->on_writable();
+}
+
 void Connection::drain() {
+  LogContext log(&log_);
   if (handler_) handler_->on_drain();
 }
 
@@ -157,6 +243,7 @@ void Connection::close() {
   if (!fd_.valid()) return;
   ev_io_stop(loop_->raw(), &io_);
   ev_timer_stop(loop_->raw(), &timer_);
+  if (rate_) ev_timer_stop(loop_->raw(), &rate_->timer);
   if (handler_) handler_->on_close();
   out_.clear();
   fd_.reset();
@@ -216,6 +303,7 @@ void Connection::set_deadline(double seconds) {
 
 void Connection::io_cb(struct ev_loop*, ev_io* w, int revents) {
   auto* c = static_cast<Connection*>(w->data);
+  LogContext log(&c->log_);
   // The handler may be replaced by its own callback: each call looks it up again.
   if ((revents & EV_WRITE) && !c->closed()) c->handler_->on_writable();
   if ((revents & EV_READ) && !c->closed() && (c->events_ & EV_READ)) c->handler_->on_readable();
@@ -231,6 +319,7 @@ void Connection::timer_cb(struct ev_loop* loop, ev_timer* w, int) {
     return;
   }
   c->deadline_ = 0;
+  LogContext log(&c->log_);
   c->handler_->on_timeout();
 }
 

@@ -12,8 +12,10 @@
 #include <sys/types.h>
 #include <sys/uio.h>
 
+#include <cstdint>
 #include <memory>
 
+#include "core/log.h"
 #include "event/loop.h"
 #include "event/output_queue.h"
 #include "os/unix/fd.h"
@@ -129,6 +131,26 @@ class Connection final : public Deletable {
   // failed (failed() is set; it is not closed here).
   bool send(const iovec* iov, int iovcnt);
 
+  // ---- rate limit (limit_rate) ----------------------------------------------------------------
+  // From now on, what is written goes out at no more than `rate` bytes a second once the first
+  // `after` bytes are out (counted from this call); 0: no limit. The queue is then written in
+  // pieces: when the allowance is spent, flush_queue() stops asking for the socket and a timer
+  // calls the handler's on_writable() when the next piece is due. Without a limit the output path
+  // costs one test more than it would without this.
+  void limit_rate(uint64_t rate, uint64_t after);
+  bool rate_limited() const { return rate_ != nullptr; }
+  // Output waits for the rate's timer, not for the socket: the peer is not the one that is slow.
+  bool rate_delayed() const;
+
+  // ---- error log -----------------------------------------------------------------------------
+  // The error log of what the connection is doing (a server's own error_log); null: the process's.
+  // Lines written while its events are handled go there.
+  void set_log(ErrorLogFile* log) { log_ = log; }
+  ErrorLogFile* log() const { return log_; }
+  // For a LogContext around work on the connection outside its own events (its start): the lines
+  // follow the log it has at each moment.
+  ErrorLogFile* const* log_slot() const { return &log_; }
+
   // ---- events ---------------------------------------------------------------------------------
   void want_read(bool on);
   void want_write(bool on);
@@ -159,12 +181,16 @@ class Connection final : public Deletable {
   static void io_cb(struct ev_loop*, ev_io* w, int revents);
   void set_events(uint8_t events);
   static void timer_cb(struct ev_loop*, ev_timer* w, int revents);
+  struct RateLimit;
+  static void rate_cb(struct ev_loop*, ev_timer* w, int revents);
+  bool flush_limited(bool more);
 
   EventLoop* loop_;
   Fd fd_;
   PeerAddr peer_;
   Listening* listening_;
   Transport* transport_;
+  ErrorLogFile* log_ = nullptr;
   std::unique_ptr<ConnectionHandler> handler_;
   OutputQueue out_;
   ConnectionList* list_;
@@ -178,6 +204,7 @@ class Connection final : public Deletable {
   ev_io io_;  // one watcher; its events follow want_read / want_write
   ev_timer timer_;
   double deadline_ = 0;
+  std::unique_ptr<RateLimit> rate_;  // null: no limit (the usual case)
 };
 
 // The connections of one worker.

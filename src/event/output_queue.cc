@@ -84,17 +84,18 @@ void OutputQueue::clear() {
   file_bytes_ = 0;
 }
 
-ssize_t OutputQueue::write(Transport* t, int fd, bool more) {
+ssize_t OutputQueue::write(Transport* t, int fd, bool more, uint64_t max) {
   ssize_t total = 0;
-  while (head_) {
-    ssize_t n = head_->file.valid() ? write_file(t, fd) : write_memory(t, fd, more);
+  while (head_ && max > 0) {
+    ssize_t n = head_->file.valid() ? write_file(t, fd, max) : write_memory(t, fd, more, max);
     if (n < 0) return n;
     total += n;
+    max -= static_cast<uint64_t>(n);
   }
   return total;
 }
 
-ssize_t OutputQueue::write_memory(Transport* t, int fd, bool more) {
+ssize_t OutputQueue::write_memory(Transport* t, int fd, bool more, uint64_t max) {
   iovec iov[kMaxIov];
   int n = 0;
   size_t want = 0;
@@ -106,6 +107,16 @@ ssize_t OutputQueue::write_memory(Transport* t, int fd, bool more) {
   }
   // A file or more memory after these: the segments may wait to fill up.
   bool followed = c != nullptr;
+  if (want > max) {
+    // Cut at the allowance; what follows comes later, so nothing is held back for it.
+    size_t left = static_cast<size_t>(max);
+    int k = 0;
+    while (iov[k].iov_len < left) left -= iov[k++].iov_len;
+    iov[k].iov_len = left;
+    n = k + 1;
+    want = static_cast<size_t>(max);
+    followed = more = false;
+  }
   ssize_t sent = t->writev(fd, iov, n, more || followed);
   if (sent < 0) return sent;
   size_t done = static_cast<size_t>(sent);
@@ -123,11 +134,12 @@ ssize_t OutputQueue::write_memory(Transport* t, int fd, bool more) {
   return sent;
 }
 
-ssize_t OutputQueue::write_file(Transport* t, int fd) {
+ssize_t OutputQueue::write_file(Transport* t, int fd, uint64_t max) {
   Chunk& c = *head_;
+  uint64_t left = c.left < max ? c.left : max;  // of this range, what may go now
   ssize_t sent;
   if (t->can_sendfile()) {
-    size_t len = c.left > kSendfileChunk ? kSendfileChunk : static_cast<size_t>(c.left);
+    size_t len = left > kSendfileChunk ? kSendfileChunk : static_cast<size_t>(left);
     off_t off = c.offset;
     sent = t->sendfile(fd, c.file.get(), &off, len);
     if (sent == 0) {
@@ -137,7 +149,7 @@ ssize_t OutputQueue::write_file(Transport* t, int fd) {
   } else {
     // Read a piece and write it; what the transport does not take is read again next time.
     char buf[16384];
-    size_t len = c.left > sizeof(buf) ? sizeof(buf) : static_cast<size_t>(c.left);
+    size_t len = left > sizeof(buf) ? sizeof(buf) : static_cast<size_t>(left);
     ssize_t got;
     do {
       got = ::pread(c.file.get(), buf, len, c.offset);
@@ -147,7 +159,7 @@ ssize_t OutputQueue::write_file(Transport* t, int fd) {
       return kIoError;
     }
     iovec iov{buf, static_cast<size_t>(got)};
-    sent = t->writev(fd, &iov, 1, c.left > static_cast<uint64_t>(got));
+    sent = t->writev(fd, &iov, 1, left > static_cast<uint64_t>(got));
   }
   if (sent < 0) return sent;
   c.offset += sent;

@@ -46,10 +46,11 @@ class OutputQueue {
   // process takes its unsent bytes along); false, and *out untouched, when a file range is queued.
   bool copy_memory(std::string* out) const;
 
-  // Writes as much as the transport takes. Returns the bytes written (the queue is empty when
-  // empty() says so), kIoWantRead / kIoWantWrite when it must wait, or kIoError (errno set;
-  // ENODATA: a file ended before its range did).
-  ssize_t write(Transport* t, int fd, bool more);
+  // Writes as much as the transport takes, and no more than max bytes (a rate limit's allowance:
+  // the last piece then leaves at once, not held back for what follows it). Returns the bytes
+  // written (the queue is empty when empty() says so), kIoWantRead / kIoWantWrite when it must
+  // wait, or kIoError (errno set; ENODATA: a file ended before its range did).
+  ssize_t write(Transport* t, int fd, bool more, uint64_t max = UINT64_MAX);
 
  private:
   struct Chunk {
@@ -62,8 +63,8 @@ class OutputQueue {
   };
   void push(std::unique_ptr<Chunk> c);
   void pop();
-  ssize_t write_memory(Transport* t, int fd, bool more);
-  ssize_t write_file(Transport* t, int fd);
+  ssize_t write_memory(Transport* t, int fd, bool more, uint64_t max);
+  ssize_t write_file(Transport* t, int fd, uint64_t max);
 
   // A list rather than a deque: an empty queue (the common case) owns no memory at all.
   std::unique_ptr<Chunk> head_;

@@ -97,6 +97,10 @@ std::string HttpConf::open_logs() {
     std::string err = log->open();
     if (!err.empty()) return err;
   }
+  for (auto& [path, log] : error_logs) {
+    std::string err = log->open();
+    if (!err.empty()) return err;
+  }
   return "";
 }
 
@@ -571,6 +575,27 @@ struct Parser {
     for (const LimitConn& other : s->limits.conns)
       if (other.zone == l.zone) conf.fail(e.line, "zone \"" + l.zone->name + "\" is named twice at this level of \"limit_conn\"");
     s->limits.conns.push_back(l);
+  }
+
+  // error_log = PATH (or stderr) in [http], [server] or [location]: the lines about the requests of
+  // that level go there. As in [main], a path only: the level is [main]'s log_level.
+  void parse_error_log(const ConfEntry& e, Settings* s) {
+    std::string_view v = trim(std::string_view(e.value));
+    if (v.empty()) bad(e, "path");
+    size_t sp = v.find_last_of(" \t");
+    LogLevel level;
+    if (sp != std::string_view::npos && parse_log_level(trim(v.substr(sp + 1)), &level))
+      conf.fail(e.line, "\"error_log\" takes a path only; the level is set with \"log_level = " +
+                            std::string(trim(v.substr(sp + 1))) + "\" in [main]");
+    if (v.find('$') != std::string_view::npos) conf.fail(e.line, "variables are not supported in \"error_log\"");
+    std::string path = resolve_path(prefix, std::string(v));
+    auto& slot = http->error_logs[path];
+    if (!slot) {
+      slot = std::make_unique<ErrorLogFile>();
+      slot->path = path;
+      slot->where = conf.where(e.line);
+    }
+    s->error_log = slot.get();
   }
 
   // log_format = NAME [escape=default|json|none] FORMAT, in [http]: FORMAT is the rest of the value,
@@ -1059,6 +1084,10 @@ struct Parser {
       } else {
         bad(e, "value (off, none, builtin or builtin:N)");
       }
+    } else if (k == "limit_rate") {
+      size(e, &s->limit_rate);
+    } else if (k == "limit_rate_after") {
+      size(e, &s->limit_rate_after);
     } else if (k == "client_max_body_size") {
       size(e, &s->client_max_body_size);
     } else if (k == "client_header_buffer_size") {
@@ -1075,6 +1104,8 @@ struct Parser {
       else bad(e, "value (off, on or outside_root)");
     } else if (k == "access_log") {
       parse_access_log(e, s);
+    } else if (k == "error_log") {
+      parse_error_log(e, s);
     } else if (k == "error_page") {
       parse_error_page(e, s);
     } else if (k == "add_header") {

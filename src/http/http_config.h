@@ -103,9 +103,16 @@ struct Settings {
   uint64_t client_max_body_size = 1024 * 1024;
   uint64_t client_header_buffer_size = 8192;
   int64_t expires_ms = -1;  // -1: off
+  // limit_rate: a response goes out at no more than this many bytes a second (0: no limit), once
+  // its first limit_rate_after bytes are out.
+  uint64_t limit_rate = 0;
+  uint64_t limit_rate_after = 0;
   Symlinks disable_symlinks = Symlinks::kOutsideRoot;
   // access_log lines; a level that has any replaces the inherited ones (`off`: none), as nginx.
   std::vector<AccessLog> access_logs;
+  // error_log: where the lines about this level's requests go (one of HttpConf::error_logs); null:
+  // the process's error log.
+  ErrorLogFile* error_log = nullptr;
   ProxySettings proxy;  // the proxy_* keys and client_body_buffer_size
   TlsSettings tls;
   // error_page lines; a level that has any replaces the inherited ones (nginx's rule).
@@ -255,6 +262,8 @@ struct HttpConf {
   std::vector<std::unique_ptr<Server>> servers;
   std::vector<std::unique_ptr<ListenGroup>> listens;
   std::map<std::string, std::shared_ptr<AccessLogFile>> access_logs;
+  // The error_log files of [http], [server] and [location] (not [main]'s), one per path.
+  std::map<std::string, std::unique_ptr<ErrorLogFile>> error_logs;
   std::map<std::string, std::shared_ptr<const CustomLogFormat>> log_formats;  // by name
   uint64_t max_header_buffer = 8192;
   // limit_req_zone and limit_conn_zone, by name; their memory is made or taken over with the
@@ -264,7 +273,7 @@ struct HttpConf {
 
   // The shared memory zones this configuration uses.
   std::vector<ShmZone*> shm_zones();
-  // Opens (or reopens) every access log; returns the first error or "".
+  // Opens (or reopens) every access log and error log of the levels; returns the first error or "".
   std::string open_logs();
   void flush_logs();
 };

@@ -455,7 +455,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->phase_ = Phase::kHead;
   // Until this request is routed, what is answered (an error in its head) is the default server's.
   c->server_ = c->group_->default_server;
-  c->location_ = nullptr;
+  c->set_location(nullptr);
   c->req_->url_end = nullptr;
   c->req_->error_status = 0;
   c->clean_end_ = false;
@@ -696,6 +696,7 @@ void HttpConnection::handle_head() {
   }
 
   server_ = group_->find_server(req.host_lower);
+  set_location(nullptr);
   if (req.tls && server_->s.tls.verify_client != kVerifyOff) {
     // The server that answers decides whether a client certificate is required, whatever the
     // handshake's server asked for.
@@ -714,7 +715,7 @@ void HttpConnection::handle_head() {
   policy_vars_.local = &c_->listening()->addr;
   route_ = Route();
   route(*server_, &req, policy_vars_, &route_);
-  location_ = route_.location;
+  set_location(route_.location);
   const Settings& s = location_->s;
 
   req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
@@ -889,7 +890,7 @@ void HttpConnection::answer(Request& req) {
     req.rewritten = true;
     if (!resolve_segments(&req.path)) req.path = "/";  // a fallback is checked when it is read
     route(*server_, &req, policy_vars_, &route_);
-    location_ = route_.location;
+    set_location(route_.location);
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
@@ -898,6 +899,7 @@ void HttpConnection::answer(Request& req) {
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
     reply_error_page(w, server_, req, &r, start, by->s, policy_vars_);
   keep_alive_ = r.keep_alive;
+  limit_rate(by->s);
   file_pending_ = r.file.valid() && r.file_bytes > 0;
   if (file_pending_) {
     Request::Answer& sl = req_->answer;
@@ -1041,6 +1043,7 @@ void HttpConnection::fail_request(int status) {
   file_pending_ = false;
   if (req_) req_->answer.file.reset();
   log_pending_ = false;
+  limit_rate(s);
   Reply r;
   r.out = &w->out;
   r.keep_alive = false;
@@ -1084,7 +1087,7 @@ bool HttpConnection::flush() {
   // that close() sends (one segment and one ACK fewer per short connection).
   bool last = phase_ == Phase::kDone && closes_at_once() && !streaming_;
   if (!w->out.empty()) {
-    if (q.empty()) {
+    if (q.empty() && !c_->rate_limited()) {
       // The common case: what this event produced leaves in one write, straight from the shared
       // buffer; only what the socket does not take is copied into the queue.
       iovec iov{w->out.data(), w->out.size()};
@@ -1182,6 +1185,9 @@ void HttpConnection::start(const ResponseStart& r) {
   }
   h.keep_alive = keep_alive_ || switching;
   h.policy = head_policy(settings_now());
+  // A tunnel is not a response: its bytes are not limited.
+  if (!switching) limit_rate(settings_now());
+  else if (c_->rate_limited()) c_->limit_rate(0, 0);
   begin_head(&w->out, h);
   for (size_t i = 0; i < r.header_count; i++) {
     w->out.append(r.headers[i].name);
@@ -1251,6 +1257,7 @@ void HttpConnection::fail(int status) {
   r.http10 = req_->version_minor == 0;
   const Settings& s = settings_now();
   r.policy = head_policy(s);
+  limit_rate(s);
   reply_error(&r, status, s);
   if (!s.error_pages.empty()) reply_error_page(w, server_, *req_, &r, start, s, policy_vars_);
   keep_alive_ = r.keep_alive;
@@ -1297,7 +1304,8 @@ void HttpConnection::note_upstream(std::string_view addr, int status, double sec
 }
 
 void HttpConnection::wait_for_output() {
-  want_write(true);
+  // (A response held back by its limit_rate waits for the rate's timer, not for the socket.)
+  if (!c_->rate_delayed()) want_write(true);
   send_queue_ = c_->unsent_bytes();
   // Back-pressure: no new request is read while its predecessor's answer cannot leave. A body that
   // is being discarded is still read.
@@ -1395,6 +1403,11 @@ void HttpConnection::finish_or_close() {
 }
 
 void HttpConnection::on_timeout() {
+  if (blocked() && c_->rate_delayed()) {
+    // The output waits for limit_rate, not for the client: the client is not the slow one.
+    set_deadline(seconds(settings_now().send_timeout_ms));
+    return;
+  }
   if (blocked()) {
     // send_timeout is meant for a client that stopped taking data. The loop hears of free space
     // only once a third of the send buffer is free, which for a slow but steady reader of a large

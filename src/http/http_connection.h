@@ -147,6 +147,17 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   void log_request(int status, uint64_t body_bytes);
   void release_request();
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
+  // The limit_rate of the response that begins now (answered under s): one test when neither it nor
+  // the one before had a limit.
+  void limit_rate(const Settings& s) {
+    if (s.limit_rate || c_->rate_limited()) c_->limit_rate(s.limit_rate, s.limit_rate_after);
+  }
+  // The request is answered by loc now (null: not routed yet, the server's settings): lines logged
+  // about it go to that level's error_log.
+  void set_location(const Location* loc) {
+    location_ = loc;
+    c_->set_log(loc ? loc->s.error_log : server_->s.error_log);
+  }
   // The head policy of the request at hand under settings s, and the request's variables in
   // policy_vars_ (both valid until the next call).
   const HeadPolicy* head_policy(const Settings& s);

@@ -330,6 +330,8 @@ void ProxyHandler::next_attempt() {
     link_->tls_key = tls_key();
   }
   link_->user = this;
+  // What happens on the upstream side is about this request: its error log hears of it.
+  link_->conn->set_log(hc_->connection()->log());
   rt_->peers().acquired(server_);
   if (reused_) {
     connected();

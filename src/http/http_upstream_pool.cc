@@ -111,6 +111,7 @@ UpstreamLink* UpstreamRuntime::take(int server, bool safe_only, const void* tls_
 void UpstreamRuntime::give_back(UpstreamLink* l, double keepalive_timeout_s, int64_t keepalive_max) {
   l->user = nullptr;
   Connection* c = l->conn;
+  c->set_log(nullptr);  // idle in the pool, it belongs to no request
   double now = loop_->now();
   uint64_t max_requests = group_->keepalive_requests;
   if (keepalive_max >= 0) {

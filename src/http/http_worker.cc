@@ -66,9 +66,13 @@ void HttpWorker::start_tls(HttpWorker* self, Connection* c) {
 void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
   auto* self = static_cast<HttpWorker*>(arg);
   auto* c = new Connection(self->loop, self->conns, std::move(fd), peer, ls);
+  // Until a request names its server, the address's default server hears of the connection (a
+  // failed handshake, a broken PROXY header, a bad request head).
+  const Settings& s = static_cast<ListenGroup*>(ls->ctx)->default_server->s;
+  c->set_log(s.error_log);
+  LogContext log(c->log_slot());
   if (ls->opts.proxy_protocol) {
     // The PROXY protocol header comes first, then TLS (on an ssl address), then HTTP.
-    const Settings& s = static_cast<ListenGroup*>(ls->ctx)->default_server->s;
     bool tls = ls->opts.ssl;
     auto reader = std::make_unique<ProxyProtocolReader>(c, static_cast<double>(s.client_header_timeout_ms) / 1000.0,
                                                         tls ? start_tls_next : start_http, self, tls);
@@ -149,6 +153,8 @@ std::string HttpWorker::adopt(HandedConnection&& hc, const std::vector<std::uniq
   if (!ls) return "its address \"" + hc.listener + "\" is not configured here";
   if (ls->opts.ssl) return "its address is a TLS one here";
   auto* c = new Connection(loop, conns, std::move(hc.fds[0]), hc.peer, ls);
+  c->set_log(static_cast<ListenGroup*>(ls->ctx)->default_server->s.error_log);
+  LogContext log(c->log_slot());
   auto h = std::make_unique<HttpConnection>(this, c);
   HttpConnection* http = h.get();
   c->set_handler(std::move(h));

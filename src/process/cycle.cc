@@ -1,5 +1,7 @@
 #include "process/cycle.h"
 
+#include <unistd.h>
+
 #include "config.h"
 #include "core/log.h"
 #include "core/strings.h"
@@ -81,6 +83,8 @@ std::vector<int> Cycle::own_descriptors() const {
     if (ls->fd.valid()) fds.push_back(ls->fd.get());
   for (const auto& [path, log] : http->access_logs)
     if (log->fd >= 0) fds.push_back(log->fd);
+  for (const auto& [path, log] : http->error_logs)
+    if (log->fd > STDERR_FILENO) fds.push_back(log->fd);
   return fds;
 }
 

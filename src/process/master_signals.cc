@@ -115,6 +115,9 @@ void Master::chown_logs(Cycle* c) {
   if (!lookup_user(user, &uid, &gid).empty()) return;
   for (auto& [path, log] : c->http->access_logs)
     if (chown(path.c_str(), uid, static_cast<gid_t>(-1)) < 0) log_warn("chown(\"%s\") failed (%s)", path.c_str(), strerror(errno));
+  for (auto& [path, log] : c->http->error_logs)
+    if (path != "stderr" && chown(path.c_str(), uid, static_cast<gid_t>(-1)) < 0)
+      log_warn("chown(\"%s\") failed (%s)", path.c_str(), strerror(errno));
   if (ErrorLog::path() != "stderr" && chown(ErrorLog::path().c_str(), uid, static_cast<gid_t>(-1)) < 0)
     log_warn("chown(\"%s\") failed (%s)", ErrorLog::path().c_str(), strerror(errno));
 }

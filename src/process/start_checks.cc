@@ -278,6 +278,11 @@ std::vector<std::string> check_start(const Cycle& c) {
     std::string err = check_log_file(path);
     if (!err.empty()) problems.push_back(at(conf, log->line, err));
   }
+  for (const auto& [path, log] : c.http->error_logs) {
+    if (path == "stderr") continue;
+    std::string err = check_log_file(path);
+    if (!err.empty()) problems.push_back(log->where + ": " + err);
+  }
   // The pid file is written next to itself and renamed over it.
   std::string pid_path = c.pid_path();
   if (int err = can_create_in(dir_of(pid_path)))

@@ -223,6 +223,65 @@ TEST_F(HttpConfTest, AccessLogs) {
   EXPECT_EQ(main_log->fd, -1);  // opened later, not while parsing
 }
 
+TEST_F(HttpConfTest, ErrorLogsOfTheLevels) {
+  auto http = parse(
+      "[http]\n"
+      "error_log = logs/http.error.log\n"
+      "[server a]\n"
+      "listen = 8080\n"
+      "[location /own]\n"
+      "error_log = /var/log/own.log\n"
+      "[server b]\n"
+      "listen = 8081\n"
+      "error_log = stderr\n"
+      "[server c]\n"
+      "listen = 8082\n"
+      "error_log = logs/http.error.log\n");
+  const Server& a = *http->servers.at(0);
+  ASSERT_NE(a.s.error_log, nullptr);
+  EXPECT_EQ(a.s.error_log->path, prefix_ + "/logs/http.error.log");
+  EXPECT_EQ(a.s.error_log->where, "t.ini:2");
+  EXPECT_EQ(loc(a, "/")->s.error_log, a.s.error_log);  // inherited
+  ASSERT_NE(loc(a, "/own")->s.error_log, nullptr);
+  EXPECT_EQ(loc(a, "/own")->s.error_log->path, "/var/log/own.log");
+  ASSERT_NE(http->servers.at(1)->s.error_log, nullptr);
+  EXPECT_EQ(http->servers.at(1)->s.error_log->path, "stderr");
+  EXPECT_EQ(http->servers.at(2)->s.error_log, a.s.error_log);  // one file object per path
+  EXPECT_EQ(http->error_logs.size(), 3u);
+  EXPECT_EQ(a.s.error_log->fd, -1);  // opened later, not while parsing
+  // Without one, the process's error log.
+  EXPECT_EQ(parse("[server a]\n")->servers.at(0)->s.error_log, nullptr);
+}
+
+TEST_F(HttpConfTest, ErrorLogTakesAPathOnly) {
+  expect_error("[server a]\nerror_log = logs/a.log warn\n", 2, "the level is set with \"log_level = warn\" in [main]");
+  expect_error("[server a]\nerror_log = logs/$host.log\n", 2, "variables are not supported in \"error_log\"");
+  expect_error("[upstream u]\nserver = 127.0.0.1:9\nerror_log = logs/u.log\n", 3, "\"error_log\" belongs in [main]");
+}
+
+TEST_F(HttpConfTest, LimitRate) {
+  auto http = parse(
+      "[http]\n"
+      "limit_rate = 100k\n"
+      "[server a]\n"
+      "listen = 8080\n"
+      "limit_rate_after = 1m\n"
+      "[location /free]\n"
+      "limit_rate = 0\n"
+      "[server b]\n"
+      "listen = 8081\n");
+  const Server& a = *http->servers.at(0);
+  EXPECT_EQ(a.s.limit_rate, 100u * 1024);
+  EXPECT_EQ(a.s.limit_rate_after, 1024u * 1024);
+  EXPECT_EQ(loc(a, "/")->s.limit_rate, 100u * 1024);
+  EXPECT_EQ(loc(a, "/free")->s.limit_rate, 0u);
+  EXPECT_EQ(loc(a, "/free")->s.limit_rate_after, 1024u * 1024);
+  EXPECT_EQ(http->servers.at(1)->s.limit_rate_after, 0u);
+  EXPECT_EQ(parse("[server a]\n")->servers.at(0)->s.limit_rate, 0u);  // off by default
+  expect_error("[server a]\nlimit_rate = fast\n", 2, "invalid size \"fast\" in \"limit_rate\"");
+  expect_error("[server a]\nlimit_rate_after = -1\n", 2, "invalid size");
+}
+
 TEST_F(HttpConfTest, TypesFileRelativeToPrefix) {
   std::ofstream(prefix_ + "/conf/mime.types") << "[types]\nimage/webp = webp\n";
   auto http = parse("[http]\ntypes = conf/mime.types\n");
