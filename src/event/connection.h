@@ -15,6 +15,7 @@
 #include <memory>
 
 #include "event/loop.h"
+#include "core/status_zone.h"
 #include "event/output_queue.h"
 #include "os/unix/fd.h"
 #include "os/unix/socket.h"
@@ -110,8 +111,19 @@ class Connection final : public Deletable {
   }
 
   // ---- transport ------------------------------------------------------------------------------
-  ssize_t read(char* buf, size_t len) { return transport_->read(fd_.get(), buf, len); }
-  ssize_t writev(const iovec* iov, int iovcnt, bool more) { return transport_->writev(fd_.get(), iov, iovcnt, more); }
+  ssize_t read(char* buf, size_t len) {
+    ssize_t n = transport_->read(fd_.get(), buf, len);
+    if (n > 0) bytes_in_ += static_cast<uint64_t>(n);
+    return n;
+  }
+  ssize_t writev(const iovec* iov, int iovcnt, bool more) {
+    ssize_t n = transport_->writev(fd_.get(), iov, iovcnt, more);
+    if (n > 0) bytes_out_ += static_cast<uint64_t>(n);
+    return n;
+  }
+  // Bytes read and written so far (what the transport carried: TLS's payload, not its records).
+  uint64_t bytes_in() const { return bytes_in_; }
+  uint64_t bytes_out() const { return bytes_out_; }
   void shutdown_write() { transport_->shutdown_write(fd_.get()); }
   // Small writes leave at once, without waiting for the peer's delayed ACK (kept-alive connections).
   void set_nodelay();
@@ -178,6 +190,8 @@ class Connection final : public Deletable {
   ev_io io_;  // one watcher; its events follow want_read / want_write
   ev_timer timer_;
   double deadline_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
 };
 
 // The connections of one worker.
@@ -195,6 +209,8 @@ class ConnectionList {
   // Called when the count drops, so that accepting can resume or a drain can finish.
   void (*on_change)(void* arg) = nullptr;
   void* on_change_arg = nullptr;
+  // Where client connections (those of a listener) are counted as they open and close.
+  StatusWriter* stats = nullptr;
 
  private:
   friend class Connection;

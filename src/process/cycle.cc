@@ -63,6 +63,7 @@ std::string Cycle::open_listeners(std::map<std::string, Fd>* adopt) {
     if (!z->format(z->mem->base(), z->mem->size(), z->kind))
       return "cannot set up the shared memory of zone \"" + z->name + "\"";
   }
+  http->bind_status();
   return "";
 }
 
