@@ -1592,6 +1592,11 @@ struct Parser {
         loc->rewrites_before_return = loc->rewrites.size();
       } else if (e.key == "rewrite") {
         parse_rewrite(e, &loc->rewrites);
+      } else if (e.key == "stub_status" || e.key == "metrics") {
+        on_off(e, e.key == "metrics" ? &loc->metrics : &loc->stub_status);
+        if (loc->stub_status && loc->metrics)
+          conf.fail(e.line, "\"stub_status\" and \"metrics\" cannot be combined in one location");
+        http->has_status_pages = http->has_status_pages || loc->stub_status || loc->metrics;
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
@@ -1604,6 +1609,8 @@ struct Parser {
       if (loc->has_alias) other = "alias";
       else if (!loc->try_files.empty()) other = "try_files";
       else if (loc->return_code) other = "return";
+      else if (loc->stub_status) other = "stub_status";
+      else if (loc->metrics) other = "metrics";
       if (other)
         conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
                                              "\" cannot be combined in one location");

@@ -182,6 +182,10 @@ struct Location {
   // proxy_pass of this location (never inherited); null when there is none. Its group belongs to
   // HttpConf::upstreams.
   std::unique_ptr<ProxyPass> proxy_pass;
+  // stub_status = on / metrics = on: the location answers with the service's counters (never
+  // inherited, as nginx's stub_status).
+  bool stub_status = false;
+  bool metrics = false;
 };
 
 struct Server {
@@ -267,6 +271,7 @@ struct HttpConf {
   // The service's counters (core/status_zone.h): always there, whether or not a location shows them,
   // so that they count from the start of the service.
   ShmZone status_shm;
+  bool has_status_pages = false;  // a location has stub_status or metrics
 
   HttpConf();
   // The shared memory zones this configuration uses.

@@ -26,6 +26,7 @@
 #include "http/http_rewrite.h"
 #include "http/http_response.h"
 #include "http/http_static.h"
+#include "http/http_status.h"
 #include "http/http_worker.h"
 
 namespace baton::http {
@@ -847,6 +848,9 @@ void HttpConnection::answer(Request& req) {
       reply_return(&r, server_->server_return.get(), vars);
     } else if (location_->return_code && route_.location_return) {
       reply_return(&r, location_, vars);
+    } else if ((location_->stub_status || location_->metrics) &&
+               (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD)) {
+      reply_status_page(w, location_->metrics, &r);
     } else if (location_->proxy_pass) {
       start_proxy(this, *location_->proxy_pass);
       return;

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "core/status_zone.h"
+#include "http/http_status.h"
 #include "os/unix/shm.h"
 
 using namespace baton;
@@ -182,4 +183,37 @@ TEST_F(StatusZoneTest, CountsAcrossProcesses) {
   EXPECT_EQ(read().requests, 1000u);
   zone.release(child);
   EXPECT_EQ(read().requests, 1000u);
+}
+
+TEST(StatusFormat, StubStatusIsNginxsText) {
+  StatusSnapshot s;
+  s.active = 291;
+  s.accepted = 16630948;
+  s.handled = 16630948;
+  s.requests = 31070465;
+  s.reading = 6;
+  s.writing = 179;
+  std::string out;
+  http::format_stub_status(s, &out);
+  EXPECT_EQ(out,
+            "Active connections: 291 \nserver accepts handled requests\n 16630948 16630948 31070465 \n"
+            "Reading: 6 Writing: 179 Waiting: 106 \n");
+}
+
+TEST(StatusFormat, LabelValuesAreEscaped) {
+  std::string out;
+  http::append_label_value(&out, "a\"b\\c\nd");
+  EXPECT_EQ(out, "a\\\"b\\\\c\\nd");
+  StatusSnapshot s;
+  s.servers.resize(1);
+  s.servers[0].name = "x\"y";
+  s.servers[0].requests[2] = 5;
+  s.servers[0].time[0] = 5;
+  s.servers[0].time_us = 1500;
+  std::string m;
+  http::format_metrics(s, &m);
+  EXPECT_NE(m.find("baton_http_requests_total{server=\"x\\\"y\",code=\"2xx\"} 5\n"), std::string::npos) << m;
+  EXPECT_NE(m.find("baton_http_request_duration_seconds_bucket{server=\"x\\\"y\",le=\"+Inf\"} 5\n"), std::string::npos);
+  EXPECT_NE(m.find("baton_http_request_duration_seconds_sum{server=\"x\\\"y\"} 0.001500\n"), std::string::npos);
+  EXPECT_EQ(m.find("code=\"other\""), std::string::npos) << "shown only when there are some";
 }
