@@ -68,7 +68,9 @@ bool StatusZone::format(void* base, size_t size, uint32_t kind) {
 
 StatusZone::StatusZone(void* base, size_t size, uint32_t kind) {
   auto* h = static_cast<Header*>(base);
-  if (!base || size < sizeof(Header) || memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->layout != status::kLayout ||
+  // The size too: a change of the structures that was not given a new layout number still makes a
+  // new zone, as long as it changes their size.
+  if (!base || size != StatusZone::size() || memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->layout != status::kLayout ||
       h->kind != kind || h->size != size || h->slots_used > status::kSlots || h->server_count > status::kServers ||
       h->upstream_count > status::kUpstreams)
     return;

@@ -1596,7 +1596,6 @@ struct Parser {
         on_off(e, e.key == "metrics" ? &loc->metrics : &loc->stub_status);
         if (loc->stub_status && loc->metrics)
           conf.fail(e.line, "\"stub_status\" and \"metrics\" cannot be combined in one location");
-        http->has_status_pages = http->has_status_pages || loc->stub_status || loc->metrics;
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }

@@ -271,7 +271,6 @@ struct HttpConf {
   // The service's counters (core/status_zone.h): always there, whether or not a location shows them,
   // so that they count from the start of the service.
   ShmZone status_shm;
-  bool has_status_pages = false;  // a location has stub_status or metrics
 
   HttpConf();
   // The shared memory zones this configuration uses.
