@@ -176,6 +176,8 @@ constexpr KeyInfo kKeys[] = {
     {"return", kServer | kLocation, false},
     {"rewrite", kServer | kLocation, true},
     {"proxy_pass", kLocation, false},
+    {"stub_status", kLocation, false},
+    {"metrics", kLocation, false},
 
     {"server", kUpstream, true, "; a virtual server is a section: [server NAME]"},
     {"balance", kUpstream, false},
@@ -234,7 +236,7 @@ constexpr NginxDirective kNginxDirectives[] = {
     {"auth_request", nullptr}, {"auth_request_set", nullptr},
     {"add_trailer", nullptr}, {"charset_types", nullptr},
     {"source_charset", nullptr}, {"override_charset", nullptr}, {"ssi", nullptr}, {"sub_filter", nullptr},
-    {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"stub_status", nullptr}, {"map", nullptr},
+    {"sub_filter_once", nullptr}, {"sub_filter_types", nullptr}, {"map", nullptr},
     {"geo", nullptr}, {"split_clients", nullptr}, {"mirror", nullptr},
     // gzip
     {"gzip_disable", nullptr},

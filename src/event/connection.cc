@@ -128,7 +128,9 @@ int Connection::unsent_bytes() const {
 bool Connection::flush_queue(bool more) {
   if (out_.empty()) return true;
   if (rate_) return flush_limited(more);
+  uint64_t before = out_.bytes();
   ssize_t r = out_.write(transport_, fd_.get(), more);
+  bytes_out_ += before - out_.bytes();  // (a write that ends waiting returns no count)
   if (r == kIoError) {
     failed_ = true;
     return false;
@@ -153,7 +155,10 @@ bool Connection::send(const iovec* iov, int iovcnt) {
       failed_ = true;
       return false;
     }
-    if (r > 0) done = static_cast<size_t>(r);
+    if (r > 0) {
+      done = static_cast<size_t>(r);
+      bytes_out_ += done;
+    }
   }
   for (int i = 0; i < iovcnt; i++) {
     size_t len = iov[i].iov_len;
@@ -198,6 +203,7 @@ bool Connection::flush_limited(bool more) {
     uint64_t before = out_.bytes();
     ssize_t n = out_.write(transport_, fd_.get(), more, allowed);
     r.sent += before - out_.bytes();
+    bytes_out_ += before - out_.bytes();
     if (n == kIoError) {
       failed_ = true;
       return false;
@@ -329,6 +335,7 @@ void ConnectionList::add(Connection* c) {
   if (head_) head_->prev_ = c;
   head_ = c;
   size_++;
+  if (stats && c->listening_) stats->client(1);
 }
 
 void ConnectionList::remove(Connection* c) {
@@ -337,6 +344,7 @@ void ConnectionList::remove(Connection* c) {
   if (c->next_) c->next_->prev_ = c->prev_;
   c->prev_ = c->next_ = nullptr;
   size_--;
+  if (stats && c->listening_) stats->client(-1);
   if (on_change) on_change(on_change_arg);
 }
 

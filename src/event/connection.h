@@ -17,6 +17,7 @@
 
 #include "core/log.h"
 #include "event/loop.h"
+#include "core/status_zone.h"
 #include "event/output_queue.h"
 #include "os/unix/fd.h"
 #include "os/unix/socket.h"
@@ -112,8 +113,19 @@ class Connection final : public Deletable {
   }
 
   // ---- transport ------------------------------------------------------------------------------
-  ssize_t read(char* buf, size_t len) { return transport_->read(fd_.get(), buf, len); }
-  ssize_t writev(const iovec* iov, int iovcnt, bool more) { return transport_->writev(fd_.get(), iov, iovcnt, more); }
+  ssize_t read(char* buf, size_t len) {
+    ssize_t n = transport_->read(fd_.get(), buf, len);
+    if (n > 0) bytes_in_ += static_cast<uint64_t>(n);
+    return n;
+  }
+  ssize_t writev(const iovec* iov, int iovcnt, bool more) {
+    ssize_t n = transport_->writev(fd_.get(), iov, iovcnt, more);
+    if (n > 0) bytes_out_ += static_cast<uint64_t>(n);
+    return n;
+  }
+  // Bytes read and written so far (what the transport carried: TLS's payload, not its records).
+  uint64_t bytes_in() const { return bytes_in_; }
+  uint64_t bytes_out() const { return bytes_out_; }
   void shutdown_write() { transport_->shutdown_write(fd_.get()); }
   // Small writes leave at once, without waiting for the peer's delayed ACK (kept-alive connections).
   void set_nodelay();
@@ -205,6 +217,8 @@ class Connection final : public Deletable {
   ev_timer timer_;
   double deadline_ = 0;
   std::unique_ptr<RateLimit> rate_;  // null: no limit (the usual case)
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
 };
 
 // The connections of one worker.
@@ -222,6 +236,8 @@ class ConnectionList {
   // Called when the count drops, so that accepting can resume or a drain can finish.
   void (*on_change)(void* arg) = nullptr;
   void* on_change_arg = nullptr;
+  // Where client connections (those of a listener) are counted as they open and close.
+  StatusWriter* stats = nullptr;
 
  private:
   friend class Connection;

@@ -86,10 +86,34 @@ void AccessLogFile::flush() {
   buf.clear();
 }
 
+HttpConf::HttpConf() {
+  status_shm.name = "status";
+  status_shm.size = StatusZone::size();
+  status_shm.kind = status::kKind;
+  // One key whatever the layout: a binary that lays the counters out otherwise finds the zone handed
+  // over, sees it is not its layout (StatusZone::check) and makes its own, saying so.
+  status_shm.key = "zone status";
+  status_shm.format = StatusZone::format;
+  status_shm.check = StatusZone::check;
+}
+
 std::vector<ShmZone*> HttpConf::shm_zones() {
   std::vector<ShmZone*> zones;
   for (auto& [name, z] : limit_zones) zones.push_back(&z->shm);
+  zones.push_back(&status_shm);
   return zones;
+}
+
+StatusZone HttpConf::status_zone() const {
+  if (!status_shm.mem) return StatusZone();
+  return StatusZone(status_shm.mem->base(), status_shm.mem->size());
+}
+
+void HttpConf::bind_status() {
+  StatusZone zone = status_zone();
+  if (!zone.valid()) return;
+  for (auto& srv : servers) srv->status_index = zone.server_index(srv->name);
+  for (auto& g : upstreams) g->status_index = zone.upstream_index(g->name);
 }
 
 std::string HttpConf::open_logs() {
@@ -1599,6 +1623,10 @@ struct Parser {
         loc->rewrites_before_return = loc->rewrites.size();
       } else if (e.key == "rewrite") {
         parse_rewrite(e, &loc->rewrites);
+      } else if (e.key == "stub_status" || e.key == "metrics") {
+        on_off(e, e.key == "metrics" ? &loc->metrics : &loc->stub_status);
+        if (loc->stub_status && loc->metrics)
+          conf.fail(e.line, "\"stub_status\" and \"metrics\" cannot be combined in one location");
       } else if (!apply_setting(e, &loc->s)) {
         conf.fail(e.line, "unknown key \"" + e.key + "\" in [location]");
       }
@@ -1611,6 +1639,8 @@ struct Parser {
       if (loc->has_alias) other = "alias";
       else if (!loc->try_files.empty()) other = "try_files";
       else if (loc->return_code) other = "return";
+      else if (loc->stub_status) other = "stub_status";
+      else if (loc->metrics) other = "metrics";
       if (other)
         conf.fail(loc->proxy_pass->line, std::string("\"proxy_pass\" and \"") + other +
                                              "\" cannot be combined in one location");

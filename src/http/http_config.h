@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "core/conf.h"
+#include "core/status_zone.h"
 #include "http/http_access.h"
 #include "http/http_auth.h"
 #include "http/http_limit.h"
@@ -188,6 +189,10 @@ struct Location {
   // proxy_pass of this location (never inherited); null when there is none. Its group belongs to
   // HttpConf::upstreams.
   std::unique_ptr<ProxyPass> proxy_pass;
+  // stub_status = on / metrics = on: the location answers with the service's counters (never
+  // inherited, as nginx's stub_status).
+  bool stub_status = false;
+  bool metrics = false;
 };
 
 struct Server {
@@ -208,6 +213,8 @@ struct Server {
   std::unique_ptr<Location> server_return;
   // Its TLS context, when it listens on a TLS address (shared: the type stays out of this header).
   std::shared_ptr<TlsContext> tls;
+  // Where its requests are counted in the status zone (by its name; HttpConf::bind_status).
+  uint32_t status_index = 0;
 
   // nginx's order: an exact match; else the longest prefix, unless it is `^~`, gives way to the
   // first regex location that matches. A regex match keeps its groups in *caps when not null.
@@ -270,9 +277,18 @@ struct HttpConf {
   // generation's listeners.
   std::map<std::string, std::unique_ptr<LimitZone>> limit_zones;
   std::vector<ConfSource> files_read;  // besides the main file: the types file (for -T)
+  // The service's counters (core/status_zone.h): always there, whether or not a location shows them,
+  // so that they count from the start of the service.
+  ShmZone status_shm;
 
+  HttpConf();
   // The shared memory zones this configuration uses.
   std::vector<ShmZone*> shm_zones();
+  // The status zone, once the generation's zones are open (invalid before).
+  StatusZone status_zone() const;
+  // Gives every server and upstream group its index in the status zone (by name), before the
+  // workers are forked.
+  void bind_status();
   // Opens (or reopens) every access log and error log of the levels; returns the first error or "".
   std::string open_logs();
   void flush_logs();

@@ -26,6 +26,7 @@
 #include "http/http_rewrite.h"
 #include "http/http_response.h"
 #include "http/http_static.h"
+#include "http/http_status.h"
 #include "http/http_worker.h"
 
 namespace baton::http {
@@ -134,6 +135,8 @@ void HttpConnection::on_close() {
     c_->loop()->defer_delete(h);
   }
   log_pending_ = false;  // every path that closes has written the entry it could
+  count_bytes();
+  set_stat(StatusWriter::State::kNone);
   release_request();
 }
 
@@ -453,6 +456,8 @@ size_t HttpConnection::feed(const char* data, size_t len) {
 int HttpConnection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
   c->phase_ = Phase::kHead;
+  c->worker_->stats.request_begun();
+  c->set_stat(StatusWriter::State::kReading);
   // Until this request is routed, what is answered (an error in its head) is the default server's.
   c->server_ = c->group_->default_server;
   c->set_location(nullptr);
@@ -583,6 +588,7 @@ int HttpConnection::on_headers_complete(llhttp_t* p) {
   // declined: the answer is HTTP/1.1 and the connection goes on as HTTP/1.1, so llhttp must not
   // stop at the end of this message. CONNECT is refused in handle_head and ends the connection.
   c->req_->tunnel = p->upgrade && p->method != HTTP_CONNECT && !c->req_->upgrade.empty();
+  c->set_stat(StatusWriter::State::kWriting);
   c->handle_head();
   if (p->method != HTTP_CONNECT && !(c->req_->tunnel && c->handler_)) {
     p->upgrade = 0;
@@ -843,6 +849,9 @@ void HttpConnection::answer(Request& req) {
       reply_return(&r, server_->server_return.get(), vars);
     } else if (location_->return_code && route_.location_return) {
       reply_return(&r, location_, vars);
+    } else if ((location_->stub_status || location_->metrics) &&
+               (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD)) {
+      reply_status_page(w, location_->metrics, &r);
     } else if (location_->proxy_pass) {
       start_proxy(this, *location_->proxy_pass);
       return;
@@ -960,9 +969,32 @@ void HttpConnection::save_log(int status, uint64_t body_bytes) {
   sl.log_bytes = body_bytes;
 }
 
+void HttpConnection::set_stat(StatusWriter::State s) {
+  if (s == stat_) return;
+  worker_->stats.state(stat_, s);
+  stat_ = s;
+}
+
+void HttpConnection::count_bytes() {
+  uint64_t in = c_->bytes_in(), out = c_->bytes_out();
+  if (in == counted_in_ && out == counted_out_) return;
+  const Server* srv = server_ ? server_ : group_->default_server;
+  worker_->stats.bytes(srv->status_index, in - counted_in_, out - counted_out_);
+  counted_in_ = in;
+  counted_out_ = out;
+}
+
+void HttpConnection::count_request(int status) {
+  const Server* srv = server_ ? server_ : group_->default_server;
+  double t = req_ ? c_->loop()->now() - req_->start_time : 0;
+  worker_->stats.request_done(srv->status_index, status, t);
+  count_bytes();
+}
+
 void HttpConnection::log_request(int status, uint64_t body_bytes) {
   const Settings& s = settings_now();
   log_pending_ = false;
+  count_request(status);
   // The request is over: it no longer counts for limit_conn.
   req_->limit_conns.release();
   if (s.access_logs.empty()) return;
@@ -1054,6 +1086,8 @@ void HttpConnection::fail_request(int status) {
     size_t head_end_pos = r.out->find("\r\n\r\n", mark);
     if (head_end_pos != std::string::npos) r.out->insert(head_end_pos + 2, "Allow: GET, HEAD\r\n");
   }
+  set_stat(StatusWriter::State::kWriting);
+  count_request(status);
   if (!s.access_logs.empty()) {
     LogEntry e{};
     e.peer = &client();
@@ -1346,6 +1380,9 @@ void HttpConnection::after_output() {
     case Phase::kIdle:
       // Draining for a new generation: requests already read go with the connection, in order.
       if ((draining_ || worker_->draining()) && try_hand_over()) return;
+      // The answer is out: the connection waits for its next request.
+      count_bytes();
+      set_stat(StatusWriter::State::kNone);
       if (!in_.empty()) {
         process_held_input();
         return;
@@ -1394,6 +1431,7 @@ void HttpConnection::finish_or_close() {
     return;
   }
   phase_ = Phase::kLinger;
+  set_stat(StatusWriter::State::kNone);
   in_.clear();
   c_->shutdown_write();
   want_write(false);

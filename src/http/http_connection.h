@@ -145,6 +145,11 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   PeerAddr socket_peer() const;
   void save_log(int status, uint64_t body_bytes);
   void log_request(int status, uint64_t body_bytes);
+  // The status zone's view of this connection: its state (stub_status's Reading / Writing; neither
+  // is Waiting), the request that ends, and the bytes moved since they were last counted.
+  void set_stat(StatusWriter::State s);
+  void count_request(int status);
+  void count_bytes();
   void release_request();
   const Settings& settings_now() const { return location_ ? location_->s : group_->default_server->s; }
   // The limit_rate of the response that begins now (answered under s): one test when neither it nor
@@ -209,6 +214,9 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
   uint32_t requests_ = 0;
   int send_queue_ = 0;         // bytes in the socket's send queue when the output last stalled
+  StatusWriter::State stat_ = StatusWriter::State::kNone;
+  uint64_t counted_in_ = 0;    // the connection's bytes already counted for a server
+  uint64_t counted_out_ = 0;
 
   // Bytes read and not yet parsed: an unfinished head, or what a client sent ahead (pipelining).
   // Rare, so held out of line: a connection without any costs one pointer.

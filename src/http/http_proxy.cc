@@ -193,8 +193,10 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   void note(int status) {
     if (noted_ || server_ < 0 || aborted_) return;
     noted_ = true;
-    hc_->note_upstream(pass_.group->servers[static_cast<size_t>(server_)].text, status,
-                       hc_->connection()->loop()->now() - attempt_started_);
+    double t = hc_->connection()->loop()->now() - attempt_started_;
+    // A response of the upstream's own (status is the access log's, 502 for an attempt without one).
+    if (status_ > 0) w_->stats.upstream_response(pass_.group->status_index, status_, t);
+    hc_->note_upstream(pass_.group->servers[static_cast<size_t>(server_)].text, status, t);
   }
 };
 
@@ -213,6 +215,7 @@ ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
       read_ahead_(ps_.buffering ? std::max<uint64_t>(ps_.buffers_size, 16384) : ps_.buffer_size) {}
 
 void ProxyHandler::begin() {
+  w_->stats.upstream_request(pass_.group->status_index);
   // With request buffering, a body is read before an upstream is bothered (a slow client does not
   // hold an upstream connection); without, or with no body, the upstream is asked at once.
   if (has_body_ && ps_.request_buffering) return;
@@ -315,6 +318,7 @@ void ProxyHandler::next_attempt() {
   status_ = 0;
   set_tried(static_cast<size_t>(server_), true);
   tries_++;
+  w_->stats.upstream_attempt(g.status_index);
   // A request that must not be sent twice takes only a connection that cannot be closing.
   bool safe_only = !idempotent(req_.method_id);
   link_ = fresh_only_ ? nullptr : rt_->take(server_, safe_only, tls_key());
@@ -1047,6 +1051,12 @@ bool ProxyHandler::retry_stale() {
 void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
   if (why == Failure::kError && retry_stale()) return;
   const UpstreamGroup& g = *pass_.group;
+  UpstreamFailure kind = why == Failure::kTimeout ? UpstreamFailure::kTimeout
+                         : why == Failure::kStatus ? UpstreamFailure::kStatus
+                         : state_ == State::kWaitBody || state_ == State::kConnecting || state_ == State::kHandshake
+                             ? UpstreamFailure::kConnect
+                             : UpstreamFailure::kError;
+  w_->stats.upstream_failure(g.status_index, kind);
   const UpstreamServer& us = g.servers[static_cast<size_t>(server_)];
   rt_->peers().failed(server_, hc_->connection()->loop()->now());
   note(status);

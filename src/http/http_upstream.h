@@ -44,6 +44,7 @@ struct UpstreamGroup {
   int64_t connect_timeout_ms = 5000;
   int64_t read_timeout_ms = 60000;        // between two reads of a response
   int64_t send_timeout_ms = 60000;        // between two writes of a request
+  uint32_t status_index = 0;              // where it is counted in the status zone (by its name)
 };
 
 // proxy_pass of one location (not inherited, as in nginx).

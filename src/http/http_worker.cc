@@ -1,8 +1,11 @@
 #include "http/http_worker.h"
 
+#include <unistd.h>
+
 #include <algorithm>
 #include <cassert>
 
+#include "core/log.h"
 #include "core/strings.h"
 #include "event/proxy_protocol.h"
 #include "event/tls.h"
@@ -20,9 +23,23 @@ HttpWorker::HttpWorker(EventLoop* l, ConnectionList* c, HttpConf* cf) : loop(l),
   in.resize(std::max<size_t>(kReadSize, conf->max_header_buffer + 1));
   out.reserve(64 * 1024);
   loop->add_before_block(flush_logs, this);
+  StatusZone zone = conf->status_zone();
+  if (zone.valid()) {
+    bool shared = false;
+    StatSlot* slot = zone.claim(getpid(), &shared);
+    stats.attach(slot, shared);
+    if (shared)
+      log_warn("the status zone has no free slot (%u worker processes at once): this worker counts in the slot "
+               "they share",
+               status::kSlots);
+  }
+  conns->stats = &stats;
 }
 
-HttpWorker::~HttpWorker() { conf->flush_logs(); }
+HttpWorker::~HttpWorker() {
+  conns->stats = nullptr;
+  conf->flush_logs();
+}
 
 void HttpWorker::flush_logs(void* arg) {
   auto* self = static_cast<HttpWorker*>(arg);
@@ -65,6 +82,7 @@ void HttpWorker::start_tls(HttpWorker* self, Connection* c) {
 
 void HttpWorker::on_accept(void* arg, Fd fd, const SockAddr& peer, Listening* ls) {
   auto* self = static_cast<HttpWorker*>(arg);
+  self->stats.accepted();
   auto* c = new Connection(self->loop, self->conns, std::move(fd), peer, ls);
   // Until a request names its server, the address's default server hears of the connection (a
   // failed handshake, a broken PROXY header, a bad request head).

@@ -68,6 +68,9 @@ class HttpWorker {
   FileCache file_cache;
   GzipCache gzip_cache;  // gzip's compressed files
   UpstreamRuntimes upstreams;  // balancing, passive health and keep-alive pools, per group
+  // This worker's slot of the status zone, where it counts connections, requests and upstream
+  // attempts (claimed when the worker starts; the master releases it when the worker is gone).
+  StatusWriter stats;
 
  private:
   static void flush_logs(void* arg);

@@ -23,26 +23,8 @@ std::string listener_key(const SockAddr& addr, const ListenOptions& opts) {
 }
 
 std::string Cycle::open_listeners(std::map<std::string, Fd>* adopt) {
-  for (auto& group : http->listens) {
-    auto ls = std::make_unique<Listening>();
-    ls->addr = group->addr;
-    ls->opts = group->opts;
-    ls->key = listener_key(group->addr, group->opts);
-    ls->ctx = group.get();
-    if (adopt) {
-      auto it = adopt->find(ls->key);
-      if (it != adopt->end()) {
-        ls->fd = std::move(it->second);
-        adopt->erase(it);
-        listening.push_back(std::move(ls));
-        continue;
-      }
-    }
-    std::string err;
-    ls->fd = open_listener(ls->addr, ls->opts, &err);
-    if (!ls->fd) return err;
-    listening.push_back(std::move(ls));
-  }
+  // The shared memory zones first: clients may connect as soon as a listener is open, and the
+  // master should be as near to running as it can be by then.
   for (ShmZone* z : http->shm_zones()) {
     std::string err;
     if (adopt) {
@@ -64,6 +46,27 @@ std::string Cycle::open_listeners(std::map<std::string, Fd>* adopt) {
     if (!z->mem) return "cannot make the shared memory of zone \"" + z->name + "\": " + err;
     if (!z->format(z->mem->base(), z->mem->size(), z->kind))
       return "cannot set up the shared memory of zone \"" + z->name + "\"";
+  }
+  http->bind_status();
+  for (auto& group : http->listens) {
+    auto ls = std::make_unique<Listening>();
+    ls->addr = group->addr;
+    ls->opts = group->opts;
+    ls->key = listener_key(group->addr, group->opts);
+    ls->ctx = group.get();
+    if (adopt) {
+      auto it = adopt->find(ls->key);
+      if (it != adopt->end()) {
+        ls->fd = std::move(it->second);
+        adopt->erase(it);
+        listening.push_back(std::move(ls));
+        continue;
+      }
+    }
+    std::string err;
+    ls->fd = open_listener(ls->addr, ls->opts, &err);
+    if (!ls->fd) return err;
+    listening.push_back(std::move(ls));
   }
   return "";
 }

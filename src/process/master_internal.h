@@ -160,6 +160,8 @@ class Master {
   void send_shutdown(WorkerProc* w, const char* mode, bool hand_over = false);
   size_t live_workers() const { return workers_.size(); }
   bool generation_ready(int generation) const;
+  // One more of the master's events in the status zone (reloads, upgrades, restarts).
+  void count(StatCounter StatEvents::*event);
 
   // --- signals and stopping
   static void on_signal_cb(struct ev_loop*, ev_io* w, int) ;

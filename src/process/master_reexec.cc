@@ -427,6 +427,7 @@ void Master::resume(ResumeState& st) {
   sd_notify("READY=1\n");
   log_notice("upgrade: master process %d now runs %s, generation %d; draining the old workers", static_cast<int>(getpid()),
              st.exe.c_str(), generation_);
+  count(&StatEvents::upgrades_succeeded);
   answer(true, "upgrade succeeded", getpid());
   // What happened while the master was being replaced: workers that exited, signals.
   reap();

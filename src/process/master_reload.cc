@@ -14,6 +14,7 @@ namespace baton::master {
 void Master::start_reload(ControlConn* waiter) {
   auto refuse = [&](const std::string& why) {
     log_error("reload refused: %s", why.c_str());
+    count(&StatEvents::reloads_failed);
     reply(waiter, false, why);
   };
   if (replaced_) return refuse("this master is being replaced by a new binary");
@@ -26,6 +27,7 @@ void Master::start_reload(ControlConn* waiter) {
     next = load_cycle(current_->opts);
   } catch (const ConfError& e) {
     log_error("reload failed: %s; the running configuration stays", e.what());
+    count(&StatEvents::reloads_failed);
     sd_notify("READY=1\n");
     reply(waiter, false, e.what());
     return;
@@ -41,6 +43,7 @@ void Master::start_reload(ControlConn* waiter) {
   if (err.empty()) err = next->http->open_logs();
   if (!err.empty()) {
     log_error("reload failed: %s; the running configuration stays", err.c_str());
+    count(&StatEvents::reloads_failed);
     sd_notify("READY=1\n");
     reply(waiter, false, err);
     return;
@@ -75,6 +78,7 @@ void Master::commit_reload() {
   make_slots();
   drain_workers(generation_, true);
   log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
+  count(&StatEvents::reloads_ok);
   sd_notify("READY=1\n");
   Message extra;
   extra.set("generation", static_cast<long long>(generation_));
@@ -96,6 +100,7 @@ void Master::fail_reload(const std::string& reason) {
   }
   reload_.cycle.reset();
   log_error("reload failed: %s; the running configuration stays", reason.c_str());
+  count(&StatEvents::reloads_failed);
   sd_notify("READY=1\n");
   std::vector<ControlConn*> waiters;
   waiters.swap(reload_.waiters);

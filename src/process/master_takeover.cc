@@ -198,6 +198,8 @@ void Master::take_over() {
   old_master_.reset();
   sd_notify("MAINPID=" + std::to_string(getpid()) + "\nREADY=1\n");
   log_notice("upgrade: this master (generation %d) has taken over", generation_);
+  // The new binary serves, with this process as its master (the master did not re-execute).
+  count(&StatEvents::upgrades_succeeded);
 }
 
 }  // namespace master

@@ -20,6 +20,7 @@ namespace baton::master {
 void Master::start_upgrade(ControlConn* waiter) {
   auto refuse = [&](const std::string& why) {
     log_error("upgrade refused: %s", why.c_str());
+    count(&StatEvents::upgrades_failed);
     reply(waiter, false, why);
   };
   if (upgrade_.active) return refuse("an upgrade is already in progress");
@@ -276,6 +277,7 @@ void Master::rollback(const std::string& reason) {
   }
   sd_notify("READY=1\n");
   log_error("upgrade failed: %s; rolled back, the master keeps serving with its workers", reason.c_str());
+  count(&StatEvents::upgrades_rolled_back);
   std::vector<ControlConn*> waiters;
   waiters.swap(upgrade_.waiters);
   for (ControlConn* w : waiters) reply(w, false, reason);

@@ -162,6 +162,8 @@ bool Master::ping(WorkerProc* w) {
 void Master::on_ping_timer_cb(struct ev_loop*, ev_timer* t, int) {
   auto* self = static_cast<Master*>(t->data);
   double now = self->loop_->now();
+  // Slots of workers no master reaped here (their master died): released once they are gone.
+  if (StatusZone zone = self->current_->http->status_zone(); zone.valid()) zone.sweep();
   for (auto& w : self->workers_) {
     self->ping(w.get());
     if (!w->silent && w->not_responding(now)) {
@@ -246,11 +248,19 @@ void Master::pass_connection(WorkerProc* from, Message& m) {
   }
 }
 
+void Master::count(StatCounter StatEvents::*event) {
+  StatusZone zone = current_->http->status_zone();
+  if (zone.valid()) (zone.events().*event).fetch_add(1, std::memory_order_relaxed);
+}
+
 void Master::reap() {
   for (;;) {
     int status;
     pid_t pid = waitpid(-1, &status, WNOHANG);
     if (pid <= 0) break;
+    // A worker's slot of the status zone, whatever generation or master it was of: its counters go
+    // to the retired totals (nothing for another child).
+    if (StatusZone zone = current_->http->status_zone(); zone.valid()) zone.release(pid);
     if (upgrade_.active && pid == upgrade_.pid) {
       // Why exec failed, and what the candidate said before it exited, may still wait in the
       // pipe and in its connections (which may not even be accepted yet).
@@ -331,6 +341,7 @@ void Master::on_worker_crash(size_t slot, double started) {
     return;
   }
   log_notice("restarting worker in slot %zu in %.3fs", slot, s.backoff);
+  count(&StatEvents::worker_restarts);
   schedule_restart(slot);
 }
 
