@@ -19,6 +19,13 @@ namespace baton::http {
 // non-zero q, or "*" with a non-zero q when gzip is not named.
 bool accepts_gzip(std::string_view accept_encoding);
 
+struct Request;
+
+// Whether the request may be answered compressed, whatever the answer: its client accepts gzip, and,
+// as nginx's defaults (gzip_http_version 1.1, gzip_proxied off), it is not HTTP/1.0, nor came through
+// a proxy (Via), which may keep the answer for other clients, unless proxied_any (gzip_proxied any).
+bool gzip_client_ok(const Request& req, bool proxied_any);
+
 // Whether a Content-Type (parameters ignored) is one of types ("*" matches any).
 bool gzip_type_matches(const std::vector<std::string>& types, std::string_view content_type);
 
