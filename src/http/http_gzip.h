@@ -1,7 +1,7 @@
 // gzip: compressing static files for clients that accept it (gzip, gzip_types, gzip_min_length,
-// gzip_comp_level, gzip_vary), and what gzip_static needs. A file is compressed once per version
-// and level in each worker and kept in a bounded cache: a busy file costs one compression, not one
-// per request.
+// gzip_comp_level, gzip_vary), and what gzip_static and the filter of streamed answers
+// (http_gzip_filter.h) need. A file is compressed once per version and level in each worker and
+// kept in a bounded cache: a busy file costs one compression, not one per request.
 #pragma once
 
 #include <sys/stat.h>
