@@ -381,6 +381,28 @@ TEST_F(UpstreamServer, BodyDelaySendsTheHeadThenStalls) {
   }
 }
 
+TEST_F(UpstreamServer, MidDelayStallsAfterTheFirstHalfOfTheBody) {
+  start();
+  for (std::string kind : {"size", "close"}) {
+    Client c(port);
+    auto t0 = SteadyClock::now();
+    ASSERT_TRUE(c.send(req("GET", "/mid-delay/1000/" + kind + "/200000", "Connection: close\r\n")));
+    std::string got;
+    while (got.find("\r\n\r\n") == std::string::npos || got.size() - got.find("\r\n\r\n") - 4 < 100000) {
+      std::string more = c.read_some(1 << 20);
+      ASSERT_FALSE(more.empty()) << kind << ": " << c.error();
+      got += more;
+    }
+    EXPECT_LT(seconds_since(t0), 0.8) << kind;
+    std::string body = got.substr(got.find("\r\n\r\n") + 4);
+    EXPECT_EQ(body.size(), 100000u) << kind;
+    EXPECT_EQ(next_event(c, 100ms), "timeout") << kind;
+    body += c.read_all_until_close(5000ms);
+    EXPECT_GE(seconds_since(t0), 0.99) << kind;
+    EXPECT_TRUE(same_bytes(body, upstream_content(0, 200000))) << kind;
+  }
+}
+
 TEST_F(UpstreamServer, HeadersAnswersTheRequestHeadAsReceived) {
   start();
   std::string request =

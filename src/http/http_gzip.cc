@@ -5,6 +5,7 @@
 #include <algorithm>
 
 #include "core/strings.h"
+#include "http/http_request.h"
 
 namespace baton::http {
 
@@ -40,6 +41,11 @@ bool accepts_gzip(std::string_view ae) {
   }
   if (gzip >= 0) return gzip == 1;
   return star == 1;
+}
+
+bool gzip_client_ok(const Request& req, bool proxied_any) {
+  return req.version_minor >= 1 && (proxied_any || req.header("via").empty()) &&
+         accepts_gzip(req.header("accept-encoding"));
 }
 
 bool gzip_type_matches(const std::vector<std::string>& types, std::string_view content_type) {

@@ -1,7 +1,7 @@
 // gzip: compressing static files for clients that accept it (gzip, gzip_types, gzip_min_length,
-// gzip_comp_level, gzip_vary), and what gzip_static needs. A file is compressed once per version
-// and level in each worker and kept in a bounded cache: a busy file costs one compression, not one
-// per request.
+// gzip_comp_level, gzip_vary), and what gzip_static and the filter of streamed answers
+// (http_gzip_filter.h) need. A file is compressed once per version and level in each worker and
+// kept in a bounded cache: a busy file costs one compression, not one per request.
 #pragma once
 
 #include <sys/stat.h>
@@ -18,6 +18,13 @@ namespace baton::http {
 // Whether an Accept-Encoding value accepts gzip (RFC 9110 12.5.3): "gzip" or "x-gzip" with a
 // non-zero q, or "*" with a non-zero q when gzip is not named.
 bool accepts_gzip(std::string_view accept_encoding);
+
+struct Request;
+
+// Whether the request may be answered compressed, whatever the answer: its client accepts gzip, and,
+// as nginx's defaults (gzip_http_version 1.1, gzip_proxied off), it is not HTTP/1.0, nor came through
+// a proxy (Via), which may keep the answer for other clients, unless proxied_any (gzip_proxied any).
+bool gzip_client_ok(const Request& req, bool proxied_any);
 
 // Whether a Content-Type (parameters ignored) is one of types ("*" matches any).
 bool gzip_type_matches(const std::vector<std::string>& types, std::string_view content_type);

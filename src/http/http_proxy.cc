@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include <algorithm>
+#include <memory>
 #include <string>
 #include <vector>
 
@@ -15,6 +16,8 @@
 #include "http/http1.h"
 #include "http/http_config.h"
 #include "http/http_connection.h"
+#include "http/http_gzip.h"
+#include "http/http_gzip_filter.h"
 #include "http/http_handover.h"
 #include "http/http_request.h"
 #include "http/http_stream.h"
@@ -127,6 +130,9 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   static const llhttp_settings_t* parser_settings();
 
   HttpConnection* hc_;
+  // Where the response goes: the client's stream, or the gzip filter in front of it (gzip on).
+  ResponseStream* out_;
+  std::unique_ptr<GzipFilter> gzip_;
   HttpWorker* w_;
   const Request& req_;
   const Location* loc_;
@@ -202,6 +208,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
 
 ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
     : hc_(hc),
+      out_(hc),
       w_(hc->worker()),
       req_(hc->request()),
       loc_(hc->location()),
@@ -212,7 +219,15 @@ ProxyHandler::ProxyHandler(HttpConnection* hc, const ProxyPass& pass)
       has_body_(hc->request().has_body),
       // proxy_buffering: the response is read ahead of a slow client, up to proxy_buffers; without
       // it, no more than proxy_buffer_size waits.
-      read_ahead_(ps_.buffering ? std::max<uint64_t>(ps_.buffers_size, 16384) : ps_.buffer_size) {}
+      read_ahead_(ps_.buffering ? std::max<uint64_t>(ps_.buffers_size, 16384) : ps_.buffer_size) {
+  // gzip: the filter decides from the response's head whether to compress (the rules are nginx's);
+  // it is there whenever gzip is on, as it adds Vary to what it could have compressed.
+  const Settings& s = hc->location()->s;
+  if (s.gzip) {
+    gzip_ = std::make_unique<GzipFilter>(hc, s, gzip_client_ok(req_, s.gzip_proxied));
+    out_ = gzip_.get();
+  }
+}
 
 void ProxyHandler::begin() {
   w_->stats.upstream_request(pass_.group->status_index);
@@ -626,13 +641,13 @@ void ProxyHandler::upstream_timeout() {
       // Silent both ways for read_timeout: the tunnel is closed.
       release_link(false);
       state_ = State::kDone;
-      hc_->finish();
+      out_->finish();
       return;
     case State::kBody:
       log_error("upstream timed out while reading the response from \"%s\"",
                 pass_.group->servers[static_cast<size_t>(server_)].text.c_str());
       release_link(false);
-      hc_->abort();
+      out_->abort();
       return;
     default:
       return;
@@ -644,8 +659,8 @@ void ProxyHandler::upstream_closed() {
   link_ = nullptr;
   if (aborted_ || state_ == State::kDone) return;
   state_ = State::kDone;
-  if (response_started_) hc_->abort();
-  else hc_->fail(502);
+  if (response_started_) out_->abort();
+  else out_->fail(502);
 }
 
 void ProxyHandler::upstream_readable() {
@@ -663,12 +678,20 @@ void ProxyHandler::read_response() {
   for (int round = 0; round < 8; round++) {
     if (upstream_paused_ || !link_) return;
     ssize_t n = c->read(buf, cap);
-    if (n == kIoWantRead || n == kIoWantWrite) return;
+    if (n == kIoWantRead || n == kIoWantWrite) {
+      // The upstream has nothing more for now: what the gzip filter holds of what came goes out,
+      // rather than wait for more (a few bytes per pause, where a body that trickles in would
+      // otherwise wait in zlib for as long as the upstream takes).
+      if (gzip_ && state_ == State::kBody && gzip_->compressing()) {
+        if (gzip_->flush() && !aborted_) out_->push();
+      }
+      return;
+    }
     if ((n == kIoError || n == 0) && state_ == State::kTunnel) {
       // The upstream ended the tunnel: so does the client's side, once what is queued is out.
       release_link(false);
       state_ = State::kDone;
-      hc_->finish();
+      out_->finish();
       return;
     }
     if (n == kIoError || n == 0) {
@@ -684,7 +707,7 @@ void ProxyHandler::read_response() {
                   pass_.group->servers[static_cast<size_t>(server_)].text.c_str());
         release_link(false);
         state_ = State::kDone;
-        hc_->abort();
+        out_->abort();
         return;
       }
       attempt_failed(Failure::kError, 502,
@@ -704,7 +727,7 @@ void ProxyHandler::read_response() {
       continue;
     }
     if (state_ == State::kTunnel) {
-      if (!hc_->write(buf, static_cast<size_t>(n)) || aborted_) return;
+      if (!out_->write(buf, static_cast<size_t>(n)) || aborted_) return;
       if (!push_and_check()) return;
       continue;
     }
@@ -767,7 +790,7 @@ bool ProxyHandler::parse_heads(const char* data, size_t len) {
     if (err == HPE_PAUSED_UPGRADE && state_ == State::kTunnel) {
       // Switched: what came after the head is the tunnel's first bytes; then what the client sent
       // before the answer.
-      if (rest_len > 0) hc_->write(rest, rest_len);
+      if (rest_len > 0) out_->write(rest, rest_len);
       go_on = !aborted_ && link_ && push_and_check();
       if (!aborted_ && link_ && !body_.empty()) {
         // (Even when the client is slow: these bytes go the other way.)
@@ -809,17 +832,17 @@ bool ProxyHandler::feed_body(const char* data, size_t len) {
               pass_.group->servers[static_cast<size_t>(server_)].text.c_str(), llhttp_get_error_reason(&parser_));
     release_link(false);
     state_ = State::kDone;
-    hc_->abort();
+    out_->abort();
     return false;
   }
   return push_and_check();
 }
 
 bool ProxyHandler::push_and_check() {
-  hc_->push();
+  out_->push();
   if (aborted_ || !link_) return false;
   size_t limit = state_ == State::kTunnel ? OutputQueue::kHighWater : read_ahead_;
-  if (hc_->queued() >= limit) {
+  if (out_->queued() >= limit) {
     // The client is not keeping up: the upstream waits until on_output_ready().
     upstream_paused_ = true;
     link_->conn->want_read(false);
@@ -887,7 +910,7 @@ int ProxyHandler::on_headers_complete(llhttp_t* p) {
 int ProxyHandler::on_body(llhttp_t* p, const char* at, size_t len) {
   auto* self = static_cast<ProxyHandler*>(p->data);
   if (self->aborted_) return -1;
-  if (!self->hc_->write(at, len) || self->aborted_) return -1;
+  if (!self->out_->write(at, len) || self->aborted_) return -1;
   return 0;
 }
 
@@ -995,7 +1018,7 @@ bool ProxyHandler::head_complete() {
   }
   response_started_ = true;
   state_ = status_ == 101 ? State::kTunnel : State::kBody;
-  hc_->start(rs);
+  out_->start(rs);
   if (aborted_) return false;
   return true;
 }
@@ -1007,7 +1030,7 @@ void ProxyHandler::response_complete(bool clean) {
   // Bytes after the response (none are expected) make the connection unusable.
   release_link(reusable);
   state_ = State::kDone;
-  hc_->finish();
+  out_->finish();
 }
 
 void ProxyHandler::release_link(bool reusable) {
@@ -1079,8 +1102,8 @@ void ProxyHandler::attempt_failed(Failure why, int status, const char* what) {
 void ProxyHandler::finish_with(int status) {
   state_ = State::kDone;
   release_link(false);
-  if (response_started_) hc_->abort();
-  else hc_->fail(status);
+  if (response_started_) out_->abort();
+  else out_->fail(status);
 }
 
 void ProxyHandler::on_output_ready() {

@@ -335,10 +335,7 @@ void send_file(HttpWorker* w, const Location* loc, const Request& req, Reply* r,
   // been compressed, so that a cache keeps the two apart.
   bool gzip_eligible = s.gzip && !precompressed && size >= s.gzip_min_length && size <= GzipCache::kMaxFileSize &&
                        gzip_type_matches(s.gzip_types, type);
-  // As nginx's defaults (gzip_http_version 1.1, gzip_proxied off): not for an HTTP/1.0 client, nor
-  // for a request that came through a proxy (Via), which may keep the answer for other clients.
-  bool compress = gzip_eligible && req.range.empty() && req.version_minor >= 1 &&
-                  (s.gzip_proxied || req.header("via").empty()) && accepts_gzip(req.header("accept-encoding"));
+  bool compress = gzip_eligible && req.range.empty() && gzip_client_ok(req, s.gzip_proxied);
   bool vary = s.gzip_vary && (gzip_eligible || precompressed);
   char weak_buf[56];
   std::string_view etag_shown = etag;

@@ -67,6 +67,8 @@
 //                         as /<rest> (/delay/MS alone behaves as /).
 //   /body-delay/MS/<rest> sends the head of a /size, /chunked or /close response at once and its
 //                         body MS milliseconds later (an upstream that stalls in the middle).
+//   /mid-delay/MS/<rest>  sends the first half (N / 2 bytes) of a /size or /close body, waits MS
+//                         milliseconds, then sends the rest (an upstream that pauses mid-body).
 //   /slow-sink/KBPS/<rest> reads the request body at no more than KBPS KiB per second, with the
 //                         connection's receive buffer made small (64 KiB) so that the sender feels
 //                         the back-pressure; then behaves as /<rest> (/slow-sink/KBPS alone: /sink).

@@ -325,6 +325,7 @@ bool parse_head(Request* r) {
 struct Plan {
   long delay_ms = 0;
   long body_delay_ms = 0;
+  long mid_delay_ms = 0;
   long sink_kbps = 0;
   std::string_view action;  // "/size/10", ...
 };
@@ -340,6 +341,9 @@ std::optional<Plan> make_plan(std::string_view path) {
     } else if (path.rfind("/body-delay/", 0) == 0) {
       prefix = "/body-delay/";
       value = &p.body_delay_ms;
+    } else if (path.rfind("/mid-delay/", 0) == 0) {
+      prefix = "/mid-delay/";
+      value = &p.mid_delay_ms;
     } else if (path.rfind("/slow-sink/", 0) == 0) {
       prefix = "/slow-sink/";
       value = &p.sink_kbps;
@@ -424,7 +428,8 @@ class Connection {
                    std::string_view content_type = "text/plain") const;
   bool respond_simple(int code, const Request& r, std::string_view body, bool closing,
                       std::string_view content_type = "text/plain");
-  // /size, /chunked and /close bodies: the content, after the /body-delay
+  // /size, /chunked and /close bodies: the content, after the /body-delay (and with the /mid-delay
+  // after its first half)
   bool send_content(uint64_t n);
   void pause_before_body();
 
@@ -440,6 +445,7 @@ class Connection {
   size_t pos_ = 0;
   std::string extra_;  // header= lines of the current request
   long body_delay_ms_ = 0;
+  long mid_delay_ms_ = 0;
   Clock::time_point pace_start_;
   uint64_t paced_ = 0;
 };
@@ -573,6 +579,7 @@ bool Connection::handle_one() {
   }
   if (plan->delay_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(plan->delay_ms));
   body_delay_ms_ = plan->body_delay_ms;
+  mid_delay_ms_ = plan->mid_delay_ms;
 
   auto finish = [&](bool sent) {
     if (!sent) return false;
@@ -879,11 +886,14 @@ void Connection::pause_before_body() {
 bool Connection::send_content(uint64_t n) {
   pause_before_body();
   std::string block(65536, '\0');
+  const uint64_t half = mid_delay_ms_ > 0 ? n / 2 : n;
   for (uint64_t offset = 0; offset < n;) {
-    size_t k = static_cast<size_t>(std::min<uint64_t>(block.size(), n - offset));
+    uint64_t upto = offset < half ? half : n;
+    size_t k = static_cast<size_t>(std::min<uint64_t>(block.size(), upto - offset));
     baton_test::upstream_content_fill(offset, block.data(), k);
     if (!send_all(std::string_view(block.data(), k))) return false;
     offset += k;
+    if (offset == half && half < n) std::this_thread::sleep_for(std::chrono::milliseconds(mid_delay_ms_));
   }
   return true;
 }
