@@ -171,6 +171,14 @@ TEST(Gzip, StaticServesTheCompressedFileWhenItIsThere) {
   r = get(s.port(), "/linked.css", kGzip);
   EXPECT_EQ(r.body, "linked original\n");
   EXPECT_FALSE(r.has("Content-Encoding"));
+  // nginx's rules for whom a compressed answer is for hold here too: not HTTP/1.0, not through a
+  // proxy (Via) without gzip_proxied = any.
+  r = get(s.port(), "/app.css", std::string(kGzip) + "Via: 1.1 cache\r\n");
+  EXPECT_EQ(r.body, "the original\n");
+  Client c(s.port());
+  r = c.exchange("GET /app.css HTTP/1.0\r\nHost: localhost\r\n" + std::string(kGzip) + "\r\n");
+  EXPECT_EQ(r.body, "the original\n");
+  EXPECT_FALSE(r.has("Content-Encoding"));
 }
 
 TEST(GzipConfig, ValuesAreChecked) {

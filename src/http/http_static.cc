@@ -713,7 +713,7 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
   }
   Target t = map_path(loc, path);
   int err = 0;
-  if (s.gzip_static && !path.empty() && path.back() != '/' && *t.rel && accepts_gzip(req.header("accept-encoding"))) {
+  if (s.gzip_static && !path.empty() && path.back() != '/' && *t.rel && gzip_client_ok(req, s.gzip_proxied)) {
     // gzip_static: FILE.gz, when it is there, under the same rules as FILE.
     std::string& gz_rel = w->scratch;
     gz_rel.assign(t.rel);
