@@ -7,6 +7,7 @@
 #include <thread>
 
 #include "harness.h"
+#include "lib/upstream.h"
 
 using namespace baton_test;
 
@@ -338,4 +339,62 @@ TEST(LimitConn, WorkerThatDiesDoesNotKeepItsCounts) {
   ASSERT_TRUE(wait_for([&] { now = s.current_workers(); return now.size() == 1 && now[0] != workers[0]; }, 5000ms));
   EXPECT_TRUE(wait_for([&] { return fresh_get(s.port(), "/small.txt").status == 200; }, 5000ms));
   EXPECT_TRUE(contains(s.error_log(), "limit_conn zone(s) cleared")) << s.error_log();
+}
+
+// A delayed request's head outlives the read buffer it came in: what goes upstream after the delay
+// is its own, not bytes another client sent meanwhile (the Upgrade field was not copied).
+TEST(LimitReq, DelayedRequestKeepsItsOwnHead) {
+  TestUpstream up;
+  ASSERT_TRUE(up.start()) << up.error();
+  BatonServer s;
+  s.set_config(make_config("[server main]\nlisten = 127.0.0.1:@PORT@\n[location /]\nlimit_req = one burst=5\n"
+                           "proxy_pass = http://127.0.0.1:" + std::to_string(up.port()) + "\n",
+                           "limit_req_zone = one $binary_remote_addr rate=2r/s\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/headers").status, 200);
+  std::string upgrade(300, 'u');
+  Client c(s.port());
+  ASSERT_TRUE(c.send(req("GET", "/headers", "Connection: upgrade\r\nUpgrade: " + upgrade + "\r\n")));
+  // While it waits (about 500 ms), another client's request passes through the same worker.
+  std::this_thread::sleep_for(100ms);
+  Client other(s.port());
+  ASSERT_TRUE(other.send(req("GET", "/nothing", "X-Secret: " + std::string(400, 's') + "\r\n")));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_TRUE(contains(r->body, "Upgrade: " + upgrade + "\r\n")) << r->body;
+  EXPECT_FALSE(contains(r->body, "sss")) << r->body;
+}
+
+// A delayed request that asked to switch protocols and got an ordinary answer: the connection ends
+// after it, as it does without the delay (it neither hangs nor reads what follows as requests).
+TEST(LimitReq, DelayedUpgradeAnsweredPlainlyEndsTheConnection) {
+  BatonServer s;
+  s.write_file("html/r/a.txt", "limited\n");
+  s.set_config(limited_site("limit_req_zone = one $binary_remote_addr rate=2r/s", "limit_req = one burst=5"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(fresh_get(s.port(), "/r/a.txt").status, 200);
+  Client c(s.port());
+  ASSERT_TRUE(c.send(req("GET", "/r/a.txt", "Connection: Upgrade\r\nUpgrade: h2c\r\n")));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r) << c.error();
+  EXPECT_EQ(r->status, 200);
+  EXPECT_TRUE(c.is_closed_by_peer(3000ms)) << "the connection stayed open after the answer";
+}
+
+// Dry run: the requests are counted and the refusals only logged.
+TEST(LimitConn, DryRunCountsAndLogs) {
+  BatonServer s;
+  s.write_generated("html/big.bin", 16 << 20);
+  s.write_file("html/small.txt", "small\n");
+  s.set_config(make_config("[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\nlimit_conn = addr 1\nlimit_conn_dry_run = on\n",
+                           "limit_conn_zone = addr $binary_remote_addr\n"
+                           "log_format = lc \"$request_uri $status $limit_conn_status\"\naccess_log = logs/lc.log lc\n"));
+  ASSERT_TRUE(s.start());
+  Client stalled(s.port(), {.timeout = 5000ms, .rcvbuf = 4096});
+  ASSERT_TRUE(stalled.send(req("GET", "/big.bin")));
+  ASSERT_TRUE(contains(stalled.read_some(1024), "200 OK"));
+  EXPECT_EQ(fresh_get(s.port(), "/small.txt").status, 200);
+  EXPECT_TRUE(wait_for([&] { return contains(read_file(s.path("logs/lc.log")), "/small.txt 200 REJECTED_DRY_RUN"); }, 2000ms))
+      << read_file(s.path("logs/lc.log"));
+  EXPECT_TRUE(contains(s.error_log(), "limiting connections, dry run, by zone \"addr\"")) << s.error_log();
 }

@@ -27,6 +27,7 @@ struct ShmTable::Header {
   uint32_t oldest;
   uint32_t newest;
   uint32_t count;
+  uint32_t epoch;
 };
 
 bool ShmTable::format(void* base, size_t size, uint32_t kind) {
@@ -58,7 +59,8 @@ ShmTable::ShmTable(void* base, size_t size, uint32_t kind) {
   size_t records_at = sizeof(Header) + h->buckets * sizeof(uint32_t);
   records_at = (records_at + alignof(ShmRecord) - 1) & ~(alignof(ShmRecord) - 1);
   if (h->buckets == 0 || (h->buckets & (h->buckets - 1)) != 0 || records_at > size ||
-      h->capacity > (size - records_at) / sizeof(ShmRecord))
+      h->capacity > (size - records_at) / sizeof(ShmRecord) || h->used > h->capacity || h->free > h->used ||
+      h->oldest > h->used || h->newest > h->used || h->count > h->used)
     return;
   h_ = h;
   buckets_ = reinterpret_cast<uint32_t*>(static_cast<char*>(base) + sizeof(Header));
@@ -68,10 +70,12 @@ ShmTable::ShmTable(void* base, size_t size, uint32_t kind) {
 ShmMutex* ShmTable::mutex() { return &h_->lock; }
 uint32_t ShmTable::capacity() const { return h_->capacity; }
 uint32_t ShmTable::count() const { return h_->count; }
+uint32_t ShmTable::epoch() const { return h_->epoch; }
 
 void ShmTable::clear() {
   memset(buckets_, 0, h_->buckets * sizeof(uint32_t));
   h_->used = h_->free = h_->oldest = h_->newest = h_->count = 0;
+  h_->epoch++;
 }
 
 void ShmTable::digest_key(std::string_view key, uint64_t* hash, char* stored, uint16_t* len, uint8_t* digest) const {

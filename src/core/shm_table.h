@@ -66,6 +66,8 @@ class ShmTable {
 
   uint32_t capacity() const;
   uint32_t count() const;
+  // Changes with every clear(): a record remembered across one is not the same record any more.
+  uint32_t epoch() const;
 
  private:
   struct Header;

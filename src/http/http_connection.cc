@@ -33,6 +33,14 @@ namespace baton::http {
 
 namespace {
 
+// Set while a request is answered from inside the parser (or as if it were): output waits for the
+// parser to return, and no request that follows is read meanwhile.
+struct InFeed {
+  bool* flag;
+  explicit InFeed(bool* f) : flag(f) { *flag = true; }
+  ~InFeed() { *flag = false; }
+};
+
 // How long a connection that is being closed keeps reading (and discarding) what the client still
 // sends, so that the response is not destroyed by a reset.
 constexpr double kLingerSeconds = 2.0;
@@ -376,11 +384,7 @@ void HttpConnection::read_tunnel() {
 }
 
 size_t HttpConnection::feed(const char* data, size_t len) {
-  struct InFeed {
-    bool* flag;
-    explicit InFeed(bool* f) : flag(f) { *flag = true; }
-    ~InFeed() { *flag = false; }
-  } in_feed(&in_feed_);
+  InFeed in_feed(&in_feed_);
   size_t pos = 0;
   while (pos < len && !closed()) {
     if (phase_ == Phase::kDone || phase_ == Phase::kLinger) break;
@@ -779,6 +783,7 @@ class LimitDelay final : public RequestHandler {
  private:
   static void on_timer_cb(struct ev_loop*, ev_timer* w, int) {
     auto* self = static_cast<LimitDelay*>(w->data);
+    LogContext log(self->hc_->connection()->log_slot());  // the lines go where the request's do
     self->hc_->answer_delayed(std::move(self->held_), self->body_ended_, self->tunnel_);
   }
   HttpConnection* hc_;
@@ -818,6 +823,7 @@ void HttpConnection::answer(Request& req) {
       limited = check_limit_req(by->s.limits, policy_vars_, &req, &delay);
       if (limited < 0) {
         start_handler(new LimitDelay(this, delay));
+        limit_delayed_ = true;
         return;
       }
     }
@@ -925,17 +931,29 @@ void HttpConnection::answer_delayed(std::string held, bool body_ended, bool tunn
   RequestHandler* h = handler_;
   handler_ = nullptr;
   body_paused_ = false;
+  limit_delayed_ = false;
   c_->loop()->defer_delete(h);
-  answer(*req_);
-  if (closed()) return;
-  if (handler_) {
-    // The handler that answers (the proxy) takes what the client sent meanwhile.
-    bool more = true;
-    if (!held.empty()) more = tunnel ? handler_->on_tunnel_data(held.data(), held.size())
-                                     : handler_->on_request_body(held.data(), held.size());
-    if (!more) body_paused_ = true;
-    if (handler_ && body_ended && !tunnel) handler_->on_request_body_end();
+  {
+    // As when a request is answered while it is parsed: nothing is sent, and so no request that
+    // follows is read and answered, until this request's handler has what the client sent for it.
+    InFeed in_feed(&in_feed_);
+    answer(*req_);
+    if (closed()) return;
+    if (handler_) {
+      // The handler that answers (the proxy) takes what the client sent meanwhile.
+      bool more = true;
+      if (!held.empty()) more = tunnel ? handler_->on_tunnel_data(held.data(), held.size())
+                                       : handler_->on_request_body(held.data(), held.size());
+      if (!more) body_paused_ = true;
+      if (handler_ && body_ended && !tunnel) handler_->on_request_body_end();
+    } else if (phase_ == Phase::kTunnel) {
+      // It asked to switch protocols and was answered otherwise: what the client sends next is not
+      // HTTP, so the connection ends after the answer (as end_handler() does for a handler).
+      phase_ = Phase::kDone;
+      clean_end_ = false;
+    }
   }
+  if (closed()) return;
   if (flush()) after_output();
 }
 
@@ -1441,6 +1459,11 @@ void HttpConnection::finish_or_close() {
 }
 
 void HttpConnection::on_timeout() {
+  if (limit_delayed_ && handler_) {
+    // limit_req holds the request back, and its body with it: the client is not the slow one.
+    set_deadline(seconds(settings_now().client_body_timeout_ms));
+    return;
+  }
   if (blocked() && c_->rate_delayed()) {
     // The output waits for limit_rate, not for the client: the client is not the slow one.
     set_deadline(seconds(settings_now().send_timeout_ms));

@@ -210,6 +210,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool in_feed_ = false;       // parsing: what follows a response waits for the parser to return
   bool log_pending_ = false;   // the request is logged when the response is done
   bool refuse_plain_ = false;  // plain HTTP on a TLS address
+  bool limit_delayed_ = false; // limit_req holds the request back (its handler is the delay)
   bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
   bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
   uint32_t requests_ = 0;

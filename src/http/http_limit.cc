@@ -156,6 +156,7 @@ int check_limit_req(const LimitSettings& s, const VarContext& vars, Request* req
   Seen seen[8];
   size_t n_seen = 0;
   const LimitReq* refused_by = nullptr;
+  bool no_room = false;  // logged once the zone's lock is let go
   int64_t refused_excess = 0;
   for (const LimitReq& l : s.reqs) {
     key.clear();
@@ -166,8 +167,8 @@ int check_limit_req(const LimitSettings& s, const VarContext& vars, Request* req
     bool fresh;
     ShmRecord* r = record_of(t, *l.zone, key, now, &fresh);
     if (!r) {
-      log_error("could not make room in the limit_req zone \"%s\"", l.zone->name.c_str());
       refused_by = &l;
+      no_room = true;
       break;
     }
     int64_t excess = 0;
@@ -188,6 +189,7 @@ int check_limit_req(const LimitSettings& s, const VarContext& vars, Request* req
     }
     if (n_seen < sizeof(seen) / sizeof(seen[0])) seen[n_seen++] = Seen{&l, excess};
   }
+  if (no_room) log_error("could not make room in the limit_req zone \"%s\"", refused_by->zone->name.c_str());
   if (refused_by) {
     char what[160];
     snprintf(what, sizeof(what), "limiting requests%s, excess: %" PRId64 ".%03" PRId64 " by zone \"%s\"",
@@ -250,21 +252,23 @@ int check_limit_conn(const LimitSettings& s, const VarContext& vars, Request* re
     if (key.empty()) continue;
     applied = true;
     ShmTable t = table_of(*l.zone);
-    bool full = false;
+    bool full = false, no_room = false;
     {
       ZoneLock lock(t, *l.zone);
       bool fresh;
       ShmRecord* r = record_of(t, *l.zone, key, 0, &fresh);
       if (!r) {
-        log_error("could not make room in the limit_conn zone \"%s\"", l.zone->name.c_str());
-        full = true;
+        no_room = full = true;
       } else if (r->v[kCount] >= static_cast<int64_t>(l.max)) {
         full = true;
-      } else if (!s.conn_dry_run) {
+      }
+      // A dry run counts too (it would refuse the requests a real limit refuses, not fewer).
+      if (r && (!full || s.conn_dry_run)) {
         r->v[kCount]++;
-        req->limit_conns.holds_.push_back(LimitConnHolds::Hold{l.zone, r, r->hash});
+        req->limit_conns.holds_.push_back(LimitConnHolds::Hold{l.zone, r, t.epoch()});
       }
     }
+    if (no_room) log_error("could not make room in the limit_conn zone \"%s\"", l.zone->name.c_str());
     if (full) {
       log_limited(s.conn_log_level, vars, *req,
                   std::string("limiting connections") + (s.conn_dry_run ? ", dry run," : "") + " by zone \"" + l.zone->name + "\"");
@@ -297,9 +301,9 @@ void LimitConnHolds::release() {
   for (const Hold& h : holds_) {
     ShmTable t = table_of(*h.zone);
     ZoneLock lock(t, *h.zone);
-    // A zone cleared in between (its lock's holder died) may have given the record to another key.
+    // A zone cleared in between (a process died) holds this record no more.
     ShmRecord* r = h.record;
-    if (r->hash != h.hash || r->v[kCount] <= 0) continue;
+    if (t.epoch() != h.epoch || r->v[kCount] <= 0) continue;
     if (--r->v[kCount] == 0) t.remove(r);
   }
   holds_.clear();

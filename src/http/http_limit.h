@@ -80,7 +80,7 @@ class LimitConnHolds {
   struct Hold {
     const LimitZone* zone;
     ShmRecord* record;
-    uint64_t hash;  // the record's, to know it is still the same one
+    uint32_t epoch;  // the table's when counted: a table cleared since holds the record no more
   };
   std::vector<Hold> holds_;
 };

@@ -27,7 +27,7 @@ void Request::own(const char* begin, const char* end) {
     move(headers[i].value);
   }
   for (std::string_view* v : {&host, &connection, &user_agent, &referer, &if_none_match, &if_modified_since,
-                              &range, &if_range, &expect, &transfer_encoding})
+                              &range, &if_range, &expect, &transfer_encoding, &upgrade})
     move(*v);
   // Owned once: a second call for the same head finds it here and copies nothing.
   if (msg_start == begin) msg_start = base;

@@ -132,3 +132,41 @@ TEST(LimitRate, Parses) {
   EXPECT_EQ(r, 16u);
   for (const char* bad : {"0r/s", "r/s", "10", "10r/h", "-1r/s", "10 r/s"}) EXPECT_FALSE(http::parse_limit_rate(bad, &r)) << bad;
 }
+
+#include "http/http_request.h"
+
+// A zone cleared while a request holds a count (a worker died): the old hold must not take a count
+// that a request made after the clear holds.
+TEST(LimitConnHolds, AHoldFromBeforeAClearIsNotReleasedIntoTheNewTable) {
+  std::map<std::string, std::unique_ptr<http::LimitZone>> zones;
+  auto z = std::make_unique<http::LimitZone>();
+  z->kind = http::LimitKind::kConn;
+  z->name = "z";
+  ASSERT_EQ(z->key.compile("$http_x_key"), "");
+  std::string err;
+  z->shm.mem = SharedMemory::create("test", 64 * 1024, &err);
+  ASSERT_TRUE(z->shm.mem) << err;
+  ASSERT_TRUE(ShmTable::format(z->shm.mem->base(), z->shm.mem->size(), static_cast<uint32_t>(z->kind)));
+  http::LimitSettings s;
+  s.conns.push_back(http::LimitConn{z.get(), 1});
+  zones["z"] = std::move(z);
+
+  auto request = [] {
+    auto r = std::make_unique<http::Request>();
+    r->headers[0] = http::Header{"X-Key", "k"};
+    r->header_count = 1;
+    return r;
+  };
+  auto a = request(), b = request(), c = request();
+  http::VarContext va, vb, vc;
+  va.req = a.get();
+  vb.req = b.get();
+  vc.req = c.get();
+  EXPECT_EQ(http::check_limit_conn(s, va, a.get()), 0);
+  EXPECT_EQ(http::forget_conn_counts(zones), 1u);
+  EXPECT_EQ(http::check_limit_conn(s, vb, b.get()), 0);
+  a->limit_conns.release();  // from before the clear: counts for nothing now
+  EXPECT_EQ(http::check_limit_conn(s, vc, c.get()), 503) << "b's count was taken by a's release";
+  b->limit_conns.release();
+  EXPECT_EQ(http::check_limit_conn(s, vc, c.get()), 0);
+}
