@@ -295,18 +295,21 @@ TEST(Status, SumsEveryWorker) {
   // Idle connections on both workers.
   std::vector<Client> idle;
   std::set<std::string> idle_pids;
-  for (int i = 0; i < 12; i++) {
+  // Which worker takes a connection is the kernel's choice (a worker that is awake may take many in
+  // a row): connections are opened until both hold some, within a bound.
+  for (int i = 0; i < 12 || (idle_pids.size() < 2 && i < 200); i++) {
     std::string pid;
     idle.push_back(idle_connection(s.port(), &pid));
     idle_pids.insert(pid);
   }
   EXPECT_EQ(idle_pids.size(), 2u) << "the idle connections should be on both workers";
+  const long long n = static_cast<long long>(idle.size());
   for (int i = 0; i < 6; i++) {
     Stub now = stub(s.port());
-    EXPECT_EQ(now.requests - before.requests, 30 + 12 + 1 + i) << "whichever worker answers";
-    EXPECT_EQ(now.accepts - before.accepts, 30 + 12 + 1 + i);
-    EXPECT_GE(now.waiting, 12);
-    EXPECT_GE(now.active, 13);
+    EXPECT_EQ(now.requests - before.requests, 30 + n + 1 + i) << "whichever worker answers";
+    EXPECT_EQ(now.accepts - before.accepts, 30 + n + 1 + i);
+    EXPECT_GE(now.waiting, n);
+    EXPECT_GE(now.active, n + 1);
   }
 }
 
