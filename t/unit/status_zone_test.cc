@@ -171,9 +171,10 @@ TEST_F(StatusZoneTest, BeyondTheSlotsWorkersShareOne) {
 TEST_F(StatusZoneTest, CountsAcrossProcesses) {
   pid_t child = fork();
   if (child == 0) {
-    bool shared;
+    bool shared = false;
     StatusWriter w;
-    w.attach(zone.claim(getpid(), &shared), shared);
+    StatSlot* slot = zone.claim(getpid(), &shared);  // before `shared` is read: argument order is unspecified
+    w.attach(slot, shared);
     for (int i = 0; i < 1000; i++) w.request_begun();
     _exit(0);
   }
