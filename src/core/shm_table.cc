@@ -6,6 +6,7 @@
 #include <new>
 
 #include "core/siphash.h"
+#include "core/zone_stamp.h"
 
 namespace baton {
 
@@ -14,10 +15,7 @@ constexpr char kMagic[16] = "baton-zone";
 }
 
 struct ShmTable::Header {
-  char magic[16];
-  uint32_t layout;
-  uint32_t kind;
-  uint64_t size;
+  ZoneStamp stamp;
   uint64_t seed[4];   // two SipHash keys: the hash, and the digest's second half
   ShmMutex lock;
   uint32_t capacity;  // records
@@ -44,18 +42,13 @@ bool ShmTable::format(void* base, size_t size, uint32_t kind) {
   h->buckets = buckets;
   if (getrandom(h->seed, sizeof(h->seed), 0) != static_cast<ssize_t>(sizeof(h->seed))) return false;
   if (!h->lock.init()) return false;
-  h->layout = kLayout;
-  h->kind = kind;
-  h->size = size;
-  memcpy(h->magic, kMagic, sizeof(kMagic));  // last: a half-made table is never taken for one
+  h->stamp.set(kMagic, kLayout, kind, size);
   return true;
 }
 
 ShmTable::ShmTable(void* base, size_t size, uint32_t kind) {
   auto* h = static_cast<Header*>(base);
-  if (size < kMinSize || memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->layout != kLayout || h->kind != kind ||
-      h->size != size)
-    return;
+  if (size < kMinSize || !h->stamp.matches(kMagic, kLayout, kind, size)) return;
   size_t records_at = sizeof(Header) + h->buckets * sizeof(uint32_t);
   records_at = (records_at + alignof(ShmRecord) - 1) & ~(alignof(ShmRecord) - 1);
   if (h->buckets == 0 || (h->buckets & (h->buckets - 1)) != 0 || records_at > size ||

@@ -6,6 +6,7 @@
 
 #include <cstring>
 
+#include "core/zone_stamp.h"
 #include "os/unix/shm.h"
 
 namespace baton {
@@ -32,10 +33,7 @@ size_t time_bucket(double seconds) {
 // The zone's memory. It is zero when made, which is what every counter starts as: format() writes
 // only what is not zero, so that the slots' pages are touched only once a worker uses them.
 struct StatusZone::Header {
-  char magic[16];
-  uint32_t layout;
-  uint32_t kind;
-  uint64_t size;
+  ZoneStamp stamp;
   ShmMutex lock;  // claiming, releasing, reading and naming; never while counting
   int64_t started;
   uint32_t slots_used;  // slots ever claimed, from the first (the rest were never touched)
@@ -59,10 +57,7 @@ bool StatusZone::format(void* base, size_t size, uint32_t kind) {
   auto* h = static_cast<Header*>(base);
   if (!h->lock.init()) return false;
   h->started = static_cast<int64_t>(time(nullptr));
-  h->layout = status::kLayout;
-  h->kind = kind;
-  h->size = size;
-  memcpy(h->magic, kMagic, sizeof(kMagic));  // last: a half-made zone is never taken for one
+  h->stamp.set(kMagic, status::kLayout, kind, size);
   return true;
 }
 
@@ -70,8 +65,8 @@ StatusZone::StatusZone(void* base, size_t size, uint32_t kind) {
   auto* h = static_cast<Header*>(base);
   // The size too: a change of the structures that was not given a new layout number still makes a
   // new zone, as long as it changes their size.
-  if (!base || size != StatusZone::size() || memcmp(h->magic, kMagic, sizeof(kMagic)) != 0 || h->layout != status::kLayout ||
-      h->kind != kind || h->size != size || h->slots_used > status::kSlots || h->server_count > status::kServers ||
+  if (!base || size != StatusZone::size() || !h->stamp.matches(kMagic, status::kLayout, kind, size) ||
+      h->slots_used > status::kSlots || h->server_count > status::kServers ||
       h->upstream_count > status::kUpstreams)
     return;
   h_ = h;
