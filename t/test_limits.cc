@@ -68,8 +68,14 @@ TEST(LimitReq, RateHoldsAcrossWorkers) {
   EXPECT_EQ(t.ok, 5) << "1 + burst=4 requests pass, whichever worker answers";
   EXPECT_EQ(t.refused, 35);
   EXPECT_EQ(t.other, 0);
-  // Both workers answered (each connection lands on one of them): the limit is not per worker.
-  EXPECT_EQ(t.pids.size(), 2u) << "only one worker answered 40 connections";
+  // Both workers answered (each connection lands on one of them, the kernel's choice: more go until
+  // both have, every one refused): the limit is not per worker.
+  for (int i = 0; t.pids.size() < 2 && i < 200; i++) {
+    Tally more = send_many(s.port(), 1);
+    EXPECT_EQ(more.refused, 1);
+    t.pids.insert(more.pids.begin(), more.pids.end());
+  }
+  EXPECT_EQ(t.pids.size(), 2u) << "only one worker answered";
   // A location without limit_req is not limited.
   s.write_file("html/free.txt", "free\n");
   EXPECT_EQ(send_many(s.port(), 10, "/free.txt").ok, 10);
@@ -280,8 +286,9 @@ TEST(LimitConn, CountsRequestsInProgressAcrossWorkers) {
   ASSERT_FALSE(first.empty());
   ASSERT_TRUE(contains(first, "200 OK")) << first;
   // Every other request, whichever worker takes it, is refused while the download is in progress.
+  // (Which worker takes a connection is the kernel's choice: requests go on until both answered.)
   std::set<std::string> pids;
-  for (int i = 0; i < 20; i++) {
+  for (int i = 0; i < 20 || (pids.size() < 2 && i < 200); i++) {
     Response r = fresh_get(s.port(), "/small.txt");
     EXPECT_EQ(r.status, 429) << r;
     pids.insert(std::string(r.header("X-Pid")));
