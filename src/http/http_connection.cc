@@ -257,16 +257,16 @@ void HttpConnection::on_drain() {
 }
 
 const HeadPolicy* HttpConnection::head_policy(const Settings& s) {
-  policy_vars_ = VarContext();
-  policy_vars_.req = req_.get();
-  policy_vars_.server = server_;
-  policy_vars_.peer = &req_->client;
-  policy_vars_.local = &c_->listening()->addr;
-  policy_.add = &s.add_headers;
-  policy_.vars = &policy_vars_;
-  policy_.server_tokens = s.server_tokens;
-  policy_.charset = s.charset;
-  return &policy_;
+  req_->vars = VarContext();
+  req_->vars.req = req_.get();
+  req_->vars.server = server_;
+  req_->vars.peer = &req_->client;
+  req_->vars.local = &c_->listening()->addr;
+  req_->policy.add = &s.add_headers;
+  req_->policy.vars = &req_->vars;
+  req_->policy.server_tokens = s.server_tokens;
+  req_->policy.charset = s.charset;
+  return &req_->policy;
 }
 
 void HttpConnection::release_request() {
@@ -717,15 +717,15 @@ void HttpConnection::handle_head() {
     }
   }
   // The rewrites and the location: the request's variables are those of the server it reached.
-  policy_vars_ = VarContext();
-  policy_vars_.req = &req;
-  policy_vars_.server = server_;
+  req.vars = VarContext();
+  req.vars.req = &req;
+  req.vars.server = server_;
   find_client(req, server_->s.real_ip);
-  policy_vars_.peer = &req.client;
-  policy_vars_.local = &c_->listening()->addr;
-  route_ = Route();
-  route(*server_, &req, policy_vars_, &route_);
-  set_location(route_.location);
+  req.vars.peer = &req.client;
+  req.vars.local = &c_->listening()->addr;
+  req.route = Route();
+  route(*server_, &req, req.vars, &req.route);
+  set_location(req.route.location);
   const Settings& s = location_->s;
 
   req.chunked = (req_->parser.flags & F_CHUNKED) != 0;
@@ -808,7 +808,7 @@ void HttpConnection::answer(Request& req) {
   for (int redirects = 0;; redirects++) {
     const Settings& s = location_->s;
     // A [server] `return` answers for the server, with the server's settings.
-    by = route_.server_return ? server_->server_return.get() : location_;
+    by = req.route.server_return ? server_->server_return.get() : location_;
     // Who the request is from, by the settings of what answers (the rewrites had the server's),
     // then whether it may be answered at all (allow/deny, basic authentication): before any
     // handler runs.
@@ -820,7 +820,7 @@ void HttpConnection::answer(Request& req) {
     if (req.limits_checked == 0 && !by->s.limits.reqs.empty()) {
       req.limits_checked = 1;
       double delay = 0;
-      limited = check_limit_req(by->s.limits, policy_vars_, &req, &delay);
+      limited = check_limit_req(by->s.limits, req.vars, &req, &delay);
       if (limited < 0) {
         start_handler(new LimitDelay(this, delay));
         limit_delayed_ = true;
@@ -829,7 +829,7 @@ void HttpConnection::answer(Request& req) {
     }
     if (req.limits_checked < 2 && !limited) {
       req.limits_checked = 2;
-      limited = check_limit_conn(by->s.limits, policy_vars_, &req);
+      limited = check_limit_conn(by->s.limits, req.vars, &req);
     }
     refused = limited ? 0 : check_access(by->s, req, *server_);
     r.out = &w->out;
@@ -840,20 +840,20 @@ void HttpConnection::answer(Request& req) {
     r.policy = head_policy(by->s);
     // The request's variables: the same for the head's added fields and for the answer
     // ($request_id is made once).
-    const VarContext& vars = policy_vars_;
+    const VarContext& vars = req.vars;
     if (limited) {
       reply_error(&r, limited, by->s);
     } else if (refused) {
       size_t mark = w->out.size();
       reply_error(&r, refused, by->s);
       if (refused == 401) add_www_authenticate(r.out, mark, by->s, vars);
-    } else if (route_.status >= 400) {
-      reply_error(&r, route_.status, by->s);  // a rewrite cycle, a rewrite above the root, a failed regex
-    } else if (route_.status) {
-      reply_redirect(&r, route_.status, route_.redirect, by->s);  // a rewrite's redirect
-    } else if (route_.server_return) {
+    } else if (req.route.status >= 400) {
+      reply_error(&r, req.route.status, by->s);  // a rewrite cycle, a rewrite above the root, a failed regex
+    } else if (req.route.status) {
+      reply_redirect(&r, req.route.status, req.route.redirect, by->s);  // a rewrite's redirect
+    } else if (req.route.server_return) {
       reply_return(&r, server_->server_return.get(), vars);
-    } else if (location_->return_code && route_.location_return) {
+    } else if (location_->return_code && req.route.location_return) {
       reply_return(&r, location_, vars);
     } else if ((location_->stub_status || location_->metrics) &&
                (req.method_id == HTTP_GET || req.method_id == HTTP_HEAD)) {
@@ -887,13 +887,13 @@ void HttpConnection::answer(Request& req) {
     std::string_view uri = r.internal_redirect;
     r.internal_redirect = {};
     w->out.resize(start);
-    route_ = Route();
+    req.route = Route();
     if (redirects == kMaxInternalRedirects) {
       std::string shown;
       append_escaped(&shown, uri);
       log_error("rewrite or internal redirection cycle while processing \"%s\"", shown.c_str());
-      route_.location = location_;
-      route_.status = 500;
+      req.route.location = location_;
+      req.route.status = 500;
       continue;
     }
     size_t q = uri.find('?');
@@ -904,15 +904,15 @@ void HttpConnection::answer(Request& req) {
     }
     req.rewritten = true;
     if (!resolve_segments(&req.path)) req.path = "/";  // a fallback is checked when it is read
-    route(*server_, &req, policy_vars_, &route_);
-    set_location(route_.location);
+    route(*server_, &req, req.vars, &req.route);
+    set_location(req.route.location);
   }
   // error_page, for the errors answered here; not for a `return` with a text, which is the answer
   // it asks for (unless the request was refused before it).
-  bool returned = !refused && !limited && route_.status == 0 &&
-                  (route_.server_return || (location_->return_code && route_.location_return));
+  bool returned = !refused && !limited && req.route.status == 0 &&
+                  (req.route.server_return || (location_->return_code && req.route.location_return));
   if (r.status >= 300 && !by->s.error_pages.empty() && (!returned || by->return_text.empty()))
-    reply_error_page(w, server_, req, &r, start, by->s, policy_vars_);
+    reply_error_page(w, server_, req, &r, start, by->s, req.vars);
   keep_alive_ = r.keep_alive;
   limit_rate(by->s);
   file_pending_ = r.file.valid() && r.file_bytes > 0;
@@ -1311,7 +1311,7 @@ void HttpConnection::fail(int status) {
   r.policy = head_policy(s);
   limit_rate(s);
   reply_error(&r, status, s);
-  if (!s.error_pages.empty()) reply_error_page(w, server_, *req_, &r, start, s, policy_vars_);
+  if (!s.error_pages.empty()) reply_error_page(w, server_, *req_, &r, start, s, req_->vars);
   keep_alive_ = r.keep_alive;
   if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
   Request::Answer& sl = req_->answer;

@@ -164,7 +164,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
     c_->set_log(loc ? loc->s.error_log : server_->s.error_log);
   }
   // The head policy of the request at hand under settings s, and the request's variables in
-  // policy_vars_ (both valid until the next call).
+  // req_->vars (both the request's, valid until the next call).
   const HeadPolicy* head_policy(const Settings& s);
 
   static int on_message_begin(llhttp_t* p);
@@ -196,26 +196,27 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   const Location* location_ = nullptr;
   std::unique_ptr<Request> req_;  // the request being read or answered; taken from the worker
   Phase phase_ = Phase::kIdle;
-  bool reparse_ = false;       // in_ holds the start of a head: parse it again from its start
-  bool keep_alive_ = true;     // the response in progress keeps the connection
-  bool draining_ = false;
-  bool hand_over_failed_ = false;  // draining, it could not be handed over: it ends as before
-  bool clean_end_ = false;     // the last request was read to its end without error
-  bool file_pending_ = false;  // req_->file goes out after the worker's output buffer
-  bool body_paused_ = false;   // the handler holds the request body back
-  bool streaming_ = false;     // the handler's response has started and is not finished
-  bool chunked_out_ = false;   // ... and is sent chunked
-  bool head_request_ = false;  // the request in progress is HEAD: no body is sent
-  bool body_allowed_ = false;  // the handler's response has a body to send
-  bool in_feed_ = false;       // parsing: what follows a response waits for the parser to return
-  bool log_pending_ = false;   // the request is logged when the response is done
-  bool refuse_plain_ = false;  // plain HTTP on a TLS address
-  bool limit_delayed_ = false; // limit_req holds the request back (its handler is the delay)
-  bool nodelay_ = false;       // TCP_NODELAY is set (once the connection is kept alive)
-  bool unread_input_ = false;  // the client sent bytes that were dropped, or may still be queued
-  uint32_t requests_ = 0;
-  int send_queue_ = 0;         // bytes in the socket's send queue when the output last stalled
   StatusWriter::State stat_ = StatusWriter::State::kNone;
+  bool in_feed_ = false;  // parsing: what follows a response waits for the parser to return
+  // The rest one bit each: an idle connection is kept small.
+  bool reparse_ : 1 = false;           // in_ holds the start of a head: parse it again from its start
+  bool keep_alive_ : 1 = true;         // the response in progress keeps the connection
+  bool draining_ : 1 = false;
+  bool hand_over_failed_ : 1 = false;  // draining, it could not be handed over: it ends as before
+  bool clean_end_ : 1 = false;         // the last request was read to its end without error
+  bool file_pending_ : 1 = false;      // req_->file goes out after the worker's output buffer
+  bool body_paused_ : 1 = false;       // the handler holds the request body back
+  bool streaming_ : 1 = false;         // the handler's response has started and is not finished
+  bool chunked_out_ : 1 = false;       // ... and is sent chunked
+  bool head_request_ : 1 = false;      // the request in progress is HEAD: no body is sent
+  bool body_allowed_ : 1 = false;      // the handler's response has a body to send
+  bool log_pending_ : 1 = false;       // the request is logged when the response is done
+  bool refuse_plain_ : 1 = false;      // plain HTTP on a TLS address
+  bool limit_delayed_ : 1 = false;     // limit_req holds the request back (its handler is the delay)
+  bool nodelay_ : 1 = false;           // TCP_NODELAY is set (once the connection is kept alive)
+  bool unread_input_ : 1 = false;      // the client sent bytes that were dropped, or may still be queued
+  uint32_t requests_ = 0;
+  int send_queue_ = 0;  // bytes in the socket's send queue when the output last stalled
   uint64_t counted_in_ = 0;    // the connection's bytes already counted for a server
   uint64_t counted_out_ = 0;
 
@@ -246,11 +247,8 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
     std::unique_ptr<std::string> s_;  // never empty when set
   };
   HeldInput in_;
-  HeadPolicy policy_;
   // The variables of the request's access log line.
   VarContext log_vars() const;
-  VarContext policy_vars_;
-  Route route_;  // the request's rewrites and location
   // The asynchronous handler of the request in progress (null when none). Deleted through the loop:
   // it may be the caller when it ends.
   RequestHandler* handler_ = nullptr;

@@ -16,6 +16,8 @@
 
 #include "http/http_limit.h"
 #include "http/http_regex.h"
+#include "http/http_response.h"
+#include "http/http_variables.h"
 #include "os/unix/fd.h"
 #include "os/unix/socket.h"
 
@@ -24,6 +26,17 @@ class TlsTransport;
 }
 
 namespace baton::http {
+
+struct Location;
+
+// Where a request goes after its rewrites (http_rewrite.h's route()).
+struct Route {
+  const Location* location = nullptr;
+  bool server_return = false;   // the [server]'s `return` answers (no rewrite before it stopped)
+  bool location_return = true;  // the location's `return` applies (false when a `break` came before it)
+  int status = 0;               // set: the answer is this redirect (301, 302) or error (400, 500)
+  std::string redirect;         // a redirect's Location
+};
 
 struct Header {
   std::string_view name;
@@ -123,6 +136,13 @@ struct Request {
   std::string args;
   Captures captures;
 
+  // Set by the connection when the request is routed and when a head is written for it: where it
+  // goes, its variables (as the limits, the rewrites and the added headers read them), and what
+  // every head written for it adds. Per request, so that an idle connection carries none of it.
+  Route route;
+  VarContext vars;
+  HeadPolicy policy;
+
   // $request_id: random, made on first use, the same for every use within the request (its added
   // headers, its answer, the request sent upstream, its log line).
   mutable char request_id[32] = {};
@@ -151,6 +171,9 @@ struct Request {
     answer.file_offset = answer.file_bytes = answer.log_bytes = 0;
     answer.log_status = 0;
     answer.upstream_tries.clear();
+    route = Route();
+    vars = VarContext();
+    policy = HeadPolicy();
     owned.clear();
   }
   std::string_view header(std::string_view name) const;
