@@ -26,6 +26,19 @@ const char* kServers =
     "[location /pics/]\n"
     "alias = @PREFIX@/images/\n"
     "\n"
+    "[location = /favicon.ico]\n"
+    "alias = @PREFIX@/images/pic.png\n"
+    "\n"
+    "[location /robots.txt]\n"
+    "alias = @PREFIX@/meta/robots.txt\n"
+    "\n"
+    "[location /photos]\n"
+    "alias = @PREFIX@/images\n"
+    "\n"
+    "[location /img]\n"
+    "alias = @PREFIX@/images/\n"
+    "disable_symlinks = off\n"
+    "\n"
     "[location /app/]\n"
     "try_files = $uri $uri/ /fallback.html\n"
     "\n"
@@ -83,6 +96,7 @@ class Static : public ::testing::Test {
     s.make_dir("html/empty");
     s.write_file("html/cached/c.txt", "cached\n");
     s.write_file("images/pic.png", "\x89PNG fake image");
+    s.write_file("meta/robots.txt", "User-agent: *\n");
     s.write_file("html/app/exists.txt", "app file\n");
     s.write_file("html/fallback.html", "<p>fallback</p>\n");
     s.write_file("html/strict/here.txt", "strict file\n");
@@ -287,6 +301,39 @@ TEST_F(Static, Alias) {
   EXPECT_EQ(r.body, "\x89PNG fake image");
   EXPECT_EQ(r.header("Content-Type"), "image/png");
   EXPECT_EQ(get(port, "/pics/none.png").status, 404);
+}
+
+// An alias may name a file (nginx's "location = /favicon.ico { alias /srv/img/fav.png; }"): the
+// location's URI is that file.
+TEST_F(Static, AliasNamesAFile) {
+  Response exact = get(port, "/favicon.ico");
+  EXPECT_EQ(exact.status, 200) << exact;
+  EXPECT_EQ(exact.body, "\x89PNG fake image");
+  Response prefix = get(port, "/robots.txt");
+  EXPECT_EQ(prefix.status, 200) << prefix;
+  EXPECT_EQ(prefix.body, "User-agent: *\n");
+  EXPECT_EQ(head(port, "/robots.txt").status, 200);
+  // The rest of a longer URI is appended to the file's name, as nginx does: no such file.
+  EXPECT_EQ(get(port, "/robots.txt/x").status, 404);
+  EXPECT_EQ(get(port, "/robots.txtx").status, 404);
+}
+
+// An alias without a trailing slash, on a prefix without one: the URI's rest is appended.
+TEST_F(Static, AliasWithoutSlash) {
+  Response r = get(port, "/photos/pic.png");
+  EXPECT_EQ(r.status, 200) << r;
+  EXPECT_EQ(r.body, "\x89PNG fake image");
+  // The directory itself is addressed with its slash.
+  Response dir = get(port, "/photos");
+  EXPECT_EQ(dir.status, 301) << dir;
+  EXPECT_TRUE(dir.header("Location").ends_with("/photos/")) << dir;
+  // Nothing above the alias can be reached through the missing slash ("/photos../").
+  EXPECT_EQ(get(port, "/photos../meta/robots.txt").status, 404);
+  // nginx's classic: a prefix without its slash over an alias with one, "/img../" would be
+  // "images/../". The alias is the top: nothing above it is served, even with links allowed.
+  EXPECT_EQ(get(port, "/img/pic.png").status, 200);
+  EXPECT_EQ(get(port, "/img../meta/robots.txt").status, 404);
+  EXPECT_EQ(get(port, "/img..").status, 404);
 }
 
 TEST_F(Static, TryFilesWithFallback) {

@@ -1652,6 +1652,12 @@ struct Parser {
     if (loc->has_alias && loc->kind != MatchKind::kExact && !loc->alias.empty() &&
         loc->match.back() == '/' && loc->alias.back() != '/')
       loc->alias.push_back('/');
+    if (loc->has_alias && !loc->alias.empty()) {
+      size_t slash = loc->alias.rfind('/');
+      loc->alias_dir = slash == std::string::npos ? "." : loc->alias.substr(0, slash + 1);
+      loc->alias_name = slash == std::string::npos ? loc->alias : loc->alias.substr(slash + 1);
+      if (!loc->alias_name.empty()) loc->alias_name_dir = loc->alias_name + "/";
+    }
     srv->locations.push_back(std::move(loc));
   }
 

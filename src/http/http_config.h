@@ -178,6 +178,12 @@ struct Location {
   Settings s;
   bool has_alias = false;
   std::string alias;
+  // The alias split after its last '/': the directory above it and its last name, for a URI that is
+  // the location's path itself (an alias may name a file: "location = /favicon.ico"). alias_name is
+  // empty when the alias ends with '/'; alias_name_dir is it with a '/'.
+  std::string alias_dir;
+  std::string alias_name;
+  std::string alias_name_dir;
   std::vector<std::string> try_files;
   std::vector<Rewrite> rewrites;  // in the order read
   int return_code = 0;  // 0: no return

@@ -78,14 +78,31 @@ void append_header(std::string* out, std::string_view name, std::string_view val
 
 // Where a request's files live: the location's root (path appended) or alias (prefix replaced).
 // rel points into a NUL-terminated std::string, so it can be handed to the kernel as it is.
+// missing: the path names nothing that may be served (404).
 struct Target {
   const std::string* base;  // directory
   const char* rel;          // path below it, without the leading '/'; "" for the directory itself
+  bool missing = false;
 };
 
 Target map_path(const Location* loc, const std::string& path) {
   const char* rest = path.c_str();
-  if (loc->has_alias && path.starts_with(loc->match)) rest += loc->match.size();
+  if (loc->has_alias && path.starts_with(loc->match)) {
+    rest += loc->match.size();
+    if (*rest == '\0' && !loc->alias_name.empty()) {
+      // The location's path itself: the alias's last name, which may be a file, opened in the
+      // directory above it.
+      bool dir = !path.empty() && path.back() == '/';
+      return {&loc->alias_dir, dir ? loc->alias_name_dir.c_str() : loc->alias_name.c_str()};
+    }
+    if (*rest != '/') {
+      // The URI goes on past the location's path within a name ("/robots.txtx", "/img.."): nginx
+      // appends it to the alias's last name, and over an alias that ends with '/' a ".." there
+      // climbs out of it. Neither names a file of the alias.
+      if (!loc->alias_name.empty() || (rest[0] == '.' && rest[1] == '.' && (rest[2] == '/' || rest[2] == '\0')))
+        return {&loc->alias, "", true};
+    }
+  }
   while (*rest == '/') rest++;
   return {loc->has_alias ? &loc->alias : &loc->s.root, rest};
 }
@@ -633,7 +650,7 @@ void serve_try_files(HttpWorker* w, const Server* srv, const Location* loc, cons
     candidate.append(item);
     bool want_dir = !candidate.empty() && candidate.back() == '/';
     Target t = map_path(loc, candidate);
-    if (file_exists(*t.base, t.rel, loc->s.disable_symlinks, want_dir)) {
+    if (!t.missing && file_exists(*t.base, t.rel, loc->s.disable_symlinks, want_dir)) {
       serve_path(w, srv, loc, req, r, candidate, depth, vars);
       return;
     }
@@ -712,6 +729,10 @@ void serve_path(HttpWorker* w, const Server*, const Location* loc, const Request
     return;
   }
   Target t = map_path(loc, path);
+  if (t.missing) {
+    reply_error(r, 404, s);
+    return;
+  }
   int err = 0;
   if (s.gzip_static && !path.empty() && path.back() != '/' && *t.rel && gzip_client_ok(req, s.gzip_proxied)) {
     // gzip_static: FILE.gz, when it is there, under the same rules as FILE.
