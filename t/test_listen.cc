@@ -19,7 +19,9 @@ TEST(Listen, Ipv6Loopback) {
       "listen = 127.0.0.1:@PORT@\n"
       "listen = [::1]:@PORT2@\n"
       "root = html\n"));
-  ASSERT_TRUE(s.start());
+  // Ready once both addresses listen (the master opens them one after the other).
+  int v4 = s.port(0), v6 = s.port(1);
+  ASSERT_TRUE(s.start([&] { return can_connect(v4, 200ms) && can_connect("::1", v6, 200ms); }));
   Client c("::1", s.port(1));
   ASSERT_TRUE(c.connected());
   Response r = c.exchange("GET /a.txt HTTP/1.1\r\nHost: [::1]\r\nConnection: close\r\n\r\n");

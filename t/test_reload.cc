@@ -5,6 +5,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <future>
 #include <string>
 #include <thread>
 #include <vector>
@@ -126,6 +127,42 @@ TEST(Reload, ValidConfigurationStartsNewWorkers) {
   EXPECT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_EQ(parse_reload_success(r.out), std::optional<long>(3)) << describe(r);
   EXPECT_TRUE(serves(s.port(), "three"));
+}
+
+// When `-s reload` says it succeeded, no new connection is answered by the old configuration: the
+// old workers have stopped accepting. A stopped old worker cannot say so; the reload waits for it
+// (within a bound) and, once it runs again, every new connection is the new configuration's.
+TEST(Reload, ReturnsOnceTheOldWorkersStoppedAccepting) {
+  BatonServer s;
+  s.set_config(config("one", "", 1));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> old = wait_for_workers(s, 1);
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_TRUE(serves(s.port(), "one"));
+
+  ASSERT_EQ(::kill(old[0], SIGSTOP), 0);
+  s.set_config(config("two", "", 1));
+  auto pending = std::async(std::launch::async, [&s] { return s.ctl("reload", 10000ms); });
+  std::vector<pid_t> fresh = wait_for_new_workers(s, old, 1);
+  EXPECT_EQ(fresh.size(), 1u) << s.census().describe();
+  // The new worker is up; the old one has not read its drain yet, so the answer waits.
+  EXPECT_EQ(pending.wait_for(300ms), std::future_status::timeout) << "the reload answered while the old worker was stopped";
+  ::kill(old[0], SIGCONT);
+  RunResult r = pending.get();
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(parse_reload_success(r.out), std::optional<long>(2)) << describe(r);
+  // Many new connections at once, right after the answer: the old worker, just woken with its drain
+  // and these connections before it, takes none of them.
+  std::vector<std::unique_ptr<Client>> clients;
+  for (int i = 0; i < 30; i++) {
+    clients.push_back(std::make_unique<Client>(s.port(), ClientOptions{.timeout = 3000ms}));
+    clients.back()->send(req("GET", "/v", "Connection: close\r\n"));
+  }
+  for (auto& c : clients) {
+    std::optional<Response> got = c->read_response();
+    ASSERT_TRUE(got);
+    EXPECT_EQ(got->body, "two");
+  }
 }
 
 TEST(Reload, InvalidConfigurationChangesNothing) {

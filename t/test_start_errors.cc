@@ -82,6 +82,43 @@ TEST(StartErrors, DaemonSaysWhyBeforeItDetaches) {
   EXPECT_TRUE(contains(r.err, "baton: [emerg] bind() to 127.0.0.1:")) << describe(r);
 }
 
+// What stops a daemon after it has detached is said on the terminal too, and the start's exit
+// status says it failed: the process that started it waits for the outcome.
+TEST(StartErrors, DaemonThatFailsAfterDetachingSaysWhy) {
+  BatonServer s;
+  s.set_config(replace_all(make_config(kServer), "pid = logs/baton.pid\n", "pid = nodir/baton.pid\n"));
+  RunResult r = start_foreground(s, {"-g", "daemon = on"});
+  EXPECT_EQ(r.exit_code, 1) << describe(r);
+  EXPECT_TRUE(contains(r.err, "baton: [emerg] open() \"" + s.path("nodir/baton.pid.tmp") + "\" failed")) << describe(r);
+  EXPECT_FALSE(can_connect(s.port(), 200ms));
+}
+
+// A daemon's start returns once it serves: -s finds the master and the workers answer at once.
+TEST(StartErrors, DaemonReturnsOnceItServes) {
+  BatonServer s;
+  s.write_file("html/a.txt", "a");
+  s.set_config(make_config(kServer));
+  struct StopDaemon {
+    const BatonServer& s;
+    ~StopDaemon() {
+      pid_t p = read_pid_file(s.pid_path());
+      if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
+    }
+  } stop_daemon{s};
+  RunResult r = start_foreground(s, {"-g", "daemon = on"});
+  ASSERT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(r.err, "");
+  pid_t master = read_pid_file(s.pid_path());
+  EXPECT_TRUE(master > 0 && process_alive(master));
+  RunResult status = s.ctl("status");
+  EXPECT_EQ(status.exit_code, 0) << describe(status);
+  EXPECT_FALSE(contains(status.out, "state=starting")) << status.out;
+  EXPECT_EQ(get(s.port(), "/a.txt").body, "a");
+  RunResult quit = s.ctl("quit");
+  EXPECT_EQ(quit.exit_code, 0) << describe(quit);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(master); }, 5000ms));
+}
+
 TEST(StartErrors, AccessLogThatCannotBeOpenedIsSaidOnStderr) {
   BatonServer s;
   // A directory where a file is expected cannot be opened for writing, even by root.

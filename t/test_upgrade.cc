@@ -712,6 +712,34 @@ TEST(Upgrade, ListenersFollowTheNewConfiguration) {
   EXPECT_EQ(get(s.port(2), "/a.txt").body, kBody);
 }
 
+// When `-s upgrade` says it succeeded, no new connection is answered by the old generation: its
+// workers have stopped accepting. A stopped old worker cannot say so; the answer waits for it
+// (within a bound).
+TEST(Upgrade, ReturnsOnceTheOldWorkersStoppedAccepting) {
+  auto servers = [](std::string_view body) {
+    return std::string(kServer) + "\n[location = /v]\nreturn = 200 " + std::string(body) + "\n";
+  };
+  BatonServer s;
+  s.write_file("html/a.txt", kBody);
+  s.set_config(config("", 1, servers("one")));
+  ASSERT_TRUE(s.start());
+  std::vector<pid_t> old = wait_for_workers(s, s.master_pid(), 1);
+  ASSERT_EQ(old.size(), 1u);
+  EXPECT_EQ(get(s.port(), "/v").body, "one");
+
+  ASSERT_EQ(::kill(old[0], SIGSTOP), 0);
+  s.set_config(config("", 1, servers("two")));
+  auto pending = std::async(std::launch::async, [&s] { return s.ctl("upgrade", 15000ms); });
+  // The new generation serves (the old worker cannot take a connection while it is stopped).
+  EXPECT_TRUE(wait_for([&] { return get(s.port(), "/v").body == "two"; }, 5000ms, 20ms));
+  EXPECT_EQ(pending.wait_for(300ms), std::future_status::timeout) << "the upgrade answered while an old worker was stopped";
+  ::kill(old[0], SIGCONT);
+  RunResult r = pending.get();
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_TRUE(parse_upgrade_success(r.out)) << describe(r);
+  for (int i = 0; i < 20; i++) EXPECT_EQ(get(s.port(), "/v").body, "two");
+}
+
 TEST(Upgrade, PidFileNeverChanges) {
   BatonServer s;
   s.write_file("html/a.txt", kBody);

@@ -23,6 +23,10 @@ namespace {
 constexpr std::initializer_list<int> kMasterSignals = {SIGTERM, SIGINT, SIGQUIT, SIGHUP, SIGUSR1, SIGUSR2, SIGWINCH, SIGCHLD};
 }  // namespace
 
+void detach_stderr() {
+  if (ErrorLog::path() != "stderr") ::dup2(ErrorLog::fd(), STDERR_FILENO);
+}
+
 bool write_pid_file(const std::string& path) {
   std::string tmp = path + ".tmp";
   int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
@@ -67,6 +71,8 @@ int Master::run(Fd upgrade_conn, ResumeState* resume_state) {
   status_.timer.data = this;
   ev_init(&reload_.timer, on_reload_timer_cb);
   reload_.timer.data = this;
+  ev_init(&answers_.timer, on_answers_timer_cb);
+  answers_.timer.data = this;
   ev_init(&upgrade_.timer, on_upgrade_timer_cb);
   upgrade_.timer.data = this;
   ev_init(&upgrade_.exec_io, on_exec_result_cb);
@@ -101,6 +107,7 @@ int Master::run(Fd upgrade_conn, ResumeState* resume_state) {
   ev_timer_stop(loop.raw(), &ping_timer_);
   ev_timer_stop(loop.raw(), &status_.timer);
   ev_timer_stop(loop.raw(), &reload_.timer);
+  ev_timer_stop(loop.raw(), &answers_.timer);
   ev_timer_stop(loop.raw(), &upgrade_.timer);
   ev_io_stop(loop.raw(), &upgrade_.exec_io);
   ev_timer_stop(loop.raw(), &handover_.timer);
@@ -185,21 +192,23 @@ int master_process_main(std::unique_ptr<Cycle> cycle) {
     return 1;
   }
   raise_nofile_limit(static_cast<rlim_t>(c->main.worker_connections) * 2 + 128 + master::kHandOverDescriptors);
+  // A daemon's starter waits until the workers serve (or the start fails), so that its exit status
+  // is the start's outcome and what stops the start is said on its stderr.
+  Fd starter;
   if (c->main.daemon) {
-    err = daemonize();
+    err = daemonize(&starter, static_cast<int>(c->main.upgrade_timeout_ms));
     if (!err.empty()) {
       log_emerg("%s", err.c_str());
       return 1;
     }
-    // A daemon keeps nothing of whoever started it: what would go to stderr goes to the error log
-    // (unless the error log is stderr itself), so a caller reading its output is not held open.
-    if (ErrorLog::path() != "stderr") ::dup2(ErrorLog::fd(), STDERR_FILENO);
+    ErrorLog::echo_emerg_to_stderr(true);  // the daemon's own pid, until it is started
   }
   if (!master::write_pid_file(c->pid_path())) return 1;
   log_notice("baton/%s started, master process %d, %d worker(s)", BATON_VERSION, static_cast<int>(getpid()),
              c->main.worker_processes);
   std::shared_ptr<Cycle> shared(std::move(cycle));
   master::Master master(std::move(shared), 1);
+  master.set_starter(std::move(starter));
   return master.run();
 }
 

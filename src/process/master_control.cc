@@ -86,6 +86,7 @@ void Master::close_conn(ControlConn* c) {
   auto drop = [c](std::vector<ControlConn*>& v) { v.erase(std::remove(v.begin(), v.end(), c), v.end()); };
   drop(status_.waiters);
   drop(reload_.waiters);
+  std::erase_if(answers_.list, [c](const Answer& a) { return a.conn == c; });
   drop(upgrade_.waiters);
   // A new master that hangs up during the hand-over has failed; its exit, or the end of its
   // registration, brings the rollback with the reason it gave.

@@ -32,6 +32,10 @@ constexpr double kFastStopSeconds = 5.0;
 // counts), and shows a worker that leaves a ping unanswered this long as not responding.
 constexpr double kPingIntervalSeconds = 1.0;
 constexpr double kPingTimeoutSeconds = 1.0;
+// How long `-s reload` waits, once the new workers are ready, for the old ones to say they no
+// longer accept (a worker reads its drain within a loop iteration; one that cannot is stopped or
+// stuck, and is not waited for longer).
+constexpr double kStopAcceptingSeconds = 1.0;
 // How long a status request waits for the workers' answers: as long as a ping may take.
 constexpr double kStatusWaitSeconds = kPingTimeoutSeconds;
 // Each step of the listener hand-over between two masters, which are both alive and local: an
@@ -62,6 +66,9 @@ struct WorkerProc {
   bool channel_closed = false;  // the worker is gone
   bool ready = false;
   bool draining = false;
+  // It may still accept new connections: false once it has answered a status as draining (it
+  // reads its drain before a status sent after it, and stops accepting as it reads the drain).
+  bool accepting = true;
   double started = 0;
   long long connections = 0;
   long long received = 0;   // connections handed to it from an older generation (its own count)
@@ -128,6 +135,8 @@ struct StatusQuery {
 class Master {
  public:
   Master(std::shared_ptr<Cycle> cycle, int generation) : current_(std::move(cycle)), generation_(generation) {}
+  // The process that started this daemon, waiting to hear that it serves (daemonize()).
+  void set_starter(Fd starter) { starter_ = std::move(starter); }
 
   // conn: for an upgraded master, its connection to the old master, which is told "ready" once all
   // workers accept.
@@ -190,6 +199,19 @@ class Master {
   // --- reload
   void start_reload(ControlConn* waiter);
   void commit_reload();
+  // The answers of `-s reload` and `-s upgrade` that succeeded, given once no draining worker
+  // accepts new connections any more (or after kStopAcceptingSeconds): from the answer on, every
+  // new connection is the new generation's. To a control connection, or to a descriptor of its own
+  // (a client that waited through the master's re-execution).
+  struct Answer {
+    ControlConn* conn = nullptr;
+    Fd fd;
+    Message msg;
+  };
+  // Gives a as soon as no draining worker accepts; send_answers gives what waits then (force: now).
+  void answer_once_drained(Answer a);
+  void send_answers(bool force = false);
+  static void on_answers_timer_cb(struct ev_loop*, ev_timer* w, int);
   void fail_reload(const std::string& reason);
   static void on_reload_timer_cb(struct ev_loop*, ev_timer* w, int);
 
@@ -231,6 +253,9 @@ class Master {
   bool winched_ = false;      // WINCH: no workers until the next reload
   bool replaced_ = false;     // a new master took over: drain and leave its files alone
   bool announced_ready_ = false;
+  // Until the first generation is ready, a daemon's starter waits on it, and stderr is still the
+  // starter's (what stops the start is said there).
+  Fd starter_;
   bool handed_ = false;       // as a candidate: the generation is handed to the master, until it adopts it
   bool adopted_ = false;      // ... and it has: this process leaves, its workers stay
   bool leaving_ = false;      // the loop was told to stop
@@ -252,6 +277,11 @@ class Master {
     std::vector<ControlConn*> waiters;
     ev_timer timer;
   } reload_;
+  // The answers waiting for the old workers (Answer, above).
+  struct Answers {
+    std::vector<Answer> list;
+    ev_timer timer;
+  } answers_;
 
   struct Upgrade {
     bool active = false;
@@ -291,6 +321,9 @@ class Master {
 };
 
 bool write_pid_file(const std::string& path);
+// A daemon's stderr becomes its error log (unless that is stderr), so that no process of it holds
+// the terminal or pipe of whoever started it.
+void detach_stderr();
 void set_master_title(const Options& opts);
 // The master's signals wait (blocked, pending) until its loop reads them: called before the
 // listeners open, so that a signal sent once clients can connect is never taken by its default

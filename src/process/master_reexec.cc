@@ -378,6 +378,7 @@ void Master::resume(ResumeState& st) {
     ev_io_init(&w->io, on_channel_cb, w->channel.get(), EV_READ);
     w->io.data = w.get();
     ev_io_start(loop_->raw(), &w->io);
+    if (w->draining) ping(w.get());  // whether it still accepts, which the state does not say
     workers_.push_back(std::move(w));
   }
   std::vector<Fd> waiters = std::move(st.waiters);
@@ -428,7 +429,15 @@ void Master::resume(ResumeState& st) {
   log_notice("upgrade: master process %d now runs %s, generation %d; draining the old workers", static_cast<int>(getpid()),
              st.exe.c_str(), generation_);
   count(&StatEvents::upgrades_succeeded);
-  answer(true, "upgrade succeeded", getpid());
+  for (Fd& fd : waiters) {
+    Answer a;
+    a.fd = std::move(fd);
+    a.msg = Message(MsgType::kResult);
+    a.msg.set("ok", "1").set("message", "upgrade succeeded");
+    a.msg.set("pid", static_cast<long long>(getpid())).set("generation", static_cast<long long>(generation_));
+    answer_once_drained(std::move(a));
+  }
+  waiters.clear();
   // What happened while the master was being replaced: workers that exited, signals.
   reap();
 }

@@ -80,11 +80,15 @@ void Master::commit_reload() {
   log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
   count(&StatEvents::reloads_ok);
   sd_notify("READY=1\n");
-  Message extra;
-  extra.set("generation", static_cast<long long>(generation_));
   std::vector<ControlConn*> waiters;
   waiters.swap(reload_.waiters);
-  for (ControlConn* c : waiters) reply(c, true, "reload succeeded", &extra);
+  for (ControlConn* c : waiters) {
+    Answer a;
+    a.conn = c;
+    a.msg = Message(MsgType::kResult);
+    a.msg.set("ok", "1").set("message", "reload succeeded").set("generation", static_cast<long long>(generation_));
+    answer_once_drained(std::move(a));
+  }
 }
 
 void Master::fail_reload(const std::string& reason) {
@@ -96,6 +100,7 @@ void Master::fail_reload(const std::string& reason) {
       w->draining = true;
       w->slot = -1;
       send_shutdown(w.get(), "drain");
+      ping(w.get());  // it may have begun to accept: its answer says when it stopped
     }
   }
   reload_.cycle.reset();

@@ -54,6 +54,7 @@ void Master::start_upgrade(ControlConn* waiter) {
     // Nothing of the old master crosses exec: the listeners come over the control socket. (The
     // binary's descriptor does, for a script, whose interpreter opens it by /dev/fd.)
     close_range(3, ~0U, CLOSE_RANGE_CLOEXEC);
+    if (starter_) detach_stderr();  // (an upgrade before the start is done)
     reset_signals();
     putenv(const_cast<char*>("BATON_UPGRADE=1"));
     putenv(env_sock.data());

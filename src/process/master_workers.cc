@@ -12,6 +12,7 @@
 
 #include "core/log.h"
 #include "http/http_limit.h"
+#include "os/unix/process.h"
 #include "os/unix/sd_notify.h"
 #include "process/worker.h"
 
@@ -28,7 +29,13 @@ WorkerProc* Master::spawn(const std::shared_ptr<Cycle>& cycle, int generation, i
     log_alert("fork() failed (%s)", strerror(errno));
     return nullptr;
   }
-  if (pid == 0) worker_process_main(cycle.get(), std::move(child_end));
+  if (pid == 0) {
+    if (starter_) {
+      starter_.reset();  // the starter hears from the master alone
+      detach_stderr();
+    }
+    worker_process_main(cycle.get(), std::move(child_end));
+  }
   auto w = std::make_unique<WorkerProc>();
   w->master = this;
   w->pid = pid;
@@ -145,7 +152,13 @@ void Master::on_channel(WorkerProc* w) {
         w->silent = false;
         log_notice("worker process %d responds again", static_cast<int>(w->pid));
       }
+      if (m.get("state") == "draining") {
+        w->accepting = false;
+      } else if (w->draining && w->accepting && m.has("state")) {
+        ping(w);  // its drain was still on its way: the next answer comes after it
+      }
       finish_status_if_answered();
+      send_answers();
     }
   }
 }
@@ -194,6 +207,10 @@ void Master::on_worker_ready(WorkerProc* w) {
   if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) {
     announced_ready_ = true;
     ErrorLog::echo_emerg_to_stderr(false);  // started: from now on the error log alone
+    if (starter_) {
+      detach_stderr();
+      release_starter(&starter_);
+    }
     if (old_master_) {
       tell_old_master_ready();
     } else {
@@ -219,6 +236,7 @@ void Master::drain_workers(int below, bool hand_over) {
     w->draining = true;
     w->slot = -1;
     send_shutdown(w.get(), "drain", hand_over);
+    ping(w.get());  // its answer, after the drain, says it no longer accepts
   }
 }
 
@@ -246,6 +264,38 @@ void Master::pass_connection(WorkerProc* from, Message& m) {
     from->reading_paused = true;
     watch_channel(from);
   }
+}
+
+void Master::answer_once_drained(Answer a) {
+  answers_.list.push_back(std::move(a));
+  if (!ev_is_active(&answers_.timer)) {
+    ev_timer_set(&answers_.timer, kStopAcceptingSeconds, 0.);
+    ev_timer_start(loop_->raw(), &answers_.timer);
+  }
+  send_answers();
+}
+
+void Master::send_answers(bool force) {
+  if (answers_.list.empty()) return;
+  if (!force)
+    for (const auto& w : workers_)
+      if (w->draining && w->accepting && !w->channel_closed) return;
+  ev_timer_stop(loop_->raw(), &answers_.timer);
+  std::vector<Answer> list;
+  list.swap(answers_.list);
+  for (Answer& a : list) {
+    if (a.conn && !a.conn->dead) send_message(a.conn->fd.get(), a.msg);
+    else if (!a.conn && a.fd) send_message(a.fd.get(), a.msg);
+  }
+}
+
+void Master::on_answers_timer_cb(struct ev_loop*, ev_timer* t, int) {
+  auto* self = static_cast<Master*>(t->data);
+  for (const auto& w : self->workers_)
+    if (w->draining && w->accepting && !w->channel_closed)
+      log_info("worker process %d has not said within %.0f ms that it stopped accepting; not waited for",
+               static_cast<int>(w->pid), kStopAcceptingSeconds * 1000);
+  self->send_answers(true);
 }
 
 void Master::count(StatCounter StatEvents::*event) {
@@ -302,6 +352,7 @@ void Master::reap() {
     }
   }
   finish_status_if_answered();
+  send_answers();
   maybe_exit();
 }
 

@@ -4,7 +4,9 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <limits.h>
+#include <poll.h>
 #include <pwd.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -126,10 +128,27 @@ void raise_nofile_limit(rlim_t want) {
   setrlimit(RLIMIT_NOFILE, &next);
 }
 
-std::string daemonize() {
+std::string daemonize(Fd* starter, int wait_ms) {
+  int p[2];
+  if (pipe2(p, O_CLOEXEC) < 0) return std::string("pipe2() failed (") + strerror(errno) + ")";
+  Fd read_end(p[0]), write_end(p[1]);
   pid_t pid = fork();
   if (pid < 0) return std::string("fork() failed (") + strerror(errno) + ")";
-  if (pid > 0) _exit(0);
+  if (pid > 0) {
+    // The starter: its exit status is the start's outcome.
+    write_end.reset();
+    struct pollfd pfd = {read_end.get(), POLLIN, 0};
+    int n;
+    do {
+      n = poll(&pfd, 1, wait_ms);
+    } while (n < 0 && errno == EINTR);
+    char c = 0;
+    if (n > 0 && ::read(read_end.get(), &c, 1) == 1 && c == '1') _exit(0);
+    if (n == 0)
+      fprintf(stderr, "baton: [emerg] the server did not report started within %d ms; see the error log\n", wait_ms);
+    _exit(1);
+  }
+  read_end.reset();
   if (setsid() < 0) return std::string("setsid() failed (") + strerror(errno) + ")";
   umask(022);
   int fd = open("/dev/null", O_RDWR);
@@ -137,7 +156,17 @@ std::string daemonize() {
   dup2(fd, STDIN_FILENO);
   dup2(fd, STDOUT_FILENO);
   if (fd > STDERR_FILENO) close(fd);
+  *starter = std::move(write_end);
   return "";
+}
+
+void release_starter(Fd* starter) {
+  if (!*starter) return;
+  ssize_t n;
+  do {
+    n = ::write(starter->get(), "1", 1);
+  } while (n < 0 && errno == EINTR);
+  starter->reset();
 }
 
 std::string executable_path(const char* argv0) {

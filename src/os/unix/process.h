@@ -36,8 +36,13 @@ std::string lookup_user(const std::string& user, uid_t* uid, gid_t* gid);
 // Raises RLIMIT_NOFILE to at least want (as far as the hard limit allows, or further as root).
 void raise_nofile_limit(rlim_t want);
 
-// Detaches from the terminal: fork, setsid, stdin/stdout to /dev/null. Returns an error text or "".
-std::string daemonize();
+// Detaches from the terminal: fork, setsid, stdin/stdout to /dev/null; stderr stays until the
+// daemon is started. The process that called it does not return: it waits for the daemon to write
+// one byte to *starter (started: it exits 0) or to close it (it failed, and said why on stderr:
+// exit 1), at most wait_ms (then it says so and exits 1). Returns an error text or "".
+std::string daemonize(Fd* starter, int wait_ms);
+// Tells the process waiting in daemonize() that the daemon has started, and lets it go.
+void release_starter(Fd* starter);
 
 // The absolute path of the running executable as it was when the process started.
 std::string executable_path(const char* argv0);
