@@ -3,11 +3,13 @@
 // that cannot be opened, a listen address that cannot be bound, a missing types file).
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <signal.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include <fstream>
+#include <future>
 #include <string>
 
 #include "harness.h"
@@ -116,6 +118,30 @@ TEST(StartErrors, DaemonReturnsOnceItServes) {
   EXPECT_EQ(get(s.port(), "/a.txt").body, "a");
   RunResult quit = s.ctl("quit");
   EXPECT_EQ(quit.exit_code, 0) << describe(quit);
+  EXPECT_TRUE(wait_for([&] { return !process_alive(master); }, 5000ms));
+}
+
+// A reload asked for while the daemon is still starting does not hold the start back: it is done
+// once a generation serves (the first, or the reloaded one if it is ready first), and says so.
+TEST(StartErrors, DaemonReloadedWhileStartingReturnsOnceItServes) {
+  BatonServer s;
+  s.write_file("html/a.txt", "a");
+  s.set_config(make_config(kServer));
+  struct StopDaemon {
+    const BatonServer& s;
+    ~StopDaemon() {
+      pid_t p = read_pid_file(s.pid_path());
+      if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
+    }
+  } stop_daemon{s};
+  auto start = std::async(std::launch::async, [&s] { return start_foreground(s, {"-g", "daemon = on; upgrade_timeout = 3s"}); });
+  pid_t master = 0;
+  ASSERT_TRUE(wait_for([&] { return (master = read_pid_file(s.pid_path())) > 0; }, 5000ms, 1ms));
+  ::kill(master, SIGHUP);
+  RunResult r = start.get();
+  EXPECT_EQ(r.exit_code, 0) << describe(r);
+  EXPECT_EQ(get(s.port(), "/a.txt").body, "a");
+  EXPECT_EQ(s.ctl("quit").exit_code, 0);
   EXPECT_TRUE(wait_for([&] { return !process_alive(master); }, 5000ms));
 }
 

@@ -198,6 +198,8 @@ class Master {
 
   // --- reload
   void start_reload(ControlConn* waiter);
+  // The first generation serves: the starter, systemd or the old master of an upgrade hear so.
+  void announce_started();
   void commit_reload();
   // The answers of `-s reload` and `-s upgrade` that succeeded, given once no draining worker
   // accepts new connections any more (or after kStopAcceptingSeconds): from the answer on, every

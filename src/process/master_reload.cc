@@ -78,6 +78,7 @@ void Master::commit_reload() {
   make_slots();
   drain_workers(generation_, true);
   log_notice("reload done: generation %d is serving, generation %d drains", generation_, old_generation);
+  if (!announced_ready_) announce_started();  // a reload asked for before the start was done
   count(&StatEvents::reloads_ok);
   sd_notify("READY=1\n");
   std::vector<ControlConn*> waiters;

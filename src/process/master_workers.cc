@@ -204,18 +204,20 @@ void Master::on_worker_ready(WorkerProc* w) {
     if (generation_ready(reload_.generation)) commit_reload();
     return;
   }
-  if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) {
-    announced_ready_ = true;
-    ErrorLog::echo_emerg_to_stderr(false);  // started: from now on the error log alone
-    if (starter_) {
-      detach_stderr();
-      release_starter(&starter_);
-    }
-    if (old_master_) {
-      tell_old_master_ready();
-    } else {
-      sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
-    }
+  if (!announced_ready_ && w->generation == generation_ && generation_ready(generation_)) announce_started();
+}
+
+void Master::announce_started() {
+  announced_ready_ = true;
+  ErrorLog::echo_emerg_to_stderr(false);  // started: from now on the error log alone
+  if (starter_) {
+    detach_stderr();
+    release_starter(&starter_);
+  }
+  if (old_master_) {
+    tell_old_master_ready();
+  } else {
+    sd_notify("READY=1\nMAINPID=" + std::to_string(getpid()) + "\n");
   }
 }
 
