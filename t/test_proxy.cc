@@ -358,6 +358,19 @@ TEST_F(Proxy, URIPartReplacesTheLocationPrefix) {
   EXPECT_EQ(r.body, "upstream GET /raw/x/../y?z\n") << r;
 }
 
+// Two headers rewritten by proxy_redirect, each kept whole (the second must not move the first).
+TEST_F(Proxy, EveryRedirectHeaderIsRewrittenWhole) {
+  start_upstream();
+  s.set_config(make_config("[upstream app]\nserver = " + up.address() +
+                           "\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
+                           "[location /api/]\nproxy_pass = http://app/v2/\n"));
+  ASSERT_TRUE(s.start());
+  std::string first(40, 'S'), second(300, 'L');
+  Response r = get(s.port(), "/api/x?header=Location:http%3A//app/v2/" + first + "&header=Refresh:http%3A//app/v2/" + second);
+  EXPECT_EQ(r.header("Location"), "/api/" + first) << r;
+  EXPECT_EQ(r.header("Refresh"), "/api/" + second) << r;
+}
+
 TEST_F(Proxy, ARedirectFromTheUpstreamPointsAtTheProxy) {
   start_upstream();
   s.set_config(make_config("[upstream app]\nserver = " + up.address() +
@@ -436,6 +449,80 @@ TEST_F(Proxy, AnUpgradeTheUpstreamDeclinesIsAnOrdinaryLastResponse) {
   EXPECT_EQ(r.status, 200) << r;
   EXPECT_EQ(r.body, upstream_content(0, 5));
   EXPECT_TRUE(c.is_closed_by_peer(5000ms));
+}
+
+// What a client sends after an Upgrade head, before the upstream has switched, is the tunnel's:
+// it reaches the upstream once, after the 101, never as HTTP. Declined, it never reaches the
+// upstream at all: it cannot smuggle a request past the proxy's own rules, and the upstream
+// connection holds no answer to it for another client.
+TEST_F(Proxy, BytesSentBeforeTheSwitchNeverReachTheUpstreamAsHttp) {
+  start_upstream();
+  s.set_config(make_config("[upstream app]\nserver = " + up.address() +
+                           "\nkeepalive = 4\n[server main]\nlisten = 127.0.0.1:@PORT@\nroot = html\n"
+                           "[location /]\nproxy_pass = http://app\n"
+                           "[location /admin/]\ndeny = all\nproxy_pass = http://app\n"));
+  ASSERT_TRUE(s.start());
+  EXPECT_EQ(get(s.port(), "/admin/x").status, 403);
+  {
+    Client c(s.port());
+    std::string request = kWsRequest;
+    request.replace(4, 3, "/size/5");
+    ASSERT_TRUE(c.send(request + "GET /admin/x HTTP/1.1\r\nHost: x\r\n\r\n"));
+    std::optional<Response> r = c.read_response();
+    ASSERT_TRUE(r.has_value()) << c.error();
+    EXPECT_EQ(r->status, 200) << *r;
+    EXPECT_TRUE(c.is_closed_by_peer(5000ms));
+  }
+  // The next client on the pooled upstream connection gets its own answer.
+  Response next = get(s.port(), "/size/7");
+  EXPECT_EQ(next.status, 200) << next;
+  EXPECT_EQ(next.body, upstream_content(0, 7));
+  EXPECT_EQ(up.received("GET", "/admin/x"), 0u) << up.log_text();
+}
+
+TEST_F(Proxy, BytesSentWithTheUpgradeHeadAreTunnelledOnce) {
+  start_upstream();
+  start_baton();
+  Client c(s.port(), {.timeout = 1000ms});
+  std::string early = upstream_content(0, 60 * 1024);
+  ASSERT_TRUE(c.send(std::string(kWsRequest) + early));
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r.has_value()) << c.error();
+  ASSERT_EQ(r->status, 101) << *r;
+  std::string echoed = r->body;
+  while (echoed.size() < early.size()) {
+    std::string more = c.read_some(65536);
+    if (more.empty()) break;
+    echoed += more;
+  }
+  EXPECT_EQ(echoed.size(), early.size());
+  EXPECT_TRUE(echoed == early);
+  // Nothing more comes: the bytes went up once.
+  EXPECT_EQ(c.read_some(65536).size(), 0u);
+}
+
+// More than client_body_buffer_size before a late 101: the client is held back, then resumed once
+// the tunnel is open; every byte goes through.
+TEST_F(Proxy, ALateSwitchTakesEverythingTheClientSentMeanwhile) {
+  start_upstream();
+  start_baton("", "client_body_buffer_size = 16k\n");
+  Client c(s.port());
+  std::string request = kWsRequest;
+  request.replace(4, 3, "/delay/500/ws");
+  std::string early = upstream_content(0, 1024 * 1024);
+  std::thread writer([&] { EXPECT_TRUE(c.send(request + early)); });
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r.has_value()) << c.error();
+  ASSERT_EQ(r->status, 101) << *r;
+  std::string echoed = r->body;
+  while (echoed.size() < early.size()) {
+    std::string more = c.read_some(1 << 20);
+    if (more.empty()) break;
+    echoed += more;
+  }
+  writer.join();
+  EXPECT_EQ(echoed.size(), early.size());
+  EXPECT_TRUE(echoed == early);
 }
 
 TEST_F(Proxy, TheTunnelClosesAfterReadTimeoutOfSilence) {

@@ -7,6 +7,7 @@
 #include <algorithm>
 #include <memory>
 #include <string>
+#include <deque>
 #include <vector>
 
 #include "core/log.h"
@@ -184,7 +185,11 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   std::string rhead_;
   size_t rhead_scanned_ = 0;    // rhead_ has no end of head before this
   int status_ = 0;
-  std::string location_rewritten_;
+  // Header values proxy_redirect rewrote for the response head being passed (each stays where it
+  // is while the next is made: the head holds views of them).
+  std::deque<std::string> rewritten_;
+  std::string tunnel_early_;        // tunnel bytes the client sent before the upstream switched
+  bool tunnel_early_held_ = false;  // ... more than client_body_buffer_size: the client waits
   double ka_timeout_ = -1;
   int64_t ka_max_ = -1;
   bool response_done_ = false;
@@ -792,12 +797,18 @@ bool ProxyHandler::parse_heads(const char* data, size_t len) {
       // before the answer.
       if (rest_len > 0) out_->write(rest, rest_len);
       go_on = !aborted_ && link_ && push_and_check();
-      if (!aborted_ && link_ && !body_.empty()) {
+      if (!aborted_ && link_ && !tunnel_early_.empty()) {
         // (Even when the client is slow: these bytes go the other way.)
-        link_->conn->out().append(std::string_view(body_));
-        std::string().swap(body_);
+        link_->conn->out().append(std::string_view(tunnel_early_));
+        std::string().swap(tunnel_early_);
         flush_upstream();
         go_on = go_on && link_ != nullptr && !aborted_;
+      }
+      if (!aborted_ && link_ && tunnel_early_held_) {
+        // The client was held back: it goes on once the upstream has taken what came before.
+        tunnel_early_held_ = false;
+        if (link_->conn->out().empty()) hc_->resume_body();
+        else body_paused_ = true;
       }
     } else if (err == HPE_PAUSED) {
       // A response without a body: complete. Anything after it is the upstream talking out of turn.
@@ -998,9 +1009,9 @@ bool ProxyHandler::head_complete() {
     }
     if (!redirect_from.empty() && (iequals(name, "location") || iequals(name, "refresh")) &&
         hd.value.starts_with(redirect_from)) {
-      location_rewritten_ = (pass_.has_uri ? loc_->match : std::string("/")) +
-                            std::string(hd.value.substr(redirect_from.size()));
-      out.push_back(Header{name, location_rewritten_});
+      rewritten_.push_back((pass_.has_uri ? loc_->match : std::string("/")) +
+                           std::string(hd.value.substr(redirect_from.size())));
+      out.push_back(Header{name, rewritten_.back()});
       continue;
     }
     out.push_back(hd);
@@ -1117,9 +1128,13 @@ void ProxyHandler::on_output_ready() {
 bool ProxyHandler::on_tunnel_data(const char* data, size_t len) {
   if (aborted_ || state_ == State::kDone) return true;
   if (state_ != State::kTunnel || !link_) {
-    // Sent before the upstream agreed to switch: kept until it has.
-    body_.append(data, len);
-    return body_.size() <= ps_.client_body_buffer_size;
+    // Sent before the upstream agreed to switch: kept apart from any request body, and sent once
+    // it has switched (never as part of the request: declined, it goes nowhere). Beyond
+    // client_body_buffer_size the client is held back until then.
+    tunnel_early_.append(data, len);
+    if (tunnel_early_.size() <= ps_.client_body_buffer_size) return true;
+    tunnel_early_held_ = true;
+    return false;
   }
   Connection* c = link_->conn;
   c->out().append(std::string_view(data, len));
@@ -1140,7 +1155,7 @@ void ProxyHandler::on_tunnel_eof() {
 
 ssize_t ProxyHandler::tunnel_pending() const {
   // A side that ended its stream, or TLS to the upstream, keeps the tunnel here.
-  if (state_ != State::kTunnel || !link_ || aborted_ || client_eof_ || pass_.https || !body_.empty()) return -1;
+  if (state_ != State::kTunnel || !link_ || aborted_ || client_eof_ || pass_.https || !body_.empty() || !tunnel_early_.empty()) return -1;
   const OutputQueue& q = link_->conn->out();
   if (q.has_file()) return -1;
   return static_cast<ssize_t>(q.memory());
