@@ -3,6 +3,7 @@
 // close, the header rules, the error answers, retries only when safe.
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,6 +67,28 @@ TEST_F(Proxy, ChunkedAndCloseDelimitedResponsesReachA11ClientChunked) {
     Response again = c.exchange(req("GET", "/size/10"));
     EXPECT_EQ(again.status, 200) << path;
   }
+}
+
+// An HTTP/1.0 client that asks for keep-alive gets a response of unknown length delimited by the
+// end of the connection: the connection does end after it, and a request it sent behind the first
+// is not answered into the first one's body.
+TEST_F(Proxy, AnHttp10KeepAliveClientGetsACloseDelimitedResponseAndTheClose) {
+  start_upstream();
+  start_baton();
+  Client c(s.port());
+  ASSERT_TRUE(c.send("GET /chunked/5000 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"
+                     "GET /size/3 HTTP/1.0\r\nHost: x\r\nConnection: keep-alive\r\n\r\n"));
+  auto t0 = std::chrono::steady_clock::now();
+  std::string all = c.read_all_until_close(5000ms);
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 3000ms) << "the connection stayed open after the response";
+  size_t head_end = all.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << all.substr(0, 300);
+  std::string head = to_lower(all.substr(0, head_end));
+  EXPECT_TRUE(contains(head, "connection: close")) << head;
+  EXPECT_FALSE(contains(head, "content-length")) << head;
+  std::string body = all.substr(head_end + 4);
+  EXPECT_EQ(body.size(), 5000u);
+  EXPECT_TRUE(body == upstream_content(0, 5000));
 }
 
 TEST_F(Proxy, AnHttp10ClientNeverGetsChunks) {

@@ -1225,8 +1225,12 @@ void HttpConnection::start(const ResponseStart& r) {
   if (r.content_length < 0 && body_allowed_) {
     // The length is not known: chunked for HTTP/1.1, the end of the connection for HTTP/1.0 (it
     // knows no chunks).
-    if (h.http10) keep_alive_ = false;
-    else chunked_out_ = true;
+    if (h.http10) {
+      keep_alive_ = false;
+      if (phase_ == Phase::kIdle) phase_ = Phase::kDone;  // the close ends the body: nothing follows
+    } else {
+      chunked_out_ = true;
+    }
   }
   bool switching = r.status == 101 && phase_ == Phase::kTunnel;
   if (switching) {
@@ -1289,6 +1293,8 @@ void HttpConnection::finish() {
   if (streaming_ && chunked_out_ && body_allowed_) worker_->out.append("0\r\n\r\n");
   streaming_ = false;
   req_->answer.log_bytes = req_->stream_bytes;
+  // A response that does not keep the connection is its last, whatever was read behind it.
+  if (!keep_alive_ && phase_ == Phase::kIdle) phase_ = Phase::kDone;
   end_handler(false);
   if (in_feed_ || closed()) return;
   if (flush()) after_output();
