@@ -60,6 +60,33 @@ TEST_F(Malformed, BareLfLineEndings) {
   expect_rejected("GET /hello.txt HTTP/1.1\nHost: localhost\n\n", 400, "Bad Request");
 }
 
+// The blank line that ends a head is CRLF too: a bare LF there (or after a request line without
+// headers) would let a front end and this server disagree on where a request ends.
+TEST_F(Malformed, BareLfEndingTheHead) {
+  expect_rejected("GET /hello.txt HTTP/1.1\r\nHost: localhost\r\n\n" + std::string(kFollowUp), 400, "Bad Request");
+  expect_rejected("GET /hello.txt HTTP/1.0\n\n", 400, "Bad Request");
+  expect_rejected("GET /hello.txt HTTP/1.0\r\n\n", 400, "Bad Request");
+}
+
+// An empty Transfer-Encoding is a Transfer-Encoding: with a Content-Length, the request is refused.
+TEST_F(Malformed, EmptyTransferEncodingWithContentLength) {
+  expect_rejected("POST /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding:\r\nContent-Length: 3\r\n\r\nabc" +
+                      std::string(kFollowUp),
+                  400, "Bad Request");
+  expect_rejected("POST /hello.txt HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding:   \r\nContent-Length: 3\r\n\r\nabc",
+                  400, "Bad Request");
+}
+
+// The chunked body's last line ends with CRLF too.
+TEST_F(Malformed, BareLfEndingAChunkedBody) {
+  Client c(port);
+  ASSERT_TRUE(c.send("POST /ok HTTP/1.1\r\nHost: localhost\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\n" +
+                     std::string(kFollowUp)));
+  std::string all = c.read_all_until_close(3000ms);
+  EXPECT_TRUE(c.is_closed_by_peer(0ms));
+  EXPECT_FALSE(contains(all, "hello\n")) << "the request behind the bare LF was answered: " << all.substr(0, 400);
+}
+
 TEST_F(Malformed, BareLfInOneHeaderLine) {
   expect_rejected("GET /hello.txt HTTP/1.1\r\nHost: localhost\nX-A: b\r\n\r\n", 400, "Bad Request");
 }

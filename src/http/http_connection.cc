@@ -383,6 +383,33 @@ void HttpConnection::read_tunnel() {
   if (body_paused_) want_read(false);
 }
 
+namespace {
+
+// The last bytes of a chunked body read so far, for chunked_end_is_crlf().
+void keep_chunked_tail(Request* r, const char* p, const char* end) {
+  for (const char* q = end - std::min<ptrdiff_t>(end - p, 4); q < end; q++) {
+    if (r->chunk_tail_len == 4) {
+      memmove(r->chunk_tail, r->chunk_tail + 1, 3);
+      r->chunk_tail_len = 3;
+    }
+    r->chunk_tail[r->chunk_tail_len++] = *q;
+  }
+}
+
+// A chunked message that ended at stop (what this read holds of it begins at p) ends with the CRLF
+// that closes its trailer section, after a CRLF-ended line.
+bool chunked_end_is_crlf(const Request& r, const char* p, const char* stop) {
+  char last[4];
+  size_t n = 0;
+  size_t here = static_cast<size_t>(std::min<ptrdiff_t>(stop - p, 4));
+  for (size_t i = here < 4 ? 4 - here : 0; i > 0 && n < 4; i--)
+    if (r.chunk_tail_len >= i) last[n++] = r.chunk_tail[r.chunk_tail_len - i];
+  for (const char* q = stop - here; q < stop; q++) last[n++] = *q;
+  return n == 4 && memcmp(last, "\r\n\r\n", 4) == 0;
+}
+
+}  // namespace
+
 size_t HttpConnection::feed(const char* data, size_t len) {
   InFeed in_feed(&in_feed_);
   size_t pos = 0;
@@ -407,6 +434,12 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       const char* stop = llhttp_get_error_pos(&req_->parser);
       llhttp_resume(&req_->parser);
       pos = static_cast<size_t>(stop - data);
+      if (req_ && req_->chunked && !chunked_end_is_crlf(*req_, start, stop)) {
+        // llhttp ends a chunked body at a bare LF too, where a front end may read on: nothing
+        // behind it is taken as a request.
+        abandon("a chunked body that does not end with CRLF");
+        return len;
+      }
       continue;
     }
     if (err == HPE_PAUSED_UPGRADE) {
@@ -424,6 +457,7 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       return len;
     }
     if (err == HPE_OK) {
+      if (phase_ == Phase::kBody && req_->chunked) keep_chunked_tail(req_.get(), start, data + len);
       if (phase_ == Phase::kHead) {
         // The head is not complete: keep it whole, and parse it again when the rest arrives.
         size_t have = static_cast<size_t>(data + len - req_->msg_start);
@@ -635,15 +669,27 @@ int HttpConnection::check_head(Request& req) {
   // Bytes up to the end of the last header value; the terminating CRLF pair was checked by llhttp.
   const char* end = head_end();
   if (end && !head_is_clean(req_->msg_start, end)) return 400;
+  if (end) {
+    // The rest of the last line (a value's trailing blanks, or " HTTP/1.x" after the target), then
+    // CRLF CRLF: llhttp also ends a head at a bare LF, where a front end may not. (The whole head
+    // was consumed, up to its last LF: nothing is read beyond it.)
+    const char* p = end;
+    while (*p != '\r' && *p != '\n') p++;
+    if (!head_is_clean(end, p)) return 400;
+    if (p[0] != '\r' || p[1] != '\n' || p[2] != '\r' || p[3] != '\n') return 400;
+  }
   // A field name is a token: llhttp lets "Name : value" and "Na me: value" through.
+  bool has_te = (req_->parser.flags & F_TRANSFER_ENCODING) != 0 || !req.transfer_encoding.empty();
   for (size_t i = 0; i < req.header_count; i++) {
     std::string_view name = req.headers[i].name;
     bool ok = !name.empty();
     for (char ch : name) ok = ok && is_tchar(static_cast<unsigned char>(ch));
     if (!ok) return 400;
+    // (An empty value sets no flag of llhttp's: the field is a Transfer-Encoding all the same.)
+    if (name.size() == 17 && iequals(name, "transfer-encoding")) has_te = true;
   }
-  if ((req_->parser.flags & F_CONTENT_LENGTH) && (req_->parser.flags & F_TRANSFER_ENCODING)) return 400;
-  if (req_->parser.flags & F_TRANSFER_ENCODING || !req.transfer_encoding.empty()) {
+  if ((req_->parser.flags & F_CONTENT_LENGTH) && has_te) return 400;
+  if (has_te) {
     // RFC 9112 6.1: chunked framing from an HTTP/1.0 client cannot be trusted.
     if (req.version_minor == 0) return 400;
     if (!transfer_encoding_is_chunked(req.headers, req.header_count, (req_->parser.flags & F_CHUNKED) != 0)) return 400;

@@ -131,6 +131,10 @@ struct Request {
   LimitStatus limit_conn_status = LimitStatus::kNone;
   LimitConnHolds limit_conns;
 
+  // The last bytes of a chunked body that spans reads (its end is checked for CRLF CRLF).
+  char chunk_tail[4] = {};
+  uint8_t chunk_tail_len = 0;
+
   bool rewritten = false;
   bool rewrite_break = false;  // ... by a `break`: a proxy_pass URI part no longer applies (nginx's rule)
   std::string args;
@@ -158,6 +162,7 @@ struct Request {
     path.clear();
     host_lower.clear();
     rewritten = rewrite_break = false;
+    chunk_tail_len = 0;
     limits_checked = 0;
     limit_req_status = limit_conn_status = LimitStatus::kNone;
     limit_conns.release();
