@@ -226,6 +226,13 @@ TEST_F(ProxyStream, ASlowUpstreamReaderGetsTheWholeUploadInBoundedMemory) {
   EXPECT_GE(SteadyClock::now() - t0, std::chrono::milliseconds(n * 1000 / (16 * kMiB) * 8 / 10));
 }
 
+// An upload the upstream is not ready to take yet: the client waits on the server, not the other
+// way round, so client_body_timeout does not end it (the upstream's send_timeout applies).
+TEST_F(ProxyStream, AnUploadHeldBackByTheUpstreamOutlastsClientBodyTimeout) {
+  start("", "proxy_request_buffering = off\nclient_body_timeout = 1s\n");
+  upload("/sink-delay/3000/sink", 16 * kMiB, false, 16 * 1024);
+}
+
 // ---- clients that go away, pooled connections that end ----
 
 TEST_F(ProxyStream, AClientLeavingMidResponseClosesTheUpstreamConnection) {

@@ -1399,6 +1399,8 @@ void HttpConnection::resume_body() {
   if (!body_paused_) return;
   body_paused_ = false;
   if (!closed() && (phase_ == Phase::kBody || phase_ == Phase::kTunnel)) want_read(true);
+  // The client's time for the rest of the body starts now, not when the handler held it back.
+  if (!closed() && phase_ == Phase::kBody) set_deadline(seconds(settings_now().client_body_timeout_ms));
 }
 
 uint64_t HttpConnection::body_bytes_sent() const { return req_->stream_bytes; }
@@ -1511,8 +1513,9 @@ void HttpConnection::finish_or_close() {
 }
 
 void HttpConnection::on_timeout() {
-  if (limit_delayed_ && handler_) {
-    // limit_req holds the request back, and its body with it: the client is not the slow one.
+  if ((limit_delayed_ || (body_paused_ && phase_ == Phase::kBody)) && handler_) {
+    // limit_req holds the request back, or the handler's side (an upstream) does not take the body
+    // yet: the client is not the slow one (the handler has timeouts of its own).
     set_deadline(seconds(settings_now().client_body_timeout_ms));
     return;
   }

@@ -72,6 +72,9 @@
 //   /slow-sink/KBPS/<rest> reads the request body at no more than KBPS KiB per second, with the
 //                         connection's receive buffer made small (64 KiB) so that the sender feels
 //                         the back-pressure; then behaves as /<rest> (/slow-sink/KBPS alone: /sink).
+//   /sink-delay/MS/<rest> waits MS milliseconds after the head before it reads the request body,
+//                         with the receive buffer made small (64 KiB): an application that is busy
+//                         before it takes an upload; then behaves as /<rest>.
 // Behaviours (HEAD gets the same head with no body):
 //   /size/N               200, N bytes of upstream_content(0, N), Content-Length.
 //   /chunked/N            200, the same bytes with Transfer-Encoding: chunked, in chunks whose sizes

@@ -327,6 +327,7 @@ struct Plan {
   long body_delay_ms = 0;
   long mid_delay_ms = 0;
   long sink_kbps = 0;
+  long sink_delay_ms = 0;
   std::string_view action;  // "/size/10", ...
 };
 
@@ -347,6 +348,9 @@ std::optional<Plan> make_plan(std::string_view path) {
     } else if (path.rfind("/slow-sink/", 0) == 0) {
       prefix = "/slow-sink/";
       value = &p.sink_kbps;
+    } else if (path.rfind("/sink-delay/", 0) == 0) {
+      prefix = "/sink-delay/";
+      value = &p.sink_delay_ms;
     } else {
       break;
     }
@@ -823,10 +827,12 @@ bool Connection::read_body(const Request& r, const Plan& plan, bool keep, std::s
   *hash = baton_test::kFnv1aBasis;
   pace_start_ = Clock::now();
   paced_ = 0;
-  if (plan.sink_kbps > 0 && (r.chunked || r.content_length > 0)) {
+  if ((plan.sink_kbps > 0 || plan.sink_delay_ms > 0) && (r.chunked || r.content_length > 0)) {
     int small = 64 * 1024;
     ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &small, sizeof small);
   }
+  if (plan.sink_delay_ms > 0 && (r.chunked || r.content_length > 0))
+    std::this_thread::sleep_for(std::chrono::milliseconds(plan.sink_delay_ms));
   if (!r.chunked) return take(r.content_length, plan, keep, kept, length, hash);
   std::string line;
   while (true) {
