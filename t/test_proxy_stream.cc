@@ -233,6 +233,21 @@ TEST_F(ProxyStream, AnUploadHeldBackByTheUpstreamOutlastsClientBodyTimeout) {
   upload("/sink-delay/3000/sink", 16 * kMiB, false, 16 * 1024);
 }
 
+// A client that reads slowly holds the upstream back; proxy_read_timeout is for an upstream that
+// does not answer, not for one the proxy stopped reading.
+TEST_F(ProxyStream, ASlowClientIsNotAnUpstreamReadTimeout) {
+  start("", "proxy_read_timeout = 1s\n");
+  const uint64_t n = 8 * kMiB;
+  Client c(s.port(), {.timeout = 10000ms, .rcvbuf = 4096});
+  ASSERT_TRUE(c.send(req("GET", "/size/" + std::to_string(n))));
+  std::this_thread::sleep_for(3000ms);
+  std::string rest;
+  std::string head = read_head(c, &rest);
+  ASSERT_TRUE(head.starts_with("HTTP/1.1 200 ")) << head << c.error();
+  std::string why;
+  EXPECT_EQ(read_content(c, &rest, 0, n, &why), n) << why << "\n" << s.error_log();
+}
+
 // ---- clients that go away, pooled connections that end ----
 
 TEST_F(ProxyStream, AClientLeavingMidResponseClosesTheUpstreamConnection) {

@@ -643,12 +643,22 @@ void ProxyHandler::upstream_timeout() {
       attempt_failed(Failure::kTimeout, 504, "upstream timed out");
       return;
     case State::kTunnel:
+      if (upstream_paused_) {
+        // Not silent: the client is not taking what came (its send_timeout judges it).
+        link_->conn->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+        return;
+      }
       // Silent both ways for read_timeout: the tunnel is closed.
       release_link(false);
       state_ = State::kDone;
       out_->finish();
       return;
     case State::kBody:
+      if (upstream_paused_) {
+        // The proxy stopped reading: the client is the slow one (its send_timeout judges it).
+        link_->conn->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
+        return;
+      }
       log_error("upstream timed out while reading the response from \"%s\"",
                 pass_.group->servers[static_cast<size_t>(server_)].text.c_str());
       release_link(false);
@@ -1122,6 +1132,8 @@ void ProxyHandler::on_output_ready() {
   upstream_paused_ = false;
   if (!link_) return;
   link_->conn->want_read(true);
+  // The upstream's read_timeout counts from when the proxy reads it again.
+  link_->conn->set_deadline(timeout_s(ps_.read_timeout_ms, pass_.group->read_timeout_ms));
   read_response();
 }
 
