@@ -329,6 +329,28 @@ TEST_F(Proxy, AFailedServerIsSkippedForTheNext) {
   EXPECT_EQ(r.status, 200) << r;
 }
 
+// A status that proxy_next_upstream names sends the request to the next server, also when that
+// server's connection comes from the pool (ready at once): its answer is the client's, and each
+// server gets the request once.
+TEST_F(Proxy, AStatusRetryOnAPooledConnectionGetsTheNextAnswer) {
+  BatonServer a, b;
+  a.set_config(make_config("[server a]\nlisten = 127.0.0.1:@PORT@\nroot = html\n[location /]\nreturn = 503\n"));
+  b.set_config(make_config("[server b]\nlisten = 127.0.0.1:@PORT@\nroot = html\n[location /]\nreturn = 200 from b\n"));
+  ASSERT_TRUE(a.start());
+  ASSERT_TRUE(b.start());
+  s.set_config(proxy_config({"127.0.0.1:" + std::to_string(a.port()) + " max_fails=0",
+                             "127.0.0.1:" + std::to_string(b.port()) + " max_fails=0"},
+                            "keepalive = 8\n", "proxy_next_upstream = error timeout http_503 non_idempotent\n"));
+  ASSERT_TRUE(s.start());
+  for (int i = 0; i < 6; i++) {
+    Client c(s.port());
+    Response r = i % 2 ? c.exchange(req("POST", "/x", "Content-Length: 2\r\n", "hi")) : c.exchange(req("GET", "/x"));
+    EXPECT_EQ(r.status, 200) << i << " " << r << s.error_log();
+    EXPECT_EQ(r.body, "from b") << i;
+  }
+  EXPECT_FALSE(contains(s.error_log(), "invalid response head")) << s.error_log();
+}
+
 TEST_F(Proxy, APostThatMayHaveArrivedIsNeverSentTwice) {
   TestUpstream second;
   start_upstream({"--name", "a"});

@@ -188,6 +188,7 @@ class ProxyHandler final : public RequestHandler, public UpstreamLink::User {
   // Header values proxy_redirect rewrote for the response head being passed (each stays where it
   // is while the next is made: the head holds views of them).
   std::deque<std::string> rewritten_;
+  int retry_status_ = 0;            // the head just parsed asks for the next server (proxy_next_upstream)
   std::string tunnel_early_;        // tunnel bytes the client sent before the upstream switched
   bool tunnel_early_held_ = false;  // ... more than client_body_buffer_size: the client waits
   double ka_timeout_ = -1;
@@ -447,6 +448,8 @@ void ProxyHandler::connected() {
   parse_error_ = false;
   llhttp_init(&parser_, HTTP_RESPONSE, parser_settings());
   parser_.data = this;
+  ka_timeout_ = -1;  // this connection's Keep-Alive, not an earlier attempt's
+  ka_max_ = -1;
   c->want_read(true);
   if (!flush_upstream()) return;
   if (body_paused_ && !c->out().above_high()) {
@@ -788,6 +791,14 @@ bool ProxyHandler::parse_heads(const char* data, size_t len) {
     w_->upstream_headers.clear();
     llhttp_errno_t err = llhttp_execute(&parser_, data + start, head_end - start);
     if (aborted_ || state_ == State::kDone) return false;
+    if (retry_status_) {
+      char what[64];
+      snprintf(what, sizeof(what), "upstream answered %d", retry_status_);
+      int status = retry_status_;
+      retry_status_ = 0;
+      attempt_failed(Failure::kStatus, status, what);
+      return false;
+    }
     if (parse_error_ || (err != HPE_OK && err != HPE_PAUSED && err != HPE_PAUSED_UPGRADE)) {
       attempt_failed(Failure::kError, 502, "upstream sent an invalid response head");
       return false;
@@ -989,10 +1000,10 @@ bool ProxyHandler::head_complete() {
   }
   if (cond && (ps_.next_upstream & cond) && can_try_another(true)) {
     // The next server is asked; this response is dropped with its connection. With no server
-    // left to ask, it goes to the client as it is.
-    char what[64];
-    snprintf(what, sizeof(what), "upstream answered %d", status_);
-    attempt_failed(Failure::kStatus, status_, what);
+    // left to ask, it goes to the client as it is. Asked once the parser has returned: the next
+    // attempt may start at once (a pooled connection) with a fresh parser, which this callback's
+    // error return must not reach.
+    retry_status_ = status_;
     return false;
   }
   rt_->peers().succeeded(server_, hc_->connection()->loop()->now());
