@@ -87,6 +87,17 @@ TEST_F(Malformed, BareLfEndingAChunkedBody) {
   EXPECT_FALSE(contains(all, "hello\n")) << "the request behind the bare LF was answered: " << all.substr(0, 400);
 }
 
+// An error answered to HEAD has no body either (RFC 9110 9.3.2).
+TEST_F(Malformed, ErrorAnswerToHeadHasNoBody) {
+  Client c(port);
+  ASSERT_TRUE(c.send("HEAD /hello.txt HTTP/1.1\r\nHost: localhost\r\nExpect: foo\r\n\r\n"));
+  std::string all = c.read_all_until_close(3000ms);
+  size_t head_end = all.find("\r\n\r\n");
+  ASSERT_NE(head_end, std::string::npos) << all;
+  EXPECT_TRUE(all.starts_with("HTTP/1.1 417 ")) << all;
+  EXPECT_EQ(all.size(), head_end + 4) << "a body after the head: " << all.substr(head_end + 4, 200);
+}
+
 TEST_F(Malformed, BareLfInOneHeaderLine) {
   expect_rejected("GET /hello.txt HTTP/1.1\r\nHost: localhost\nX-A: b\r\n\r\n", 400, "Bad Request");
 }

@@ -1143,6 +1143,8 @@ void HttpConnection::fail_request(int status) {
   Reply r;
   r.out = &w->out;
   r.keep_alive = false;
+  // A HEAD whose request line was read gets the head alone.
+  r.head_only = req_ && req_->url_end && req_->parser.method == HTTP_HEAD;
   if (req_) r.policy = head_policy(s);
   size_t mark = w->out.size();
   reply_error(&r, status, s);
