@@ -239,6 +239,26 @@ TEST(Status, StubStatusTextAndCounts) {
   EXPECT_EQ(post.status, 405) << post;
 }
 
+// A request whose head arrives in pieces is one request (and its time starts with its first byte).
+TEST(Status, AHeadInPiecesIsOneRequest) {
+  BatonServer s;
+  write_files(s);
+  s.set_config(site());
+  ASSERT_TRUE(s.start());
+  Stub before = stub(s.port());
+  Client c(s.port());
+  std::string request = req("GET", "/a.txt");
+  for (size_t at = 0; at < request.size(); at += 8) {
+    ASSERT_TRUE(c.send(request.substr(at, 8)));
+    std::this_thread::sleep_for(30ms);
+  }
+  std::optional<Response> r = c.read_response();
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 200);
+  Stub after = stub(s.port());
+  EXPECT_EQ(after.requests - before.requests, 1 + 1);
+}
+
 // Waiting counts an idle kept-alive connection, Writing a download the client does not read, Reading a
 // request head that has not all arrived.
 TEST(Status, ConnectionStates) {

@@ -423,6 +423,7 @@ size_t HttpConnection::feed(const char* data, size_t len) {
       if (!req_) req_ = worker_->take_request();
       llhttp_init(&req_->parser, HTTP_REQUEST, settings());
       req_->parser.data = this;
+      head_resumed_ = reparse_;
       reparse_ = false;
       phase_ = Phase::kIdle;
     }
@@ -494,7 +495,11 @@ size_t HttpConnection::feed(const char* data, size_t len) {
 int HttpConnection::on_message_begin(llhttp_t* p) {
   auto* c = static_cast<HttpConnection*>(p->data);
   c->phase_ = Phase::kHead;
-  c->worker_->stats.request_begun();
+  // A head parsed again from its start, now that more of it came, is the same request: counted,
+  // and timed, from its first bytes.
+  bool resumed = c->head_resumed_;
+  c->head_resumed_ = false;
+  if (!resumed) c->worker_->stats.request_begun();
   c->set_stat(StatusWriter::State::kReading);
   // Until this request is routed, what is answered (an error in its head) is the default server's.
   c->server_ = c->group_->default_server;
@@ -503,7 +508,7 @@ int HttpConnection::on_message_begin(llhttp_t* p) {
   c->req_->error_status = 0;
   c->clean_end_ = false;
   c->req_->body_received = 0;
-  c->req_->start_time = c->c_->loop()->now();
+  if (!resumed) c->req_->start_time = c->c_->loop()->now();
   if (!c->req_) c->req_ = c->worker_->take_request();
   c->req_->reset();
   c->req_->client = c->c_->peer();

@@ -200,6 +200,7 @@ class HttpConnection final : public ConnectionHandler, public ResponseStream {
   bool in_feed_ = false;  // parsing: what follows a response waits for the parser to return
   // The rest one bit each: an idle connection is kept small.
   bool reparse_ : 1 = false;           // in_ holds the start of a head: parse it again from its start
+  bool head_resumed_ : 1 = false;      // ... and the parse now begun is that: not a new request
   bool keep_alive_ : 1 = true;         // the response in progress keeps the connection
   bool draining_ : 1 = false;
   bool hand_over_failed_ : 1 = false;  // draining, it could not be handed over: it ends as before
