@@ -328,6 +328,14 @@ bool is_worker_title(std::string_view cmdline);  // `baton: worker process...`, 
 pid_t wait_for_new_master(pid_t old_master, const std::vector<pid_t>& workers, Millis timeout);
 // The pid a pid file holds, 0 when it is missing or does not hold one.
 pid_t read_pid_file(const std::string& path);
+// A daemon a test started is nobody's child: whatever happens, it is killed when this goes.
+struct DaemonGuard {
+  const BatonServer& s;
+  ~DaemonGuard() {
+    pid_t p = read_pid_file(s.pid_path());
+    if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
+  }
+};
 // Runs a baton binary to completion like run_baton(), with more control over the child.
 struct RunOptions {
   std::string binary;                                        // "" = baton_binary()

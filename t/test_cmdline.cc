@@ -83,14 +83,7 @@ TEST(CmdLine, DaemonDetachesAndKeepsServing) {
   BatonServer s;
   s.write_file("html/a.txt", "a");
   s.set_config(make_config(kServer));
-  // The daemon is nobody's child here: whatever happens below, it is stopped at the end.
-  struct StopDaemon {
-    const BatonServer& s;
-    ~StopDaemon() {
-      pid_t p = read_pid_file(s.pid_path());
-      if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
-    }
-  } stop_daemon{s};
+  DaemonGuard stop_daemon{s};
   RunResult r = run_baton({"-p", s.path(""), "-c", s.config_path(), "-g", "daemon = on"}, 5000ms);
   ASSERT_EQ(r.exit_code, 0) << r.err;
   pid_t master = 0;

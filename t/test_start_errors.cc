@@ -100,13 +100,7 @@ TEST(StartErrors, DaemonReturnsOnceItServes) {
   BatonServer s;
   s.write_file("html/a.txt", "a");
   s.set_config(make_config(kServer));
-  struct StopDaemon {
-    const BatonServer& s;
-    ~StopDaemon() {
-      pid_t p = read_pid_file(s.pid_path());
-      if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
-    }
-  } stop_daemon{s};
+  DaemonGuard stop_daemon{s};
   RunResult r = start_foreground(s, {"-g", "daemon = on"});
   ASSERT_EQ(r.exit_code, 0) << describe(r);
   EXPECT_EQ(r.err, "");
@@ -127,13 +121,7 @@ TEST(StartErrors, DaemonReloadedWhileStartingReturnsOnceItServes) {
   BatonServer s;
   s.write_file("html/a.txt", "a");
   s.set_config(make_config(kServer));
-  struct StopDaemon {
-    const BatonServer& s;
-    ~StopDaemon() {
-      pid_t p = read_pid_file(s.pid_path());
-      if (p > 0 && is_master_title(process_cmdline(p))) ::kill(p, SIGKILL);
-    }
-  } stop_daemon{s};
+  DaemonGuard stop_daemon{s};
   auto start = std::async(std::launch::async, [&s] { return start_foreground(s, {"-g", "daemon = on; upgrade_timeout = 3s"}); });
   pid_t master = 0;
   ASSERT_TRUE(wait_for([&] { return (master = read_pid_file(s.pid_path())) > 0; }, 5000ms, 1ms));
