@@ -10,9 +10,6 @@
 
 namespace baton::http {
 
-struct Request;
-struct VarContext;
-
 // Routes *req (whose path and arguments a rewrite may change) on srv. vars.req must be req.
 void route(const Server& srv, Request* req, const VarContext& vars, Route* out);
 

@@ -103,11 +103,16 @@ void Master::close_conn(ControlConn* c) {
   loop_->defer_delete(c);
 }
 
-void Master::reply(ControlConn* c, bool ok, const std::string& text, const Message* extra) {
-  if (!c || c->dead) return;
+Message Master::result(bool ok, const std::string& text) {
   Message m(MsgType::kResult);
   m.set("ok", ok ? "1" : "0");
   m.set(ok ? "message" : "reason", text);
+  return m;
+}
+
+void Master::reply(ControlConn* c, bool ok, const std::string& text, const Message* extra) {
+  if (!c || c->dead) return;
+  Message m = result(ok, text);
   if (extra)
     for (const auto& [k, v] : extra->fields) m.set(k, v);
   send_message(c->fd.get(), m);

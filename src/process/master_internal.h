@@ -161,6 +161,8 @@ class Master {
   void on_worker_crash(size_t slot, double started);
   // hand_over: a newer generation serves, to which the drained workers may hand their connections.
   void drain_workers(int generation_below_or_all, bool hand_over = false);
+  // Tells one worker to drain, and pings it: its answer, after the drain, says it stopped accepting.
+  void drain_worker(WorkerProc* w, bool hand_over);
   void pass_connection(WorkerProc* from, Message& m);
   // Watches a worker's channel for room while its outbox holds anything, and for messages unless
   // reading it is paused.
@@ -191,6 +193,8 @@ class Master {
   void on_control_message(ControlConn* c, Message& m);
   void close_conn(ControlConn* c);
   void reply(ControlConn* c, bool ok, const std::string& text, const Message* extra = nullptr);
+  // The result message reply() sends: ok, and the message or the reason.
+  static Message result(bool ok, const std::string& text);
   void start_status(ControlConn* c);
   static void on_status_timer_cb(struct ev_loop*, ev_timer* w, int);
   void finish_status();

@@ -384,9 +384,7 @@ void Master::resume(ResumeState& st) {
   std::vector<Fd> waiters = std::move(st.waiters);
   auto answer = [&](bool ok, const std::string& text, pid_t pid) {
     for (Fd& fd : waiters) {
-      Message m(MsgType::kResult);
-      m.set("ok", ok ? "1" : "0");
-      m.set(ok ? "message" : "reason", text);
+      Message m = result(ok, text);
       m.set("pid", static_cast<long long>(pid));
       m.set("generation", static_cast<long long>(generation_));
       send_message(fd.get(), m);
@@ -432,8 +430,7 @@ void Master::resume(ResumeState& st) {
   for (Fd& fd : waiters) {
     Answer a;
     a.fd = std::move(fd);
-    a.msg = Message(MsgType::kResult);
-    a.msg.set("ok", "1").set("message", "upgrade succeeded");
+    a.msg = result(true, "upgrade succeeded");
     a.msg.set("pid", static_cast<long long>(getpid())).set("generation", static_cast<long long>(generation_));
     answer_once_drained(std::move(a));
   }

@@ -86,8 +86,8 @@ void Master::commit_reload() {
   for (ControlConn* c : waiters) {
     Answer a;
     a.conn = c;
-    a.msg = Message(MsgType::kResult);
-    a.msg.set("ok", "1").set("message", "reload succeeded").set("generation", static_cast<long long>(generation_));
+    a.msg = result(true, "reload succeeded");
+    a.msg.set("generation", static_cast<long long>(generation_));
     answer_once_drained(std::move(a));
   }
 }
@@ -98,10 +98,7 @@ void Master::fail_reload(const std::string& reason) {
   reload_.active = false;
   for (auto& w : workers_) {
     if (w->generation == reload_.generation && !w->draining) {
-      w->draining = true;
-      w->slot = -1;
-      send_shutdown(w.get(), "drain");
-      ping(w.get());  // it may have begun to accept: its answer says when it stopped
+      drain_worker(w.get(), false);  // it may have begun to accept
     }
   }
   reload_.cycle.reset();

@@ -235,11 +235,15 @@ void Master::send_shutdown(WorkerProc* w, const char* mode, bool hand_over) {
 void Master::drain_workers(int below, bool hand_over) {
   for (auto& w : workers_) {
     if (w->draining || (below && w->generation >= below)) continue;
-    w->draining = true;
-    w->slot = -1;
-    send_shutdown(w.get(), "drain", hand_over);
-    ping(w.get());  // its answer, after the drain, says it no longer accepts
+    drain_worker(w.get(), hand_over);
   }
+}
+
+void Master::drain_worker(WorkerProc* w, bool hand_over) {
+  w->draining = true;
+  w->slot = -1;
+  send_shutdown(w, "drain", hand_over);
+  ping(w);
 }
 
 // A draining worker hands over a connection: it goes, as it is (the master reads nothing of it), to
